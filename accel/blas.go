@@ -1,0 +1,76 @@
+package accel
+
+import (
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas64"
+	"gonum.org/v1/gonum/blas/gonum"
+)
+
+// Implementation is gonum's pure-Go blas.Float64 with Dgemm replaced by
+// accel's. Install it with [Use].
+type Implementation struct{ gonum.Implementation }
+
+var _ blas.Float64 = Implementation{}
+
+// Use installs Implementation as gonum's float64 BLAS (blas64.Use), so that
+// mat.Dense.Mul and gonum's QR, eigen and SVD factorizations run on accel.
+func Use() { blas64.Use(Implementation{}) }
+
+// Dgemm computes C = alpha·op(A)·op(B) + beta·C as gonum's blas.Float64
+// specifies (row-major, op per tA/tB), using [Dgemm]. Bad arguments panic
+// with gonum's own messages, so gonum's callers see what they expect.
+func (impl Implementation) Dgemm(tA, tB blas.Transpose, m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, beta float64, c []float64, ldc int) {
+	ta, tb, ok := checkGonumGemm(tA, tB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
+	if !ok {
+		return
+	}
+	Dgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// checkGonumGemm applies gonum's Dgemm argument checks, in gonum's order and
+// with gonum's panic strings, and reports the transposes and whether there is
+// anything to compute.
+func checkGonumGemm(tA, tB blas.Transpose, m, n, k, lenA, lda, lenB, ldb, lenC, ldc int) (ta, tb, ok bool) {
+	for _, t := range [2]blas.Transpose{tA, tB} {
+		if t != blas.NoTrans && t != blas.Trans && t != blas.ConjTrans {
+			panic("blas: illegal transpose")
+		}
+	}
+	switch {
+	case m < 0:
+		panic("blas: m < 0")
+	case n < 0:
+		panic("blas: n < 0")
+	case k < 0:
+		panic("blas: k < 0")
+	}
+	ta, tb = tA != blas.NoTrans, tB != blas.NoTrans
+	ra, ca := m, k
+	if ta {
+		ra, ca = k, m
+	}
+	rb, cb := k, n
+	if tb {
+		rb, cb = n, k
+	}
+	switch {
+	case lda < max(1, ca):
+		panic("blas: bad leading dimension of A")
+	case ldb < max(1, cb):
+		panic("blas: bad leading dimension of B")
+	case ldc < max(1, n):
+		panic("blas: bad leading dimension of C")
+	}
+	if m == 0 || n == 0 {
+		return ta, tb, false
+	}
+	switch {
+	case lenA < (ra-1)*lda+ca:
+		panic("blas: insufficient length of a")
+	case lenB < (rb-1)*ldb+cb:
+		panic("blas: insufficient length of b")
+	case lenC < (m-1)*ldc+n:
+		panic("blas: insufficient length of c")
+	}
+	return ta, tb, true
+}
