@@ -1,23 +1,15 @@
 package peft
 
 import (
-	"gonum.org/v1/gonum/blas"
-	"gonum.org/v1/gonum/blas/blas64"
+	"github.com/gopeft/gopeft/accel"
 	"gonum.org/v1/gonum/mat"
 )
 
 // gemm computes C = alpha·op(A)·op(B) + beta·C on row-major slices, op(A)
-// m×k, op(B) k×n, C m×n, with row strides lda, ldb, ldc: accel.Dgemm's
-// contract. Every matrix product of the autograd goes through it.
+// m×k, op(B) k×n, C m×n, with row strides lda, ldb, ldc: accel.Dgemm. Every
+// matrix product of the autograd goes through it.
 func gemm(tA, tB bool, m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, beta float64, c []float64, ldc int) {
-	ta, tb := blas.NoTrans, blas.NoTrans
-	if tA {
-		ta = blas.Trans
-	}
-	if tB {
-		tb = blas.Trans
-	}
-	blas64.Implementation().Dgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	accel.Dgemm(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
 // vals returns m's elements row after row with no gaps: m's own backing
