@@ -1,0 +1,257 @@
+package peft_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/gopeft/gopeft/accel"
+	"github.com/gopeft/gopeft/peft"
+	"gonum.org/v1/gonum/mat"
+)
+
+// galoreRand returns an r×c matrix of N(0,1) entries from rng.
+func galoreRand(rng *rand.Rand, r, c int) *mat.Dense {
+	d := mat.NewDense(r, c, nil)
+	for i := 0; i < r; i++ {
+		for j := 0; j < c; j++ {
+			d.Set(i, j, rng.NormFloat64())
+		}
+	}
+	return d
+}
+
+// galoreParam returns a trainable parameter with a random value and the
+// given gradient.
+func galoreParam(rng *rand.Rand, name string, g *mat.Dense) *peft.Tensor {
+	r, c := g.Dims()
+	p := peft.NewParam(name, galoreRand(rng, r, c))
+	p.Grad = g
+	return p
+}
+
+func TestGaLoreStateBytes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, sh := range [][2]int{{9, 5}, {5, 9}, {7, 7}} {
+		m, n, r := sh[0], sh[1], 2
+		w := galoreParam(rng, "l.weight", galoreRand(rng, m, n))
+		b := galoreParam(rng, "l.bias", galoreRand(rng, 1, n))
+		opt := peft.NewGaLore(peft.GaLoreConfig{Rank: r, Targets: []string{"l"}})
+		if opt.StateBytes() != 0 {
+			t.Fatalf("StateBytes before any step = %d, want 0", opt.StateBytes())
+		}
+		opt.Step([]*peft.Tensor{w, b}, 0.01)
+		// 2·max(m,n)·r moments + min(m,n)·r projector for W, 2n moments for the bias
+		want := 8 * (2*max(m, n)*r + min(m, n)*r + 2*n)
+		if got := opt.StateBytes(); got != want {
+			t.Errorf("%d×%d r=%d: StateBytes = %d, want %d (Adam's moments for W alone: %d)", m, n, r, got, want, 8*2*m*n)
+		}
+		if pq, left := opt.Projector(w); pq == nil || left != (m < n) {
+			t.Errorf("%d×%d: projector %v left=%v, want one on the %s", m, n, pq != nil, left, map[bool]string{true: "left", false: "right"}[m < n])
+		}
+		if pq, _ := opt.Projector(b); pq != nil {
+			t.Errorf("bias got a projector")
+		}
+	}
+}
+
+// TestGaLoreRefresh checks Eckart–Young at a refresh,
+// ‖G − PPᵀG‖²_F = Σ_{i>r} σ_i², and that the projector is recomputed at
+// steps 1, T+1, … and kept in between.
+func TestGaLoreRefresh(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	const T = 3
+	for _, sh := range [][2]int{{8, 5}, {5, 8}} {
+		m, n, r := sh[0], sh[1], 2
+		w := galoreParam(rng, "w", galoreRand(rng, m, n))
+		opt := peft.NewGaLore(peft.GaLoreConfig{Rank: r, UpdateProjGap: T, Targets: []string{"w"}})
+		var prev *mat.Dense
+		for step := 1; step <= 2*T+1; step++ {
+			g := galoreRand(rng, m, n)
+			w.Grad = g
+			opt.Step([]*peft.Tensor{w}, 1e-3)
+			pq, left := opt.Projector(w)
+			refresh := (step-1)%T == 0
+			if !refresh {
+				if !mat.Equal(pq, prev) {
+					t.Errorf("%d×%d step %d: projector changed between refreshes", m, n, step)
+				}
+				continue
+			}
+			// residual of projecting G on the projector's span
+			var res mat.Dense
+			if left {
+				var ptg mat.Dense
+				ptg.Mul(pq.T(), g)
+				res.Mul(pq, &ptg)
+			} else {
+				var gqt mat.Dense
+				gqt.Mul(g, pq.T())
+				res.Mul(&gqt, pq)
+			}
+			res.Sub(g, &res)
+			got := mat.Norm(&res, 2)
+			got *= got
+			s, err := accel.SingularValues(context.Background(), g)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want float64
+			for _, v := range s[r:] {
+				want += v * v
+			}
+			if math.Abs(got-want) > 1e-10*want {
+				t.Errorf("%d×%d step %d: ‖G − PPᵀG‖²_F = %.15g, want Σ_{i>r}σ_i² = %.15g", m, n, step, got, want)
+			}
+			if prev != nil && mat.EqualApprox(pq, prev, 1e-6) {
+				t.Errorf("%d×%d step %d: projector not refreshed", m, n, step)
+			}
+			prev = mat.DenseCopyOf(pq)
+		}
+	}
+}
+
+// TestGaLoreFirstStep checks that the first bias-corrected Adam step with
+// ε → 0 is Δ = −η·α·P·sign(PᵀG) (left) or −η·α·sign(G·Qᵀ)·Q (right).
+func TestGaLoreFirstStep(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, sh := range [][2]int{{4, 7}, {7, 4}} {
+		m, n := sh[0], sh[1]
+		const r, lr, alpha = 2, 0.1, 0.5
+		w := galoreParam(rng, "w", galoreRand(rng, m, n))
+		w0 := mat.DenseCopyOf(w.Value)
+		opt := peft.NewGaLore(peft.GaLoreConfig{Rank: r, Scale: alpha, Eps: 1e-300, Targets: []string{"w"}})
+		opt.Step([]*peft.Tensor{w}, lr)
+		pq, left := opt.Projector(w)
+		var rg, want mat.Dense
+		if left {
+			rg.Mul(pq.T(), w.Grad)
+		} else {
+			rg.Mul(w.Grad, pq.T())
+		}
+		rg.Apply(func(_, _ int, v float64) float64 { return math.Copysign(1, v) }, &rg)
+		if left {
+			want.Mul(pq, &rg)
+		} else {
+			want.Mul(&rg, pq)
+		}
+		want.Scale(-lr*alpha, &want)
+		var delta mat.Dense
+		delta.Sub(w.Value, w0)
+		if d := galoreMaxAbsDiff(&delta, &want); d > 1e-12 {
+			t.Errorf("%d×%d: first step differs from −η·α·P·sign(PᵀG) by %g", m, n, d)
+		}
+	}
+}
+
+// TestGaLoreFullRankSGD: with r = min(m,n), α = 1 and SGD, the projection is
+// the identity and the update is −ηG.
+func TestGaLoreFullRankSGD(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, sh := range [][2]int{{6, 4}, {4, 6}} {
+		m, n := sh[0], sh[1]
+		const lr = 0.05
+		w := galoreParam(rng, "blocks.0.mlp.fc.weight", galoreRand(rng, m, n))
+		w0 := mat.DenseCopyOf(w.Value)
+		opt := peft.NewGaLore(peft.GaLoreConfig{Rank: min(m, n), Scale: 1, SGD: true, Targets: []string{"mlp.fc"}})
+		opt.Step([]*peft.Tensor{w}, lr)
+		if pq, _ := opt.Projector(w); pq == nil {
+			t.Fatalf("%d×%d: not projected", m, n)
+		}
+		var want mat.Dense
+		want.Scale(-lr, w.Grad)
+		want.Add(w0, &want)
+		if d := galoreMaxAbsDiff(w.Value, &want); d > 1e-12 {
+			t.Errorf("%d×%d: update differs from −ηG by %g", m, n, d)
+		}
+	}
+}
+
+// TestGaLoreTrains minimizes ½‖W − W*‖²_F (gradient W − W*) and checks the
+// loss falls by orders of magnitude while the state stays rank-sized.
+func TestGaLoreTrains(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	const m, n = 12, 8
+	target := galoreRand(rng, m, n)
+	w := peft.NewParam("w", mat.NewDense(m, n, nil))
+	opt := peft.NewGaLore(peft.GaLoreConfig{Rank: 2, UpdateProjGap: 5, Scale: 1})
+	loss := func() float64 {
+		var d mat.Dense
+		d.Sub(w.Value, target)
+		f := mat.Norm(&d, 2)
+		return f * f / 2
+	}
+	l0 := loss()
+	for step := 0; step < 400; step++ {
+		var g mat.Dense
+		g.Sub(w.Value, target)
+		w.Grad = &g
+		opt.Step([]*peft.Tensor{w}, 0.3)
+	}
+	if l := loss(); l > 1e-4*l0 {
+		t.Errorf("loss %g → %g after 400 steps, want a 10⁴× fall", l0, l)
+	}
+	if got, want := opt.StateBytes(), 8*(2*m*2+n*2); got != want {
+		t.Errorf("StateBytes = %d, want %d", got, want)
+	}
+}
+
+func TestGaLoreBadInput(t *testing.T) {
+	for _, cfg := range []peft.GaLoreConfig{{Rank: 0}, {Rank: -1}, {Rank: 2, Beta1: 1}, {Rank: 2, UpdateProjGap: -1}} {
+		err := peft.Maybe(func() { peft.NewGaLore(cfg) })
+		var ae peft.ArgError
+		if !errors.As(err, &ae) {
+			t.Errorf("NewGaLore(%+v): err = %v, want an ArgError", cfg, err)
+		}
+	}
+	rng := rand.New(rand.NewPCG(11, 12))
+	w := galoreParam(rng, "blocks.1.attn.q.weight", galoreRand(rng, 3, 5))
+	opt := peft.NewGaLore(peft.GaLoreConfig{Rank: 4, Targets: []string{"attn.q"}})
+	err := opt.Check([]*peft.Tensor{w})
+	if err == nil {
+		t.Fatal("Check: no error for rank 4 on a 3×5 matrix")
+	}
+	for _, s := range []string{"blocks.1.attn.q.weight", "(3×5)", "[1, 3]"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("Check error %q does not name %q", err, s)
+		}
+	}
+	if perr := peft.Maybe(func() { opt.Step([]*peft.Tensor{w}, 0.1) }); perr == nil {
+		t.Error("Step did not panic on rank 4 for a 3×5 target")
+	}
+	// Untargeted mode skips matrices too small for the rank.
+	opt = peft.NewGaLore(peft.GaLoreConfig{Rank: 4})
+	opt.Step([]*peft.Tensor{w}, 0.1)
+	if pq, _ := opt.Projector(w); pq != nil {
+		t.Error("all-weights mode projected a matrix with min(m,n) < r")
+	}
+}
+
+func galoreMaxAbsDiff(a, b mat.Matrix) float64 {
+	var d mat.Dense
+	d.Sub(a, b)
+	return max(math.Abs(mat.Max(&d)), math.Abs(mat.Min(&d)))
+}
+
+// ExampleGaLore compares GaLore's optimizer state with Adam's on one
+// 64×32 matrix at rank 4.
+func ExampleGaLore() {
+	rng := rand.New(rand.NewPCG(1, 1))
+	w := peft.NewParam("fc.weight", galoreRand(rng, 64, 32))
+	w.Grad = galoreRand(rng, 64, 32)
+	opt := peft.NewGaLore(peft.GaLoreConfig{Rank: 4, UpdateProjGap: 200, Scale: 0.25})
+	opt.Step([]*peft.Tensor{w}, 1e-3)
+	pq, left := opt.Projector(w)
+	r, c := pq.Dims()
+	fmt.Printf("projector %d×%d on the left: %v\n", r, c, left)
+	fmt.Printf("GaLore state: %d bytes\n", opt.StateBytes())
+	fmt.Printf("Adam state:   %d bytes\n", 8*2*64*32)
+	// Output:
+	// projector 4×32 on the left: false
+	// GaLore state: 5120 bytes
+	// Adam state:   32768 bytes
+}
