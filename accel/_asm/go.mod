@@ -1,0 +1,3 @@
+module github.com/gopeft/gopeft/accel/_asm
+
+go 1.26.0

@@ -1,0 +1,334 @@
+package accel
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+)
+
+// This file holds the GEMM driver shared by every path: cache blocking,
+// packing and the split across goroutines. Only the microkernel, which
+// multiplies one packed panel of A by one packed panel of B into a tile of C,
+// differs between the assembly paths and the generic one.
+//
+// The blocking follows Goto and van de Geijn ("Anatomy of high-performance
+// matrix multiplication", ACM TOMS 34(3), 2008):
+//
+//	for jc in steps of nc over the columns of C:
+//		for pc in steps of kc over k:
+//			pack op(B)[pc:pc+kc, jc:jc+nc] into panels nr columns wide   (L3/L2)
+//			for ic in steps of mc over the rows of C:
+//				pack op(A)[ic:ic+mc, pc:pc+kc] into panels ≤ mr rows high (L2)
+//				for each B panel jr:                                      (L1)
+//					for each A panel ir:
+//						C[ir, jr] += alpha · Ap[ir] · Bp[jr]
+//
+// Packing reads A and B through their transposes and strides once per
+// block, so the kernel sees one layout: an A panel of height h stores op(A)
+// column by column (h values per step of p), a B panel stores op(B) row by
+// row (nr values per step of p), zero-padded at the right edge of B. Row
+// panels of one block have balanced heights (16 rows become 8+8, not 14+2),
+// and the kernels exist for every height up to mr, so only the right edge of
+// C, when n is not a multiple of nr, goes through a scratch tile.
+
+// kernelSet is one microkernel with its blocking parameters.
+type kernelSet[T float32 | float64] struct {
+	name       string
+	mr, nr     int // largest panel height, panel width
+	kc, mc, nc int // cache block sizes: depth, rows of A, columns of B
+	// tile computes C[0:h, 0:nr] += alpha·Ap·Bp for an A panel a of height
+	// h ≤ mr and a B panel b, both kc deep; c holds at least (h-1)·ldc+nr.
+	tile func(h, kc int, a, b, c []T, ldc int, alpha T)
+}
+
+// minParallelFlops is the size m·n·k below which products stay on one
+// goroutine: smaller ones finish in well under 100 µs.
+const minParallelFlops = 96 * 96 * 96
+
+// parallelBusy is set while a product is running on several goroutines; a
+// product that starts meanwhile runs on its caller's goroutine alone.
+var parallelBusy atomic.Bool
+
+// gemmBlocked computes C = alpha·op(A)·op(B) + beta·C with kernel set ks,
+// splitting large products across goroutines. Arguments are checked,
+// m, n, k > 0 and alpha ≠ 0.
+func gemmBlocked[T float32 | float64](ks *kernelSet[T], tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+	nt := Threads()
+	if nt > 1 && m*n*k >= minParallelFlops {
+		// Split the larger dimension of C, measured in tiles.
+		rowTiles, colTiles := (m+ks.mr-1)/ks.mr, (n+ks.nr-1)/ks.nr
+		nt = min(nt, max(rowTiles, colTiles))
+		if nt > 1 && parallelBusy.CompareAndSwap(false, true) {
+			defer parallelBusy.Store(false)
+			if rowTiles >= colTiles {
+				step := (rowTiles + nt - 1) / nt * ks.mr
+				parallel(nt, func(t int) {
+					i0, i1 := t*step, min(m, (t+1)*step)
+					if i0 >= i1 {
+						return
+					}
+					off := i0 * lda // first row of A, or first column when tA
+					if tA {
+						off = i0
+					}
+					gemmSerial(ks, tA, tB, i1-i0, n, k, alpha, a[off:], lda, b, ldb, beta, c[i0*ldc:], ldc)
+				})
+			} else {
+				step := (colTiles + nt - 1) / nt * ks.nr
+				parallel(nt, func(t int) {
+					j0, j1 := t*step, min(n, (t+1)*step)
+					if j0 >= j1 {
+						return
+					}
+					off := j0 // first column of B, or first row when tB
+					if tB {
+						off = j0 * ldb
+					}
+					gemmSerial(ks, tA, tB, m, j1-j0, k, alpha, a, lda, b[off:], ldb, beta, c[j0:], ldc)
+				})
+			}
+			return
+		}
+	}
+	gemmSerial(ks, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// parallel runs f(0), …, f(nt-1) concurrently, f(0) on the caller's
+// goroutine, and waits for all of them. If any panics, parallel re-panics on
+// the caller's goroutine with the first value, after all have finished.
+func parallel(nt int, f func(t int)) {
+	var wg sync.WaitGroup
+	panics := make([]any, nt)
+	run := func(t int) {
+		defer func() {
+			if r := recover(); r != nil {
+				panics[t] = r
+			}
+		}()
+		f(t)
+	}
+	for t := 1; t < nt; t++ {
+		wg.Go(func() { run(t) })
+	}
+	run(0)
+	wg.Wait()
+	for _, r := range panics {
+		if r != nil {
+			panic(fmt.Errorf("accel: panic in GEMM worker: %v", r))
+		}
+	}
+}
+
+// gemmBuf holds one goroutine's packing buffers.
+type gemmBuf[T float32 | float64] struct {
+	ap, bp, tmp []T
+}
+
+var bufPool64, bufPool32 sync.Pool
+
+func getBuf[T float32 | float64](ks *kernelSet[T]) *gemmBuf[T] {
+	pool := &bufPool64
+	var zero T
+	if _, ok := any(zero).(float32); ok {
+		pool = &bufPool32
+	}
+	need := ks.kc * ((ks.nc + ks.nr - 1) / ks.nr * ks.nr)
+	if buf, ok := pool.Get().(*gemmBuf[T]); ok && len(buf.bp) >= need && len(buf.ap) >= ks.mc*ks.kc && len(buf.tmp) >= ks.mr*ks.nr {
+		return buf
+	}
+	return &gemmBuf[T]{ap: make([]T, ks.mc*ks.kc), bp: make([]T, need), tmp: make([]T, ks.mr*ks.nr)}
+}
+
+func putBuf[T float32 | float64](buf *gemmBuf[T]) {
+	var zero T
+	if _, ok := any(zero).(float32); ok {
+		bufPool32.Put(buf)
+		return
+	}
+	bufPool64.Put(buf)
+}
+
+// gemmSerial is gemmBlocked on the caller's goroutine alone.
+func gemmSerial[T float32 | float64](ks *kernelSet[T], tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+	scaleC(m, n, beta, c, ldc)
+	buf := getBuf(ks)
+	defer putBuf(buf)
+	mr, nr := ks.mr, ks.nr
+	for jc := 0; jc < n; jc += ks.nc {
+		nc := min(ks.nc, n-jc)
+		for pc := 0; pc < k; pc += ks.kc {
+			kc := min(ks.kc, k-pc)
+			packB(buf.bp, tB, b, ldb, pc, jc, kc, nc, nr)
+			for ic := 0; ic < m; ic += ks.mc {
+				mc := min(ks.mc, m-ic)
+				// Balanced panel heights: tiles of ⌈mc/tiles⌉ or ⌊mc/tiles⌋ rows.
+				tiles := (mc + mr - 1) / mr
+				tall := mc % tiles // this many panels have hi rows, the rest hi-1
+				hi := (mc + tiles - 1) / tiles
+				if tall == 0 {
+					tall = tiles
+				}
+				packA(buf.ap, tA, a, lda, ic, pc, mc, kc, hi, tall)
+				for jr := 0; jr < nc; jr += nr {
+					nj := min(nr, nc-jr)
+					bp := buf.bp[jr*kc : (jr+nr)*kc]
+					ir := 0
+					for t := 0; t < tiles; t++ {
+						h := hi
+						if t >= tall {
+							h = hi - 1
+						}
+						ap := buf.ap[ir*kc : (ir+h)*kc]
+						ci := (ic+ir)*ldc + jc + jr
+						if nj == nr {
+							ks.tile(h, kc, ap, bp, c[ci:], ldc, alpha)
+						} else {
+							// Right edge: compute the full tile into scratch, add the part inside C.
+							tmp := buf.tmp[:h*nr]
+							clear(tmp)
+							ks.tile(h, kc, ap, bp, tmp, nr, alpha)
+							for i := 0; i < h; i++ {
+								crow := c[ci+i*ldc : ci+i*ldc+nj]
+								for j, v := range tmp[i*nr : i*nr+nj] {
+									crow[j] += v
+								}
+							}
+						}
+						ir += h
+					}
+				}
+			}
+		}
+	}
+}
+
+// packA packs op(A)[ic:ic+mc, pc:pc+kc] into ap as consecutive panels, the
+// first tall of height hi and the rest of height hi-1. A panel of height h
+// starting at row r0 of the block occupies ap[r0*kc : (r0+h)*kc] and holds
+// op(A)[ic+r0+i, pc+p] at p*h+i.
+func packA[T float32 | float64](ap []T, tA bool, a []T, lda, ic, pc, mc, kc, hi, tall int) {
+	for r0, t := 0, 0; r0 < mc; t++ {
+		h := hi
+		if t >= tall {
+			h = hi - 1
+		}
+		panel := ap[r0*kc : (r0+h)*kc]
+		if tA {
+			// op(A)[i, p] = a[p*lda+i]: each step of p is a contiguous run of h.
+			for p := 0; p < kc; p++ {
+				src := (pc+p)*lda + ic + r0
+				copy(panel[p*h:p*h+h], a[src:src+h])
+			}
+		} else {
+			// op(A)[i, p] = a[i*lda+p]: read each row, scatter with stride h.
+			for i := 0; i < h; i++ {
+				src := (ic+r0+i)*lda + pc
+				row := a[src : src+kc]
+				for p, v := range row {
+					panel[p*h+i] = v
+				}
+			}
+		}
+		r0 += h
+	}
+}
+
+// packB packs op(B)[pc:pc+kc, jc:jc+nc] into bp as panels nr columns wide:
+// panel jr/nr occupies bp[jr*kc : (jr+nr)*kc] and holds op(B)[pc+p, jc+jr+j]
+// at p*nr+j, with zeros past column nc.
+func packB[T float32 | float64](bp []T, tB bool, b []T, ldb, pc, jc, kc, nc, nr int) {
+	for jr := 0; jr < nc; jr += nr {
+		nj := min(nr, nc-jr)
+		panel := bp[jr*kc : (jr+nr)*kc]
+		if tB {
+			// op(B)[p, j] = b[j*ldb+p]: read each stored row, scatter with stride nr.
+			for j := 0; j < nj; j++ {
+				src := (jc+jr+j)*ldb + pc
+				for p, v := range b[src : src+kc] {
+					panel[p*nr+j] = v
+				}
+			}
+			if nj < nr {
+				for p := 0; p < kc; p++ {
+					clear(panel[p*nr+nj : p*nr+nr])
+				}
+			}
+		} else {
+			// op(B)[p, j] = b[p*ldb+j]: each step of p is a contiguous run of nj.
+			for p := 0; p < kc; p++ {
+				src := (pc+p)*ldb + jc + jr
+				dst := panel[p*nr : p*nr+nr]
+				copy(dst, b[src:src+nj])
+				clear(dst[nj:])
+			}
+		}
+	}
+}
+
+// gemmKernelGeneric is the pure-Go microkernel:
+//
+//	for i := 0; i < h; i++ {
+//		for j := 0; j < nr; j++ {
+//			var s T
+//			for p := 0; p < kc; p++ {
+//				s += a[p*h+i] * b[p*nr+j]
+//			}
+//			c[i*ldc+j] += alpha * s
+//		}
+//	}
+//
+// with nr = 4 and h ≤ 4. The assembly kernels compute the same with wider
+// tiles (see gemm_kernels_amd64.go).
+func gemmKernelGeneric[T float32 | float64](h, kc int, a, b, c []T, ldc int, alpha T) {
+	const nr = 4
+	if h == 4 {
+		var c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33 T
+		a, b = a[:4*kc], b[:nr*kc]
+		for p := 0; p < kc; p++ {
+			ap, bp := a[4*p:4*p+4:4*p+4], b[nr*p:nr*p+nr:nr*p+nr]
+			a0, a1, a2, a3 := ap[0], ap[1], ap[2], ap[3]
+			b0, b1, b2, b3 := bp[0], bp[1], bp[2], bp[3]
+			c00 += a0 * b0
+			c01 += a0 * b1
+			c02 += a0 * b2
+			c03 += a0 * b3
+			c10 += a1 * b0
+			c11 += a1 * b1
+			c12 += a1 * b2
+			c13 += a1 * b3
+			c20 += a2 * b0
+			c21 += a2 * b1
+			c22 += a2 * b2
+			c23 += a2 * b3
+			c30 += a3 * b0
+			c31 += a3 * b1
+			c32 += a3 * b2
+			c33 += a3 * b3
+		}
+		addRow4(c[0*ldc:], alpha, c00, c01, c02, c03)
+		addRow4(c[1*ldc:], alpha, c10, c11, c12, c13)
+		addRow4(c[2*ldc:], alpha, c20, c21, c22, c23)
+		addRow4(c[3*ldc:], alpha, c30, c31, c32, c33)
+		return
+	}
+	for i := 0; i < h; i++ {
+		var s0, s1, s2, s3 T
+		for p := 0; p < kc; p++ {
+			ai := a[p*h+i]
+			bp := b[nr*p : nr*p+nr : nr*p+nr]
+			s0 += ai * bp[0]
+			s1 += ai * bp[1]
+			s2 += ai * bp[2]
+			s3 += ai * bp[3]
+		}
+		addRow4(c[i*ldc:], alpha, s0, s1, s2, s3)
+	}
+}
+
+func addRow4[T float32 | float64](c []T, alpha, s0, s1, s2, s3 T) {
+	c = c[:4:4]
+	c[0] += alpha * s0
+	c[1] += alpha * s1
+	c[2] += alpha * s2
+	c[3] += alpha * s3
+}
