@@ -158,7 +158,7 @@ func Amplification(ctx context.Context, w, dw mat.Matrix, r int) (float64, error
 		return 0, err
 	}
 	var wv, p mat.Dense
-	wv.Mul(w, v)       // (d×k)·(k×r) = d×r
+	wv.Mul(w, v)      // (d×k)·(k×r) = d×r
 	p.Mul(u.T(), &wv) // (r×d)·(d×r) = r×r
 	den := mat.Norm(&p, 2)
 	if den == 0 {
