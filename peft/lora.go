@@ -108,8 +108,8 @@ func (a *LoRA) Scaling() float64 {
 // Forward returns base + s·dropout(x)·Aᵀ·Bᵀ for x (n×k), base (n×d).
 func (a *LoRA) Forward(l *Linear, x, base *Tensor) *Tensor {
 	xd := Dropout(x, a.Dropout, a.rng, l.Training) // (n×k)
-	ax := Scale(MatMulT(xd, a.A), a.Scaling())      // (n×r) = s·x·Aᵀ
-	return Add(base, MatMulT(ax, a.B))              // (n×d)
+	ax := Scale(MatMulT(xd, a.A), a.Scaling())     // (n×r) = s·x·Aᵀ
+	return Add(base, MatMulT(ax, a.B))             // (n×d)
 }
 
 // Params returns A and B.
