@@ -1,0 +1,454 @@
+// Package session is the execution side of the gopeft kernel: it runs
+// notebook cells in a yaegi interpreter that keeps its state from cell to
+// cell, and turns what a cell produces (output streams, displays, its final
+// value, compile errors, panics, interrupts) into what the dispatcher sends
+// to the front-end. It also answers completion, inspection and is_complete
+// requests from the same state.
+//
+// A cell mixes imports, declarations and statements in any order: it is
+// split with go/scanner into runs of declarations (evaluated as a file) and
+// runs of statements (evaluated as the body of main), in order. The value of
+// a final expression is shown (see [Result]); `name?` alone shows help in the
+// pager; a first line starting with % is a magic (%help lists them).
+//
+// Interpreted code sees a predeclared `ctx` (the cell's context, cancelled
+// on interrupt; nb.Context() returns the same), can call os.Exit without
+// ending the kernel, and may start goroutines that panic without killing it.
+package session
+
+import (
+	"context"
+	"fmt"
+	"go/token"
+	"os"
+	"reflect"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gopeft/gopeft/kernel/display"
+	"github.com/gopeft/gopeft/kernel/symbols"
+	"github.com/gopeft/gopeft/nb"
+	"github.com/traefik/yaegi/interp"
+	"github.com/traefik/yaegi/stdlib"
+)
+
+// Publisher receives what a running cell produces; the dispatcher implements
+// it by sending IOPub messages with the execute_request as parent (and the
+// stdin channel for Input). The session calls it from several goroutines but
+// never concurrently.
+type Publisher interface {
+	Stream(name, text string) // "stdout" | "stderr"
+	Display(data, metadata map[string]any, displayID string, update bool)
+	ClearOutput(wait bool)
+	Input(prompt string, password bool) (string, error)
+}
+
+// ExecError is a failed cell: ename, evalue and the traceback of Jupyter's
+// error message.
+type ExecError struct {
+	Name, Value string
+	Traceback   []string // never nil; names the cell line
+}
+
+// Result is what Execute returns once the cell is done.
+type Result struct {
+	Data     map[string]any // execute_result MIME bundle (text/plain always present); nil: nothing to show
+	Metadata map[string]any
+	Error    *ExecError       // nil on success
+	Payload  []map[string]any // e.g. {"source":"page","data":{"text/plain":…},"start":0} for `name?`
+}
+
+// Session is one interpreter and everything known about the cells it ran.
+type Session struct {
+	mu    sync.Mutex // serializes Execute, Complete, Inspect
+	it    *interp.Interpreter
+	index *declIndex
+
+	errf    *stderrFilter // the interpreter's stderr
+	cur     *cell         // the running cell, nil between cells
+	curMu   sync.Mutex
+	pending []string // goroutine panics reported after their cell ended
+
+	shown    []any // values passed to the Show rewrite of the last run
+	hasShown bool
+}
+
+// rtPath is the import path under which the session's runtime helpers are
+// visible to interpreted code, as package gopeftk.
+const rtPath = "gopeft.kernel/gopeftk"
+
+// New starts an interpreter with the standard library, gonum, gonum/plot and
+// gopeft's packages importable, fmt preloaded and `ctx` predeclared.
+func New() (*Session, error) {
+	s := &Session{}
+	if err := s.reset(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// reset replaces the interpreter by a fresh one (New and %reset).
+func (s *Session) reset() error {
+	s.errf = &stderrFilter{}
+	it := interp.New(interp.Options{
+		Stdout:       stdProxy{&os.Stdout},
+		Stderr:       s.errf,
+		Stdin:        &stdinProxy{s: s},
+		Unrestricted: true,
+	})
+	if err := it.Use(stdlib.Symbols); err != nil {
+		return err
+	}
+	if err := it.Use(symbols.Symbols); err != nil {
+		return err
+	}
+	if err := it.Use(s.runtimeSymbols()); err != nil {
+		return err
+	}
+	s.it = it
+	s.index = newDeclIndex()
+	prelude := `import (
+	"context"
+	"fmt"
+	"math"
+	"gopeft.kernel"
+)
+var ctx context.Context = context.Background()
+var _ = math.Pi
+var _ = fmt.Sprint
+var _ = gopeftk.Show
+`
+	if _, err := s.evalSafe(context.Background(), prelude); err != nil {
+		return fmt.Errorf("session: prelude: %w", err)
+	}
+	s.index.addImport("fmt", "fmt")
+	s.index.addImport("math", "math")
+	s.index.addImport("context", "context")
+	s.index.add("ctx", kindVar, "var ctx context.Context // the running cell's context, cancelled on interrupt")
+	return nil
+}
+
+// exitPanic is what os.Exit panics with inside a cell.
+type exitPanic struct{ code int }
+
+func (e exitPanic) Error() string {
+	return fmt.Sprintf("os.Exit(%d) called: the kernel keeps running and keeps its state (use return or panic to stop a cell)", e.code)
+}
+
+// runtimeSymbols are the helpers interpreted code reaches: the Show rewrite
+// of final expressions, goroutine panic reports, the cell context, and an
+// os.Exit that panics instead of ending the process.
+func (s *Session) runtimeSymbols() interp.Exports {
+	return interp.Exports{
+		rtPath: {
+			"Show": reflect.ValueOf(func(v ...any) {
+				s.shown = v
+				s.hasShown = true
+			}),
+			"GoPanic": reflect.ValueOf(func(r any) { s.goPanic(r) }),
+			"Context": reflect.ValueOf(func() context.Context { return nb.Context() }),
+		},
+		"os/os": {
+			"Exit": reflect.ValueOf(func(code int) { panic(exitPanic{code}) }),
+		},
+	}
+}
+
+// goPanic reports a panic recovered in a goroutine started by interpreted
+// code: on the running cell's stderr, or at the start of the next cell.
+func (s *Session) goPanic(r any) {
+	msg := fmt.Sprintf("panic in a goroutine (recovered by gopeft, the kernel goes on): %v\n", r)
+	s.curMu.Lock()
+	c := s.cur
+	if c == nil {
+		s.pending = append(s.pending, msg)
+	}
+	s.curMu.Unlock()
+	if c != nil {
+		c.out.flush()
+		c.pub.Stream("stderr", msg)
+	}
+}
+
+// Close releases the session. The interpreter has no resources beyond
+// memory, so Close only drops it.
+func (s *Session) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.it = nil
+	return nil
+}
+
+// Execute runs one cell. ctx is cancelled by the dispatcher on
+// interrupt_request or SIGINT: Execute then returns within a second with an
+// "Interrupted" error, and every earlier variable survives. count is the
+// execution count, used in tracebacks.
+func (s *Session) Execute(ctx context.Context, code string, count int, pub Publisher) Result {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.it == nil {
+		return errorResult("SessionClosed", "the session is closed", nil)
+	}
+	c := s.startCell(ctx, count, pub)
+	res := s.runCell(ctx, c, code)
+	s.endCell(c)
+	return res
+}
+
+// runCell dispatches magics and help, then evaluates the cell.
+func (s *Session) runCell(ctx context.Context, c *cell, code string) Result {
+	trimmed := strings.TrimSpace(code)
+	if strings.HasPrefix(trimmed, "%") {
+		return s.magic(ctx, c, trimmed)
+	}
+	if name, ok := helpRequest(trimmed); ok {
+		return s.help(name)
+	}
+	return s.evalCell(ctx, c, code)
+}
+
+// evalCell splits code into runs and evaluates them in order. The final
+// expression statement of the cell, if any, is shown.
+func (s *Session) evalCell(ctx context.Context, c *cell, code string) Result {
+	runs, err := splitCell(code)
+	if err != nil {
+		return compileErrorResult(err, code, 0)
+	}
+	if mentionsIdent(code, "ctx") {
+		// Rebind the predeclared ctx to this cell's context.
+		if _, err := s.evalSafe(ctx, "ctx = gopeftk.Context()"); err != nil {
+			return errorResult("InternalError", "binding ctx: "+err.Error(), nil)
+		}
+	}
+	var shown []any
+	hasShown := false
+	for ri, r := range runs {
+		last := ri == len(runs)-1
+		src := r.src
+		var final string // final expression, evaluated apart
+		if last && !r.decl {
+			src, final = splitFinalExpr(&r)
+		}
+		if strings.TrimSpace(src) != "" {
+			if _, err := s.evalRun(ctx, r, src); err != nil {
+				return s.failure(ctx, err, code, r)
+			}
+		}
+		s.index.learn(r)
+		if final != "" {
+			s.shown, s.hasShown = nil, false
+			fr := r
+			fr.line = r.finalLine
+			wrapped := pad(fr.line) + "gopeftk.Show(" + final + ")"
+			prog, err := s.compile(wrapped)
+			if err != nil {
+				// A call with no result cannot be shown: run it as is.
+				prog, err = s.compile(pad(fr.line) + final)
+				if err != nil {
+					return compileErrorResult(err, code, 0)
+				}
+			}
+			if _, err := s.execute(ctx, prog); err != nil {
+				return s.failure(ctx, err, code, fr)
+			}
+			shown, hasShown = s.shown, s.hasShown
+		}
+	}
+	res := Result{}
+	if hasShown {
+		res.Data, res.Metadata = showBundle(shown)
+	}
+	return res
+}
+
+// showBundle is the execute_result bundle of the values of a final
+// expression: the value itself, or the values' text side by side.
+func showBundle(vals []any) (map[string]any, map[string]any) {
+	if len(vals) == 1 {
+		return display.Bundle(vals[0])
+	}
+	parts := make([]string, len(vals))
+	for i, v := range vals {
+		data, _ := display.Bundle(v)
+		parts[i], _ = data["text/plain"].(string)
+	}
+	return map[string]any{"text/plain": strings.Join(parts, "\n")}, map[string]any{}
+}
+
+// pad returns the newlines that make a run starting at cell line `line`
+// report yaegi positions one line below the cell's (see fixPositions).
+func pad(line int) string { return strings.Repeat("\n", line) }
+
+// evalRun compiles and executes one run of the cell.
+func (s *Session) evalRun(ctx context.Context, r run, src string) (reflect.Value, error) {
+	src = rewriteGo(src)
+	return s.evalSafe(ctx, pad(r.line)+src)
+}
+
+// evalSafe compiles and executes src, recovering compile-stage panics.
+func (s *Session) evalSafe(ctx context.Context, src string) (reflect.Value, error) {
+	prog, err := s.compile(src)
+	if err != nil {
+		return reflect.Value{}, err
+	}
+	return s.execute(ctx, prog)
+}
+
+// compileError is a compile-stage failure.
+type compileError struct{ err error }
+
+func (e compileError) Error() string { return e.err.Error() }
+
+// compile turns src into a program; yaegi's compile stage can panic on
+// some inputs (traefik/yaegi#1560), which becomes an error here.
+func (s *Session) compile(src string) (prog *interp.Program, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = compileError{fmt.Errorf("%v", r)}
+		}
+	}()
+	prog, err = s.it.Compile(src)
+	if err != nil {
+		return nil, compileError{err}
+	}
+	return prog, nil
+}
+
+// execute runs prog until it ends or ctx is cancelled.
+func (s *Session) execute(ctx context.Context, prog *interp.Program) (reflect.Value, error) {
+	return s.it.ExecuteWithContext(ctx, prog)
+}
+
+// failure turns an evaluation error into the cell's error result.
+func (s *Session) failure(ctx context.Context, err error, code string, r run) Result {
+	if ctx.Err() != nil {
+		msg := "the cell was interrupted; variables from earlier statements are kept"
+		if ctx.Err() == context.DeadlineExceeded {
+			msg = "the cell ran out of time; variables from earlier statements are kept"
+		}
+		return errorResult("Interrupted", msg, []string{"Interrupted: " + msg})
+	}
+	if ce, ok := err.(compileError); ok {
+		return compileErrorResult(ce.err, code, r.line)
+	}
+	if p, ok := err.(interp.Panic); ok {
+		return s.panicResult(p, code)
+	}
+	return errorResult("Error", fixPositions(err.Error()), nil)
+}
+
+// panicResult describes a panic in interpreted code, with the cell lines
+// yaegi reported on the way up (collected by stderrFilter).
+func (s *Session) panicResult(p interp.Panic, code string) Result {
+	name := "panic"
+	switch v := p.Value.(type) {
+	case exitPanic:
+		name = "Exit"
+	case runtime.Error:
+		name = "runtime error"
+	case error:
+		name = fmt.Sprintf("%T", v)
+	}
+	value := fmt.Sprint(p.Value)
+	if e, ok := p.Value.(runtime.Error); ok {
+		value = strings.TrimPrefix(e.Error(), "runtime error: ")
+	}
+	tb := []string{fmt.Sprintf("%s: %s", name, value)}
+	lines := strings.Split(code, "\n")
+	c := s.cur
+	var frames []panicFrame
+	if c != nil {
+		frames = c.errFilter.take()
+	}
+	for _, f := range frames {
+		src := ""
+		if f.line >= 1 && f.line <= len(lines) {
+			src = strings.TrimSpace(lines[f.line-1])
+		}
+		tb = append(tb, fmt.Sprintf("  cell line %d: %s", f.line, src))
+	}
+	return errorResult(name, value, tb)
+}
+
+func errorResult(name, value string, tb []string) Result {
+	if tb == nil {
+		tb = []string{name + ": " + value}
+	}
+	return Result{Error: &ExecError{Name: name, Value: value, Traceback: tb}}
+}
+
+// compileErrorResult reports a syntax or type error with the cell lines it
+// names.
+func compileErrorResult(err error, code string, _ int) Result {
+	msg := fixPositions(err.Error())
+	tb := []string{"CompileError: " + msg}
+	lines := strings.Split(code, "\n")
+	for _, l := range cellLines(msg) {
+		if l >= 1 && l <= len(lines) {
+			tb = append(tb, fmt.Sprintf("  cell line %d: %s", l, strings.TrimSpace(lines[l-1])))
+		}
+	}
+	return Result{Error: &ExecError{Name: "CompileError", Value: msg, Traceback: tb}}
+}
+
+// cell is the state of a running cell.
+type cell struct {
+	ctx       context.Context
+	count     int
+	pub       *lockedPub
+	out       *capture
+	errFilter *stderrFilter
+	start     time.Time
+}
+
+// startCell redirects output to pub and installs the nb front-end.
+func (s *Session) startCell(ctx context.Context, count int, pub Publisher) *cell {
+	lp := &lockedPub{pub: pub}
+	c := &cell{ctx: ctx, count: count, pub: lp, start: time.Now()}
+	c.out = startCapture(lp)
+	c.errFilter = s.errf
+	s.errf.reset()
+	s.curMu.Lock()
+	s.cur = c
+	pending := s.pending
+	s.pending = nil
+	s.curMu.Unlock()
+	for _, m := range pending {
+		lp.Stream("stderr", m)
+	}
+	nb.SetFrontend(&frontend{ctx: ctx, c: c})
+	return c
+}
+
+// endCell flushes the cell's output and restores the process streams.
+func (s *Session) endCell(c *cell) {
+	nb.SetFrontend(nil)
+	c.out.stop()
+	s.curMu.Lock()
+	s.cur = nil
+	s.curMu.Unlock()
+}
+
+// frontend forwards nb's displays to the running cell's publisher.
+type frontend struct {
+	ctx context.Context
+	c   *cell
+}
+
+func (f *frontend) Display(v any, id string, update bool) {
+	data, md := display.Bundle(v)
+	f.c.out.flush()
+	f.c.pub.Display(data, md, id, update)
+}
+
+func (f *frontend) ClearOutput(wait bool) {
+	f.c.out.flush()
+	f.c.pub.ClearOutput(wait)
+}
+
+func (f *frontend) Context() context.Context { return f.ctx }
+
+// positions in the messages of yaegi and go/scanner.
+var _ = token.NoPos

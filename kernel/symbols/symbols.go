@@ -1,0 +1,24 @@
+// Package symbols holds the yaegi symbol tables of the compiled packages a
+// gopeft notebook can import without a Go toolchain: gonum's mat, stat,
+// floats and distuv, gonum/plot (so users can draw their own charts), and
+// gopeft's peft, viz, accel and nb. The standard library comes from yaegi's
+// own stdlib.Symbols.
+//
+// Every file but this one and docs.go is generated: run
+//
+//	go generate ./kernel/symbols
+//
+// after changing an exported API of peft, viz, accel or nb. scripts/check-generate
+// fails when regenerating changes anything.
+package symbols
+
+import "reflect"
+
+// Symbols maps "importpath/pkgname" to the package's exported symbols, in the
+// form interp.Use expects. The generated files fill it from init functions.
+var Symbols = map[string]map[string]reflect.Value{}
+
+//go:generate sh -c "rm -f github_com-*.go gonum_org-*.go"
+//go:generate go run github.com/traefik/yaegi/cmd/yaegi extract gonum.org/v1/gonum/mat gonum.org/v1/gonum/stat gonum.org/v1/gonum/floats gonum.org/v1/gonum/stat/distuv
+//go:generate go run github.com/traefik/yaegi/cmd/yaegi extract gonum.org/v1/plot gonum.org/v1/plot/plotter gonum.org/v1/plot/vg gonum.org/v1/plot/vg/draw gonum.org/v1/plot/plotutil
+//go:generate go run github.com/traefik/yaegi/cmd/yaegi extract github.com/gopeft/gopeft/nb github.com/gopeft/gopeft/accel github.com/gopeft/gopeft/peft github.com/gopeft/gopeft/viz
