@@ -20,24 +20,24 @@ var (
 // stays in L1, an A block mc×kc in L2.
 var (
 	dgemmAVX512Set = kernelSet[float64]{name: "AVX512", mr: 14, nr: 16, kc: 256, mc: 14 * 24, nc: 2048,
-		tile: func(h, kc int, a, b, c []float64, ldc int, alpha float64) {
+		tile: func(h, kc int, a, b, c []float64, ldc int, alpha, beta float64) {
 			checkTile(h, kc, 16, len(a), len(b), len(c), ldc)
-			dgemmAVX512[h-1](kc, &a[0], &b[0], &c[0], ldc, alpha)
+			dgemmAVX512[h-1](kc, &a[0], &b[0], &c[0], ldc, alpha, beta)
 		}}
 	dgemmAVX2Set = kernelSet[float64]{name: "AVX2", mr: 6, nr: 8, kc: 256, mc: 6 * 48, nc: 2048,
-		tile: func(h, kc int, a, b, c []float64, ldc int, alpha float64) {
+		tile: func(h, kc int, a, b, c []float64, ldc int, alpha, beta float64) {
 			checkTile(h, kc, 8, len(a), len(b), len(c), ldc)
-			dgemmAVX2[h-1](kc, &a[0], &b[0], &c[0], ldc, alpha)
+			dgemmAVX2[h-1](kc, &a[0], &b[0], &c[0], ldc, alpha, beta)
 		}}
 	sgemmAVX512Set = kernelSet[float32]{name: "AVX512", mr: 14, nr: 32, kc: 256, mc: 14 * 24, nc: 2048,
-		tile: func(h, kc int, a, b, c []float32, ldc int, alpha float32) {
+		tile: func(h, kc int, a, b, c []float32, ldc int, alpha, beta float32) {
 			checkTile(h, kc, 32, len(a), len(b), len(c), ldc)
-			sgemmAVX512[h-1](kc, &a[0], &b[0], &c[0], ldc, alpha)
+			sgemmAVX512[h-1](kc, &a[0], &b[0], &c[0], ldc, alpha, beta)
 		}}
 	sgemmAVX2Set = kernelSet[float32]{name: "AVX2", mr: 6, nr: 16, kc: 256, mc: 6 * 48, nc: 2048,
-		tile: func(h, kc int, a, b, c []float32, ldc int, alpha float32) {
+		tile: func(h, kc int, a, b, c []float32, ldc int, alpha, beta float32) {
 			checkTile(h, kc, 16, len(a), len(b), len(c), ldc)
-			sgemmAVX2[h-1](kc, &a[0], &b[0], &c[0], ldc, alpha)
+			sgemmAVX2[h-1](kc, &a[0], &b[0], &c[0], ldc, alpha, beta)
 		}}
 )
 

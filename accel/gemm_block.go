@@ -36,9 +36,10 @@ type kernelSet[T float32 | float64] struct {
 	name       string
 	mr, nr     int // largest panel height, panel width
 	kc, mc, nc int // cache block sizes: depth, rows of A, columns of B
-	// tile computes C[0:h, 0:nr] += alpha·Ap·Bp for an A panel a of height
-	// h ≤ mr and a B panel b, both kc deep; c holds at least (h-1)·ldc+nr.
-	tile func(h, kc int, a, b, c []T, ldc int, alpha T)
+	// tile computes C[0:h, 0:nr] = alpha·Ap·Bp + beta·C for an A panel a of
+	// height h ≤ mr and a B panel b, both kc ≥ 1 deep; c holds at least
+	// (h-1)·ldc+nr. C is not read when beta == 0.
+	tile func(h, kc int, a, b, c []T, ldc int, alpha, beta T)
 }
 
 // minParallelFlops is the size m·n·k below which products stay on one
@@ -124,33 +125,59 @@ type gemmBuf[T float32 | float64] struct {
 	ap, bp, tmp []T
 }
 
-var bufPool64, bufPool32 sync.Pool
+// Packing buffers are kept for reuse on free lists rather than in a
+// sync.Pool, which drops them at every garbage collection: a few MiB per
+// concurrent product, allocated once.
+var (
+	bufMu          sync.Mutex
+	free64, free32 []any
+)
+
+const maxFreeBufs = 8
 
 func getBuf[T float32 | float64](ks *kernelSet[T]) *gemmBuf[T] {
-	pool := &bufPool64
 	var zero T
+	bufMu.Lock()
+	free := &free64
 	if _, ok := any(zero).(float32); ok {
-		pool = &bufPool32
+		free = &free32
 	}
-	need := ks.kc * ((ks.nc + ks.nr - 1) / ks.nr * ks.nr)
-	if buf, ok := pool.Get().(*gemmBuf[T]); ok && len(buf.bp) >= need && len(buf.ap) >= ks.mc*ks.kc && len(buf.tmp) >= ks.mr*ks.nr {
-		return buf
+	var buf *gemmBuf[T]
+	if n := len(*free); n > 0 {
+		buf = (*free)[n-1].(*gemmBuf[T])
+		*free = (*free)[:n-1]
 	}
-	return &gemmBuf[T]{ap: make([]T, ks.mc*ks.kc), bp: make([]T, need), tmp: make([]T, ks.mr*ks.nr)}
+	bufMu.Unlock()
+	if buf == nil {
+		buf = new(gemmBuf[T])
+	}
+	if need := ks.mc * ks.kc; len(buf.ap) < need {
+		buf.ap = make([]T, need)
+	}
+	if need := ks.kc * ((ks.nc + ks.nr - 1) / ks.nr * ks.nr); len(buf.bp) < need {
+		buf.bp = make([]T, need)
+	}
+	if need := ks.mr * ks.nr; len(buf.tmp) < need {
+		buf.tmp = make([]T, need)
+	}
+	return buf
 }
 
 func putBuf[T float32 | float64](buf *gemmBuf[T]) {
 	var zero T
+	bufMu.Lock()
+	defer bufMu.Unlock()
+	free := &free64
 	if _, ok := any(zero).(float32); ok {
-		bufPool32.Put(buf)
-		return
+		free = &free32
 	}
-	bufPool64.Put(buf)
+	if len(*free) < maxFreeBufs {
+		*free = append(*free, buf)
+	}
 }
 
 // gemmSerial is gemmBlocked on the caller's goroutine alone.
 func gemmSerial[T float32 | float64](ks *kernelSet[T], tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
-	scaleC(m, n, beta, c, ldc)
 	buf := getBuf(ks)
 	defer putBuf(buf)
 	mr, nr := ks.mr, ks.nr
@@ -158,6 +185,10 @@ func gemmSerial[T float32 | float64](ks *kernelSet[T], tA, tB bool, m, n, k int,
 		nc := min(ks.nc, n-jc)
 		for pc := 0; pc < k; pc += ks.kc {
 			kc := min(ks.kc, k-pc)
+			betaK := beta // the first block of k applies beta, later ones add
+			if pc > 0 {
+				betaK = 1
+			}
 			packB(buf.bp, tB, b, ldb, pc, jc, kc, nc, nr)
 			for ic := 0; ic < m; ic += ks.mc {
 				mc := min(ks.mc, m-ic)
@@ -181,16 +212,20 @@ func gemmSerial[T float32 | float64](ks *kernelSet[T], tA, tB bool, m, n, k int,
 						ap := buf.ap[ir*kc : (ir+h)*kc]
 						ci := (ic+ir)*ldc + jc + jr
 						if nj == nr {
-							ks.tile(h, kc, ap, bp, c[ci:], ldc, alpha)
+							ks.tile(h, kc, ap, bp, c[ci:], ldc, alpha, betaK)
 						} else {
-							// Right edge: compute the full tile into scratch, add the part inside C.
+							// Right edge: compute the full tile into scratch, then the part inside C.
 							tmp := buf.tmp[:h*nr]
-							clear(tmp)
-							ks.tile(h, kc, ap, bp, tmp, nr, alpha)
+							ks.tile(h, kc, ap, bp, tmp, nr, alpha, 0)
 							for i := 0; i < h; i++ {
 								crow := c[ci+i*ldc : ci+i*ldc+nj]
-								for j, v := range tmp[i*nr : i*nr+nj] {
-									crow[j] += v
+								trow := tmp[i*nr : i*nr+nj]
+								if betaK == 0 {
+									copy(crow, trow)
+									continue
+								}
+								for j, v := range trow {
+									crow[j] = betaK*crow[j] + v
 								}
 							}
 						}
@@ -220,11 +255,24 @@ func packA[T float32 | float64](ap []T, tA bool, a []T, lda, ic, pc, mc, kc, hi,
 				copy(panel[p*h:p*h+h], a[src:src+h])
 			}
 		} else {
-			// op(A)[i, p] = a[i*lda+p]: read each row, scatter with stride h.
-			for i := 0; i < h; i++ {
+			// op(A)[i, p] = a[i*lda+p]: read four rows at a time, write four
+			// adjacent values per step of p.
+			i := 0
+			for ; i+4 <= h; i += 4 {
 				src := (ic+r0+i)*lda + pc
-				row := a[src : src+kc]
-				for p, v := range row {
+				x0 := a[src : src+kc]
+				x1 := a[src+lda : src+lda+kc]
+				x2 := a[src+2*lda : src+2*lda+kc]
+				x3 := a[src+3*lda : src+3*lda+kc]
+				x1, x2, x3 = x1[:len(x0)], x2[:len(x0)], x3[:len(x0)]
+				for p := range x0 {
+					d := panel[p*h+i : p*h+i+4 : p*h+i+4]
+					d[0], d[1], d[2], d[3] = x0[p], x1[p], x2[p], x3[p]
+				}
+			}
+			for ; i < h; i++ {
+				src := (ic+r0+i)*lda + pc
+				for p, v := range a[src : src+kc] {
 					panel[p*h+i] = v
 				}
 			}
@@ -273,13 +321,13 @@ func packB[T float32 | float64](bp []T, tB bool, b []T, ldb, pc, jc, kc, nc, nr 
 //			for p := 0; p < kc; p++ {
 //				s += a[p*h+i] * b[p*nr+j]
 //			}
-//			c[i*ldc+j] += alpha * s
+//			c[i*ldc+j] = alpha*s + beta*c[i*ldc+j] // C not read if beta == 0
 //		}
 //	}
 //
 // with nr = 4 and h ≤ 4. The assembly kernels compute the same with wider
 // tiles (see gemm_kernels_amd64.go).
-func gemmKernelGeneric[T float32 | float64](h, kc int, a, b, c []T, ldc int, alpha T) {
+func gemmKernelGeneric[T float32 | float64](h, kc int, a, b, c []T, ldc int, alpha, beta T) {
 	const nr = 4
 	if h == 4 {
 		var c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33 T
@@ -305,10 +353,10 @@ func gemmKernelGeneric[T float32 | float64](h, kc int, a, b, c []T, ldc int, alp
 			c32 += a3 * b2
 			c33 += a3 * b3
 		}
-		addRow4(c[0*ldc:], alpha, c00, c01, c02, c03)
-		addRow4(c[1*ldc:], alpha, c10, c11, c12, c13)
-		addRow4(c[2*ldc:], alpha, c20, c21, c22, c23)
-		addRow4(c[3*ldc:], alpha, c30, c31, c32, c33)
+		addRow4(c[0*ldc:], alpha, beta, c00, c01, c02, c03)
+		addRow4(c[1*ldc:], alpha, beta, c10, c11, c12, c13)
+		addRow4(c[2*ldc:], alpha, beta, c20, c21, c22, c23)
+		addRow4(c[3*ldc:], alpha, beta, c30, c31, c32, c33)
 		return
 	}
 	for i := 0; i < h; i++ {
@@ -321,14 +369,19 @@ func gemmKernelGeneric[T float32 | float64](h, kc int, a, b, c []T, ldc int, alp
 			s2 += ai * bp[2]
 			s3 += ai * bp[3]
 		}
-		addRow4(c[i*ldc:], alpha, s0, s1, s2, s3)
+		addRow4(c[i*ldc:], alpha, beta, s0, s1, s2, s3)
 	}
 }
 
-func addRow4[T float32 | float64](c []T, alpha, s0, s1, s2, s3 T) {
+// addRow4 sets c[0:4] = alpha·s + beta·c[0:4], not reading c if beta == 0.
+func addRow4[T float32 | float64](c []T, alpha, beta, s0, s1, s2, s3 T) {
 	c = c[:4:4]
-	c[0] += alpha * s0
-	c[1] += alpha * s1
-	c[2] += alpha * s2
-	c[3] += alpha * s3
+	if beta == 0 {
+		c[0], c[1], c[2], c[3] = alpha*s0, alpha*s1, alpha*s2, alpha*s3
+		return
+	}
+	c[0] = alpha*s0 + beta*c[0]
+	c[1] = alpha*s1 + beta*c[1]
+	c[2] = alpha*s2 + beta*c[2]
+	c[3] = alpha*s3 + beta*c[3]
 }

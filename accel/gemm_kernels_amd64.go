@@ -5,8 +5,8 @@
 package accel
 
 // dgemmAVX512 holds the AVX512 kernels by panel height h = 1..14: each
-// computes C[0:h, 0:16] += alpha·Ap·Bp (see gemmKernelGeneric).
-var dgemmAVX512 = [...]func(kc int, a, b, c *float64, ldc int, alpha float64){
+// computes C[0:h, 0:16] = alpha·Ap·Bp + beta·C (see gemmKernelGeneric).
+var dgemmAVX512 = [...]func(kc int, a, b, c *float64, ldc int, alpha, beta float64){
 	dgemmAVX512x1,
 	dgemmAVX512x2,
 	dgemmAVX512x3,
@@ -26,76 +26,76 @@ var dgemmAVX512 = [...]func(kc int, a, b, c *float64, ldc int, alpha float64){
 // dgemmAVX512x1 is the AVX512 kernel for an h = 1 by nr = 16 tile of C.
 //
 //go:noescape
-func dgemmAVX512x1(kc int, a, b, c *float64, ldc int, alpha float64)
+func dgemmAVX512x1(kc int, a, b, c *float64, ldc int, alpha, beta float64)
 
 // dgemmAVX512x2 is the AVX512 kernel for an h = 2 by nr = 16 tile of C.
 //
 //go:noescape
-func dgemmAVX512x2(kc int, a, b, c *float64, ldc int, alpha float64)
+func dgemmAVX512x2(kc int, a, b, c *float64, ldc int, alpha, beta float64)
 
 // dgemmAVX512x3 is the AVX512 kernel for an h = 3 by nr = 16 tile of C.
 //
 //go:noescape
-func dgemmAVX512x3(kc int, a, b, c *float64, ldc int, alpha float64)
+func dgemmAVX512x3(kc int, a, b, c *float64, ldc int, alpha, beta float64)
 
 // dgemmAVX512x4 is the AVX512 kernel for an h = 4 by nr = 16 tile of C.
 //
 //go:noescape
-func dgemmAVX512x4(kc int, a, b, c *float64, ldc int, alpha float64)
+func dgemmAVX512x4(kc int, a, b, c *float64, ldc int, alpha, beta float64)
 
 // dgemmAVX512x5 is the AVX512 kernel for an h = 5 by nr = 16 tile of C.
 //
 //go:noescape
-func dgemmAVX512x5(kc int, a, b, c *float64, ldc int, alpha float64)
+func dgemmAVX512x5(kc int, a, b, c *float64, ldc int, alpha, beta float64)
 
 // dgemmAVX512x6 is the AVX512 kernel for an h = 6 by nr = 16 tile of C.
 //
 //go:noescape
-func dgemmAVX512x6(kc int, a, b, c *float64, ldc int, alpha float64)
+func dgemmAVX512x6(kc int, a, b, c *float64, ldc int, alpha, beta float64)
 
 // dgemmAVX512x7 is the AVX512 kernel for an h = 7 by nr = 16 tile of C.
 //
 //go:noescape
-func dgemmAVX512x7(kc int, a, b, c *float64, ldc int, alpha float64)
+func dgemmAVX512x7(kc int, a, b, c *float64, ldc int, alpha, beta float64)
 
 // dgemmAVX512x8 is the AVX512 kernel for an h = 8 by nr = 16 tile of C.
 //
 //go:noescape
-func dgemmAVX512x8(kc int, a, b, c *float64, ldc int, alpha float64)
+func dgemmAVX512x8(kc int, a, b, c *float64, ldc int, alpha, beta float64)
 
 // dgemmAVX512x9 is the AVX512 kernel for an h = 9 by nr = 16 tile of C.
 //
 //go:noescape
-func dgemmAVX512x9(kc int, a, b, c *float64, ldc int, alpha float64)
+func dgemmAVX512x9(kc int, a, b, c *float64, ldc int, alpha, beta float64)
 
 // dgemmAVX512x10 is the AVX512 kernel for an h = 10 by nr = 16 tile of C.
 //
 //go:noescape
-func dgemmAVX512x10(kc int, a, b, c *float64, ldc int, alpha float64)
+func dgemmAVX512x10(kc int, a, b, c *float64, ldc int, alpha, beta float64)
 
 // dgemmAVX512x11 is the AVX512 kernel for an h = 11 by nr = 16 tile of C.
 //
 //go:noescape
-func dgemmAVX512x11(kc int, a, b, c *float64, ldc int, alpha float64)
+func dgemmAVX512x11(kc int, a, b, c *float64, ldc int, alpha, beta float64)
 
 // dgemmAVX512x12 is the AVX512 kernel for an h = 12 by nr = 16 tile of C.
 //
 //go:noescape
-func dgemmAVX512x12(kc int, a, b, c *float64, ldc int, alpha float64)
+func dgemmAVX512x12(kc int, a, b, c *float64, ldc int, alpha, beta float64)
 
 // dgemmAVX512x13 is the AVX512 kernel for an h = 13 by nr = 16 tile of C.
 //
 //go:noescape
-func dgemmAVX512x13(kc int, a, b, c *float64, ldc int, alpha float64)
+func dgemmAVX512x13(kc int, a, b, c *float64, ldc int, alpha, beta float64)
 
 // dgemmAVX512x14 is the AVX512 kernel for an h = 14 by nr = 16 tile of C.
 //
 //go:noescape
-func dgemmAVX512x14(kc int, a, b, c *float64, ldc int, alpha float64)
+func dgemmAVX512x14(kc int, a, b, c *float64, ldc int, alpha, beta float64)
 
 // dgemmAVX2 holds the AVX2 kernels by panel height h = 1..6: each
-// computes C[0:h, 0:8] += alpha·Ap·Bp (see gemmKernelGeneric).
-var dgemmAVX2 = [...]func(kc int, a, b, c *float64, ldc int, alpha float64){
+// computes C[0:h, 0:8] = alpha·Ap·Bp + beta·C (see gemmKernelGeneric).
+var dgemmAVX2 = [...]func(kc int, a, b, c *float64, ldc int, alpha, beta float64){
 	dgemmAVX2x1,
 	dgemmAVX2x2,
 	dgemmAVX2x3,
@@ -107,36 +107,36 @@ var dgemmAVX2 = [...]func(kc int, a, b, c *float64, ldc int, alpha float64){
 // dgemmAVX2x1 is the AVX2 kernel for an h = 1 by nr = 8 tile of C.
 //
 //go:noescape
-func dgemmAVX2x1(kc int, a, b, c *float64, ldc int, alpha float64)
+func dgemmAVX2x1(kc int, a, b, c *float64, ldc int, alpha, beta float64)
 
 // dgemmAVX2x2 is the AVX2 kernel for an h = 2 by nr = 8 tile of C.
 //
 //go:noescape
-func dgemmAVX2x2(kc int, a, b, c *float64, ldc int, alpha float64)
+func dgemmAVX2x2(kc int, a, b, c *float64, ldc int, alpha, beta float64)
 
 // dgemmAVX2x3 is the AVX2 kernel for an h = 3 by nr = 8 tile of C.
 //
 //go:noescape
-func dgemmAVX2x3(kc int, a, b, c *float64, ldc int, alpha float64)
+func dgemmAVX2x3(kc int, a, b, c *float64, ldc int, alpha, beta float64)
 
 // dgemmAVX2x4 is the AVX2 kernel for an h = 4 by nr = 8 tile of C.
 //
 //go:noescape
-func dgemmAVX2x4(kc int, a, b, c *float64, ldc int, alpha float64)
+func dgemmAVX2x4(kc int, a, b, c *float64, ldc int, alpha, beta float64)
 
 // dgemmAVX2x5 is the AVX2 kernel for an h = 5 by nr = 8 tile of C.
 //
 //go:noescape
-func dgemmAVX2x5(kc int, a, b, c *float64, ldc int, alpha float64)
+func dgemmAVX2x5(kc int, a, b, c *float64, ldc int, alpha, beta float64)
 
 // dgemmAVX2x6 is the AVX2 kernel for an h = 6 by nr = 8 tile of C.
 //
 //go:noescape
-func dgemmAVX2x6(kc int, a, b, c *float64, ldc int, alpha float64)
+func dgemmAVX2x6(kc int, a, b, c *float64, ldc int, alpha, beta float64)
 
 // sgemmAVX512 holds the AVX512 kernels by panel height h = 1..14: each
-// computes C[0:h, 0:32] += alpha·Ap·Bp (see gemmKernelGeneric).
-var sgemmAVX512 = [...]func(kc int, a, b, c *float32, ldc int, alpha float32){
+// computes C[0:h, 0:32] = alpha·Ap·Bp + beta·C (see gemmKernelGeneric).
+var sgemmAVX512 = [...]func(kc int, a, b, c *float32, ldc int, alpha, beta float32){
 	sgemmAVX512x1,
 	sgemmAVX512x2,
 	sgemmAVX512x3,
@@ -156,76 +156,76 @@ var sgemmAVX512 = [...]func(kc int, a, b, c *float32, ldc int, alpha float32){
 // sgemmAVX512x1 is the AVX512 kernel for an h = 1 by nr = 32 tile of C.
 //
 //go:noescape
-func sgemmAVX512x1(kc int, a, b, c *float32, ldc int, alpha float32)
+func sgemmAVX512x1(kc int, a, b, c *float32, ldc int, alpha, beta float32)
 
 // sgemmAVX512x2 is the AVX512 kernel for an h = 2 by nr = 32 tile of C.
 //
 //go:noescape
-func sgemmAVX512x2(kc int, a, b, c *float32, ldc int, alpha float32)
+func sgemmAVX512x2(kc int, a, b, c *float32, ldc int, alpha, beta float32)
 
 // sgemmAVX512x3 is the AVX512 kernel for an h = 3 by nr = 32 tile of C.
 //
 //go:noescape
-func sgemmAVX512x3(kc int, a, b, c *float32, ldc int, alpha float32)
+func sgemmAVX512x3(kc int, a, b, c *float32, ldc int, alpha, beta float32)
 
 // sgemmAVX512x4 is the AVX512 kernel for an h = 4 by nr = 32 tile of C.
 //
 //go:noescape
-func sgemmAVX512x4(kc int, a, b, c *float32, ldc int, alpha float32)
+func sgemmAVX512x4(kc int, a, b, c *float32, ldc int, alpha, beta float32)
 
 // sgemmAVX512x5 is the AVX512 kernel for an h = 5 by nr = 32 tile of C.
 //
 //go:noescape
-func sgemmAVX512x5(kc int, a, b, c *float32, ldc int, alpha float32)
+func sgemmAVX512x5(kc int, a, b, c *float32, ldc int, alpha, beta float32)
 
 // sgemmAVX512x6 is the AVX512 kernel for an h = 6 by nr = 32 tile of C.
 //
 //go:noescape
-func sgemmAVX512x6(kc int, a, b, c *float32, ldc int, alpha float32)
+func sgemmAVX512x6(kc int, a, b, c *float32, ldc int, alpha, beta float32)
 
 // sgemmAVX512x7 is the AVX512 kernel for an h = 7 by nr = 32 tile of C.
 //
 //go:noescape
-func sgemmAVX512x7(kc int, a, b, c *float32, ldc int, alpha float32)
+func sgemmAVX512x7(kc int, a, b, c *float32, ldc int, alpha, beta float32)
 
 // sgemmAVX512x8 is the AVX512 kernel for an h = 8 by nr = 32 tile of C.
 //
 //go:noescape
-func sgemmAVX512x8(kc int, a, b, c *float32, ldc int, alpha float32)
+func sgemmAVX512x8(kc int, a, b, c *float32, ldc int, alpha, beta float32)
 
 // sgemmAVX512x9 is the AVX512 kernel for an h = 9 by nr = 32 tile of C.
 //
 //go:noescape
-func sgemmAVX512x9(kc int, a, b, c *float32, ldc int, alpha float32)
+func sgemmAVX512x9(kc int, a, b, c *float32, ldc int, alpha, beta float32)
 
 // sgemmAVX512x10 is the AVX512 kernel for an h = 10 by nr = 32 tile of C.
 //
 //go:noescape
-func sgemmAVX512x10(kc int, a, b, c *float32, ldc int, alpha float32)
+func sgemmAVX512x10(kc int, a, b, c *float32, ldc int, alpha, beta float32)
 
 // sgemmAVX512x11 is the AVX512 kernel for an h = 11 by nr = 32 tile of C.
 //
 //go:noescape
-func sgemmAVX512x11(kc int, a, b, c *float32, ldc int, alpha float32)
+func sgemmAVX512x11(kc int, a, b, c *float32, ldc int, alpha, beta float32)
 
 // sgemmAVX512x12 is the AVX512 kernel for an h = 12 by nr = 32 tile of C.
 //
 //go:noescape
-func sgemmAVX512x12(kc int, a, b, c *float32, ldc int, alpha float32)
+func sgemmAVX512x12(kc int, a, b, c *float32, ldc int, alpha, beta float32)
 
 // sgemmAVX512x13 is the AVX512 kernel for an h = 13 by nr = 32 tile of C.
 //
 //go:noescape
-func sgemmAVX512x13(kc int, a, b, c *float32, ldc int, alpha float32)
+func sgemmAVX512x13(kc int, a, b, c *float32, ldc int, alpha, beta float32)
 
 // sgemmAVX512x14 is the AVX512 kernel for an h = 14 by nr = 32 tile of C.
 //
 //go:noescape
-func sgemmAVX512x14(kc int, a, b, c *float32, ldc int, alpha float32)
+func sgemmAVX512x14(kc int, a, b, c *float32, ldc int, alpha, beta float32)
 
 // sgemmAVX2 holds the AVX2 kernels by panel height h = 1..6: each
-// computes C[0:h, 0:16] += alpha·Ap·Bp (see gemmKernelGeneric).
-var sgemmAVX2 = [...]func(kc int, a, b, c *float32, ldc int, alpha float32){
+// computes C[0:h, 0:16] = alpha·Ap·Bp + beta·C (see gemmKernelGeneric).
+var sgemmAVX2 = [...]func(kc int, a, b, c *float32, ldc int, alpha, beta float32){
 	sgemmAVX2x1,
 	sgemmAVX2x2,
 	sgemmAVX2x3,
@@ -237,29 +237,29 @@ var sgemmAVX2 = [...]func(kc int, a, b, c *float32, ldc int, alpha float32){
 // sgemmAVX2x1 is the AVX2 kernel for an h = 1 by nr = 16 tile of C.
 //
 //go:noescape
-func sgemmAVX2x1(kc int, a, b, c *float32, ldc int, alpha float32)
+func sgemmAVX2x1(kc int, a, b, c *float32, ldc int, alpha, beta float32)
 
 // sgemmAVX2x2 is the AVX2 kernel for an h = 2 by nr = 16 tile of C.
 //
 //go:noescape
-func sgemmAVX2x2(kc int, a, b, c *float32, ldc int, alpha float32)
+func sgemmAVX2x2(kc int, a, b, c *float32, ldc int, alpha, beta float32)
 
 // sgemmAVX2x3 is the AVX2 kernel for an h = 3 by nr = 16 tile of C.
 //
 //go:noescape
-func sgemmAVX2x3(kc int, a, b, c *float32, ldc int, alpha float32)
+func sgemmAVX2x3(kc int, a, b, c *float32, ldc int, alpha, beta float32)
 
 // sgemmAVX2x4 is the AVX2 kernel for an h = 4 by nr = 16 tile of C.
 //
 //go:noescape
-func sgemmAVX2x4(kc int, a, b, c *float32, ldc int, alpha float32)
+func sgemmAVX2x4(kc int, a, b, c *float32, ldc int, alpha, beta float32)
 
 // sgemmAVX2x5 is the AVX2 kernel for an h = 5 by nr = 16 tile of C.
 //
 //go:noescape
-func sgemmAVX2x5(kc int, a, b, c *float32, ldc int, alpha float32)
+func sgemmAVX2x5(kc int, a, b, c *float32, ldc int, alpha, beta float32)
 
 // sgemmAVX2x6 is the AVX2 kernel for an h = 6 by nr = 16 tile of C.
 //
 //go:noescape
-func sgemmAVX2x6(kc int, a, b, c *float32, ldc int, alpha float32)
+func sgemmAVX2x6(kc int, a, b, c *float32, ldc int, alpha, beta float32)

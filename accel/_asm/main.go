@@ -11,7 +11,7 @@
 //			for p := 0; p < kc; p++ {
 //				s += a[p*h+i] * b[p*nr+j]
 //			}
-//			c[i*ldc+j] += alpha * s
+//			c[i*ldc+j] = alpha*s + beta*c[i*ldc+j] // C not read if beta == 0
 //		}
 //	}
 //
@@ -69,15 +69,15 @@ func main() {
 		for _, x := range []isa{avx512, avx2} {
 			nr := 2 * x.vbytes / e.size
 			fmt.Fprintf(&g, "\n// %sgemm%s holds the %s kernels by panel height h = 1..%d: each\n", e.prefix, x.name, x.name, x.maxRows)
-			fmt.Fprintf(&g, "// computes C[0:h, 0:%d] += alpha·Ap·Bp (see gemmKernelGeneric).\n", nr)
-			fmt.Fprintf(&g, "var %sgemm%s = [...]func(kc int, a, b, c *%s, ldc int, alpha %s){\n", e.prefix, x.name, e.goType, e.goType)
+			fmt.Fprintf(&g, "// computes C[0:h, 0:%d] = alpha·Ap·Bp + beta·C (see gemmKernelGeneric).\n", nr)
+			fmt.Fprintf(&g, "var %sgemm%s = [...]func(kc int, a, b, c *%s, ldc int, alpha, beta %s){\n", e.prefix, x.name, e.goType, e.goType)
 			for h := 1; h <= x.maxRows; h++ {
 				fmt.Fprintf(&g, "\t%s,\n", kname(e, x, h))
 			}
 			g.WriteString("}\n")
 			for h := 1; h <= x.maxRows; h++ {
 				fmt.Fprintf(&g, "\n// %s is the %s kernel for an h = %d by nr = %d tile of C.\n//\n//go:noescape\n", kname(e, x, h), x.name, h, nr)
-				fmt.Fprintf(&g, "func %s(kc int, a, b, c *%s, ldc int, alpha %s)\n", kname(e, x, h), e.goType, e.goType)
+				fmt.Fprintf(&g, "func %s(kc int, a, b, c *%s, ldc int, alpha, beta %s)\n", kname(e, x, h), e.goType, e.goType)
 				kernel(&s, e, x, h)
 			}
 		}
@@ -103,11 +103,11 @@ func kernel(w *bytes.Buffer, e elem, x isa, h int) {
 		nreg = 16
 	}
 	b0, b1, t0, t1 := r(nreg-4), r(nreg-3), r(nreg-2), r(nreg-1)
-	argSize := 40 + e.size // kc, a, b, c, ldc: 8 bytes each, then alpha
+	argSize := 40 + 2*e.size // kc, a, b, c, ldc: 8 bytes each, then alpha, beta
 	name := kname(e, x, h)
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
 
-	p("\n// func %s(kc int, a, b, c *%s, ldc int, alpha %s)", name, e.goType, e.goType)
+	p("\n// func %s(kc int, a, b, c *%s, ldc int, alpha, beta %s)", name, e.goType, e.goType)
 	p("TEXT ·%s(SB), NOSPLIT, $0-%d", name, argSize)
 	p("\tMOVQ kc+0(FP), CX")
 	p("\tMOVQ a+8(FP), AX")
@@ -140,19 +140,43 @@ func kernel(w *bytes.Buffer, e elem, x isa, h int) {
 		p("\tVFMADD231%s %s, %s, %s", e.sfx, b0, t, acc(i, 0))
 		p("\tVFMADD231%s %s, %s, %s", e.sfx, b1, t, acc(i, 1))
 	}
+	p("\tPREFETCHT0 %d(AX) // A panel, %d steps ahead", 8*h*e.size, 8)
+	p("\tPREFETCHT0 %d(AX)", 8*h*e.size+64)
 	p("\tADDQ $%d, AX // a += h", h*e.size)
 	p("\tADDQ $%d, BX // b += nr", 2*x.vbytes)
 	p("\tDECQ CX")
 	p("\tJNZ %s_loop", name)
 
 	p("\n%s_store:", name)
-	p("\t// c[i*ldc : i*ldc+nr] += alpha * acc[i], row by row")
 	p("\t%s alpha+40(FP), %s", e.bcast, t1)
+	if e.size == 8 {
+		p("\tMOVQ beta+48(FP), R9")
+		p("\tSHLQ $1, R9 // drop the sign: -0 is 0")
+	} else {
+		p("\tMOVL beta+44(FP), R9")
+		p("\tSHLL $1, R9 // drop the sign: -0 is 0")
+	}
+	p("\tJZ %s_beta0", name)
+	p("\t%s beta+%d(FP), %s", e.bcast, 40+e.size, t0)
+	p("\t// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row")
 	for i := 0; i < h; i++ {
-		p("\tVMOVUP%s (DX), %s", e.sfx[1:], b0)
-		p("\tVMOVUP%s %d(DX), %s", e.sfx[1:], x.vbytes, b1)
+		p("\tVMULP%s (DX), %s, %s", e.sfx[1:], t0, b0)
+		p("\tVMULP%s %d(DX), %s, %s", e.sfx[1:], x.vbytes, t0, b1)
 		p("\tVFMADD231%s %s, %s, %s", e.sfx, t1, acc(i, 0), b0)
 		p("\tVFMADD231%s %s, %s, %s", e.sfx, t1, acc(i, 1), b1)
+		p("\tVMOVUP%s %s, (DX)", e.sfx[1:], b0)
+		p("\tVMOVUP%s %s, %d(DX)", e.sfx[1:], b1, x.vbytes)
+		if i < h-1 {
+			p("\tADDQ R8, DX")
+		}
+	}
+	p("\tVZEROUPPER")
+	p("\tRET")
+	p("\n%s_beta0:", name)
+	p("\t// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C")
+	for i := 0; i < h; i++ {
+		p("\tVMULP%s %s, %s, %s", e.sfx[1:], t1, acc(i, 0), b0)
+		p("\tVMULP%s %s, %s, %s", e.sfx[1:], t1, acc(i, 1), b1)
 		p("\tVMOVUP%s %s, (DX)", e.sfx[1:], b0)
 		p("\tVMOVUP%s %s, %d(DX)", e.sfx[1:], b1, x.vbytes)
 		if i < h-1 {

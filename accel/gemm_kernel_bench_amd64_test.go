@@ -1,0 +1,30 @@
+//go:build !purego
+
+package accel
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// BenchmarkDgemmKernel times the AVX-512 and AVX2 microkernels alone on
+// packed panels that stay in cache: the ceiling for the blocked driver.
+func BenchmarkDgemmKernel(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	for _, ks := range []*kernelSet[float64]{&dgemmAVX512Set, &dgemmAVX2Set} {
+		if ks.name == "AVX512" && !useAVX512 || ks.name == "AVX2" && !useAVX2 {
+			continue
+		}
+		for _, h := range []int{ks.mr, ks.mr / 2} {
+			b.Run(fmt.Sprintf("%s/h=%d", ks.name, h), func(b *testing.B) {
+				kc := ks.kc
+				a, bp, c := randSlice[float64](rng, h*kc), randSlice[float64](rng, ks.nr*kc), make([]float64, h*ks.nr)
+				for b.Loop() {
+					ks.tile(h, kc, a, bp, c, ks.nr, 1, 1)
+				}
+				b.ReportMetric(2*float64(h*ks.nr*kc)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
+	}
+}
