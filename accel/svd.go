@@ -96,7 +96,7 @@ func thinSVD(ctx context.Context, op string, a mat.Matrix, wantVectors bool) (SV
 
 // svdDense computes the thin SVD of a (which it may overwrite).
 func svdDense(ctx context.Context, op string, a *mat.Dense, wantVectors bool) (SVD, error) {
-	return svdGonum(ctx, op, a, wantVectors)
+	return svdFast(ctx, op, a, wantVectors)
 }
 
 // svdGonum is the reference path: gonum's mat.SVD (LAPACK dgesvd, bidiagonal

@@ -6,8 +6,6 @@ import (
 	"math"
 	"math/rand/v2"
 
-	"gonum.org/v1/gonum/blas"
-	"gonum.org/v1/gonum/blas/blas64"
 	"gonum.org/v1/gonum/lapack/lapack64"
 	"gonum.org/v1/gonum/mat"
 )
@@ -158,14 +156,12 @@ func orthonormalize(y *mat.Dense) {
 }
 
 // svdGemm computes c = alpha·op(a)·op(b) + beta·c for dense row-major
-// matrices, op(x) = xᵀ when the flag is set.
+// matrices, op(x) = xᵀ when the flag is set, on accel's Dgemm.
 func svdGemm(tA, tB bool, alpha float64, a, b *mat.Dense, beta float64, c *mat.Dense) {
-	ta, tb := blas.NoTrans, blas.NoTrans
+	ra, rb, rc := a.RawMatrix(), b.RawMatrix(), c.RawMatrix()
+	k := ra.Cols
 	if tA {
-		ta = blas.Trans
+		k = ra.Rows
 	}
-	if tB {
-		tb = blas.Trans
-	}
-	blas64.Gemm(ta, tb, alpha, a.RawMatrix(), b.RawMatrix(), beta, c.RawMatrix())
+	Dgemm(tA, tB, rc.Rows, rc.Cols, k, alpha, ra.Data, ra.Stride, rb.Data, rb.Stride, beta, rc.Data, rc.Stride)
 }

@@ -1,0 +1,434 @@
+package accel
+
+import (
+	"context"
+	"math"
+	"sync"
+
+	"gonum.org/v1/gonum/lapack/gonum"
+)
+
+// This file holds the SVD of an upper bidiagonal matrix with vectors: the
+// implicit-shift bidiagonal QR iteration of Demmel & Kahan (1990, "Accurate
+// singular values of bidiagonal matrices", the algorithm of LAPACK dbdsqr),
+// restructured so that the plane rotations are not applied to the vectors as
+// they are generated. The iteration on the bidiagonal (d, e) costs O(n) per
+// sweep; it records each sweep's rotations in a rotLog, and the log is applied
+// to the vectors in batches, one column chunk at a time. A chunk (all n rows,
+// a few dozen columns) stays in cache while every rotation of the batch
+// passes over it, and chunks are processed in parallel, so the O(n³) vector
+// work runs at arithmetic speed rather than memory speed (Van Zee, van de
+// Geijn & Quintana-Ortí 2011, "Restructuring the tridiagonal and bidiagonal
+// QR algorithms for performance", use the same idea).
+
+// rotSeq is a sequence of count plane rotations on adjacent rows: rotation k
+// acts on rows lo+k and lo+k+1 with (c, s) = (cs[off+2k], cs[off+2k+1]):
+//
+//	x, y := row(lo+k), row(lo+k+1)
+//	row(lo+k), row(lo+k+1) = c·x + s·y, c·y − s·x
+//
+// applied for k = 0…count−1, or count−1…0 when backward.
+type rotSeq struct {
+	lo, count, off int
+	backward       bool
+}
+
+// rotLog is a batch of rotation sequences waiting to be applied.
+type rotLog struct {
+	seqs []rotSeq
+	cs   []float64
+}
+
+func (l *rotLog) add(lo int, backward bool, cs []float64) {
+	l.seqs = append(l.seqs, rotSeq{lo: lo, count: len(cs) / 2, off: len(l.cs), backward: backward})
+	l.cs = append(l.cs, cs...)
+}
+
+func (l *rotLog) reset() { l.seqs, l.cs = l.seqs[:0], l.cs[:0] }
+
+// rotChunk is the column width of the chunks a rotLog is applied to: 32
+// columns of 1024 rows are 256 KiB, which stays in L2.
+const rotChunk = 32
+
+// apply applies the logged sequences, in order, to the rows of the n×cols
+// row-major matrix x (row stride ldx), chunk by chunk on up to Threads()
+// goroutines, and empties the log.
+func (l *rotLog) apply(x []float64, ldx, cols int) {
+	if len(l.seqs) == 0 {
+		return
+	}
+	chunks := (cols + rotChunk - 1) / rotChunk
+	workers := min(Threads(), chunks)
+	if workers <= 1 {
+		for c0 := 0; c0 < cols; c0 += rotChunk {
+			l.applyChunk(x, ldx, c0, min(c0+rotChunk, cols))
+		}
+		l.reset()
+		return
+	}
+	var wg sync.WaitGroup
+	next := make(chan int, chunks)
+	for c := 0; c < chunks; c++ {
+		next <- c * rotChunk
+	}
+	close(next)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c0 := range next {
+				l.applyChunk(x, ldx, c0, min(c0+rotChunk, cols))
+			}
+		}()
+	}
+	wg.Wait()
+	l.reset()
+}
+
+// applyChunk applies every logged sequence to columns [c0, c1) of x.
+func (l *rotLog) applyChunk(x []float64, ldx, c0, c1 int) {
+	for _, q := range l.seqs {
+		rotRows(x[c0:], ldx, c1-c0, q.lo, q.backward, l.cs[q.off:q.off+2*q.count])
+	}
+}
+
+// rotRows applies the rotations cs (pairs c, s) to rows lo+k, lo+k+1 of the
+// w-column block x (row stride ldx), as rotSeq describes.
+func rotRows(x []float64, ldx, w, lo int, backward bool, cs []float64) {
+	count := len(cs) / 2
+	for t := 0; t < count; t++ {
+		k := t
+		if backward {
+			k = count - 1 - t
+		}
+		c, s := cs[2*k], cs[2*k+1]
+		if s == 0 && c == 1 {
+			continue
+		}
+		r0 := x[(lo+k)*ldx : (lo+k)*ldx+w]
+		r1 := x[(lo+k+1)*ldx : (lo+k+1)*ldx+w]
+		rotPair(c, s, r0, r1)
+	}
+}
+
+// rotPair is
+//
+//	for i := range x {
+//		x[i], y[i] = c*x[i]+s*y[i], c*y[i]-s*x[i]
+//	}
+func rotPair(c, s float64, x, y []float64) {
+	y = y[:len(x)]
+	for i, a := range x {
+		b := y[i]
+		x[i] = c*a + s*b
+		y[i] = c*b - s*a
+	}
+}
+
+// bdsqrVectors computes the SVD B = Q·diag(σ)·Pᵀ of the n×n upper bidiagonal
+// B with diagonal d and superdiagonal e (length n−1), overwriting d with σ
+// (non-negative, descending), destroying e, and overwriting vt (n×n, row
+// stride ldvt) with Pᵀ·vt and ut (n×n, row stride ldut) with Qᵀ·ut. With vt
+// and ut the identity on entry they hold Pᵀ = VTᵦ and Qᵀ = Uᵦᵀ on return.
+// It returns ErrNoConvergence (unwrapped) if the iteration does not converge
+// within 6n² inner steps, or ctx.Err() when ctx is cancelled.
+func bdsqrVectors(ctx context.Context, n int, d, e []float64, vt []float64, ldvt int, ut []float64, ldut int) error {
+	if n == 0 {
+		return nil
+	}
+	var impl gonum.Implementation
+	const (
+		eps    = 0x1p-53   // relative machine precision (LAPACK's dlamch('E'))
+		unfl   = 0x1p-1022 // smallest normal number
+		maxitr = 6
+	)
+	// Relative accuracy tolerance, as in LAPACK: tol = max(10, min(100, ε^(-1/8)))·ε.
+	tol := math.Max(10, math.Min(100, math.Pow(eps, -0.125))) * eps
+
+	// thresh is the absolute threshold below which an off-diagonal entry is
+	// set to zero: tol times an estimate of the smallest singular value.
+	sminoa := math.Abs(d[0])
+	if sminoa != 0 {
+		mu := sminoa
+		for i := 1; i < n; i++ {
+			mu = math.Abs(d[i]) * (mu / (mu + math.Abs(e[i-1])))
+			sminoa = math.Min(sminoa, mu)
+			if sminoa == 0 {
+				break
+			}
+		}
+	}
+	sminoa /= math.Sqrt(float64(n))
+	thresh := math.Max(tol*sminoa, maxitr*float64(n)*float64(n)*unfl)
+
+	var ulog, vlog rotLog
+	flushAt := max(256*n, 1<<14) // rotations per batch
+	flush := func() {
+		vlog.apply(vt, ldvt, n)
+		ulog.apply(ut, ldut, n)
+	}
+	csU := make([]float64, 2*n)
+	csV := make([]float64, 2*n)
+
+	maxit := maxitr * n * n
+	iter := 0
+	sinceCheck := 0
+	oldll, oldm := -1, -1
+	idir := 0
+	m := n - 1
+outer:
+	for m > 0 {
+		if iter > maxit {
+			flush()
+			return ErrNoConvergence
+		}
+		if sinceCheck > 4*n || len(ulog.cs)+len(vlog.cs) > 4*flushAt {
+			sinceCheck = 0
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if len(ulog.cs)+len(vlog.cs) > 4*flushAt {
+				flush()
+			}
+		}
+		sinceCheck++
+
+		// Find the bottom unreduced block [ll, m]: e[ll..m−1] all non-negligible.
+		smax := math.Abs(d[m])
+		ll := -1
+		for l := m - 1; l >= 0; l-- {
+			abss, abse := math.Abs(d[l]), math.Abs(e[l])
+			if abse <= thresh {
+				e[l] = 0
+				ll = l
+				break
+			}
+			smax = math.Max(smax, math.Max(abss, abse))
+		}
+		if ll == m-1 {
+			// d[m] is a converged singular value.
+			m--
+			continue
+		}
+		ll++
+
+		if ll == m-1 {
+			// 2×2 block: solve it directly.
+			ssmin, ssmax, snr, csr, snl, csl := impl.Dlasv2(d[m-1], e[m-1], d[m])
+			d[m-1], e[m-1], d[m] = ssmax, 0, ssmin
+			vlog.add(m-1, false, []float64{csr, snr})
+			ulog.add(m-1, false, []float64{csl, snl})
+			m -= 2
+			continue
+		}
+
+		// On a new block, chase the bulge from the larger end towards the smaller.
+		if ll > oldm || m < oldll {
+			if math.Abs(d[ll]) >= math.Abs(d[m]) {
+				idir = 1
+			} else {
+				idir = 2
+			}
+		}
+
+		// Convergence tests (relative accuracy criterion of Demmel & Kahan).
+		var smin float64
+		if idir == 1 {
+			if math.Abs(e[m-1]) <= tol*math.Abs(d[m]) {
+				e[m-1] = 0
+				continue
+			}
+			mu := math.Abs(d[ll])
+			smin = mu
+			for l := ll; l < m; l++ {
+				if math.Abs(e[l]) <= tol*mu {
+					e[l] = 0
+					continue outer
+				}
+				mu = math.Abs(d[l+1]) * (mu / (mu + math.Abs(e[l])))
+				smin = math.Min(smin, mu)
+			}
+		} else {
+			if math.Abs(e[ll]) <= tol*math.Abs(d[ll]) {
+				e[ll] = 0
+				continue
+			}
+			mu := math.Abs(d[m])
+			smin = mu
+			for l := m - 1; l >= ll; l-- {
+				if math.Abs(e[l]) <= tol*mu {
+					e[l] = 0
+					continue outer
+				}
+				mu = math.Abs(d[l]) * (mu / (mu + math.Abs(e[l])))
+				smin = math.Min(smin, mu)
+			}
+		}
+		oldll, oldm = ll, m
+
+		// Shift: zero if shifting would spoil relative accuracy, else the
+		// smaller singular value of the trailing (or leading) 2×2.
+		shift := 0.0
+		if float64(n)*tol*(smin/smax) > math.Max(eps, 0.01*tol) {
+			var sll float64
+			if idir == 1 {
+				sll = math.Abs(d[ll])
+				shift, _ = impl.Dlas2(d[m-1], e[m-1], d[m])
+			} else {
+				sll = math.Abs(d[m])
+				shift, _ = impl.Dlas2(d[ll], e[ll], d[ll+1])
+			}
+			if sll > 0 && (shift/sll)*(shift/sll) < eps {
+				shift = 0
+			}
+		}
+		iter += m - ll
+		cnt := m - ll
+		cu, cv := csU[:2*cnt], csV[:2*cnt]
+
+		switch {
+		case shift == 0 && idir == 1:
+			// Zero-shift QR sweep, top to bottom.
+			cs, oldcs := 1.0, 1.0
+			var sn, oldsn, r float64
+			for i := ll; i < m; i++ {
+				cs, sn, r = impl.Dlartg(d[i]*cs, e[i])
+				if i > ll {
+					e[i-1] = oldsn * r
+				}
+				oldcs, oldsn, d[i] = impl.Dlartg(oldcs*r, d[i+1]*sn)
+				k := i - ll
+				cv[2*k], cv[2*k+1] = cs, sn
+				cu[2*k], cu[2*k+1] = oldcs, oldsn
+			}
+			h := d[m] * cs
+			d[m] = h * oldcs
+			e[m-1] = h * oldsn
+			vlog.add(ll, false, cv)
+			ulog.add(ll, false, cu)
+			if math.Abs(e[m-1]) <= thresh {
+				e[m-1] = 0
+			}
+		case shift == 0:
+			// Zero-shift QR sweep, bottom to top.
+			cs, oldcs := 1.0, 1.0
+			var sn, oldsn, r float64
+			for i := m; i > ll; i-- {
+				cs, sn, r = impl.Dlartg(d[i]*cs, e[i-1])
+				if i < m {
+					e[i] = oldsn * r
+				}
+				oldcs, oldsn, d[i] = impl.Dlartg(oldcs*r, d[i-1]*sn)
+				k := i - 1 - ll
+				cu[2*k], cu[2*k+1] = cs, -sn
+				cv[2*k], cv[2*k+1] = oldcs, -oldsn
+			}
+			h := d[ll] * cs
+			d[ll] = h * oldcs
+			e[ll] = h * oldsn
+			vlog.add(ll, true, cv)
+			ulog.add(ll, true, cu)
+			if math.Abs(e[ll]) <= thresh {
+				e[ll] = 0
+			}
+		case idir == 1:
+			// Shifted QR sweep, top to bottom.
+			f := (math.Abs(d[ll]) - shift) * (math.Copysign(1, d[ll]) + shift/d[ll])
+			g := e[ll]
+			for i := ll; i < m; i++ {
+				cosr, sinr, r := impl.Dlartg(f, g)
+				if i > ll {
+					e[i-1] = r
+				}
+				f = cosr*d[i] + sinr*e[i]
+				e[i] = cosr*e[i] - sinr*d[i]
+				g = sinr * d[i+1]
+				d[i+1] *= cosr
+				cosl, sinl, r := impl.Dlartg(f, g)
+				d[i] = r
+				f = cosl*e[i] + sinl*d[i+1]
+				d[i+1] = cosl*d[i+1] - sinl*e[i]
+				if i < m-1 {
+					g = sinl * e[i+1]
+					e[i+1] *= cosl
+				}
+				k := i - ll
+				cv[2*k], cv[2*k+1] = cosr, sinr
+				cu[2*k], cu[2*k+1] = cosl, sinl
+			}
+			e[m-1] = f
+			vlog.add(ll, false, cv)
+			ulog.add(ll, false, cu)
+			if math.Abs(e[m-1]) <= thresh {
+				e[m-1] = 0
+			}
+		default:
+			// Shifted QR sweep, bottom to top.
+			f := (math.Abs(d[m]) - shift) * (math.Copysign(1, d[m]) + shift/d[m])
+			g := e[m-1]
+			for i := m; i > ll; i-- {
+				cosr, sinr, r := impl.Dlartg(f, g)
+				if i < m {
+					e[i] = r
+				}
+				f = cosr*d[i] + sinr*e[i-1]
+				e[i-1] = cosr*e[i-1] - sinr*d[i]
+				g = sinr * d[i-1]
+				d[i-1] *= cosr
+				cosl, sinl, r := impl.Dlartg(f, g)
+				d[i] = r
+				f = cosl*e[i-1] + sinl*d[i-1]
+				d[i-1] = cosl*d[i-1] - sinl*e[i-1]
+				if i > ll+1 {
+					g = sinl * e[i-2]
+					e[i-2] *= cosl
+				}
+				k := i - 1 - ll
+				cu[2*k], cu[2*k+1] = cosr, -sinr
+				cv[2*k], cv[2*k+1] = cosl, -sinl
+			}
+			e[ll] = f
+			vlog.add(ll, true, cv)
+			ulog.add(ll, true, cu)
+			if math.Abs(e[ll]) <= thresh {
+				e[ll] = 0
+			}
+		}
+	}
+	flush()
+
+	// Make the singular values non-negative (negating the rows of vt) and
+	// sort them descending (permuting the rows of vt and ut alike).
+	for i := 0; i < n; i++ {
+		if d[i] < 0 {
+			d[i] = -d[i]
+			row := vt[i*ldvt : i*ldvt+n]
+			for j := range row {
+				row[j] = -row[j]
+			}
+		}
+	}
+	for i := 0; i < n-1; i++ {
+		big := i
+		for j := i + 1; j < n; j++ {
+			if d[j] > d[big] {
+				big = j
+			}
+		}
+		if big != i {
+			d[i], d[big] = d[big], d[i]
+			swapRows(vt, ldvt, n, i, big)
+			swapRows(ut, ldut, n, i, big)
+		}
+	}
+	return nil
+}
+
+// swapRows exchanges rows i and j (each of w entries) of x.
+func swapRows(x []float64, ldx, w, i, j int) {
+	a := x[i*ldx : i*ldx+w]
+	b := x[j*ldx : j*ldx+w]
+	for k := range a {
+		a[k], b[k] = b[k], a[k]
+	}
+}
