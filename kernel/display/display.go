@@ -1,12 +1,259 @@
 // Package display turns Go values into Jupyter MIME bundles, following the
-// contract of package nb: a value shows richly when it has a PNG, SVG, HTML,
-// Markdown, JSON or Text method; an image.Image shows as a PNG; a gonum
-// matrix as an HTML table; everything has text/plain.
+// contract of package nb:
+//
+//   - a value shows richly when it has any of the methods PNG() []byte,
+//     SVG() string, HTML() string, Markdown() string, JSON() any or
+//     Text() string (the last replaces text/plain);
+//   - an image.Image shows as a PNG, a gonum *plot.Plot as a PNG, a gonum
+//     mat.Matrix as an HTML table, an error as its message;
+//   - everything has text/plain.
+//
+// The kernel (kernel/session) and `gopeft run` both use Bundle, for final
+// expressions and for nb.Display.
+//
+// Values of types declared in a notebook cell are interpreted by yaegi: when
+// passed to compiled code as an `any`, they do not satisfy compiled
+// interfaces, so their methods are not seen here. Such values show as text;
+// to show them richly, call the method yourself and wrap the result:
+// nb.Display(nb.HTML(v.HTML())), or return nb.HTML(…) as the cell's value.
 package display
 
-import "fmt"
+import (
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"html"
+	"image"
+	"image/png"
+	"reflect"
+	"strconv"
+	"strings"
 
-// Bundle returns the MIME bundle and metadata that show v.
+	"gonum.org/v1/gonum/mat"
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/vg"
+)
+
+// The structural interfaces of nb's contract.
+type (
+	pnger      interface{ PNG() []byte }
+	svger      interface{ SVG() string }
+	htmler     interface{ HTML() string }
+	markdowner interface{ Markdown() string }
+	jsoner     interface{ JSON() any }
+	texter     interface{ Text() string }
+)
+
+// MaxText is the length beyond which text/plain is cut.
+const MaxText = 8000
+
+// Bundle returns the MIME bundle and metadata that show v. Image data are
+// base64 strings, as Jupyter's JSON wants them.
 func Bundle(v any) (data, metadata map[string]any) {
-	return map[string]any{"text/plain": fmt.Sprintf("%v", v)}, map[string]any{}
+	data = map[string]any{}
+	metadata = map[string]any{}
+	defer func() {
+		// A broken method must not take the kernel down: show the text.
+		if r := recover(); r != nil {
+			data = map[string]any{"text/plain": fmt.Sprintf("%s\n(display failed: %v)", safeText(v), r)}
+			metadata = map[string]any{}
+		}
+	}()
+	if x, ok := v.(pnger); ok {
+		if b := x.PNG(); len(b) > 0 {
+			addPNG(data, metadata, b)
+		}
+	}
+	if x, ok := v.(svger); ok {
+		if s := x.SVG(); s != "" {
+			data["image/svg+xml"] = s
+		}
+	}
+	if x, ok := v.(htmler); ok {
+		data["text/html"] = x.HTML()
+	}
+	if x, ok := v.(markdowner); ok {
+		data["text/markdown"] = x.Markdown()
+	}
+	if x, ok := v.(jsoner); ok {
+		data["application/json"] = x.JSON()
+	}
+	if x, ok := v.(texter); ok {
+		data["text/plain"] = x.Text()
+	}
+	switch x := v.(type) {
+	case *plot.Plot:
+		if _, done := data["image/png"]; !done && x != nil {
+			if b, err := plotPNG(x); err == nil {
+				addPNG(data, metadata, b)
+			}
+		}
+	case image.Image:
+		if _, done := data["image/png"]; !done && x != nil {
+			var buf bytes.Buffer
+			if err := png.Encode(&buf, x); err == nil {
+				addPNG(data, metadata, buf.Bytes())
+			}
+		}
+	case mat.Matrix:
+		if _, done := data["text/html"]; !done && !isNil(x) {
+			data["text/html"] = MatrixHTML(x)
+		}
+		if _, done := data["text/plain"]; !done && !isNil(x) {
+			data["text/plain"] = matrixText(x)
+		}
+	}
+	if _, ok := data["text/plain"]; !ok {
+		data["text/plain"] = safeText(v)
+	}
+	return data, metadata
+}
+
+func isNil(v any) bool {
+	rv := reflect.ValueOf(v)
+	switch rv.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Interface, reflect.Func, reflect.Chan:
+		return rv.IsNil()
+	}
+	return false
+}
+
+// Text returns the text/plain form of v.
+func Text(v any) string {
+	d, _ := Bundle(v)
+	s, _ := d["text/plain"].(string)
+	return s
+}
+
+// safeText formats v for text/plain: errors by their message, structs with
+// field names, strings as they are, long output cut at MaxText.
+func safeText(v any) (s string) {
+	defer func() {
+		if r := recover(); r != nil {
+			s = fmt.Sprintf("%T (cannot be printed: %v)", v, r)
+		}
+	}()
+	switch x := v.(type) {
+	case nil:
+		return "<nil>"
+	case error:
+		s = x.Error()
+	case string:
+		s = x
+	case fmt.Stringer:
+		s = x.String()
+	default:
+		s = fmt.Sprintf("%+v", v)
+	}
+	if len(s) > MaxText {
+		cut := MaxText
+		for cut > 0 && !isRuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + fmt.Sprintf("… (%d more bytes)", len(s)-cut)
+	}
+	return s
+}
+
+func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+func addPNG(data, metadata map[string]any, b []byte) {
+	data["image/png"] = base64.StdEncoding.EncodeToString(b)
+	if cfg, err := png.DecodeConfig(bytes.NewReader(b)); err == nil {
+		metadata["image/png"] = map[string]any{"width": cfg.Width, "height": cfg.Height}
+	}
+}
+
+// PlotSize is the size at which a bare *plot.Plot is drawn.
+var PlotSize = struct{ W, H vg.Length }{W: 6 * vg.Inch, H: 4 * vg.Inch}
+
+func plotPNG(p *plot.Plot) ([]byte, error) {
+	w, err := p.WriterTo(PlotSize.W, PlotSize.H, "png")
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if _, err := w.WriteTo(&buf); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// Matrix tables show at most this many rows and columns; the middle of a
+// larger matrix is elided.
+const (
+	maxRows = 24
+	maxCols = 12
+)
+
+// span lists the indices shown out of n, with -1 where the elision goes.
+func span(n, max int) []int {
+	var idx []int
+	if n <= max {
+		for i := 0; i < n; i++ {
+			idx = append(idx, i)
+		}
+		return idx
+	}
+	head := max / 2
+	for i := 0; i < head; i++ {
+		idx = append(idx, i)
+	}
+	idx = append(idx, -1)
+	for i := n - (max - head); i < n; i++ {
+		idx = append(idx, i)
+	}
+	return idx
+}
+
+// MatrixHTML renders m as an HTML table with its shape as caption.
+func MatrixHTML(m mat.Matrix) string {
+	r, c := m.Dims()
+	var b strings.Builder
+	fmt.Fprintf(&b, "<table class=\"gopeft-matrix\" style=\"font-family:monospace\"><caption>%s %d×%d</caption>\n", html.EscapeString(typeName(m)), r, c)
+	cols := span(c, maxCols)
+	b.WriteString("<tr><th></th>")
+	for _, j := range cols {
+		if j < 0 {
+			b.WriteString("<th>…</th>")
+			continue
+		}
+		fmt.Fprintf(&b, "<th>%d</th>", j)
+	}
+	b.WriteString("</tr>\n")
+	for _, i := range span(r, maxRows) {
+		if i < 0 {
+			b.WriteString("<tr><th>⋮</th>")
+			for range cols {
+				b.WriteString("<td>⋮</td>")
+			}
+			b.WriteString("</tr>\n")
+			continue
+		}
+		fmt.Fprintf(&b, "<tr><th>%d</th>", i)
+		for _, j := range cols {
+			if j < 0 {
+				b.WriteString("<td>…</td>")
+				continue
+			}
+			fmt.Fprintf(&b, "<td style=\"text-align:right\">%s</td>", formatFloat(m.At(i, j)))
+		}
+		b.WriteString("</tr>\n")
+	}
+	b.WriteString("</table>")
+	return b.String()
+}
+
+func typeName(v any) string { return strings.TrimPrefix(fmt.Sprintf("%T", v), "*") }
+
+func formatFloat(f float64) string { return strconv.FormatFloat(f, 'g', 5, 64) }
+
+// matrixText is gonum's formatting of m, elided like the table.
+func matrixText(m mat.Matrix) string {
+	r, c := m.Dims()
+	opts := []mat.FormatOption{mat.Squeeze()}
+	if r > maxRows || c > maxRows {
+		opts = append(opts, mat.Excerpt(4))
+	}
+	return fmt.Sprintf("%s %d×%d\n%.5g", typeName(m), r, c, mat.Formatted(m, opts...))
 }

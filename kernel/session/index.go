@@ -148,3 +148,58 @@ func nodeText(fset *token.FileSet, n any) string {
 	}
 	return s
 }
+
+// dropKnownImports blanks the imports of a declaration run that the session
+// has already made under the same name (yaegi rejects a second import of a
+// package, and cells with imports are re-run all the time). Lines are kept.
+func (s *Session) dropKnownImports(src string) string {
+	if !strings.Contains(src, "import") {
+		return src
+	}
+	const prefix = "package main;"
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, "", prefix+src, parser.ImportsOnly)
+	if err != nil {
+		return src
+	}
+	file := fset.File(f.Pos())
+	off := func(p token.Pos) int { return file.Offset(p) - len(prefix) }
+	known := func(sp *ast.ImportSpec) bool {
+		p, _ := strconv.Unquote(sp.Path.Value)
+		name := p[strings.LastIndex(p, "/")+1:]
+		if sp.Name != nil {
+			name = sp.Name.Name
+		}
+		return s.index.imports[name] == p
+	}
+	b := []byte(src)
+	blank := func(from, to int) {
+		for i := from; i < to && i < len(b); i++ {
+			if b[i] != '\n' {
+				b[i] = ' '
+			}
+		}
+	}
+	for _, d := range f.Decls {
+		g, ok := d.(*ast.GenDecl)
+		if !ok || g.Tok != token.IMPORT {
+			continue
+		}
+		all := true
+		for _, sp := range g.Specs {
+			if !known(sp.(*ast.ImportSpec)) {
+				all = false
+			}
+		}
+		if all {
+			blank(off(g.Pos()), off(g.End()))
+			continue
+		}
+		for _, sp := range g.Specs {
+			if known(sp.(*ast.ImportSpec)) {
+				blank(off(sp.Pos()), off(sp.End()))
+			}
+		}
+	}
+	return string(b)
+}

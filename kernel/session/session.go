@@ -17,16 +17,20 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"go/token"
 	"os"
+	"path"
 	"reflect"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/gopeft/gopeft/accel"
 	"github.com/gopeft/gopeft/kernel/display"
 	"github.com/gopeft/gopeft/kernel/symbols"
 	"github.com/gopeft/gopeft/nb"
@@ -66,10 +70,14 @@ type Session struct {
 	it    *interp.Interpreter
 	index *declIndex
 
-	errf    *stderrFilter // the interpreter's stderr
-	cur     *cell         // the running cell, nil between cells
-	curMu   sync.Mutex
-	pending []string // goroutine panics reported after their cell ended
+	errf        *stderrFilter // the interpreter's stderr
+	cur         *cell         // the running cell, nil between cells
+	curMu       sync.Mutex
+	pending     []string // goroutine panics reported after their cell ended
+	lastGoPanic struct {
+		gid uint64
+		msg string
+	}
 
 	shown    []any // values passed to the Show rewrite of the last run
 	hasShown bool
@@ -82,6 +90,7 @@ const rtPath = "gopeft.kernel/gopeftk"
 // New starts an interpreter with the standard library, gonum, gonum/plot and
 // gopeft's packages importable, fmt preloaded and `ctx` predeclared.
 func New() (*Session, error) {
+	accel.Use() // gonum's matrix code runs on accel
 	s := &Session{}
 	if err := s.reset(); err != nil {
 		return nil, err
@@ -109,25 +118,34 @@ func (s *Session) reset() error {
 	}
 	s.it = it
 	s.index = newDeclIndex()
-	prelude := `import (
-	"context"
-	"fmt"
-	"math"
-	"gopeft.kernel"
-)
-var ctx context.Context = context.Background()
-var _ = math.Pi
-var _ = fmt.Sprint
-var _ = gopeftk.Show
-`
-	if _, err := s.evalSafe(context.Background(), prelude); err != nil {
+	var imports strings.Builder
+	imports.WriteString("import (\n\t\"gopeft.kernel\"\n")
+	for _, p := range preloaded {
+		if _, ok := stdlib.Symbols[p+"/"+path.Base(p)]; !ok {
+			if _, ok := symbols.Symbols[p+"/"+path.Base(p)]; !ok {
+				continue // not generated yet
+			}
+		}
+		fmt.Fprintf(&imports, "\t%q\n", p)
+		s.index.addImport(path.Base(p), p)
+	}
+	imports.WriteString(")\nvar ctx context.Context = context.Background()\n")
+	if _, err := s.evalSafe(context.Background(), imports.String()); err != nil {
 		return fmt.Errorf("session: prelude: %w", err)
 	}
-	s.index.addImport("fmt", "fmt")
-	s.index.addImport("math", "math")
-	s.index.addImport("context", "context")
 	s.index.add("ctx", kindVar, "var ctx context.Context // the running cell's context, cancelled on interrupt")
 	return nil
+}
+
+// preloaded are the packages every cell can use without importing them
+// (importing them again is harmless).
+var preloaded = []string{
+	"context", "errors", "fmt", "math", "math/rand", "os", "sort", "strconv", "strings", "time",
+	"gonum.org/v1/gonum/mat",
+	"github.com/gopeft/gopeft/nb",
+	"github.com/gopeft/gopeft/accel",
+	"github.com/gopeft/gopeft/peft",
+	"github.com/gopeft/gopeft/viz",
 }
 
 // exitPanic is what os.Exit panics with inside a cell.
@@ -160,7 +178,14 @@ func (s *Session) runtimeSymbols() interp.Exports {
 // code: on the running cell's stderr, or at the start of the next cell.
 func (s *Session) goPanic(r any) {
 	msg := fmt.Sprintf("panic in a goroutine (recovered by gopeft, the kernel goes on): %v\n", r)
+	gid := goroutineID()
 	s.curMu.Lock()
+	// yaegi runs the guard once per interpreted frame the panic leaves.
+	if s.lastGoPanic.gid == gid && s.lastGoPanic.msg == msg {
+		s.curMu.Unlock()
+		return
+	}
+	s.lastGoPanic.gid, s.lastGoPanic.msg = gid, msg
 	c := s.cur
 	if c == nil {
 		s.pending = append(s.pending, msg)
@@ -170,6 +195,18 @@ func (s *Session) goPanic(r any) {
 		c.out.flush()
 		c.pub.Stream("stderr", msg)
 	}
+}
+
+// goroutineID returns the calling goroutine's id, from its stack header.
+func goroutineID() uint64 {
+	var buf [64]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	b = bytes.TrimPrefix(b, []byte("goroutine "))
+	if i := bytes.IndexByte(b, ' '); i > 0 {
+		b = b[:i]
+	}
+	id, _ := strconv.ParseUint(string(b), 10, 64)
+	return id
 }
 
 // Close releases the session. The interpreter has no resources beyond
@@ -231,6 +268,9 @@ func (s *Session) evalCell(ctx context.Context, c *cell, code string) Result {
 		if last && !r.decl {
 			src, final = splitFinalExpr(&r)
 		}
+		if r.decl {
+			src = s.dropKnownImports(src)
+		}
 		if strings.TrimSpace(src) != "" {
 			if _, err := s.evalRun(ctx, r, src); err != nil {
 				return s.failure(ctx, err, code, r)
@@ -271,10 +311,14 @@ func showBundle(vals []any) (map[string]any, map[string]any) {
 	}
 	parts := make([]string, len(vals))
 	for i, v := range vals {
+		if str, ok := v.(string); ok {
+			parts[i] = strconv.Quote(str)
+			continue
+		}
 		data, _ := display.Bundle(v)
 		parts[i], _ = data["text/plain"].(string)
 	}
-	return map[string]any{"text/plain": strings.Join(parts, "\n")}, map[string]any{}
+	return map[string]any{"text/plain": "(" + strings.Join(parts, ", ") + ")"}, map[string]any{}
 }
 
 // pad returns the newlines that make a run starting at cell line `line`
