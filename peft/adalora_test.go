@@ -1,0 +1,437 @@
+package peft_test
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/gopeft/gopeft/peft"
+	"gonum.org/v1/gonum/mat"
+)
+
+// adaModel returns an MLP with four 8×8 layers and an AdaLoRA controller on
+// all of them.
+func adaModel(t testing.TB, cfg peft.AdaLoRAConfig) (*peft.MLP, *peft.AdaLoRA) {
+	t.Helper()
+	m := peft.NewMLP([]int{8, 8, 8, 8, 8}, 11)
+	if cfg.Targets == nil {
+		cfg.Targets = []string{"fc1", "fc2", "fc3", "fc4"}
+	}
+	a, err := peft.AddAdaLoRA(m, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, a
+}
+
+// TestAdaLoRABudget checks the cubic schedule: b₀ up to t_i, b_T from
+// T − t_f on, b_T + (b₀ − b_T)/8 half-way, never increasing, and the
+// allocation steps.
+func TestAdaLoRABudget(t *testing.T) {
+	_, a := adaModel(t, peft.AdaLoRAConfig{InitR: 5, TargetR: 1, TotalStep: 100, TInit: 10, TFinal: 20, DeltaT: 5})
+	b0, bT := a.InitialBudget(), a.TargetBudget()
+	if b0 != 20 || bT != 4 {
+		t.Fatalf("b₀ = %d, b_T = %d; want 20, 4", b0, bT)
+	}
+	check := func(step, want int, wantAlloc bool) {
+		t.Helper()
+		if b, alloc := a.Budget(step); b != want || alloc != wantAlloc {
+			t.Errorf("Budget(%d) = %d, %v; want %d, %v", step, b, alloc, want, wantAlloc)
+		}
+	}
+	check(1, b0, false)
+	check(10, b0, false) // t = t_i
+	check(45, bT+(b0-bT)/8, true)
+	check(80, bT, true) // t = T − t_f
+	check(81, bT, true)
+	check(100, bT, true)
+	check(46, 5, false) // ⌊4 + 16·(34/70)³⌋ = ⌊5.83⌋
+	prev := b0
+	for s := 1; s <= 100; s++ {
+		b, _ := a.Budget(s)
+		if b > prev || b < bT {
+			t.Errorf("Budget(%d) = %d after %d", s, b, prev)
+		}
+		prev = b
+	}
+}
+
+// adaRandomGrads sets every adapter parameter's gradient to N(0,1) draws.
+func adaRandomGrads(rng *rand.Rand, a *peft.AdaLoRA) {
+	for _, p := range a.Params() {
+		r, c := p.Dims()
+		p.Grad = galoreRand(rng, r, c)
+	}
+}
+
+// TestAdaLoRAMask: with distinct scores, an allocation zeroes exactly
+// b₀ − b(t) of the λ, the lowest-scoring ones across layers, and the ranks
+// add up to b(t).
+func TestAdaLoRAMask(t *testing.T) {
+	m, a := adaModel(t, peft.AdaLoRAConfig{InitR: 5, TargetR: 2, TotalStep: 50, TFinal: 10})
+	_ = m
+	rng := rand.New(rand.NewPCG(12, 12))
+	for _, l := range a.Layers {
+		doraFill(rng, l.E.Value, 1)
+	}
+	for step := 1; step <= 30; step++ {
+		adaRandomGrads(rng, a)
+		a.AfterBackward(step)
+		scores := a.Scores()
+		var all []float64
+		for _, s := range scores {
+			all = append(all, s...)
+		}
+		if step == 1 {
+			sorted := slices.Clone(all)
+			sort.Float64s(sorted)
+			if len(slices.Compact(sorted)) != len(all) {
+				t.Fatal("scores are not distinct")
+			}
+		}
+		if err := a.AfterStep(step); err != nil {
+			t.Fatal(err)
+		}
+		b, alloc := a.Budget(step)
+		if !alloc {
+			t.Fatalf("step %d does not allocate with ΔT = 1", step)
+		}
+		zeros, total := 0, 0
+		maxZeroed, minKept := math.Inf(-1), math.Inf(1)
+		for li, l := range a.Layers {
+			total += l.Rank()
+			for i := 0; i < l.RInit; i++ {
+				if l.E.Value.At(i, 0) == 0 {
+					zeros++
+					maxZeroed = max(maxZeroed, scores[li][i])
+				} else {
+					minKept = min(minKept, scores[li][i])
+				}
+			}
+		}
+		if zeros != a.InitialBudget()-b || total != b {
+			t.Errorf("step %d: %d λ zeroed, ranks add to %d; want %d and b(t) = %d", step, zeros, total, a.InitialBudget()-b, b)
+		}
+		if maxZeroed >= minKept {
+			t.Errorf("step %d: a zeroed triplet scores %g ≥ a kept one %g", step, maxZeroed, minKept)
+		}
+		// the optimizer would move the zeroed λ; make them nonzero again
+		for _, l := range a.Layers {
+			for i := 0; i < l.RInit; i++ {
+				if l.E.Value.At(i, 0) == 0 {
+					l.E.Value.Set(i, 0, 1e-3*rng.NormFloat64())
+				}
+			}
+		}
+	}
+	tr := a.Trace()
+	if len(tr.Steps) != 30 || len(tr.Ranks) != 4 || len(tr.Ranks[0]) != 30 {
+		t.Fatalf("trace: %d steps, %d modules", len(tr.Steps), len(tr.Ranks))
+	}
+	for j := range tr.Steps {
+		sum := 0
+		for i := range tr.Modules {
+			sum += tr.Ranks[i][j]
+		}
+		if sum != tr.Budget[j] {
+			t.Errorf("trace step %d: ranks add to %d, budget %d", tr.Steps[j], sum, tr.Budget[j])
+		}
+	}
+}
+
+// adaOrthonormal returns an n×k matrix with orthonormal columns.
+func adaOrthonormal(rng *rand.Rand, n, k int) *mat.Dense {
+	var qr mat.QR
+	qr.Factorize(galoreRand(rng, n, k))
+	var q mat.Dense
+	qr.QTo(&q)
+	return mat.DenseCopyOf(q.Slice(0, n, 0, k))
+}
+
+// adaRegRef is γ/(2L)·Σ(‖PᵀP − I‖_F + ‖QQᵀ − I‖_F), computed with gonum.
+func adaRegRef(a *peft.AdaLoRA) float64 {
+	var sum float64
+	for _, l := range a.Layers {
+		var pp, qq mat.Dense
+		pp.Mul(l.P.Value.T(), l.P.Value)
+		qq.Mul(l.Q.Value, l.Q.Value.T())
+		for i := 0; i < l.RInit; i++ {
+			pp.Set(i, i, pp.At(i, i)-1)
+			qq.Set(i, i, qq.At(i, i)-1)
+		}
+		sum += mat.Norm(&pp, 2) + mat.Norm(&qq, 2)
+	}
+	return a.Config().OrthRegWeight * sum / float64(2*len(a.Layers))
+}
+
+func TestAdaLoRARegularizer(t *testing.T) {
+	_, a := adaModel(t, peft.AdaLoRAConfig{InitR: 3, TotalStep: 10, TargetR: 1, OrthRegWeight: 0.1})
+	rng := rand.New(rand.NewPCG(13, 13))
+	for _, l := range a.Layers {
+		l.P.Value.Copy(adaOrthonormal(rng, 8, 3))
+		l.Q.Value.Copy(adaOrthonormal(rng, 8, 3).T())
+	}
+	if r := a.Regularizer(1).Scalar(); math.Abs(r) > 1e-14 {
+		t.Errorf("regularizer for orthonormal P, Q = %g, want 0", r)
+	}
+	a.Layers[2].Q.Value.Set(1, 4, a.Layers[2].Q.Value.At(1, 4)+0.1)
+	r := a.Regularizer(1).Scalar()
+	if r <= 0 {
+		t.Errorf("regularizer with one Q perturbed = %g, want > 0", r)
+	}
+	if want := adaRegRef(a); math.Abs(r-want) > 1e-14 {
+		t.Errorf("regularizer = %.17g, want %.17g", r, want)
+	}
+}
+
+// adaLossRef is Σ R⊙y + reg for the model's first layer alone, computed
+// from the math: y = x·Wᵀ + b + s·x·(P·diag(λ)·Q)ᵀ.
+func adaLossRef(a *peft.AdaLoRA, l *peft.Linear, x, rw *mat.Dense) float64 {
+	al := a.Layers[0]
+	var w, y mat.Dense
+	w.Add(l.W.Value, al.DeltaWeight())
+	y.Mul(x, w.T())
+	n, out := y.Dims()
+	var loss float64
+	for i := 0; i < n; i++ {
+		for j := 0; j < out; j++ {
+			loss += rw.At(i, j) * (y.At(i, j) + l.B.Value.At(0, j))
+		}
+	}
+	return loss + adaRegRef(a)
+}
+
+// TestAdaLoRAGradients checks the gradients of P, λ and Q through the
+// forward pass and the orthogonality regularizer against central
+// differences.
+func TestAdaLoRAGradients(t *testing.T) {
+	m := peft.NewMLP([]int{5, 4}, 14)
+	a, err := peft.AddAdaLoRA(m, peft.AdaLoRAConfig{InitR: 3, TargetR: 1, Alpha: 2, TotalStep: 10, Targets: []string{"fc1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(14, 14))
+	al := a.Layers[0]
+	doraFill(rng, al.E.Value, 1)
+	doraFill(rng, al.P.Value, 0.5)
+	doraFill(rng, al.Q.Value, 0.5)
+	x, rw := galoreRand(rng, 3, 5), galoreRand(rng, 3, 4)
+	l := m.Layers[0]
+	y := l.Forward(peft.NewConst(x))
+	loss := peft.Add(peft.SumAll(peft.Mul(y, peft.NewConst(rw))), a.Regularizer(1))
+	if want := adaLossRef(a, l, x, rw); math.Abs(loss.Scalar()-want) > 1e-12*math.Abs(want) {
+		t.Fatalf("loss %g, reference %g", loss.Scalar(), want)
+	}
+	loss.Backward()
+	const h = 1e-6
+	var worst float64
+	for _, p := range al.Params() {
+		v, g := p.Value.RawMatrix().Data, p.Grad.RawMatrix().Data
+		for i := range v {
+			old := v[i]
+			v[i] = old + h
+			fp := adaLossRef(a, l, x, rw)
+			v[i] = old - h
+			fm := adaLossRef(a, l, x, rw)
+			v[i] = old
+			fd := (fp - fm) / (2 * h)
+			rel := math.Abs(fd-g[i]) / max(1, math.Abs(fd))
+			worst = max(worst, rel)
+			if rel > 1e-7 {
+				t.Errorf("%s[%d]: grad %.10g, central difference %.10g", p.Name, i, g[i], fd)
+			}
+		}
+	}
+	t.Logf("max relative error of AdaLoRA's gradients: %.2g", worst)
+}
+
+// adaTask returns a classification batch labelled by a random teacher.
+func adaTask(seed uint64, n, d, classes int) peft.Batch {
+	rng := rand.New(rand.NewPCG(seed, seed))
+	x := galoreRand(rng, n, d)
+	teacher := galoreRand(rng, classes, d)
+	var logits mat.Dense
+	logits.Mul(x, teacher.T())
+	labels := make([]int, n)
+	for i := range labels {
+		best := 0
+		for j := 1; j < classes; j++ {
+			if logits.At(i, j) > logits.At(i, best) {
+				best = j
+			}
+		}
+		labels[i] = best
+	}
+	return peft.Batch{X: x, Labels: labels}
+}
+
+// adaTrain runs steps of full-batch Adam with the controller as a hook (the
+// loop every trainer runs) and returns the first and last loss.
+func adaTrain(m *peft.MLP, a *peft.AdaLoRA, b peft.Batch, steps int, lr float64) (first, last float64) {
+	params := a.Params()
+	m.SetTraining(true)
+	mom := map[*peft.Tensor][2][]float64{}
+	for _, p := range params {
+		n := len(p.Value.RawMatrix().Data)
+		mom[p] = [2][]float64{make([]float64, n), make([]float64, n)}
+	}
+	for step := 1; step <= steps; step++ {
+		for _, p := range params {
+			p.ZeroGrad()
+		}
+		loss := m.Loss(b)
+		if step == 1 {
+			first = loss.Scalar()
+		}
+		last = loss.Scalar()
+		peft.Add(loss, a.Regularizer(step)).Backward()
+		a.AfterBackward(step)
+		for _, p := range params { // Adam, β = (0.9, 0.999), ε = 1e-8
+			v, g, mv := p.Value.RawMatrix().Data, p.Grad.RawMatrix().Data, mom[p]
+			bc := math.Sqrt(1-math.Pow(0.999, float64(step))) / (1 - math.Pow(0.9, float64(step)))
+			for i := range v {
+				mv[0][i] = 0.9*mv[0][i] + 0.1*g[i]
+				mv[1][i] = 0.999*mv[1][i] + 0.001*g[i]*g[i]
+				v[i] -= lr * bc * mv[0][i] / (math.Sqrt(mv[1][i]) + 1e-8)
+			}
+		}
+		if err := a.AfterStep(step); err != nil {
+			panic(err)
+		}
+	}
+	return first, last
+}
+
+// TestAdaLoRATraining trains a four-layer MLP: the loss falls, ranks move
+// between layers, at every allocation they add up to the budget, and after
+// T − t_f the zeroed λ stay zero and the total is b_T.
+func TestAdaLoRATraining(t *testing.T) {
+	m, a := adaModel(t, peft.AdaLoRAConfig{InitR: 4, TargetR: 2, Alpha: 8, TotalStep: 60, TInit: 10, TFinal: 15, DeltaT: 5, Seed: 3})
+	first, last := adaTrain(m, a, adaTask(15, 64, 8, 8), 60, 0.02)
+	if !(last < 0.9*first) {
+		t.Errorf("loss %g → %g, want a fall", first, last)
+	}
+	tr := a.Trace()
+	wantSteps := []int{15, 20, 25, 30, 35, 40, 45}
+	if !slices.Equal(tr.Steps, wantSteps) {
+		t.Errorf("allocation steps %v, want %v", tr.Steps, wantSteps)
+	}
+	for j, s := range tr.Steps {
+		sum := 0
+		for i := range tr.Modules {
+			sum += tr.Ranks[i][j]
+		}
+		if b, _ := a.Budget(s); sum != b || tr.Budget[j] != b {
+			t.Errorf("step %d: ranks add to %d, trace budget %d, b(t) = %d", s, sum, tr.Budget[j], b)
+		}
+	}
+	ranks := a.Ranks()
+	total := 0
+	for _, r := range ranks {
+		total += r
+	}
+	if total != a.TargetBudget() {
+		t.Errorf("final ranks %v add to %d, want b_T = %d", ranks, total, a.TargetBudget())
+	}
+	if slices.Min(ranks) == slices.Max(ranks) {
+		t.Errorf("final ranks %v: the budget did not move between layers", ranks)
+	}
+	for li, l := range a.Layers {
+		kept := l.Kept()
+		for i, k := range kept {
+			if !k && l.E.Value.At(i, 0) != 0 {
+				t.Errorf("%s: pruned λ_%d = %g after the final phase", l.Module, i, l.E.Value.At(i, 0))
+			}
+		}
+		if got := peft.Ranks(m)[l.Module]; got != ranks[li] {
+			t.Errorf("peft.Ranks(%s) = %d, want %d", l.Module, got, ranks[li])
+		}
+	}
+	t.Logf("ranks %v, loss %.4f → %.4f", ranks, first, last)
+}
+
+func TestAdaLoRABadInput(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  peft.AdaLoRAConfig
+		want []string
+	}{
+		{peft.AdaLoRAConfig{InitR: 5, TotalStep: 10, TargetR: 1, Targets: []string{"fc2"}}, []string{"fc2", "(4×7)", "InitR = 5", "[1, 4]"}},
+		{peft.AdaLoRAConfig{InitR: -1, TotalStep: 10, Targets: []string{"fc2"}}, []string{"InitR = -1"}},
+		{peft.AdaLoRAConfig{InitR: 3, TargetR: 4, TotalStep: 10, Targets: []string{"fc2"}}, []string{"TargetR = 4", "[1, InitR = 3]"}},
+		{peft.AdaLoRAConfig{InitR: 3, TargetR: 1, Targets: []string{"fc2"}}, []string{"TotalStep = 0"}},
+		{peft.AdaLoRAConfig{InitR: 3, TargetR: 1, TotalStep: 10, TInit: 5, TFinal: 5, Targets: []string{"fc2"}}, []string{"TInit = 5", "TFinal = 5", "TotalStep = 10"}},
+		{peft.AdaLoRAConfig{InitR: 3, TargetR: 1, TotalStep: 10, Beta1: 1, Targets: []string{"fc2"}}, []string{"Beta1 = 1"}},
+		{peft.AdaLoRAConfig{InitR: 3, TargetR: 1, TotalStep: 10, Targets: []string{"mlp"}}, []string{"mlp", "fc1", "fc2"}},
+	} {
+		m := peft.NewMLP([]int{6, 7, 4}, 3)
+		_, err := peft.AddAdaLoRA(m, tc.cfg)
+		if err == nil {
+			t.Errorf("%+v: no error", tc.cfg)
+			continue
+		}
+		for _, s := range tc.want {
+			if !strings.Contains(err.Error(), s) {
+				t.Errorf("%+v: error %q does not mention %q", tc.cfg, err, s)
+			}
+		}
+		if len(m.Layers[0].Adapters)+len(m.Layers[1].Adapters) != 0 {
+			t.Errorf("%+v: a failed AddAdaLoRA left adapters", tc.cfg)
+		}
+	}
+}
+
+// BenchmarkAdaLoRAAllocate measures the controller's work per step
+// (importance EMAs and an allocation) on four 64×64 layers at r_init = 12.
+func BenchmarkAdaLoRAAllocate(b *testing.B) {
+	m := peft.NewMLP([]int{64, 64, 64, 64, 64}, 1)
+	a, err := peft.AddAdaLoRA(m, peft.AdaLoRAConfig{TotalStep: 1 << 30, Targets: []string{"fc1", "fc2", "fc3", "fc4"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	adaRandomGrads(rand.New(rand.NewPCG(1, 1)), a)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		a.AfterBackward(i + 1)
+		_ = a.AfterStep(i + 1)
+	}
+}
+
+// ExampleAdaLoRA trains a small classifier with AdaLoRA on all four layers
+// and prints how the rank budget was shared out at each allocation.
+func ExampleAdaLoRA() {
+	m := peft.NewMLP([]int{8, 8, 8, 8, 8}, 11)
+	a, err := peft.AddAdaLoRA(m, peft.AdaLoRAConfig{
+		InitR: 4, TargetR: 2, Alpha: 8, Seed: 3,
+		TotalStep: 60, TInit: 10, TFinal: 15, DeltaT: 5,
+		Targets: []string{"fc1", "fc2", "fc3", "fc4"},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	first, last := adaTrain(m, a, adaTask(15, 64, 8, 8), 60, 0.02)
+	tr := a.Trace()
+	fmt.Println("step budget ranks")
+	for j, s := range tr.Steps {
+		r := make([]int, len(tr.Modules))
+		for i := range r {
+			r[i] = tr.Ranks[i][j]
+		}
+		fmt.Printf("%4d %6d %v\n", s, tr.Budget[j], r)
+	}
+	fmt.Printf("loss %.4f → %.4f\n", first, last)
+	// Output:
+	// step budget ranks
+	//   15     13 [3 4 3 3]
+	//   20     10 [2 4 3 1]
+	//   25      9 [2 2 3 2]
+	//   30      8 [2 2 3 1]
+	//   35      8 [2 1 3 2]
+	//   40      8 [2 1 3 2]
+	//   45      8 [2 1 3 2]
+	// loss 2.1073 → 1.5847
+}
