@@ -1,6 +1,7 @@
 package peft_test
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gopeft/gopeft/accel"
 	"github.com/gopeft/gopeft/peft"
 	"gonum.org/v1/gonum/mat"
 )
@@ -434,4 +436,38 @@ func ExampleAdaLoRA() {
 	//   40      8 [2 1 3 2]
 	//   45      8 [2 1 3 2]
 	// loss 2.1073 → 1.5847
+}
+
+// ExampleAdaLoRALayer shows one layer's SVD-form update: its parameters in
+// PEFT's names and shapes, its scale, and that ΔW's rank is the number of
+// nonzero λ.
+func ExampleAdaLoRALayer() {
+	m := peft.NewMLP([]int{6, 5}, 2)
+	a, err := peft.AddAdaLoRA(m, peft.AdaLoRAConfig{InitR: 3, TargetR: 1, Alpha: 3, TotalStep: 100, Targets: []string{"fc1"}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	l := a.Layers[0]
+	for _, p := range l.Params() {
+		r, c := p.Dims()
+		fmt.Printf("%s %d×%d\n", p.Name, r, c)
+	}
+	fmt.Printf("scale = %.6f\n", l.Scaling())
+	l.E.Value.Set(0, 0, 1.5)
+	l.E.Value.Set(2, 0, -0.5)
+	s, _ := accel.SingularValues(context.Background(), l.DeltaWeight())
+	rank := 0
+	for _, v := range s {
+		if v > 1e-12*s[0] {
+			rank++
+		}
+	}
+	fmt.Println("rank of ΔW with two nonzero λ:", rank)
+	// Output:
+	// fc1.lora_B.default 5×3
+	// fc1.lora_E.default 3×1
+	// fc1.lora_A.default 3×6
+	// scale = 0.999997
+	// rank of ΔW with two nonzero λ: 2
 }

@@ -154,58 +154,56 @@ func doraLossRef(x, w, bias, a, b, mg, nrm, rw *mat.Dense, s float64) float64 {
 // the point of evaluation), and that the detached gradient differs from
 // the one through the norm.
 func TestDoRAGradients(t *testing.T) {
-	{
-		m, a := doraTrained(t, false)
-		l := m.Layers[0]
-		rng := rand.New(rand.NewPCG(6, 6))
-		x := galoreRand(rng, 3, 5)
-		rw := galoreRand(rng, 3, 4)
-		for _, p := range a.Params() {
-			p.ZeroGrad()
-		}
-		y := l.Forward(peft.NewConst(x))
-		peft.SumAll(peft.Mul(y, peft.NewConst(rw))).Backward()
-		nrm := a.Norm(l.W.Value) // detached norm at θ₀
-		s := a.Scaling()
-		loss0 := doraLossRef(x, l.W.Value, l.B.Value, a.A.Value, a.B.Value, a.M.Value, nrm, rw, s)
-		var yr mat.Dense
-		yr.MulElem(y.Value, rw)
-		if got := mat.Sum(&yr); math.Abs(got-loss0) > 1e-12*math.Abs(loss0) {
-			t.Fatalf("forward loss %g, reference %g", got, loss0)
-		}
-		const h = 1e-6
-		var worst float64
-		for _, p := range a.Params() {
-			v := p.Value.RawMatrix().Data
-			g := p.Grad.RawMatrix().Data
-			for i := range v {
-				old := v[i]
-				v[i] = old + h
-				fp := doraLossRef(x, l.W.Value, l.B.Value, a.A.Value, a.B.Value, a.M.Value, nrm, rw, s)
-				v[i] = old - h
-				fm := doraLossRef(x, l.W.Value, l.B.Value, a.A.Value, a.B.Value, a.M.Value, nrm, rw, s)
-				v[i] = old
-				fd := (fp - fm) / (2 * h)
-				rel := math.Abs(fd-g[i]) / max(1, math.Abs(fd))
-				worst = max(worst, rel)
-				if rel > 1e-7 {
-					t.Errorf("%s[%d]: grad %.10g, central difference %.10g", p.Name, i, g[i], fd)
-				}
+	m, a := doraTrained(t, false)
+	l := m.Layers[0]
+	rng := rand.New(rand.NewPCG(6, 6))
+	x := galoreRand(rng, 3, 5)
+	rw := galoreRand(rng, 3, 4)
+	for _, p := range a.Params() {
+		p.ZeroGrad()
+	}
+	y := l.Forward(peft.NewConst(x))
+	peft.SumAll(peft.Mul(y, peft.NewConst(rw))).Backward()
+	nrm := a.Norm(l.W.Value) // detached norm at θ₀
+	s := a.Scaling()
+	loss0 := doraLossRef(x, l.W.Value, l.B.Value, a.A.Value, a.B.Value, a.M.Value, nrm, rw, s)
+	var yr mat.Dense
+	yr.MulElem(y.Value, rw)
+	if got := mat.Sum(&yr); math.Abs(got-loss0) > 1e-12*math.Abs(loss0) {
+		t.Fatalf("forward loss %g, reference %g", got, loss0)
+	}
+	const h = 1e-6
+	var worst float64
+	for _, p := range a.Params() {
+		v := p.Value.RawMatrix().Data
+		g := p.Grad.RawMatrix().Data
+		for i := range v {
+			old := v[i]
+			v[i] = old + h
+			fp := doraLossRef(x, l.W.Value, l.B.Value, a.A.Value, a.B.Value, a.M.Value, nrm, rw, s)
+			v[i] = old - h
+			fm := doraLossRef(x, l.W.Value, l.B.Value, a.A.Value, a.B.Value, a.M.Value, nrm, rw, s)
+			v[i] = old
+			fd := (fp - fm) / (2 * h)
+			rel := math.Abs(fd-g[i]) / max(1, math.Abs(fd))
+			worst = max(worst, rel)
+			if rel > 1e-7 {
+				t.Errorf("%s[%d]: grad %.10g, central difference %.10g", p.Name, i, g[i], fd)
 			}
 		}
-		t.Logf("max relative error of DoRA's gradients: %.2g", worst)
-		// Through the norm (not detached) the gradient of A differs: the
-		// detach is what the test above checks.
-		v := a.A.Value.RawMatrix().Data
-		old := v[0]
-		v[0] = old + h
-		fp := doraLossRef(x, l.W.Value, l.B.Value, a.A.Value, a.B.Value, a.M.Value, a.Norm(l.W.Value), rw, s)
-		v[0] = old - h
-		fm := doraLossRef(x, l.W.Value, l.B.Value, a.A.Value, a.B.Value, a.M.Value, a.Norm(l.W.Value), rw, s)
-		v[0] = old
-		if full := (fp - fm) / (2 * h); math.Abs(full-a.A.Grad.At(0, 0)) < 1e-6 {
-			t.Errorf("gradient through the norm %g equals the detached one %g", full, a.A.Grad.At(0, 0))
-		}
+	}
+	t.Logf("max relative error of DoRA's gradients: %.2g", worst)
+	// Through the norm (not detached) the gradient of A differs: the
+	// detach is what the test above checks.
+	v := a.A.Value.RawMatrix().Data
+	old := v[0]
+	v[0] = old + h
+	fp := doraLossRef(x, l.W.Value, l.B.Value, a.A.Value, a.B.Value, a.M.Value, a.Norm(l.W.Value), rw, s)
+	v[0] = old - h
+	fm := doraLossRef(x, l.W.Value, l.B.Value, a.A.Value, a.B.Value, a.M.Value, a.Norm(l.W.Value), rw, s)
+	v[0] = old
+	if full := (fp - fm) / (2 * h); math.Abs(full-a.A.Grad.At(0, 0)) < 1e-6 {
+		t.Errorf("gradient through the norm %g equals the detached one %g", full, a.A.Grad.At(0, 0))
 	}
 }
 

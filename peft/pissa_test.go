@@ -219,3 +219,26 @@ func ExamplePiSSAConfig() {
 	// σ(W_res) = [0.3857 0.3537 0.1962 0.0000 0.0000]
 	// B 5×2, A 2×6, s = 2
 }
+
+// ExamplePiSSAToLoRA exports a trained PiSSA adapter as a plain rank-2r
+// LoRA on the original weight W, the form PEFT users load.
+func ExamplePiSSAToLoRA() {
+	m := peft.NewMLP([]int{6, 5, 3}, 7)
+	w := mat.DenseCopyOf(m.Layers[0].W.Value) // the original W
+	ads, err := peft.AddPiSSA(m, peft.PiSSAConfig{R: 2, Alpha: 4, Targets: []string{"fc1"}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	a := ads[0]
+	a0, b0 := mat.DenseCopyOf(a.A.Value), mat.DenseCopyOf(a.B.Value) // keep the init
+	a.B.Value.Set(0, 0, a.B.Value.At(0, 0)+0.3)                      // as if trained
+	lora := peft.PiSSAToLoRA(a, a0, b0)
+	fmt.Printf("rank %d, α = %g, s = %g\n", lora.R, lora.Alpha, lora.Scaling())
+	var d mat.Dense
+	d.Sub(lora.MergedWeight(w), a.MergedWeight(m.Layers[0].W.Value))
+	fmt.Printf("max |W + s·B'·A' − (W_res + s·B·A)| < 1e-12: %v\n", mat.Norm(&d, math.Inf(1)) < 1e-12)
+	// Output:
+	// rank 4, α = 8, s = 2
+	// max |W + s·B'·A' − (W_res + s·B·A)| < 1e-12: true
+}
