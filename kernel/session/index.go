@@ -71,7 +71,7 @@ func (x *declIndex) sorted(k declKind, all bool) []string {
 func (x *declIndex) learn(r run) {
 	fset := token.NewFileSet()
 	if r.decl {
-		f, err := parser.ParseFile(fset, "", "package main;"+r.src, parser.ParseComments)
+		f, err := parser.ParseFile(fset, "", "package main\n"+r.src, parser.ParseComments)
 		if err != nil {
 			return
 		}

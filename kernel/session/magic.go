@@ -1,13 +1,120 @@
 package session
 
-import "context"
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
 
-// magic runs a %-command.
+// magicHelp is what %help prints.
+const magicHelp = `gopeft magics (a cell starting with %):
+
+  %help          this list
+  %who           the session's variables with their types and values
+  %time STMTS    run the statements and print the wall time they took
+  %%time         (first line of a cell) run the rest of the cell and print its wall time
+  %reset         forget every variable, function, type and import (a fresh interpreter)
+
+Help: name? or pkg.Name? alone in a cell shows the documentation of a
+package, package member, or session name in the pager; shift-tab shows it
+in a tooltip, tab completes.
+
+Preloaded packages (no import needed): context errors fmt math math/rand os
+sort strconv strings time, gonum mat, and gopeft's nb accel peft viz.
+Every cell has ctx, its context: cancelled when you interrupt the cell,
+pass it to long computations (peft training, accel SVD) so they stop.`
+
+// magic runs a cell whose first line starts with %.
 func (s *Session) magic(ctx context.Context, c *cell, code string) Result {
-	return errorResult("UnknownMagic", code, nil)
+	first, rest, _ := strings.Cut(code, "\n")
+	fields := strings.Fields(first)
+	name := fields[0]
+	arg := strings.TrimSpace(strings.TrimPrefix(first, name))
+	switch name {
+	case "%help", "%lsmagic", "%quickref":
+		c.pub.Stream("stdout", magicHelp+"\n")
+		return Result{}
+	case "%who", "%whos":
+		c.pub.Stream("stdout", s.who())
+		return Result{}
+	case "%reset":
+		if err := s.reset(); err != nil {
+			return errorResult("ResetError", err.Error(), nil)
+		}
+		c.errFilter = s.errf
+		c.pub.Stream("stdout", "session reset: all names are forgotten\n")
+		return Result{}
+	case "%time":
+		body := arg
+		if rest != "" {
+			body += "\n" + rest
+		}
+		// Keep cell lines: the statement sits on line 1 after "%time".
+		return s.timed(ctx, c, strings.Repeat(" ", len(first)-len(arg))+body)
+	case "%%time":
+		return s.timed(ctx, c, "\n"+rest)
+	}
+	return errorResult("UsageError", fmt.Sprintf("unknown magic %s (%%help lists them)", name), nil)
 }
 
-// help answers `name?` with a page payload.
-func (s *Session) help(name string) Result {
-	return Result{}
+// timed runs code and prints its wall time, as IPython's %time does.
+func (s *Session) timed(ctx context.Context, c *cell, code string) Result {
+	t0 := time.Now()
+	res := s.evalCell(ctx, c, code)
+	d := time.Since(t0)
+	c.out.flush()
+	c.pub.Stream("stdout", fmt.Sprintf("Wall time: %s\n", formatDuration(d)))
+	return res
 }
+
+func formatDuration(d time.Duration) string {
+	switch {
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.1f µs", float64(d)/float64(time.Microsecond))
+	case d < time.Second:
+		return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+	}
+	return fmt.Sprintf("%.3f s", d.Seconds())
+}
+
+// who lists the session's variables: name, type, value.
+func (s *Session) who() string {
+	g := s.globals()
+	var names []string
+	for n := range g {
+		if n == "_" || strings.HasPrefix(n, "__") {
+			continue
+		}
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if len(names) == 0 {
+		return "no variables\n"
+	}
+	var b strings.Builder
+	w := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "Variable\tType\tValue")
+	fmt.Fprintln(w, "--------\t----\t-----")
+	for _, n := range names {
+		v := g[n]
+		typ, val := "?", "?"
+		if v.IsValid() {
+			typ = v.Type().String()
+			if v.Kind() == reflect.Interface && !v.IsNil() {
+				typ = v.Elem().Type().String()
+			}
+			if v.CanInterface() {
+				val = oneLine(clipText(fmt.Sprintf("%v", v.Interface()), 60))
+			}
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\n", n, typ, val)
+	}
+	w.Flush()
+	return b.String()
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

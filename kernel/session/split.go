@@ -135,14 +135,18 @@ func splitCell(code string) ([]run, error) {
 			r.src = code[r.start:s.end]
 			continue
 		}
-		lineStart := strings.LastIndexByte(code[:s.start], '\n') + 1
+		// The run starts on the line after the previous segment, so that
+		// comments before it (doc comments) come with it.
+		lineStart := 0
 		if n := len(runs); n > 0 {
 			prev := runs[n-1].segs[len(runs[n-1].segs)-1]
-			if lineStart < prev.end {
-				lineStart = s.start // two kinds on one line: columns shift
+			lineStart = s.start // two kinds on one line: columns shift
+			if nl := strings.IndexByte(code[prev.end:s.start], '\n'); nl >= 0 {
+				lineStart = prev.end + nl + 1
 			}
 		}
-		runs = append(runs, run{decl: s.decl, start: lineStart, line: s.line, segs: []segment{s}, src: code[lineStart:s.end]})
+		line := 1 + strings.Count(code[:lineStart], "\n")
+		runs = append(runs, run{decl: s.decl, start: lineStart, line: line, segs: []segment{s}, src: code[lineStart:s.end]})
 	}
 	return runs, nil
 }
@@ -251,7 +255,7 @@ func cellLines(msg string) []int {
 }
 
 // helpName matches `name?` and `pkg.Name??`.
-var helpName = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)\?{1,2}$|^\?{1,2}([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)$`)
+var helpName = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*){0,2})\?{1,2}$|^\?{1,2}([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*){0,2})$`)
 
 // helpRequest reports whether a cell is `name?` (or `?name`).
 func helpRequest(cell string) (string, bool) {

@@ -1,0 +1,53 @@
+package symbols
+
+import (
+	"bytes"
+	"compress/gzip"
+	_ "embed"
+	"encoding/json"
+	"io"
+	"sync"
+)
+
+//go:generate go run ./gendocs -o docs.json.gz bufio bytes context encoding/json errors fmt image image/color io math math/rand os sort strconv strings sync time gonum.org/v1/gonum/mat gonum.org/v1/gonum/stat gonum.org/v1/gonum/floats gonum.org/v1/gonum/stat/distuv gonum.org/v1/plot gonum.org/v1/plot/plotter gonum.org/v1/plot/vg gonum.org/v1/plot/vg/draw gonum.org/v1/plot/plotutil github.com/gopeft/gopeft/nb github.com/gopeft/gopeft/accel github.com/gopeft/gopeft/peft github.com/gopeft/gopeft/viz
+
+//go:embed docs.json.gz
+var docsGz []byte
+
+// DocEntry is the documentation of one package member ("Name" or
+// "Type.Method").
+type DocEntry struct {
+	Kind string `json:"k"` // func, method, type, var, const
+	Decl string `json:"d"` // declaration without body
+	Doc  string `json:"c,omitempty"`
+}
+
+// PackageDoc is the documentation of one package.
+type PackageDoc struct {
+	Name    string              `json:"name"`
+	Doc     string              `json:"doc"`
+	Members map[string]DocEntry `json:"members"`
+}
+
+var (
+	docsOnce sync.Once
+	docs     map[string]PackageDoc
+)
+
+// Docs returns the documentation compiled into the binary, by import path.
+// It is decoded on first use.
+func Docs() map[string]PackageDoc {
+	docsOnce.Do(func() {
+		docs = map[string]PackageDoc{}
+		zr, err := gzip.NewReader(bytes.NewReader(docsGz))
+		if err != nil {
+			return
+		}
+		b, err := io.ReadAll(zr)
+		if err != nil {
+			return
+		}
+		_ = json.Unmarshal(b, &docs)
+	})
+	return docs
+}
