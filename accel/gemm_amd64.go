@@ -19,35 +19,42 @@ var (
 // Kernel sets of the assembly paths. Blocking: a B panel kc×nr (32 KiB)
 // stays in L1, an A block mc×kc in L2.
 var (
-	dgemmAVX512Set = kernelSet[float64]{name: "AVX512", mr: 14, nr: 16, kc: 256, mc: 14 * 24, nc: 2048,
-		tile: func(h, kc int, a, b, c []float64, ldc int, alpha, beta float64) {
-			checkTile(h, kc, 16, len(a), len(b), len(c), ldc)
-			dgemmAVX512[h-1](kc, &a[0], &b[0], &c[0], ldc, alpha, beta)
+	dgemmAVX512Set = kernelSet[float64]{name: "AVX512", mr: 14, nr: 16, kc: 256, mc: 14 * 16, nc: 2048,
+		tile: func(h, kc int, a []float64, rsa, csa int, b []float64, sb int, c []float64, ldc int, alpha, beta float64) {
+			k, sa := asmTile(h, kc, 16, len(a), rsa, csa, len(b), sb, len(c), ldc, dgemmAVX512[:], dgemmAVX512R[:])
+			k(kc, &a[0], &b[0], &c[0], ldc, sa, sb, alpha, beta)
 		}}
-	dgemmAVX2Set = kernelSet[float64]{name: "AVX2", mr: 6, nr: 8, kc: 256, mc: 6 * 48, nc: 2048,
-		tile: func(h, kc int, a, b, c []float64, ldc int, alpha, beta float64) {
-			checkTile(h, kc, 8, len(a), len(b), len(c), ldc)
-			dgemmAVX2[h-1](kc, &a[0], &b[0], &c[0], ldc, alpha, beta)
+	dgemmAVX2Set = kernelSet[float64]{name: "AVX2", mr: 6, nr: 8, kc: 256, mc: 6 * 40, nc: 2048,
+		tile: func(h, kc int, a []float64, rsa, csa int, b []float64, sb int, c []float64, ldc int, alpha, beta float64) {
+			k, sa := asmTile(h, kc, 8, len(a), rsa, csa, len(b), sb, len(c), ldc, dgemmAVX2[:], dgemmAVX2R[:])
+			k(kc, &a[0], &b[0], &c[0], ldc, sa, sb, alpha, beta)
 		}}
-	sgemmAVX512Set = kernelSet[float32]{name: "AVX512", mr: 14, nr: 32, kc: 256, mc: 14 * 24, nc: 2048,
-		tile: func(h, kc int, a, b, c []float32, ldc int, alpha, beta float32) {
-			checkTile(h, kc, 32, len(a), len(b), len(c), ldc)
-			sgemmAVX512[h-1](kc, &a[0], &b[0], &c[0], ldc, alpha, beta)
+	sgemmAVX512Set = kernelSet[float32]{name: "AVX512", mr: 14, nr: 32, kc: 256, mc: 14 * 16, nc: 2048,
+		tile: func(h, kc int, a []float32, rsa, csa int, b []float32, sb int, c []float32, ldc int, alpha, beta float32) {
+			k, sa := asmTile(h, kc, 32, len(a), rsa, csa, len(b), sb, len(c), ldc, sgemmAVX512[:], sgemmAVX512R[:])
+			k(kc, &a[0], &b[0], &c[0], ldc, sa, sb, alpha, beta)
 		}}
-	sgemmAVX2Set = kernelSet[float32]{name: "AVX2", mr: 6, nr: 16, kc: 256, mc: 6 * 48, nc: 2048,
-		tile: func(h, kc int, a, b, c []float32, ldc int, alpha, beta float32) {
-			checkTile(h, kc, 16, len(a), len(b), len(c), ldc)
-			sgemmAVX2[h-1](kc, &a[0], &b[0], &c[0], ldc, alpha, beta)
+	sgemmAVX2Set = kernelSet[float32]{name: "AVX2", mr: 6, nr: 16, kc: 256, mc: 6 * 40, nc: 2048,
+		tile: func(h, kc int, a []float32, rsa, csa int, b []float32, sb int, c []float32, ldc int, alpha, beta float32) {
+			k, sa := asmTile(h, kc, 16, len(a), rsa, csa, len(b), sb, len(c), ldc, sgemmAVX2[:], sgemmAVX2R[:])
+			k(kc, &a[0], &b[0], &c[0], ldc, sa, sb, alpha, beta)
 		}}
 )
 
-// checkTile panics unless the slices given to an assembly kernel of height h
-// and width nr cover everything it reads and writes: the kernels themselves
-// do no bounds checks.
-func checkTile(h, kc, nr, lenA, lenB, lenC, ldc int) {
-	if kc < 1 || lenA < h*kc || lenB < nr*kc || lenC < (h-1)*ldc+nr || ldc < nr {
-		panic(fmt.Sprintf("accel: internal error: kernel %d×%d, kc=%d: len(a)=%d len(b)=%d len(c)=%d ldc=%d", h, nr, kc, lenA, lenB, lenC, ldc))
+// asmTile picks the kernel for a tile of height h whose A is read at
+// a[i*rsa + p*csa] (the P family when rsa == 1, the R family when csa == 1)
+// and returns it with its A stride. It panics unless the slices cover
+// everything the kernel reads and writes: the kernels do no bounds checks.
+func asmTile[K any](h, kc, nr, lenA, rsa, csa, lenB, sb, lenC, ldc int, p, r []K) (K, int) {
+	if kc < 1 || h < 1 || h > len(p) || lenB < (kc-1)*sb+nr || sb < nr || lenC < (h-1)*ldc+nr || ldc < nr ||
+		lenA < (h-1)*rsa+(kc-1)*csa+1 || rsa != 1 && csa != 1 || rsa < 1 || csa < 1 {
+		panic(fmt.Sprintf("accel: internal error: kernel %d×%d, kc=%d: len(a)=%d rsa=%d csa=%d len(b)=%d sb=%d len(c)=%d ldc=%d",
+			h, nr, kc, lenA, rsa, csa, lenB, sb, lenC, ldc))
 	}
+	if rsa == 1 {
+		return p[h-1], csa
+	}
+	return r[h-1], rsa
 }
 
 // dgemm is Dgemm after the argument checks and special cases.

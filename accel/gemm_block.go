@@ -36,10 +36,11 @@ type kernelSet[T float32 | float64] struct {
 	name       string
 	mr, nr     int // largest panel height, panel width
 	kc, mc, nc int // cache block sizes: depth, rows of A, columns of B
-	// tile computes C[0:h, 0:nr] = alpha·Ap·Bp + beta·C for an A panel a of
-	// height h ≤ mr and a B panel b, both kc ≥ 1 deep; c holds at least
-	// (h-1)·ldc+nr. C is not read when beta == 0.
-	tile func(h, kc int, a, b, c []T, ldc int, alpha, beta T)
+	// tile computes C[0:h, 0:nr] = alpha·A·B + beta·C for A(i, p) =
+	// a[i*rsa+p*csa] (h×kc, h ≤ mr, rsa == 1 or csa == 1) and B(p, j) =
+	// b[p*sb+j] (kc×nr), kc ≥ 1; c holds at least (h-1)·ldc+nr. C is not
+	// read when beta == 0.
+	tile func(h, kc int, a []T, rsa, csa int, b []T, sb int, c []T, ldc int, alpha, beta T)
 }
 
 // minParallelFlops is the size m·n·k below which products stay on one
@@ -181,15 +182,30 @@ func gemmSerial[T float32 | float64](ks *kernelSet[T], tA, tB bool, m, n, k int,
 	buf := getBuf(ks)
 	defer putBuf(buf)
 	mr, nr := ks.mr, ks.nr
+	// A packed panel of B serves every row tile of C; with only a couple of
+	// them, the kernels read B in place (rows of B are contiguous unless tB).
+	directB := !tB && m <= 2*mr
 	for jc := 0; jc < n; jc += ks.nc {
 		nc := min(ks.nc, n-jc)
+		// Likewise a packed panel of A serves every column tile of C: with a
+		// couple of them, read A in place, by rows (R kernels) or, when tA,
+		// by the contiguous columns of the stored Aᵀ.
+		directA := nc <= 2*nr
+		lastJ := (nc - 1) / nr * nr // first column of the last B panel
 		for pc := 0; pc < k; pc += ks.kc {
 			kc := min(ks.kc, k-pc)
 			betaK := beta // the first block of k applies beta, later ones add
 			if pc > 0 {
 				betaK = 1
 			}
-			packB(buf.bp, tB, b, ldb, pc, jc, kc, nc, nr)
+			switch {
+			case !directB:
+				packB(buf.bp, tB, b, ldb, pc, jc, kc, nc, nr)
+			case nc-lastJ < nr:
+				// Only the partial panel at the right edge, which the
+				// kernels cannot read in place, is packed.
+				packB(buf.bp, tB, b, ldb, pc, jc+lastJ, kc, nc-lastJ, nr)
+			}
 			for ic := 0; ic < m; ic += ks.mc {
 				mc := min(ks.mc, m-ic)
 				// Balanced panel heights: tiles of ⌈mc/tiles⌉ or ⌊mc/tiles⌋ rows.
@@ -199,24 +215,42 @@ func gemmSerial[T float32 | float64](ks *kernelSet[T], tA, tB bool, m, n, k int,
 				if tall == 0 {
 					tall = tiles
 				}
-				packA(buf.ap, tA, a, lda, ic, pc, mc, kc, hi, tall)
+				if !directA {
+					packA(buf.ap, tA, a, lda, ic, pc, mc, kc, hi, tall)
+				}
 				for jr := 0; jr < nc; jr += nr {
 					nj := min(nr, nc-jr)
-					bp := buf.bp[jr*kc : (jr+nr)*kc]
+					bp, sb := buf.bp[jr*kc:(jr+nr)*kc], nr
+					if directB {
+						if nj == nr {
+							bp, sb = b[pc*ldb+jc+jr:], ldb
+						} else {
+							bp = buf.bp[:kc*nr]
+						}
+					}
 					ir := 0
 					for t := 0; t < tiles; t++ {
 						h := hi
 						if t >= tall {
 							h = hi - 1
 						}
-						ap := buf.ap[ir*kc : (ir+h)*kc]
+						var ap []T
+						var rsa, csa int
+						switch {
+						case !directA:
+							ap, rsa, csa = buf.ap[ir*kc:(ir+h)*kc], 1, h
+						case tA:
+							ap, rsa, csa = a[pc*lda+ic+ir:], 1, lda
+						default:
+							ap, rsa, csa = a[(ic+ir)*lda+pc:], lda, 1
+						}
 						ci := (ic+ir)*ldc + jc + jr
 						if nj == nr {
-							ks.tile(h, kc, ap, bp, c[ci:], ldc, alpha, betaK)
+							ks.tile(h, kc, ap, rsa, csa, bp, sb, c[ci:], ldc, alpha, betaK)
 						} else {
 							// Right edge: compute the full tile into scratch, then the part inside C.
 							tmp := buf.tmp[:h*nr]
-							ks.tile(h, kc, ap, bp, tmp, nr, alpha, 0)
+							ks.tile(h, kc, ap, rsa, csa, bp, sb, tmp, nr, alpha, 0)
 							for i := 0; i < h; i++ {
 								crow := c[ci+i*ldc : ci+i*ldc+nj]
 								trow := tmp[i*nr : i*nr+nj]
@@ -301,6 +335,23 @@ func packB[T float32 | float64](bp []T, tB bool, b []T, ldb, pc, jc, kc, nc, nr 
 					clear(panel[p*nr+nj : p*nr+nr])
 				}
 			}
+		} else if nj == nr && nr == 16 {
+			// Full panels of the common widths copy fixed-size arrays, which
+			// compile to a few vector moves instead of a call to memmove.
+			for p := 0; p < kc; p++ {
+				src := (pc+p)*ldb + jc + jr
+				*(*[16]T)(panel[p*16:]) = *(*[16]T)(b[src:])
+			}
+		} else if nj == nr && nr == 32 {
+			for p := 0; p < kc; p++ {
+				src := (pc+p)*ldb + jc + jr
+				*(*[32]T)(panel[p*32:]) = *(*[32]T)(b[src:])
+			}
+		} else if nj == nr && nr == 8 {
+			for p := 0; p < kc; p++ {
+				src := (pc+p)*ldb + jc + jr
+				*(*[8]T)(panel[p*8:]) = *(*[8]T)(b[src:])
+			}
 		} else {
 			// op(B)[p, j] = b[p*ldb+j]: each step of p is a contiguous run of nj.
 			for p := 0; p < kc; p++ {
@@ -319,7 +370,7 @@ func packB[T float32 | float64](bp []T, tB bool, b []T, ldb, pc, jc, kc, nc, nr 
 //		for j := 0; j < nr; j++ {
 //			var s T
 //			for p := 0; p < kc; p++ {
-//				s += a[p*h+i] * b[p*nr+j]
+//				s += a[i*rsa+p*csa] * b[p*sb+j]
 //			}
 //			c[i*ldc+j] = alpha*s + beta*c[i*ldc+j] // C not read if beta == 0
 //		}
@@ -327,14 +378,14 @@ func packB[T float32 | float64](bp []T, tB bool, b []T, ldb, pc, jc, kc, nc, nr 
 //
 // with nr = 4 and h ≤ 4. The assembly kernels compute the same with wider
 // tiles (see gemm_kernels_amd64.go).
-func gemmKernelGeneric[T float32 | float64](h, kc int, a, b, c []T, ldc int, alpha, beta T) {
+func gemmKernelGeneric[T float32 | float64](h, kc int, a []T, rsa, csa int, b []T, sb int, c []T, ldc int, alpha, beta T) {
 	const nr = 4
 	if h == 4 {
 		var c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33 T
-		a, b = a[:4*kc], b[:nr*kc]
 		for p := 0; p < kc; p++ {
-			ap, bp := a[4*p:4*p+4:4*p+4], b[nr*p:nr*p+nr:nr*p+nr]
-			a0, a1, a2, a3 := ap[0], ap[1], ap[2], ap[3]
+			ia, ib := p*csa, p*sb
+			a0, a1, a2, a3 := a[ia], a[ia+rsa], a[ia+2*rsa], a[ia+3*rsa]
+			bp := b[ib : ib+nr : ib+nr]
 			b0, b1, b2, b3 := bp[0], bp[1], bp[2], bp[3]
 			c00 += a0 * b0
 			c01 += a0 * b1
@@ -362,8 +413,8 @@ func gemmKernelGeneric[T float32 | float64](h, kc int, a, b, c []T, ldc int, alp
 	for i := 0; i < h; i++ {
 		var s0, s1, s2, s3 T
 		for p := 0; p < kc; p++ {
-			ai := a[p*h+i]
-			bp := b[nr*p : nr*p+nr : nr*p+nr]
+			ai := a[i*rsa+p*csa]
+			bp := b[p*sb : p*sb+nr : p*sb+nr]
 			s0 += ai * bp[0]
 			s1 += ai * bp[1]
 			s2 += ai * bp[2]

@@ -21,7 +21,7 @@ func BenchmarkDgemmKernel(b *testing.B) {
 				kc := ks.kc
 				a, bp, c := randSlice[float64](rng, h*kc), randSlice[float64](rng, ks.nr*kc), make([]float64, h*ks.nr)
 				for b.Loop() {
-					ks.tile(h, kc, a, bp, c, ks.nr, 1, 1)
+					ks.tile(h, kc, a, 1, h, bp, ks.nr, c, ks.nr, 1, 1)
 				}
 				b.ReportMetric(2*float64(h*ks.nr*kc)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 			})

@@ -5,8 +5,9 @@
 package accel
 
 // dgemmAVX512 holds the AVX512 kernels by panel height h = 1..14: each
-// computes C[0:h, 0:16] = alpha·Ap·Bp + beta·C (see gemmKernelGeneric).
-var dgemmAVX512 = [...]func(kc int, a, b, c *float64, ldc int, alpha, beta float64){
+// computes C[0:h, 0:16] = alpha·A·B + beta·C with A(i, p) = a[i + p*sa] and
+// B(p, j) = b[p*sb + j] (see gemmKernelGeneric).
+var dgemmAVX512 = [...]func(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64){
 	dgemmAVX512x1,
 	dgemmAVX512x2,
 	dgemmAVX512x3,
@@ -26,76 +27,167 @@ var dgemmAVX512 = [...]func(kc int, a, b, c *float64, ldc int, alpha, beta float
 // dgemmAVX512x1 is the AVX512 kernel for an h = 1 by nr = 16 tile of C.
 //
 //go:noescape
-func dgemmAVX512x1(kc int, a, b, c *float64, ldc int, alpha, beta float64)
+func dgemmAVX512x1(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
 
 // dgemmAVX512x2 is the AVX512 kernel for an h = 2 by nr = 16 tile of C.
 //
 //go:noescape
-func dgemmAVX512x2(kc int, a, b, c *float64, ldc int, alpha, beta float64)
+func dgemmAVX512x2(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
 
 // dgemmAVX512x3 is the AVX512 kernel for an h = 3 by nr = 16 tile of C.
 //
 //go:noescape
-func dgemmAVX512x3(kc int, a, b, c *float64, ldc int, alpha, beta float64)
+func dgemmAVX512x3(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
 
 // dgemmAVX512x4 is the AVX512 kernel for an h = 4 by nr = 16 tile of C.
 //
 //go:noescape
-func dgemmAVX512x4(kc int, a, b, c *float64, ldc int, alpha, beta float64)
+func dgemmAVX512x4(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
 
 // dgemmAVX512x5 is the AVX512 kernel for an h = 5 by nr = 16 tile of C.
 //
 //go:noescape
-func dgemmAVX512x5(kc int, a, b, c *float64, ldc int, alpha, beta float64)
+func dgemmAVX512x5(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
 
 // dgemmAVX512x6 is the AVX512 kernel for an h = 6 by nr = 16 tile of C.
 //
 //go:noescape
-func dgemmAVX512x6(kc int, a, b, c *float64, ldc int, alpha, beta float64)
+func dgemmAVX512x6(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
 
 // dgemmAVX512x7 is the AVX512 kernel for an h = 7 by nr = 16 tile of C.
 //
 //go:noescape
-func dgemmAVX512x7(kc int, a, b, c *float64, ldc int, alpha, beta float64)
+func dgemmAVX512x7(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
 
 // dgemmAVX512x8 is the AVX512 kernel for an h = 8 by nr = 16 tile of C.
 //
 //go:noescape
-func dgemmAVX512x8(kc int, a, b, c *float64, ldc int, alpha, beta float64)
+func dgemmAVX512x8(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
 
 // dgemmAVX512x9 is the AVX512 kernel for an h = 9 by nr = 16 tile of C.
 //
 //go:noescape
-func dgemmAVX512x9(kc int, a, b, c *float64, ldc int, alpha, beta float64)
+func dgemmAVX512x9(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
 
 // dgemmAVX512x10 is the AVX512 kernel for an h = 10 by nr = 16 tile of C.
 //
 //go:noescape
-func dgemmAVX512x10(kc int, a, b, c *float64, ldc int, alpha, beta float64)
+func dgemmAVX512x10(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
 
 // dgemmAVX512x11 is the AVX512 kernel for an h = 11 by nr = 16 tile of C.
 //
 //go:noescape
-func dgemmAVX512x11(kc int, a, b, c *float64, ldc int, alpha, beta float64)
+func dgemmAVX512x11(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
 
 // dgemmAVX512x12 is the AVX512 kernel for an h = 12 by nr = 16 tile of C.
 //
 //go:noescape
-func dgemmAVX512x12(kc int, a, b, c *float64, ldc int, alpha, beta float64)
+func dgemmAVX512x12(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
 
 // dgemmAVX512x13 is the AVX512 kernel for an h = 13 by nr = 16 tile of C.
 //
 //go:noescape
-func dgemmAVX512x13(kc int, a, b, c *float64, ldc int, alpha, beta float64)
+func dgemmAVX512x13(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
 
 // dgemmAVX512x14 is the AVX512 kernel for an h = 14 by nr = 16 tile of C.
 //
 //go:noescape
-func dgemmAVX512x14(kc int, a, b, c *float64, ldc int, alpha, beta float64)
+func dgemmAVX512x14(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512R holds the AVX512 kernels by panel height h = 1..14: each
+// computes C[0:h, 0:16] = alpha·A·B + beta·C with A(i, p) = a[i*lda + p] and
+// B(p, j) = b[p*sb + j] (see gemmKernelGeneric).
+var dgemmAVX512R = [...]func(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64){
+	dgemmAVX512Rx1,
+	dgemmAVX512Rx2,
+	dgemmAVX512Rx3,
+	dgemmAVX512Rx4,
+	dgemmAVX512Rx5,
+	dgemmAVX512Rx6,
+	dgemmAVX512Rx7,
+	dgemmAVX512Rx8,
+	dgemmAVX512Rx9,
+	dgemmAVX512Rx10,
+	dgemmAVX512Rx11,
+	dgemmAVX512Rx12,
+	dgemmAVX512Rx13,
+	dgemmAVX512Rx14,
+}
+
+// dgemmAVX512Rx1 is the AVX512 kernel for an h = 1 by nr = 16 tile of C.
+//
+//go:noescape
+func dgemmAVX512Rx1(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512Rx2 is the AVX512 kernel for an h = 2 by nr = 16 tile of C.
+//
+//go:noescape
+func dgemmAVX512Rx2(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512Rx3 is the AVX512 kernel for an h = 3 by nr = 16 tile of C.
+//
+//go:noescape
+func dgemmAVX512Rx3(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512Rx4 is the AVX512 kernel for an h = 4 by nr = 16 tile of C.
+//
+//go:noescape
+func dgemmAVX512Rx4(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512Rx5 is the AVX512 kernel for an h = 5 by nr = 16 tile of C.
+//
+//go:noescape
+func dgemmAVX512Rx5(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512Rx6 is the AVX512 kernel for an h = 6 by nr = 16 tile of C.
+//
+//go:noescape
+func dgemmAVX512Rx6(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512Rx7 is the AVX512 kernel for an h = 7 by nr = 16 tile of C.
+//
+//go:noescape
+func dgemmAVX512Rx7(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512Rx8 is the AVX512 kernel for an h = 8 by nr = 16 tile of C.
+//
+//go:noescape
+func dgemmAVX512Rx8(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512Rx9 is the AVX512 kernel for an h = 9 by nr = 16 tile of C.
+//
+//go:noescape
+func dgemmAVX512Rx9(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512Rx10 is the AVX512 kernel for an h = 10 by nr = 16 tile of C.
+//
+//go:noescape
+func dgemmAVX512Rx10(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512Rx11 is the AVX512 kernel for an h = 11 by nr = 16 tile of C.
+//
+//go:noescape
+func dgemmAVX512Rx11(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512Rx12 is the AVX512 kernel for an h = 12 by nr = 16 tile of C.
+//
+//go:noescape
+func dgemmAVX512Rx12(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512Rx13 is the AVX512 kernel for an h = 13 by nr = 16 tile of C.
+//
+//go:noescape
+func dgemmAVX512Rx13(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512Rx14 is the AVX512 kernel for an h = 14 by nr = 16 tile of C.
+//
+//go:noescape
+func dgemmAVX512Rx14(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
 
 // dgemmAVX2 holds the AVX2 kernels by panel height h = 1..6: each
-// computes C[0:h, 0:8] = alpha·Ap·Bp + beta·C (see gemmKernelGeneric).
-var dgemmAVX2 = [...]func(kc int, a, b, c *float64, ldc int, alpha, beta float64){
+// computes C[0:h, 0:8] = alpha·A·B + beta·C with A(i, p) = a[i + p*sa] and
+// B(p, j) = b[p*sb + j] (see gemmKernelGeneric).
+var dgemmAVX2 = [...]func(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64){
 	dgemmAVX2x1,
 	dgemmAVX2x2,
 	dgemmAVX2x3,
@@ -107,36 +199,79 @@ var dgemmAVX2 = [...]func(kc int, a, b, c *float64, ldc int, alpha, beta float64
 // dgemmAVX2x1 is the AVX2 kernel for an h = 1 by nr = 8 tile of C.
 //
 //go:noescape
-func dgemmAVX2x1(kc int, a, b, c *float64, ldc int, alpha, beta float64)
+func dgemmAVX2x1(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
 
 // dgemmAVX2x2 is the AVX2 kernel for an h = 2 by nr = 8 tile of C.
 //
 //go:noescape
-func dgemmAVX2x2(kc int, a, b, c *float64, ldc int, alpha, beta float64)
+func dgemmAVX2x2(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
 
 // dgemmAVX2x3 is the AVX2 kernel for an h = 3 by nr = 8 tile of C.
 //
 //go:noescape
-func dgemmAVX2x3(kc int, a, b, c *float64, ldc int, alpha, beta float64)
+func dgemmAVX2x3(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
 
 // dgemmAVX2x4 is the AVX2 kernel for an h = 4 by nr = 8 tile of C.
 //
 //go:noescape
-func dgemmAVX2x4(kc int, a, b, c *float64, ldc int, alpha, beta float64)
+func dgemmAVX2x4(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
 
 // dgemmAVX2x5 is the AVX2 kernel for an h = 5 by nr = 8 tile of C.
 //
 //go:noescape
-func dgemmAVX2x5(kc int, a, b, c *float64, ldc int, alpha, beta float64)
+func dgemmAVX2x5(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
 
 // dgemmAVX2x6 is the AVX2 kernel for an h = 6 by nr = 8 tile of C.
 //
 //go:noescape
-func dgemmAVX2x6(kc int, a, b, c *float64, ldc int, alpha, beta float64)
+func dgemmAVX2x6(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX2R holds the AVX2 kernels by panel height h = 1..6: each
+// computes C[0:h, 0:8] = alpha·A·B + beta·C with A(i, p) = a[i*lda + p] and
+// B(p, j) = b[p*sb + j] (see gemmKernelGeneric).
+var dgemmAVX2R = [...]func(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64){
+	dgemmAVX2Rx1,
+	dgemmAVX2Rx2,
+	dgemmAVX2Rx3,
+	dgemmAVX2Rx4,
+	dgemmAVX2Rx5,
+	dgemmAVX2Rx6,
+}
+
+// dgemmAVX2Rx1 is the AVX2 kernel for an h = 1 by nr = 8 tile of C.
+//
+//go:noescape
+func dgemmAVX2Rx1(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX2Rx2 is the AVX2 kernel for an h = 2 by nr = 8 tile of C.
+//
+//go:noescape
+func dgemmAVX2Rx2(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX2Rx3 is the AVX2 kernel for an h = 3 by nr = 8 tile of C.
+//
+//go:noescape
+func dgemmAVX2Rx3(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX2Rx4 is the AVX2 kernel for an h = 4 by nr = 8 tile of C.
+//
+//go:noescape
+func dgemmAVX2Rx4(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX2Rx5 is the AVX2 kernel for an h = 5 by nr = 8 tile of C.
+//
+//go:noescape
+func dgemmAVX2Rx5(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX2Rx6 is the AVX2 kernel for an h = 6 by nr = 8 tile of C.
+//
+//go:noescape
+func dgemmAVX2Rx6(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
 
 // sgemmAVX512 holds the AVX512 kernels by panel height h = 1..14: each
-// computes C[0:h, 0:32] = alpha·Ap·Bp + beta·C (see gemmKernelGeneric).
-var sgemmAVX512 = [...]func(kc int, a, b, c *float32, ldc int, alpha, beta float32){
+// computes C[0:h, 0:32] = alpha·A·B + beta·C with A(i, p) = a[i + p*sa] and
+// B(p, j) = b[p*sb + j] (see gemmKernelGeneric).
+var sgemmAVX512 = [...]func(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32){
 	sgemmAVX512x1,
 	sgemmAVX512x2,
 	sgemmAVX512x3,
@@ -156,76 +291,167 @@ var sgemmAVX512 = [...]func(kc int, a, b, c *float32, ldc int, alpha, beta float
 // sgemmAVX512x1 is the AVX512 kernel for an h = 1 by nr = 32 tile of C.
 //
 //go:noescape
-func sgemmAVX512x1(kc int, a, b, c *float32, ldc int, alpha, beta float32)
+func sgemmAVX512x1(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
 
 // sgemmAVX512x2 is the AVX512 kernel for an h = 2 by nr = 32 tile of C.
 //
 //go:noescape
-func sgemmAVX512x2(kc int, a, b, c *float32, ldc int, alpha, beta float32)
+func sgemmAVX512x2(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
 
 // sgemmAVX512x3 is the AVX512 kernel for an h = 3 by nr = 32 tile of C.
 //
 //go:noescape
-func sgemmAVX512x3(kc int, a, b, c *float32, ldc int, alpha, beta float32)
+func sgemmAVX512x3(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
 
 // sgemmAVX512x4 is the AVX512 kernel for an h = 4 by nr = 32 tile of C.
 //
 //go:noescape
-func sgemmAVX512x4(kc int, a, b, c *float32, ldc int, alpha, beta float32)
+func sgemmAVX512x4(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
 
 // sgemmAVX512x5 is the AVX512 kernel for an h = 5 by nr = 32 tile of C.
 //
 //go:noescape
-func sgemmAVX512x5(kc int, a, b, c *float32, ldc int, alpha, beta float32)
+func sgemmAVX512x5(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
 
 // sgemmAVX512x6 is the AVX512 kernel for an h = 6 by nr = 32 tile of C.
 //
 //go:noescape
-func sgemmAVX512x6(kc int, a, b, c *float32, ldc int, alpha, beta float32)
+func sgemmAVX512x6(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
 
 // sgemmAVX512x7 is the AVX512 kernel for an h = 7 by nr = 32 tile of C.
 //
 //go:noescape
-func sgemmAVX512x7(kc int, a, b, c *float32, ldc int, alpha, beta float32)
+func sgemmAVX512x7(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
 
 // sgemmAVX512x8 is the AVX512 kernel for an h = 8 by nr = 32 tile of C.
 //
 //go:noescape
-func sgemmAVX512x8(kc int, a, b, c *float32, ldc int, alpha, beta float32)
+func sgemmAVX512x8(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
 
 // sgemmAVX512x9 is the AVX512 kernel for an h = 9 by nr = 32 tile of C.
 //
 //go:noescape
-func sgemmAVX512x9(kc int, a, b, c *float32, ldc int, alpha, beta float32)
+func sgemmAVX512x9(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
 
 // sgemmAVX512x10 is the AVX512 kernel for an h = 10 by nr = 32 tile of C.
 //
 //go:noescape
-func sgemmAVX512x10(kc int, a, b, c *float32, ldc int, alpha, beta float32)
+func sgemmAVX512x10(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
 
 // sgemmAVX512x11 is the AVX512 kernel for an h = 11 by nr = 32 tile of C.
 //
 //go:noescape
-func sgemmAVX512x11(kc int, a, b, c *float32, ldc int, alpha, beta float32)
+func sgemmAVX512x11(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
 
 // sgemmAVX512x12 is the AVX512 kernel for an h = 12 by nr = 32 tile of C.
 //
 //go:noescape
-func sgemmAVX512x12(kc int, a, b, c *float32, ldc int, alpha, beta float32)
+func sgemmAVX512x12(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
 
 // sgemmAVX512x13 is the AVX512 kernel for an h = 13 by nr = 32 tile of C.
 //
 //go:noescape
-func sgemmAVX512x13(kc int, a, b, c *float32, ldc int, alpha, beta float32)
+func sgemmAVX512x13(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
 
 // sgemmAVX512x14 is the AVX512 kernel for an h = 14 by nr = 32 tile of C.
 //
 //go:noescape
-func sgemmAVX512x14(kc int, a, b, c *float32, ldc int, alpha, beta float32)
+func sgemmAVX512x14(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512R holds the AVX512 kernels by panel height h = 1..14: each
+// computes C[0:h, 0:32] = alpha·A·B + beta·C with A(i, p) = a[i*lda + p] and
+// B(p, j) = b[p*sb + j] (see gemmKernelGeneric).
+var sgemmAVX512R = [...]func(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32){
+	sgemmAVX512Rx1,
+	sgemmAVX512Rx2,
+	sgemmAVX512Rx3,
+	sgemmAVX512Rx4,
+	sgemmAVX512Rx5,
+	sgemmAVX512Rx6,
+	sgemmAVX512Rx7,
+	sgemmAVX512Rx8,
+	sgemmAVX512Rx9,
+	sgemmAVX512Rx10,
+	sgemmAVX512Rx11,
+	sgemmAVX512Rx12,
+	sgemmAVX512Rx13,
+	sgemmAVX512Rx14,
+}
+
+// sgemmAVX512Rx1 is the AVX512 kernel for an h = 1 by nr = 32 tile of C.
+//
+//go:noescape
+func sgemmAVX512Rx1(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512Rx2 is the AVX512 kernel for an h = 2 by nr = 32 tile of C.
+//
+//go:noescape
+func sgemmAVX512Rx2(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512Rx3 is the AVX512 kernel for an h = 3 by nr = 32 tile of C.
+//
+//go:noescape
+func sgemmAVX512Rx3(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512Rx4 is the AVX512 kernel for an h = 4 by nr = 32 tile of C.
+//
+//go:noescape
+func sgemmAVX512Rx4(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512Rx5 is the AVX512 kernel for an h = 5 by nr = 32 tile of C.
+//
+//go:noescape
+func sgemmAVX512Rx5(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512Rx6 is the AVX512 kernel for an h = 6 by nr = 32 tile of C.
+//
+//go:noescape
+func sgemmAVX512Rx6(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512Rx7 is the AVX512 kernel for an h = 7 by nr = 32 tile of C.
+//
+//go:noescape
+func sgemmAVX512Rx7(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512Rx8 is the AVX512 kernel for an h = 8 by nr = 32 tile of C.
+//
+//go:noescape
+func sgemmAVX512Rx8(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512Rx9 is the AVX512 kernel for an h = 9 by nr = 32 tile of C.
+//
+//go:noescape
+func sgemmAVX512Rx9(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512Rx10 is the AVX512 kernel for an h = 10 by nr = 32 tile of C.
+//
+//go:noescape
+func sgemmAVX512Rx10(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512Rx11 is the AVX512 kernel for an h = 11 by nr = 32 tile of C.
+//
+//go:noescape
+func sgemmAVX512Rx11(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512Rx12 is the AVX512 kernel for an h = 12 by nr = 32 tile of C.
+//
+//go:noescape
+func sgemmAVX512Rx12(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512Rx13 is the AVX512 kernel for an h = 13 by nr = 32 tile of C.
+//
+//go:noescape
+func sgemmAVX512Rx13(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512Rx14 is the AVX512 kernel for an h = 14 by nr = 32 tile of C.
+//
+//go:noescape
+func sgemmAVX512Rx14(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
 
 // sgemmAVX2 holds the AVX2 kernels by panel height h = 1..6: each
-// computes C[0:h, 0:16] = alpha·Ap·Bp + beta·C (see gemmKernelGeneric).
-var sgemmAVX2 = [...]func(kc int, a, b, c *float32, ldc int, alpha, beta float32){
+// computes C[0:h, 0:16] = alpha·A·B + beta·C with A(i, p) = a[i + p*sa] and
+// B(p, j) = b[p*sb + j] (see gemmKernelGeneric).
+var sgemmAVX2 = [...]func(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32){
 	sgemmAVX2x1,
 	sgemmAVX2x2,
 	sgemmAVX2x3,
@@ -237,29 +463,71 @@ var sgemmAVX2 = [...]func(kc int, a, b, c *float32, ldc int, alpha, beta float32
 // sgemmAVX2x1 is the AVX2 kernel for an h = 1 by nr = 16 tile of C.
 //
 //go:noescape
-func sgemmAVX2x1(kc int, a, b, c *float32, ldc int, alpha, beta float32)
+func sgemmAVX2x1(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
 
 // sgemmAVX2x2 is the AVX2 kernel for an h = 2 by nr = 16 tile of C.
 //
 //go:noescape
-func sgemmAVX2x2(kc int, a, b, c *float32, ldc int, alpha, beta float32)
+func sgemmAVX2x2(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
 
 // sgemmAVX2x3 is the AVX2 kernel for an h = 3 by nr = 16 tile of C.
 //
 //go:noescape
-func sgemmAVX2x3(kc int, a, b, c *float32, ldc int, alpha, beta float32)
+func sgemmAVX2x3(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
 
 // sgemmAVX2x4 is the AVX2 kernel for an h = 4 by nr = 16 tile of C.
 //
 //go:noescape
-func sgemmAVX2x4(kc int, a, b, c *float32, ldc int, alpha, beta float32)
+func sgemmAVX2x4(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
 
 // sgemmAVX2x5 is the AVX2 kernel for an h = 5 by nr = 16 tile of C.
 //
 //go:noescape
-func sgemmAVX2x5(kc int, a, b, c *float32, ldc int, alpha, beta float32)
+func sgemmAVX2x5(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
 
 // sgemmAVX2x6 is the AVX2 kernel for an h = 6 by nr = 16 tile of C.
 //
 //go:noescape
-func sgemmAVX2x6(kc int, a, b, c *float32, ldc int, alpha, beta float32)
+func sgemmAVX2x6(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX2R holds the AVX2 kernels by panel height h = 1..6: each
+// computes C[0:h, 0:16] = alpha·A·B + beta·C with A(i, p) = a[i*lda + p] and
+// B(p, j) = b[p*sb + j] (see gemmKernelGeneric).
+var sgemmAVX2R = [...]func(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32){
+	sgemmAVX2Rx1,
+	sgemmAVX2Rx2,
+	sgemmAVX2Rx3,
+	sgemmAVX2Rx4,
+	sgemmAVX2Rx5,
+	sgemmAVX2Rx6,
+}
+
+// sgemmAVX2Rx1 is the AVX2 kernel for an h = 1 by nr = 16 tile of C.
+//
+//go:noescape
+func sgemmAVX2Rx1(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX2Rx2 is the AVX2 kernel for an h = 2 by nr = 16 tile of C.
+//
+//go:noescape
+func sgemmAVX2Rx2(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX2Rx3 is the AVX2 kernel for an h = 3 by nr = 16 tile of C.
+//
+//go:noescape
+func sgemmAVX2Rx3(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX2Rx4 is the AVX2 kernel for an h = 4 by nr = 16 tile of C.
+//
+//go:noescape
+func sgemmAVX2Rx4(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX2Rx5 is the AVX2 kernel for an h = 5 by nr = 16 tile of C.
+//
+//go:noescape
+func sgemmAVX2Rx5(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX2Rx6 is the AVX2 kernel for an h = 6 by nr = 16 tile of C.
+//
+//go:noescape
+func sgemmAVX2Rx6(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)

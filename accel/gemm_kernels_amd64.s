@@ -4,14 +4,22 @@
 
 #include "textflag.h"
 
-// func dgemmAVX512x1(kc int, a, b, c *float64, ldc int, alpha, beta float64)
-TEXT ·dgemmAVX512x1(SB), NOSPLIT, $0-56
+// func dgemmAVX512x1(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX512x1(SB), NOSPLIT, $0-72
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 1×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -21,26 +29,27 @@ TEXT ·dgemmAVX512x1(SB), NOSPLIT, $0-56
 
 	// for p := 0; p < kc; p++ {
 dgemmAVX512x1_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPD (BX), Z28
 	VMOVUPD 64(BX), Z29
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSD 0(AX), Z30
 	VFMADD231PD Z28, Z30, Z0
 	VFMADD231PD Z29, Z30, Z1
-	PREFETCHT0 64(AX) // A panel, 8 steps ahead
-	PREFETCHT0 128(AX)
-	ADDQ $8, AX // a += h
-	ADDQ $128, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512x1_loop
 
 dgemmAVX512x1_store:
-	VBROADCASTSD alpha+40(FP), Z31
-	MOVQ beta+48(FP), R9
+	VBROADCASTSD alpha+56(FP), Z31
+	MOVQ beta+64(FP), R9
 	SHLQ $1, R9 // drop the sign: -0 is 0
 	JZ dgemmAVX512x1_beta0
-	VBROADCASTSD beta+48(FP), Z30
+	VBROADCASTSD beta+64(FP), Z30
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPD (DX), Z30, Z28
 	VMULPD 64(DX), Z30, Z29
@@ -60,14 +69,22 @@ dgemmAVX512x1_beta0:
 	VZEROUPPER
 	RET
 
-// func dgemmAVX512x2(kc int, a, b, c *float64, ldc int, alpha, beta float64)
-TEXT ·dgemmAVX512x2(SB), NOSPLIT, $0-56
+// func dgemmAVX512x2(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX512x2(SB), NOSPLIT, $0-72
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 2×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -79,29 +96,30 @@ TEXT ·dgemmAVX512x2(SB), NOSPLIT, $0-56
 
 	// for p := 0; p < kc; p++ {
 dgemmAVX512x2_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPD (BX), Z28
 	VMOVUPD 64(BX), Z29
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSD 0(AX), Z30
 	VFMADD231PD Z28, Z30, Z0
 	VFMADD231PD Z29, Z30, Z1
 	VBROADCASTSD 8(AX), Z31
 	VFMADD231PD Z28, Z31, Z2
 	VFMADD231PD Z29, Z31, Z3
-	PREFETCHT0 128(AX) // A panel, 8 steps ahead
-	PREFETCHT0 192(AX)
-	ADDQ $16, AX // a += h
-	ADDQ $128, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512x2_loop
 
 dgemmAVX512x2_store:
-	VBROADCASTSD alpha+40(FP), Z31
-	MOVQ beta+48(FP), R9
+	VBROADCASTSD alpha+56(FP), Z31
+	MOVQ beta+64(FP), R9
 	SHLQ $1, R9 // drop the sign: -0 is 0
 	JZ dgemmAVX512x2_beta0
-	VBROADCASTSD beta+48(FP), Z30
+	VBROADCASTSD beta+64(FP), Z30
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPD (DX), Z30, Z28
 	VMULPD 64(DX), Z30, Z29
@@ -133,14 +151,22 @@ dgemmAVX512x2_beta0:
 	VZEROUPPER
 	RET
 
-// func dgemmAVX512x3(kc int, a, b, c *float64, ldc int, alpha, beta float64)
-TEXT ·dgemmAVX512x3(SB), NOSPLIT, $0-56
+// func dgemmAVX512x3(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX512x3(SB), NOSPLIT, $0-72
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 3×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -154,10 +180,10 @@ TEXT ·dgemmAVX512x3(SB), NOSPLIT, $0-56
 
 	// for p := 0; p < kc; p++ {
 dgemmAVX512x3_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPD (BX), Z28
 	VMOVUPD 64(BX), Z29
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSD 0(AX), Z30
 	VFMADD231PD Z28, Z30, Z0
 	VFMADD231PD Z29, Z30, Z1
@@ -167,19 +193,20 @@ dgemmAVX512x3_loop:
 	VBROADCASTSD 16(AX), Z30
 	VFMADD231PD Z28, Z30, Z4
 	VFMADD231PD Z29, Z30, Z5
-	PREFETCHT0 192(AX) // A panel, 8 steps ahead
-	PREFETCHT0 256(AX)
-	ADDQ $24, AX // a += h
-	ADDQ $128, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512x3_loop
 
 dgemmAVX512x3_store:
-	VBROADCASTSD alpha+40(FP), Z31
-	MOVQ beta+48(FP), R9
+	VBROADCASTSD alpha+56(FP), Z31
+	MOVQ beta+64(FP), R9
 	SHLQ $1, R9 // drop the sign: -0 is 0
 	JZ dgemmAVX512x3_beta0
-	VBROADCASTSD beta+48(FP), Z30
+	VBROADCASTSD beta+64(FP), Z30
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPD (DX), Z30, Z28
 	VMULPD 64(DX), Z30, Z29
@@ -223,14 +250,22 @@ dgemmAVX512x3_beta0:
 	VZEROUPPER
 	RET
 
-// func dgemmAVX512x4(kc int, a, b, c *float64, ldc int, alpha, beta float64)
-TEXT ·dgemmAVX512x4(SB), NOSPLIT, $0-56
+// func dgemmAVX512x4(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX512x4(SB), NOSPLIT, $0-72
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 4×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -246,10 +281,10 @@ TEXT ·dgemmAVX512x4(SB), NOSPLIT, $0-56
 
 	// for p := 0; p < kc; p++ {
 dgemmAVX512x4_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPD (BX), Z28
 	VMOVUPD 64(BX), Z29
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSD 0(AX), Z30
 	VFMADD231PD Z28, Z30, Z0
 	VFMADD231PD Z29, Z30, Z1
@@ -262,19 +297,20 @@ dgemmAVX512x4_loop:
 	VBROADCASTSD 24(AX), Z31
 	VFMADD231PD Z28, Z31, Z6
 	VFMADD231PD Z29, Z31, Z7
-	PREFETCHT0 256(AX) // A panel, 8 steps ahead
-	PREFETCHT0 320(AX)
-	ADDQ $32, AX // a += h
-	ADDQ $128, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512x4_loop
 
 dgemmAVX512x4_store:
-	VBROADCASTSD alpha+40(FP), Z31
-	MOVQ beta+48(FP), R9
+	VBROADCASTSD alpha+56(FP), Z31
+	MOVQ beta+64(FP), R9
 	SHLQ $1, R9 // drop the sign: -0 is 0
 	JZ dgemmAVX512x4_beta0
-	VBROADCASTSD beta+48(FP), Z30
+	VBROADCASTSD beta+64(FP), Z30
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPD (DX), Z30, Z28
 	VMULPD 64(DX), Z30, Z29
@@ -330,14 +366,22 @@ dgemmAVX512x4_beta0:
 	VZEROUPPER
 	RET
 
-// func dgemmAVX512x5(kc int, a, b, c *float64, ldc int, alpha, beta float64)
-TEXT ·dgemmAVX512x5(SB), NOSPLIT, $0-56
+// func dgemmAVX512x5(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX512x5(SB), NOSPLIT, $0-72
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 5×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -355,10 +399,10 @@ TEXT ·dgemmAVX512x5(SB), NOSPLIT, $0-56
 
 	// for p := 0; p < kc; p++ {
 dgemmAVX512x5_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPD (BX), Z28
 	VMOVUPD 64(BX), Z29
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSD 0(AX), Z30
 	VFMADD231PD Z28, Z30, Z0
 	VFMADD231PD Z29, Z30, Z1
@@ -374,19 +418,20 @@ dgemmAVX512x5_loop:
 	VBROADCASTSD 32(AX), Z30
 	VFMADD231PD Z28, Z30, Z8
 	VFMADD231PD Z29, Z30, Z9
-	PREFETCHT0 320(AX) // A panel, 8 steps ahead
-	PREFETCHT0 384(AX)
-	ADDQ $40, AX // a += h
-	ADDQ $128, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512x5_loop
 
 dgemmAVX512x5_store:
-	VBROADCASTSD alpha+40(FP), Z31
-	MOVQ beta+48(FP), R9
+	VBROADCASTSD alpha+56(FP), Z31
+	MOVQ beta+64(FP), R9
 	SHLQ $1, R9 // drop the sign: -0 is 0
 	JZ dgemmAVX512x5_beta0
-	VBROADCASTSD beta+48(FP), Z30
+	VBROADCASTSD beta+64(FP), Z30
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPD (DX), Z30, Z28
 	VMULPD 64(DX), Z30, Z29
@@ -454,14 +499,22 @@ dgemmAVX512x5_beta0:
 	VZEROUPPER
 	RET
 
-// func dgemmAVX512x6(kc int, a, b, c *float64, ldc int, alpha, beta float64)
-TEXT ·dgemmAVX512x6(SB), NOSPLIT, $0-56
+// func dgemmAVX512x6(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX512x6(SB), NOSPLIT, $0-72
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 6×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -481,10 +534,10 @@ TEXT ·dgemmAVX512x6(SB), NOSPLIT, $0-56
 
 	// for p := 0; p < kc; p++ {
 dgemmAVX512x6_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPD (BX), Z28
 	VMOVUPD 64(BX), Z29
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSD 0(AX), Z30
 	VFMADD231PD Z28, Z30, Z0
 	VFMADD231PD Z29, Z30, Z1
@@ -503,19 +556,20 @@ dgemmAVX512x6_loop:
 	VBROADCASTSD 40(AX), Z31
 	VFMADD231PD Z28, Z31, Z10
 	VFMADD231PD Z29, Z31, Z11
-	PREFETCHT0 384(AX) // A panel, 8 steps ahead
-	PREFETCHT0 448(AX)
-	ADDQ $48, AX // a += h
-	ADDQ $128, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512x6_loop
 
 dgemmAVX512x6_store:
-	VBROADCASTSD alpha+40(FP), Z31
-	MOVQ beta+48(FP), R9
+	VBROADCASTSD alpha+56(FP), Z31
+	MOVQ beta+64(FP), R9
 	SHLQ $1, R9 // drop the sign: -0 is 0
 	JZ dgemmAVX512x6_beta0
-	VBROADCASTSD beta+48(FP), Z30
+	VBROADCASTSD beta+64(FP), Z30
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPD (DX), Z30, Z28
 	VMULPD 64(DX), Z30, Z29
@@ -595,14 +649,22 @@ dgemmAVX512x6_beta0:
 	VZEROUPPER
 	RET
 
-// func dgemmAVX512x7(kc int, a, b, c *float64, ldc int, alpha, beta float64)
-TEXT ·dgemmAVX512x7(SB), NOSPLIT, $0-56
+// func dgemmAVX512x7(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX512x7(SB), NOSPLIT, $0-72
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 7×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -624,10 +686,10 @@ TEXT ·dgemmAVX512x7(SB), NOSPLIT, $0-56
 
 	// for p := 0; p < kc; p++ {
 dgemmAVX512x7_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPD (BX), Z28
 	VMOVUPD 64(BX), Z29
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSD 0(AX), Z30
 	VFMADD231PD Z28, Z30, Z0
 	VFMADD231PD Z29, Z30, Z1
@@ -649,19 +711,20 @@ dgemmAVX512x7_loop:
 	VBROADCASTSD 48(AX), Z30
 	VFMADD231PD Z28, Z30, Z12
 	VFMADD231PD Z29, Z30, Z13
-	PREFETCHT0 448(AX) // A panel, 8 steps ahead
-	PREFETCHT0 512(AX)
-	ADDQ $56, AX // a += h
-	ADDQ $128, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512x7_loop
 
 dgemmAVX512x7_store:
-	VBROADCASTSD alpha+40(FP), Z31
-	MOVQ beta+48(FP), R9
+	VBROADCASTSD alpha+56(FP), Z31
+	MOVQ beta+64(FP), R9
 	SHLQ $1, R9 // drop the sign: -0 is 0
 	JZ dgemmAVX512x7_beta0
-	VBROADCASTSD beta+48(FP), Z30
+	VBROADCASTSD beta+64(FP), Z30
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPD (DX), Z30, Z28
 	VMULPD 64(DX), Z30, Z29
@@ -753,14 +816,22 @@ dgemmAVX512x7_beta0:
 	VZEROUPPER
 	RET
 
-// func dgemmAVX512x8(kc int, a, b, c *float64, ldc int, alpha, beta float64)
-TEXT ·dgemmAVX512x8(SB), NOSPLIT, $0-56
+// func dgemmAVX512x8(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX512x8(SB), NOSPLIT, $0-72
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 8×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -784,10 +855,10 @@ TEXT ·dgemmAVX512x8(SB), NOSPLIT, $0-56
 
 	// for p := 0; p < kc; p++ {
 dgemmAVX512x8_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPD (BX), Z28
 	VMOVUPD 64(BX), Z29
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSD 0(AX), Z30
 	VFMADD231PD Z28, Z30, Z0
 	VFMADD231PD Z29, Z30, Z1
@@ -812,19 +883,20 @@ dgemmAVX512x8_loop:
 	VBROADCASTSD 56(AX), Z31
 	VFMADD231PD Z28, Z31, Z14
 	VFMADD231PD Z29, Z31, Z15
-	PREFETCHT0 512(AX) // A panel, 8 steps ahead
-	PREFETCHT0 576(AX)
-	ADDQ $64, AX // a += h
-	ADDQ $128, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512x8_loop
 
 dgemmAVX512x8_store:
-	VBROADCASTSD alpha+40(FP), Z31
-	MOVQ beta+48(FP), R9
+	VBROADCASTSD alpha+56(FP), Z31
+	MOVQ beta+64(FP), R9
 	SHLQ $1, R9 // drop the sign: -0 is 0
 	JZ dgemmAVX512x8_beta0
-	VBROADCASTSD beta+48(FP), Z30
+	VBROADCASTSD beta+64(FP), Z30
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPD (DX), Z30, Z28
 	VMULPD 64(DX), Z30, Z29
@@ -928,14 +1000,22 @@ dgemmAVX512x8_beta0:
 	VZEROUPPER
 	RET
 
-// func dgemmAVX512x9(kc int, a, b, c *float64, ldc int, alpha, beta float64)
-TEXT ·dgemmAVX512x9(SB), NOSPLIT, $0-56
+// func dgemmAVX512x9(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX512x9(SB), NOSPLIT, $0-72
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 9×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -961,10 +1041,10 @@ TEXT ·dgemmAVX512x9(SB), NOSPLIT, $0-56
 
 	// for p := 0; p < kc; p++ {
 dgemmAVX512x9_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPD (BX), Z28
 	VMOVUPD 64(BX), Z29
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSD 0(AX), Z30
 	VFMADD231PD Z28, Z30, Z0
 	VFMADD231PD Z29, Z30, Z1
@@ -992,19 +1072,21 @@ dgemmAVX512x9_loop:
 	VBROADCASTSD 64(AX), Z30
 	VFMADD231PD Z28, Z30, Z16
 	VFMADD231PD Z29, Z30, Z17
-	PREFETCHT0 576(AX) // A panel, 8 steps ahead
-	PREFETCHT0 640(AX)
-	ADDQ $72, AX // a += h
-	ADDQ $128, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT0 64(AX)(R12*1)
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512x9_loop
 
 dgemmAVX512x9_store:
-	VBROADCASTSD alpha+40(FP), Z31
-	MOVQ beta+48(FP), R9
+	VBROADCASTSD alpha+56(FP), Z31
+	MOVQ beta+64(FP), R9
 	SHLQ $1, R9 // drop the sign: -0 is 0
 	JZ dgemmAVX512x9_beta0
-	VBROADCASTSD beta+48(FP), Z30
+	VBROADCASTSD beta+64(FP), Z30
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPD (DX), Z30, Z28
 	VMULPD 64(DX), Z30, Z29
@@ -1120,14 +1202,22 @@ dgemmAVX512x9_beta0:
 	VZEROUPPER
 	RET
 
-// func dgemmAVX512x10(kc int, a, b, c *float64, ldc int, alpha, beta float64)
-TEXT ·dgemmAVX512x10(SB), NOSPLIT, $0-56
+// func dgemmAVX512x10(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX512x10(SB), NOSPLIT, $0-72
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 10×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -1155,10 +1245,10 @@ TEXT ·dgemmAVX512x10(SB), NOSPLIT, $0-56
 
 	// for p := 0; p < kc; p++ {
 dgemmAVX512x10_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPD (BX), Z28
 	VMOVUPD 64(BX), Z29
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSD 0(AX), Z30
 	VFMADD231PD Z28, Z30, Z0
 	VFMADD231PD Z29, Z30, Z1
@@ -1189,19 +1279,21 @@ dgemmAVX512x10_loop:
 	VBROADCASTSD 72(AX), Z31
 	VFMADD231PD Z28, Z31, Z18
 	VFMADD231PD Z29, Z31, Z19
-	PREFETCHT0 640(AX) // A panel, 8 steps ahead
-	PREFETCHT0 704(AX)
-	ADDQ $80, AX // a += h
-	ADDQ $128, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT0 64(AX)(R12*1)
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512x10_loop
 
 dgemmAVX512x10_store:
-	VBROADCASTSD alpha+40(FP), Z31
-	MOVQ beta+48(FP), R9
+	VBROADCASTSD alpha+56(FP), Z31
+	MOVQ beta+64(FP), R9
 	SHLQ $1, R9 // drop the sign: -0 is 0
 	JZ dgemmAVX512x10_beta0
-	VBROADCASTSD beta+48(FP), Z30
+	VBROADCASTSD beta+64(FP), Z30
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPD (DX), Z30, Z28
 	VMULPD 64(DX), Z30, Z29
@@ -1329,14 +1421,22 @@ dgemmAVX512x10_beta0:
 	VZEROUPPER
 	RET
 
-// func dgemmAVX512x11(kc int, a, b, c *float64, ldc int, alpha, beta float64)
-TEXT ·dgemmAVX512x11(SB), NOSPLIT, $0-56
+// func dgemmAVX512x11(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX512x11(SB), NOSPLIT, $0-72
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 11×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -1366,10 +1466,10 @@ TEXT ·dgemmAVX512x11(SB), NOSPLIT, $0-56
 
 	// for p := 0; p < kc; p++ {
 dgemmAVX512x11_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPD (BX), Z28
 	VMOVUPD 64(BX), Z29
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSD 0(AX), Z30
 	VFMADD231PD Z28, Z30, Z0
 	VFMADD231PD Z29, Z30, Z1
@@ -1403,19 +1503,21 @@ dgemmAVX512x11_loop:
 	VBROADCASTSD 80(AX), Z30
 	VFMADD231PD Z28, Z30, Z20
 	VFMADD231PD Z29, Z30, Z21
-	PREFETCHT0 704(AX) // A panel, 8 steps ahead
-	PREFETCHT0 768(AX)
-	ADDQ $88, AX // a += h
-	ADDQ $128, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT0 64(AX)(R12*1)
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512x11_loop
 
 dgemmAVX512x11_store:
-	VBROADCASTSD alpha+40(FP), Z31
-	MOVQ beta+48(FP), R9
+	VBROADCASTSD alpha+56(FP), Z31
+	MOVQ beta+64(FP), R9
 	SHLQ $1, R9 // drop the sign: -0 is 0
 	JZ dgemmAVX512x11_beta0
-	VBROADCASTSD beta+48(FP), Z30
+	VBROADCASTSD beta+64(FP), Z30
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPD (DX), Z30, Z28
 	VMULPD 64(DX), Z30, Z29
@@ -1555,14 +1657,22 @@ dgemmAVX512x11_beta0:
 	VZEROUPPER
 	RET
 
-// func dgemmAVX512x12(kc int, a, b, c *float64, ldc int, alpha, beta float64)
-TEXT ·dgemmAVX512x12(SB), NOSPLIT, $0-56
+// func dgemmAVX512x12(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX512x12(SB), NOSPLIT, $0-72
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 12×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -1594,10 +1704,10 @@ TEXT ·dgemmAVX512x12(SB), NOSPLIT, $0-56
 
 	// for p := 0; p < kc; p++ {
 dgemmAVX512x12_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPD (BX), Z28
 	VMOVUPD 64(BX), Z29
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSD 0(AX), Z30
 	VFMADD231PD Z28, Z30, Z0
 	VFMADD231PD Z29, Z30, Z1
@@ -1634,19 +1744,21 @@ dgemmAVX512x12_loop:
 	VBROADCASTSD 88(AX), Z31
 	VFMADD231PD Z28, Z31, Z22
 	VFMADD231PD Z29, Z31, Z23
-	PREFETCHT0 768(AX) // A panel, 8 steps ahead
-	PREFETCHT0 832(AX)
-	ADDQ $96, AX // a += h
-	ADDQ $128, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT0 64(AX)(R12*1)
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512x12_loop
 
 dgemmAVX512x12_store:
-	VBROADCASTSD alpha+40(FP), Z31
-	MOVQ beta+48(FP), R9
+	VBROADCASTSD alpha+56(FP), Z31
+	MOVQ beta+64(FP), R9
 	SHLQ $1, R9 // drop the sign: -0 is 0
 	JZ dgemmAVX512x12_beta0
-	VBROADCASTSD beta+48(FP), Z30
+	VBROADCASTSD beta+64(FP), Z30
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPD (DX), Z30, Z28
 	VMULPD 64(DX), Z30, Z29
@@ -1798,14 +1910,22 @@ dgemmAVX512x12_beta0:
 	VZEROUPPER
 	RET
 
-// func dgemmAVX512x13(kc int, a, b, c *float64, ldc int, alpha, beta float64)
-TEXT ·dgemmAVX512x13(SB), NOSPLIT, $0-56
+// func dgemmAVX512x13(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX512x13(SB), NOSPLIT, $0-72
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 13×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -1839,10 +1959,10 @@ TEXT ·dgemmAVX512x13(SB), NOSPLIT, $0-56
 
 	// for p := 0; p < kc; p++ {
 dgemmAVX512x13_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPD (BX), Z28
 	VMOVUPD 64(BX), Z29
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSD 0(AX), Z30
 	VFMADD231PD Z28, Z30, Z0
 	VFMADD231PD Z29, Z30, Z1
@@ -1882,19 +2002,21 @@ dgemmAVX512x13_loop:
 	VBROADCASTSD 96(AX), Z30
 	VFMADD231PD Z28, Z30, Z24
 	VFMADD231PD Z29, Z30, Z25
-	PREFETCHT0 832(AX) // A panel, 8 steps ahead
-	PREFETCHT0 896(AX)
-	ADDQ $104, AX // a += h
-	ADDQ $128, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT0 64(AX)(R12*1)
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512x13_loop
 
 dgemmAVX512x13_store:
-	VBROADCASTSD alpha+40(FP), Z31
-	MOVQ beta+48(FP), R9
+	VBROADCASTSD alpha+56(FP), Z31
+	MOVQ beta+64(FP), R9
 	SHLQ $1, R9 // drop the sign: -0 is 0
 	JZ dgemmAVX512x13_beta0
-	VBROADCASTSD beta+48(FP), Z30
+	VBROADCASTSD beta+64(FP), Z30
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPD (DX), Z30, Z28
 	VMULPD 64(DX), Z30, Z29
@@ -2058,14 +2180,22 @@ dgemmAVX512x13_beta0:
 	VZEROUPPER
 	RET
 
-// func dgemmAVX512x14(kc int, a, b, c *float64, ldc int, alpha, beta float64)
-TEXT ·dgemmAVX512x14(SB), NOSPLIT, $0-56
+// func dgemmAVX512x14(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX512x14(SB), NOSPLIT, $0-72
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 14×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -2101,10 +2231,10 @@ TEXT ·dgemmAVX512x14(SB), NOSPLIT, $0-56
 
 	// for p := 0; p < kc; p++ {
 dgemmAVX512x14_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPD (BX), Z28
 	VMOVUPD 64(BX), Z29
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSD 0(AX), Z30
 	VFMADD231PD Z28, Z30, Z0
 	VFMADD231PD Z29, Z30, Z1
@@ -2147,19 +2277,21 @@ dgemmAVX512x14_loop:
 	VBROADCASTSD 104(AX), Z31
 	VFMADD231PD Z28, Z31, Z26
 	VFMADD231PD Z29, Z31, Z27
-	PREFETCHT0 896(AX) // A panel, 8 steps ahead
-	PREFETCHT0 960(AX)
-	ADDQ $112, AX // a += h
-	ADDQ $128, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT0 64(AX)(R12*1)
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512x14_loop
 
 dgemmAVX512x14_store:
-	VBROADCASTSD alpha+40(FP), Z31
-	MOVQ beta+48(FP), R9
+	VBROADCASTSD alpha+56(FP), Z31
+	MOVQ beta+64(FP), R9
 	SHLQ $1, R9 // drop the sign: -0 is 0
 	JZ dgemmAVX512x14_beta0
-	VBROADCASTSD beta+48(FP), Z30
+	VBROADCASTSD beta+64(FP), Z30
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPD (DX), Z30, Z28
 	VMULPD 64(DX), Z30, Z29
@@ -2335,14 +2467,2513 @@ dgemmAVX512x14_beta0:
 	VZEROUPPER
 	RET
 
-// func dgemmAVX2x1(kc int, a, b, c *float64, ldc int, alpha, beta float64)
-TEXT ·dgemmAVX2x1(SB), NOSPLIT, $0-56
+// func dgemmAVX512Rx1(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX512Rx1(SB), NOSPLIT, $0-72
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 1×2 accumulators
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	TESTQ CX, CX
+	JZ dgemmAVX512Rx1_store
+
+	// for p := 0; p < kc; p++ {
+dgemmAVX512Rx1_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPD (BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ dgemmAVX512Rx1_loop
+
+dgemmAVX512Rx1_store:
+	VBROADCASTSD alpha+56(FP), Z31
+	MOVQ beta+64(FP), R9
+	SHLQ $1, R9 // drop the sign: -0 is 0
+	JZ dgemmAVX512Rx1_beta0
+	VBROADCASTSD beta+64(FP), Z30
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z0, Z28
+	VFMADD231PD Z31, Z1, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+dgemmAVX512Rx1_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPD Z31, Z0, Z28
+	VMULPD Z31, Z1, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+// func dgemmAVX512Rx2(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX512Rx2(SB), NOSPLIT, $0-72
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 2×2 accumulators
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	TESTQ CX, CX
+	JZ dgemmAVX512Rx2_store
+
+	// for p := 0; p < kc; p++ {
+dgemmAVX512Rx2_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPD (BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ dgemmAVX512Rx2_loop
+
+dgemmAVX512Rx2_store:
+	VBROADCASTSD alpha+56(FP), Z31
+	MOVQ beta+64(FP), R9
+	SHLQ $1, R9 // drop the sign: -0 is 0
+	JZ dgemmAVX512Rx2_beta0
+	VBROADCASTSD beta+64(FP), Z30
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z0, Z28
+	VFMADD231PD Z31, Z1, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z2, Z28
+	VFMADD231PD Z31, Z3, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+dgemmAVX512Rx2_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPD Z31, Z0, Z28
+	VMULPD Z31, Z1, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z2, Z28
+	VMULPD Z31, Z3, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+// func dgemmAVX512Rx3(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX512Rx3(SB), NOSPLIT, $0-72
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 3×2 accumulators
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	VPXORQ Z4, Z4, Z4
+	VPXORQ Z5, Z5, Z5
+	TESTQ CX, CX
+	JZ dgemmAVX512Rx3_store
+
+	// for p := 0; p < kc; p++ {
+dgemmAVX512Rx3_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPD (BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ dgemmAVX512Rx3_loop
+
+dgemmAVX512Rx3_store:
+	VBROADCASTSD alpha+56(FP), Z31
+	MOVQ beta+64(FP), R9
+	SHLQ $1, R9 // drop the sign: -0 is 0
+	JZ dgemmAVX512Rx3_beta0
+	VBROADCASTSD beta+64(FP), Z30
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z0, Z28
+	VFMADD231PD Z31, Z1, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z2, Z28
+	VFMADD231PD Z31, Z3, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z4, Z28
+	VFMADD231PD Z31, Z5, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+dgemmAVX512Rx3_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPD Z31, Z0, Z28
+	VMULPD Z31, Z1, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z2, Z28
+	VMULPD Z31, Z3, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z4, Z28
+	VMULPD Z31, Z5, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+// func dgemmAVX512Rx4(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX512Rx4(SB), NOSPLIT, $0-72
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 4×2 accumulators
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	VPXORQ Z4, Z4, Z4
+	VPXORQ Z5, Z5, Z5
+	VPXORQ Z6, Z6, Z6
+	VPXORQ Z7, Z7, Z7
+	TESTQ CX, CX
+	JZ dgemmAVX512Rx4_store
+
+	// for p := 0; p < kc; p++ {
+dgemmAVX512Rx4_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPD (BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	VBROADCASTSD (AX)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z6
+	VFMADD231PD Z29, Z31, Z7
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ dgemmAVX512Rx4_loop
+
+dgemmAVX512Rx4_store:
+	VBROADCASTSD alpha+56(FP), Z31
+	MOVQ beta+64(FP), R9
+	SHLQ $1, R9 // drop the sign: -0 is 0
+	JZ dgemmAVX512Rx4_beta0
+	VBROADCASTSD beta+64(FP), Z30
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z0, Z28
+	VFMADD231PD Z31, Z1, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z2, Z28
+	VFMADD231PD Z31, Z3, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z4, Z28
+	VFMADD231PD Z31, Z5, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z6, Z28
+	VFMADD231PD Z31, Z7, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+dgemmAVX512Rx4_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPD Z31, Z0, Z28
+	VMULPD Z31, Z1, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z2, Z28
+	VMULPD Z31, Z3, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z4, Z28
+	VMULPD Z31, Z5, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z6, Z28
+	VMULPD Z31, Z7, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+// func dgemmAVX512Rx5(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX512Rx5(SB), NOSPLIT, $0-72
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 5×2 accumulators
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	VPXORQ Z4, Z4, Z4
+	VPXORQ Z5, Z5, Z5
+	VPXORQ Z6, Z6, Z6
+	VPXORQ Z7, Z7, Z7
+	VPXORQ Z8, Z8, Z8
+	VPXORQ Z9, Z9, Z9
+	TESTQ CX, CX
+	JZ dgemmAVX512Rx5_store
+
+	// for p := 0; p < kc; p++ {
+dgemmAVX512Rx5_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPD (BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	VBROADCASTSD (AX)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z6
+	VFMADD231PD Z29, Z31, Z7
+	VBROADCASTSD (AX)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VFMADD231PD Z29, Z30, Z9
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ dgemmAVX512Rx5_loop
+
+dgemmAVX512Rx5_store:
+	VBROADCASTSD alpha+56(FP), Z31
+	MOVQ beta+64(FP), R9
+	SHLQ $1, R9 // drop the sign: -0 is 0
+	JZ dgemmAVX512Rx5_beta0
+	VBROADCASTSD beta+64(FP), Z30
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z0, Z28
+	VFMADD231PD Z31, Z1, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z2, Z28
+	VFMADD231PD Z31, Z3, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z4, Z28
+	VFMADD231PD Z31, Z5, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z6, Z28
+	VFMADD231PD Z31, Z7, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z8, Z28
+	VFMADD231PD Z31, Z9, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+dgemmAVX512Rx5_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPD Z31, Z0, Z28
+	VMULPD Z31, Z1, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z2, Z28
+	VMULPD Z31, Z3, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z4, Z28
+	VMULPD Z31, Z5, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z6, Z28
+	VMULPD Z31, Z7, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z8, Z28
+	VMULPD Z31, Z9, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+// func dgemmAVX512Rx6(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX512Rx6(SB), NOSPLIT, $0-72
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 6×2 accumulators
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	VPXORQ Z4, Z4, Z4
+	VPXORQ Z5, Z5, Z5
+	VPXORQ Z6, Z6, Z6
+	VPXORQ Z7, Z7, Z7
+	VPXORQ Z8, Z8, Z8
+	VPXORQ Z9, Z9, Z9
+	VPXORQ Z10, Z10, Z10
+	VPXORQ Z11, Z11, Z11
+	TESTQ CX, CX
+	JZ dgemmAVX512Rx6_store
+
+	// for p := 0; p < kc; p++ {
+dgemmAVX512Rx6_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPD (BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	VBROADCASTSD (AX)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z6
+	VFMADD231PD Z29, Z31, Z7
+	VBROADCASTSD (AX)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VFMADD231PD Z29, Z30, Z9
+	VBROADCASTSD (AX)(R11*1), Z31
+	VFMADD231PD Z28, Z31, Z10
+	VFMADD231PD Z29, Z31, Z11
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ dgemmAVX512Rx6_loop
+
+dgemmAVX512Rx6_store:
+	VBROADCASTSD alpha+56(FP), Z31
+	MOVQ beta+64(FP), R9
+	SHLQ $1, R9 // drop the sign: -0 is 0
+	JZ dgemmAVX512Rx6_beta0
+	VBROADCASTSD beta+64(FP), Z30
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z0, Z28
+	VFMADD231PD Z31, Z1, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z2, Z28
+	VFMADD231PD Z31, Z3, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z4, Z28
+	VFMADD231PD Z31, Z5, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z6, Z28
+	VFMADD231PD Z31, Z7, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z8, Z28
+	VFMADD231PD Z31, Z9, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z10, Z28
+	VFMADD231PD Z31, Z11, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+dgemmAVX512Rx6_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPD Z31, Z0, Z28
+	VMULPD Z31, Z1, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z2, Z28
+	VMULPD Z31, Z3, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z4, Z28
+	VMULPD Z31, Z5, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z6, Z28
+	VMULPD Z31, Z7, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z8, Z28
+	VMULPD Z31, Z9, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z10, Z28
+	VMULPD Z31, Z11, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+// func dgemmAVX512Rx7(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX512Rx7(SB), NOSPLIT, $0-72
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 7×2 accumulators
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	VPXORQ Z4, Z4, Z4
+	VPXORQ Z5, Z5, Z5
+	VPXORQ Z6, Z6, Z6
+	VPXORQ Z7, Z7, Z7
+	VPXORQ Z8, Z8, Z8
+	VPXORQ Z9, Z9, Z9
+	VPXORQ Z10, Z10, Z10
+	VPXORQ Z11, Z11, Z11
+	VPXORQ Z12, Z12, Z12
+	VPXORQ Z13, Z13, Z13
+	TESTQ CX, CX
+	JZ dgemmAVX512Rx7_store
+
+	// for p := 0; p < kc; p++ {
+dgemmAVX512Rx7_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPD (BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	VBROADCASTSD (AX)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z6
+	VFMADD231PD Z29, Z31, Z7
+	VBROADCASTSD (AX)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VFMADD231PD Z29, Z30, Z9
+	VBROADCASTSD (AX)(R11*1), Z31
+	VFMADD231PD Z28, Z31, Z10
+	VFMADD231PD Z29, Z31, Z11
+	VBROADCASTSD (AX)(R10*2), Z30
+	VFMADD231PD Z28, Z30, Z12
+	VFMADD231PD Z29, Z30, Z13
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ dgemmAVX512Rx7_loop
+
+dgemmAVX512Rx7_store:
+	VBROADCASTSD alpha+56(FP), Z31
+	MOVQ beta+64(FP), R9
+	SHLQ $1, R9 // drop the sign: -0 is 0
+	JZ dgemmAVX512Rx7_beta0
+	VBROADCASTSD beta+64(FP), Z30
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z0, Z28
+	VFMADD231PD Z31, Z1, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z2, Z28
+	VFMADD231PD Z31, Z3, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z4, Z28
+	VFMADD231PD Z31, Z5, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z6, Z28
+	VFMADD231PD Z31, Z7, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z8, Z28
+	VFMADD231PD Z31, Z9, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z10, Z28
+	VFMADD231PD Z31, Z11, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z12, Z28
+	VFMADD231PD Z31, Z13, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+dgemmAVX512Rx7_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPD Z31, Z0, Z28
+	VMULPD Z31, Z1, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z2, Z28
+	VMULPD Z31, Z3, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z4, Z28
+	VMULPD Z31, Z5, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z6, Z28
+	VMULPD Z31, Z7, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z8, Z28
+	VMULPD Z31, Z9, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z10, Z28
+	VMULPD Z31, Z11, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z12, Z28
+	VMULPD Z31, Z13, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+// func dgemmAVX512Rx8(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX512Rx8(SB), NOSPLIT, $0-72
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 8×2 accumulators
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	VPXORQ Z4, Z4, Z4
+	VPXORQ Z5, Z5, Z5
+	VPXORQ Z6, Z6, Z6
+	VPXORQ Z7, Z7, Z7
+	VPXORQ Z8, Z8, Z8
+	VPXORQ Z9, Z9, Z9
+	VPXORQ Z10, Z10, Z10
+	VPXORQ Z11, Z11, Z11
+	VPXORQ Z12, Z12, Z12
+	VPXORQ Z13, Z13, Z13
+	VPXORQ Z14, Z14, Z14
+	VPXORQ Z15, Z15, Z15
+	TESTQ CX, CX
+	JZ dgemmAVX512Rx8_store
+
+	// for p := 0; p < kc; p++ {
+dgemmAVX512Rx8_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPD (BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	VBROADCASTSD (AX)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z6
+	VFMADD231PD Z29, Z31, Z7
+	VBROADCASTSD (AX)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VFMADD231PD Z29, Z30, Z9
+	VBROADCASTSD (AX)(R11*1), Z31
+	VFMADD231PD Z28, Z31, Z10
+	VFMADD231PD Z29, Z31, Z11
+	VBROADCASTSD (AX)(R10*2), Z30
+	VFMADD231PD Z28, Z30, Z12
+	VFMADD231PD Z29, Z30, Z13
+	VBROADCASTSD (AX)(R12*1), Z31
+	VFMADD231PD Z28, Z31, Z14
+	VFMADD231PD Z29, Z31, Z15
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ dgemmAVX512Rx8_loop
+
+dgemmAVX512Rx8_store:
+	VBROADCASTSD alpha+56(FP), Z31
+	MOVQ beta+64(FP), R9
+	SHLQ $1, R9 // drop the sign: -0 is 0
+	JZ dgemmAVX512Rx8_beta0
+	VBROADCASTSD beta+64(FP), Z30
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z0, Z28
+	VFMADD231PD Z31, Z1, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z2, Z28
+	VFMADD231PD Z31, Z3, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z4, Z28
+	VFMADD231PD Z31, Z5, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z6, Z28
+	VFMADD231PD Z31, Z7, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z8, Z28
+	VFMADD231PD Z31, Z9, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z10, Z28
+	VFMADD231PD Z31, Z11, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z12, Z28
+	VFMADD231PD Z31, Z13, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z14, Z28
+	VFMADD231PD Z31, Z15, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+dgemmAVX512Rx8_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPD Z31, Z0, Z28
+	VMULPD Z31, Z1, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z2, Z28
+	VMULPD Z31, Z3, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z4, Z28
+	VMULPD Z31, Z5, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z6, Z28
+	VMULPD Z31, Z7, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z8, Z28
+	VMULPD Z31, Z9, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z10, Z28
+	VMULPD Z31, Z11, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z12, Z28
+	VMULPD Z31, Z13, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z14, Z28
+	VMULPD Z31, Z15, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+// func dgemmAVX512Rx9(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX512Rx9(SB), NOSPLIT, $0-72
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 9×2 accumulators
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	VPXORQ Z4, Z4, Z4
+	VPXORQ Z5, Z5, Z5
+	VPXORQ Z6, Z6, Z6
+	VPXORQ Z7, Z7, Z7
+	VPXORQ Z8, Z8, Z8
+	VPXORQ Z9, Z9, Z9
+	VPXORQ Z10, Z10, Z10
+	VPXORQ Z11, Z11, Z11
+	VPXORQ Z12, Z12, Z12
+	VPXORQ Z13, Z13, Z13
+	VPXORQ Z14, Z14, Z14
+	VPXORQ Z15, Z15, Z15
+	VPXORQ Z16, Z16, Z16
+	VPXORQ Z17, Z17, Z17
+	TESTQ CX, CX
+	JZ dgemmAVX512Rx9_store
+
+	// for p := 0; p < kc; p++ {
+dgemmAVX512Rx9_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPD (BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	VBROADCASTSD (AX)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z6
+	VFMADD231PD Z29, Z31, Z7
+	VBROADCASTSD (AX)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VFMADD231PD Z29, Z30, Z9
+	VBROADCASTSD (AX)(R11*1), Z31
+	VFMADD231PD Z28, Z31, Z10
+	VFMADD231PD Z29, Z31, Z11
+	VBROADCASTSD (AX)(R10*2), Z30
+	VFMADD231PD Z28, Z30, Z12
+	VFMADD231PD Z29, Z30, Z13
+	VBROADCASTSD (AX)(R12*1), Z31
+	VFMADD231PD Z28, Z31, Z14
+	VFMADD231PD Z29, Z31, Z15
+	VBROADCASTSD (SI), Z30
+	VFMADD231PD Z28, Z30, Z16
+	VFMADD231PD Z29, Z30, Z17
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	ADDQ $8, AX // next column of A
+	ADDQ $8, SI
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ dgemmAVX512Rx9_loop
+
+dgemmAVX512Rx9_store:
+	VBROADCASTSD alpha+56(FP), Z31
+	MOVQ beta+64(FP), R9
+	SHLQ $1, R9 // drop the sign: -0 is 0
+	JZ dgemmAVX512Rx9_beta0
+	VBROADCASTSD beta+64(FP), Z30
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z0, Z28
+	VFMADD231PD Z31, Z1, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z2, Z28
+	VFMADD231PD Z31, Z3, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z4, Z28
+	VFMADD231PD Z31, Z5, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z6, Z28
+	VFMADD231PD Z31, Z7, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z8, Z28
+	VFMADD231PD Z31, Z9, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z10, Z28
+	VFMADD231PD Z31, Z11, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z12, Z28
+	VFMADD231PD Z31, Z13, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z14, Z28
+	VFMADD231PD Z31, Z15, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z16, Z28
+	VFMADD231PD Z31, Z17, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+dgemmAVX512Rx9_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPD Z31, Z0, Z28
+	VMULPD Z31, Z1, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z2, Z28
+	VMULPD Z31, Z3, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z4, Z28
+	VMULPD Z31, Z5, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z6, Z28
+	VMULPD Z31, Z7, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z8, Z28
+	VMULPD Z31, Z9, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z10, Z28
+	VMULPD Z31, Z11, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z12, Z28
+	VMULPD Z31, Z13, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z14, Z28
+	VMULPD Z31, Z15, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z16, Z28
+	VMULPD Z31, Z17, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+// func dgemmAVX512Rx10(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX512Rx10(SB), NOSPLIT, $0-72
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 10×2 accumulators
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	VPXORQ Z4, Z4, Z4
+	VPXORQ Z5, Z5, Z5
+	VPXORQ Z6, Z6, Z6
+	VPXORQ Z7, Z7, Z7
+	VPXORQ Z8, Z8, Z8
+	VPXORQ Z9, Z9, Z9
+	VPXORQ Z10, Z10, Z10
+	VPXORQ Z11, Z11, Z11
+	VPXORQ Z12, Z12, Z12
+	VPXORQ Z13, Z13, Z13
+	VPXORQ Z14, Z14, Z14
+	VPXORQ Z15, Z15, Z15
+	VPXORQ Z16, Z16, Z16
+	VPXORQ Z17, Z17, Z17
+	VPXORQ Z18, Z18, Z18
+	VPXORQ Z19, Z19, Z19
+	TESTQ CX, CX
+	JZ dgemmAVX512Rx10_store
+
+	// for p := 0; p < kc; p++ {
+dgemmAVX512Rx10_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPD (BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	VBROADCASTSD (AX)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z6
+	VFMADD231PD Z29, Z31, Z7
+	VBROADCASTSD (AX)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VFMADD231PD Z29, Z30, Z9
+	VBROADCASTSD (AX)(R11*1), Z31
+	VFMADD231PD Z28, Z31, Z10
+	VFMADD231PD Z29, Z31, Z11
+	VBROADCASTSD (AX)(R10*2), Z30
+	VFMADD231PD Z28, Z30, Z12
+	VFMADD231PD Z29, Z30, Z13
+	VBROADCASTSD (AX)(R12*1), Z31
+	VFMADD231PD Z28, Z31, Z14
+	VFMADD231PD Z29, Z31, Z15
+	VBROADCASTSD (SI), Z30
+	VFMADD231PD Z28, Z30, Z16
+	VFMADD231PD Z29, Z30, Z17
+	VBROADCASTSD (SI)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z18
+	VFMADD231PD Z29, Z31, Z19
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	ADDQ $8, AX // next column of A
+	ADDQ $8, SI
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ dgemmAVX512Rx10_loop
+
+dgemmAVX512Rx10_store:
+	VBROADCASTSD alpha+56(FP), Z31
+	MOVQ beta+64(FP), R9
+	SHLQ $1, R9 // drop the sign: -0 is 0
+	JZ dgemmAVX512Rx10_beta0
+	VBROADCASTSD beta+64(FP), Z30
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z0, Z28
+	VFMADD231PD Z31, Z1, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z2, Z28
+	VFMADD231PD Z31, Z3, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z4, Z28
+	VFMADD231PD Z31, Z5, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z6, Z28
+	VFMADD231PD Z31, Z7, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z8, Z28
+	VFMADD231PD Z31, Z9, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z10, Z28
+	VFMADD231PD Z31, Z11, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z12, Z28
+	VFMADD231PD Z31, Z13, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z14, Z28
+	VFMADD231PD Z31, Z15, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z16, Z28
+	VFMADD231PD Z31, Z17, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z18, Z28
+	VFMADD231PD Z31, Z19, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+dgemmAVX512Rx10_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPD Z31, Z0, Z28
+	VMULPD Z31, Z1, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z2, Z28
+	VMULPD Z31, Z3, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z4, Z28
+	VMULPD Z31, Z5, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z6, Z28
+	VMULPD Z31, Z7, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z8, Z28
+	VMULPD Z31, Z9, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z10, Z28
+	VMULPD Z31, Z11, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z12, Z28
+	VMULPD Z31, Z13, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z14, Z28
+	VMULPD Z31, Z15, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z16, Z28
+	VMULPD Z31, Z17, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z18, Z28
+	VMULPD Z31, Z19, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+// func dgemmAVX512Rx11(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX512Rx11(SB), NOSPLIT, $0-72
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 11×2 accumulators
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	VPXORQ Z4, Z4, Z4
+	VPXORQ Z5, Z5, Z5
+	VPXORQ Z6, Z6, Z6
+	VPXORQ Z7, Z7, Z7
+	VPXORQ Z8, Z8, Z8
+	VPXORQ Z9, Z9, Z9
+	VPXORQ Z10, Z10, Z10
+	VPXORQ Z11, Z11, Z11
+	VPXORQ Z12, Z12, Z12
+	VPXORQ Z13, Z13, Z13
+	VPXORQ Z14, Z14, Z14
+	VPXORQ Z15, Z15, Z15
+	VPXORQ Z16, Z16, Z16
+	VPXORQ Z17, Z17, Z17
+	VPXORQ Z18, Z18, Z18
+	VPXORQ Z19, Z19, Z19
+	VPXORQ Z20, Z20, Z20
+	VPXORQ Z21, Z21, Z21
+	TESTQ CX, CX
+	JZ dgemmAVX512Rx11_store
+
+	// for p := 0; p < kc; p++ {
+dgemmAVX512Rx11_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPD (BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	VBROADCASTSD (AX)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z6
+	VFMADD231PD Z29, Z31, Z7
+	VBROADCASTSD (AX)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VFMADD231PD Z29, Z30, Z9
+	VBROADCASTSD (AX)(R11*1), Z31
+	VFMADD231PD Z28, Z31, Z10
+	VFMADD231PD Z29, Z31, Z11
+	VBROADCASTSD (AX)(R10*2), Z30
+	VFMADD231PD Z28, Z30, Z12
+	VFMADD231PD Z29, Z30, Z13
+	VBROADCASTSD (AX)(R12*1), Z31
+	VFMADD231PD Z28, Z31, Z14
+	VFMADD231PD Z29, Z31, Z15
+	VBROADCASTSD (SI), Z30
+	VFMADD231PD Z28, Z30, Z16
+	VFMADD231PD Z29, Z30, Z17
+	VBROADCASTSD (SI)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z18
+	VFMADD231PD Z29, Z31, Z19
+	VBROADCASTSD (SI)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z20
+	VFMADD231PD Z29, Z30, Z21
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	ADDQ $8, AX // next column of A
+	ADDQ $8, SI
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ dgemmAVX512Rx11_loop
+
+dgemmAVX512Rx11_store:
+	VBROADCASTSD alpha+56(FP), Z31
+	MOVQ beta+64(FP), R9
+	SHLQ $1, R9 // drop the sign: -0 is 0
+	JZ dgemmAVX512Rx11_beta0
+	VBROADCASTSD beta+64(FP), Z30
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z0, Z28
+	VFMADD231PD Z31, Z1, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z2, Z28
+	VFMADD231PD Z31, Z3, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z4, Z28
+	VFMADD231PD Z31, Z5, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z6, Z28
+	VFMADD231PD Z31, Z7, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z8, Z28
+	VFMADD231PD Z31, Z9, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z10, Z28
+	VFMADD231PD Z31, Z11, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z12, Z28
+	VFMADD231PD Z31, Z13, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z14, Z28
+	VFMADD231PD Z31, Z15, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z16, Z28
+	VFMADD231PD Z31, Z17, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z18, Z28
+	VFMADD231PD Z31, Z19, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z20, Z28
+	VFMADD231PD Z31, Z21, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+dgemmAVX512Rx11_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPD Z31, Z0, Z28
+	VMULPD Z31, Z1, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z2, Z28
+	VMULPD Z31, Z3, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z4, Z28
+	VMULPD Z31, Z5, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z6, Z28
+	VMULPD Z31, Z7, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z8, Z28
+	VMULPD Z31, Z9, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z10, Z28
+	VMULPD Z31, Z11, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z12, Z28
+	VMULPD Z31, Z13, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z14, Z28
+	VMULPD Z31, Z15, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z16, Z28
+	VMULPD Z31, Z17, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z18, Z28
+	VMULPD Z31, Z19, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z20, Z28
+	VMULPD Z31, Z21, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+// func dgemmAVX512Rx12(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX512Rx12(SB), NOSPLIT, $0-72
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 12×2 accumulators
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	VPXORQ Z4, Z4, Z4
+	VPXORQ Z5, Z5, Z5
+	VPXORQ Z6, Z6, Z6
+	VPXORQ Z7, Z7, Z7
+	VPXORQ Z8, Z8, Z8
+	VPXORQ Z9, Z9, Z9
+	VPXORQ Z10, Z10, Z10
+	VPXORQ Z11, Z11, Z11
+	VPXORQ Z12, Z12, Z12
+	VPXORQ Z13, Z13, Z13
+	VPXORQ Z14, Z14, Z14
+	VPXORQ Z15, Z15, Z15
+	VPXORQ Z16, Z16, Z16
+	VPXORQ Z17, Z17, Z17
+	VPXORQ Z18, Z18, Z18
+	VPXORQ Z19, Z19, Z19
+	VPXORQ Z20, Z20, Z20
+	VPXORQ Z21, Z21, Z21
+	VPXORQ Z22, Z22, Z22
+	VPXORQ Z23, Z23, Z23
+	TESTQ CX, CX
+	JZ dgemmAVX512Rx12_store
+
+	// for p := 0; p < kc; p++ {
+dgemmAVX512Rx12_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPD (BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	VBROADCASTSD (AX)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z6
+	VFMADD231PD Z29, Z31, Z7
+	VBROADCASTSD (AX)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VFMADD231PD Z29, Z30, Z9
+	VBROADCASTSD (AX)(R11*1), Z31
+	VFMADD231PD Z28, Z31, Z10
+	VFMADD231PD Z29, Z31, Z11
+	VBROADCASTSD (AX)(R10*2), Z30
+	VFMADD231PD Z28, Z30, Z12
+	VFMADD231PD Z29, Z30, Z13
+	VBROADCASTSD (AX)(R12*1), Z31
+	VFMADD231PD Z28, Z31, Z14
+	VFMADD231PD Z29, Z31, Z15
+	VBROADCASTSD (SI), Z30
+	VFMADD231PD Z28, Z30, Z16
+	VFMADD231PD Z29, Z30, Z17
+	VBROADCASTSD (SI)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z18
+	VFMADD231PD Z29, Z31, Z19
+	VBROADCASTSD (SI)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z20
+	VFMADD231PD Z29, Z30, Z21
+	VBROADCASTSD (SI)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z22
+	VFMADD231PD Z29, Z31, Z23
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	ADDQ $8, AX // next column of A
+	ADDQ $8, SI
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ dgemmAVX512Rx12_loop
+
+dgemmAVX512Rx12_store:
+	VBROADCASTSD alpha+56(FP), Z31
+	MOVQ beta+64(FP), R9
+	SHLQ $1, R9 // drop the sign: -0 is 0
+	JZ dgemmAVX512Rx12_beta0
+	VBROADCASTSD beta+64(FP), Z30
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z0, Z28
+	VFMADD231PD Z31, Z1, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z2, Z28
+	VFMADD231PD Z31, Z3, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z4, Z28
+	VFMADD231PD Z31, Z5, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z6, Z28
+	VFMADD231PD Z31, Z7, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z8, Z28
+	VFMADD231PD Z31, Z9, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z10, Z28
+	VFMADD231PD Z31, Z11, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z12, Z28
+	VFMADD231PD Z31, Z13, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z14, Z28
+	VFMADD231PD Z31, Z15, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z16, Z28
+	VFMADD231PD Z31, Z17, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z18, Z28
+	VFMADD231PD Z31, Z19, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z20, Z28
+	VFMADD231PD Z31, Z21, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z22, Z28
+	VFMADD231PD Z31, Z23, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+dgemmAVX512Rx12_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPD Z31, Z0, Z28
+	VMULPD Z31, Z1, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z2, Z28
+	VMULPD Z31, Z3, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z4, Z28
+	VMULPD Z31, Z5, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z6, Z28
+	VMULPD Z31, Z7, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z8, Z28
+	VMULPD Z31, Z9, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z10, Z28
+	VMULPD Z31, Z11, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z12, Z28
+	VMULPD Z31, Z13, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z14, Z28
+	VMULPD Z31, Z15, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z16, Z28
+	VMULPD Z31, Z17, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z18, Z28
+	VMULPD Z31, Z19, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z20, Z28
+	VMULPD Z31, Z21, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z22, Z28
+	VMULPD Z31, Z23, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+// func dgemmAVX512Rx13(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX512Rx13(SB), NOSPLIT, $0-72
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 13×2 accumulators
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	VPXORQ Z4, Z4, Z4
+	VPXORQ Z5, Z5, Z5
+	VPXORQ Z6, Z6, Z6
+	VPXORQ Z7, Z7, Z7
+	VPXORQ Z8, Z8, Z8
+	VPXORQ Z9, Z9, Z9
+	VPXORQ Z10, Z10, Z10
+	VPXORQ Z11, Z11, Z11
+	VPXORQ Z12, Z12, Z12
+	VPXORQ Z13, Z13, Z13
+	VPXORQ Z14, Z14, Z14
+	VPXORQ Z15, Z15, Z15
+	VPXORQ Z16, Z16, Z16
+	VPXORQ Z17, Z17, Z17
+	VPXORQ Z18, Z18, Z18
+	VPXORQ Z19, Z19, Z19
+	VPXORQ Z20, Z20, Z20
+	VPXORQ Z21, Z21, Z21
+	VPXORQ Z22, Z22, Z22
+	VPXORQ Z23, Z23, Z23
+	VPXORQ Z24, Z24, Z24
+	VPXORQ Z25, Z25, Z25
+	TESTQ CX, CX
+	JZ dgemmAVX512Rx13_store
+
+	// for p := 0; p < kc; p++ {
+dgemmAVX512Rx13_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPD (BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	VBROADCASTSD (AX)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z6
+	VFMADD231PD Z29, Z31, Z7
+	VBROADCASTSD (AX)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VFMADD231PD Z29, Z30, Z9
+	VBROADCASTSD (AX)(R11*1), Z31
+	VFMADD231PD Z28, Z31, Z10
+	VFMADD231PD Z29, Z31, Z11
+	VBROADCASTSD (AX)(R10*2), Z30
+	VFMADD231PD Z28, Z30, Z12
+	VFMADD231PD Z29, Z30, Z13
+	VBROADCASTSD (AX)(R12*1), Z31
+	VFMADD231PD Z28, Z31, Z14
+	VFMADD231PD Z29, Z31, Z15
+	VBROADCASTSD (SI), Z30
+	VFMADD231PD Z28, Z30, Z16
+	VFMADD231PD Z29, Z30, Z17
+	VBROADCASTSD (SI)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z18
+	VFMADD231PD Z29, Z31, Z19
+	VBROADCASTSD (SI)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z20
+	VFMADD231PD Z29, Z30, Z21
+	VBROADCASTSD (SI)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z22
+	VFMADD231PD Z29, Z31, Z23
+	VBROADCASTSD (SI)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z24
+	VFMADD231PD Z29, Z30, Z25
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	ADDQ $8, AX // next column of A
+	ADDQ $8, SI
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ dgemmAVX512Rx13_loop
+
+dgemmAVX512Rx13_store:
+	VBROADCASTSD alpha+56(FP), Z31
+	MOVQ beta+64(FP), R9
+	SHLQ $1, R9 // drop the sign: -0 is 0
+	JZ dgemmAVX512Rx13_beta0
+	VBROADCASTSD beta+64(FP), Z30
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z0, Z28
+	VFMADD231PD Z31, Z1, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z2, Z28
+	VFMADD231PD Z31, Z3, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z4, Z28
+	VFMADD231PD Z31, Z5, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z6, Z28
+	VFMADD231PD Z31, Z7, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z8, Z28
+	VFMADD231PD Z31, Z9, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z10, Z28
+	VFMADD231PD Z31, Z11, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z12, Z28
+	VFMADD231PD Z31, Z13, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z14, Z28
+	VFMADD231PD Z31, Z15, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z16, Z28
+	VFMADD231PD Z31, Z17, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z18, Z28
+	VFMADD231PD Z31, Z19, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z20, Z28
+	VFMADD231PD Z31, Z21, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z22, Z28
+	VFMADD231PD Z31, Z23, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z24, Z28
+	VFMADD231PD Z31, Z25, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+dgemmAVX512Rx13_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPD Z31, Z0, Z28
+	VMULPD Z31, Z1, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z2, Z28
+	VMULPD Z31, Z3, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z4, Z28
+	VMULPD Z31, Z5, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z6, Z28
+	VMULPD Z31, Z7, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z8, Z28
+	VMULPD Z31, Z9, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z10, Z28
+	VMULPD Z31, Z11, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z12, Z28
+	VMULPD Z31, Z13, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z14, Z28
+	VMULPD Z31, Z15, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z16, Z28
+	VMULPD Z31, Z17, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z18, Z28
+	VMULPD Z31, Z19, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z20, Z28
+	VMULPD Z31, Z21, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z22, Z28
+	VMULPD Z31, Z23, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z24, Z28
+	VMULPD Z31, Z25, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+// func dgemmAVX512Rx14(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX512Rx14(SB), NOSPLIT, $0-72
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 14×2 accumulators
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	VPXORQ Z4, Z4, Z4
+	VPXORQ Z5, Z5, Z5
+	VPXORQ Z6, Z6, Z6
+	VPXORQ Z7, Z7, Z7
+	VPXORQ Z8, Z8, Z8
+	VPXORQ Z9, Z9, Z9
+	VPXORQ Z10, Z10, Z10
+	VPXORQ Z11, Z11, Z11
+	VPXORQ Z12, Z12, Z12
+	VPXORQ Z13, Z13, Z13
+	VPXORQ Z14, Z14, Z14
+	VPXORQ Z15, Z15, Z15
+	VPXORQ Z16, Z16, Z16
+	VPXORQ Z17, Z17, Z17
+	VPXORQ Z18, Z18, Z18
+	VPXORQ Z19, Z19, Z19
+	VPXORQ Z20, Z20, Z20
+	VPXORQ Z21, Z21, Z21
+	VPXORQ Z22, Z22, Z22
+	VPXORQ Z23, Z23, Z23
+	VPXORQ Z24, Z24, Z24
+	VPXORQ Z25, Z25, Z25
+	VPXORQ Z26, Z26, Z26
+	VPXORQ Z27, Z27, Z27
+	TESTQ CX, CX
+	JZ dgemmAVX512Rx14_store
+
+	// for p := 0; p < kc; p++ {
+dgemmAVX512Rx14_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPD (BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	VBROADCASTSD (AX)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z6
+	VFMADD231PD Z29, Z31, Z7
+	VBROADCASTSD (AX)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VFMADD231PD Z29, Z30, Z9
+	VBROADCASTSD (AX)(R11*1), Z31
+	VFMADD231PD Z28, Z31, Z10
+	VFMADD231PD Z29, Z31, Z11
+	VBROADCASTSD (AX)(R10*2), Z30
+	VFMADD231PD Z28, Z30, Z12
+	VFMADD231PD Z29, Z30, Z13
+	VBROADCASTSD (AX)(R12*1), Z31
+	VFMADD231PD Z28, Z31, Z14
+	VFMADD231PD Z29, Z31, Z15
+	VBROADCASTSD (SI), Z30
+	VFMADD231PD Z28, Z30, Z16
+	VFMADD231PD Z29, Z30, Z17
+	VBROADCASTSD (SI)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z18
+	VFMADD231PD Z29, Z31, Z19
+	VBROADCASTSD (SI)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z20
+	VFMADD231PD Z29, Z30, Z21
+	VBROADCASTSD (SI)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z22
+	VFMADD231PD Z29, Z31, Z23
+	VBROADCASTSD (SI)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z24
+	VFMADD231PD Z29, Z30, Z25
+	VBROADCASTSD (SI)(R11*1), Z31
+	VFMADD231PD Z28, Z31, Z26
+	VFMADD231PD Z29, Z31, Z27
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	ADDQ $8, AX // next column of A
+	ADDQ $8, SI
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ dgemmAVX512Rx14_loop
+
+dgemmAVX512Rx14_store:
+	VBROADCASTSD alpha+56(FP), Z31
+	MOVQ beta+64(FP), R9
+	SHLQ $1, R9 // drop the sign: -0 is 0
+	JZ dgemmAVX512Rx14_beta0
+	VBROADCASTSD beta+64(FP), Z30
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z0, Z28
+	VFMADD231PD Z31, Z1, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z2, Z28
+	VFMADD231PD Z31, Z3, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z4, Z28
+	VFMADD231PD Z31, Z5, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z6, Z28
+	VFMADD231PD Z31, Z7, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z8, Z28
+	VFMADD231PD Z31, Z9, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z10, Z28
+	VFMADD231PD Z31, Z11, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z12, Z28
+	VFMADD231PD Z31, Z13, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z14, Z28
+	VFMADD231PD Z31, Z15, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z16, Z28
+	VFMADD231PD Z31, Z17, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z18, Z28
+	VFMADD231PD Z31, Z19, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z20, Z28
+	VFMADD231PD Z31, Z21, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z22, Z28
+	VFMADD231PD Z31, Z23, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z24, Z28
+	VFMADD231PD Z31, Z25, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Z30, Z28
+	VMULPD 64(DX), Z30, Z29
+	VFMADD231PD Z31, Z26, Z28
+	VFMADD231PD Z31, Z27, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+dgemmAVX512Rx14_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPD Z31, Z0, Z28
+	VMULPD Z31, Z1, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z2, Z28
+	VMULPD Z31, Z3, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z4, Z28
+	VMULPD Z31, Z5, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z6, Z28
+	VMULPD Z31, Z7, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z8, Z28
+	VMULPD Z31, Z9, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z10, Z28
+	VMULPD Z31, Z11, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z12, Z28
+	VMULPD Z31, Z13, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z14, Z28
+	VMULPD Z31, Z15, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z16, Z28
+	VMULPD Z31, Z17, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z18, Z28
+	VMULPD Z31, Z19, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z20, Z28
+	VMULPD Z31, Z21, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z22, Z28
+	VMULPD Z31, Z23, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z24, Z28
+	VMULPD Z31, Z25, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPD Z31, Z26, Z28
+	VMULPD Z31, Z27, Z29
+	VMOVUPD Z28, (DX)
+	VMOVUPD Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+// func dgemmAVX2x1(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX2x1(SB), NOSPLIT, $0-72
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 1×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -2352,26 +4983,26 @@ TEXT ·dgemmAVX2x1(SB), NOSPLIT, $0-56
 
 	// for p := 0; p < kc; p++ {
 dgemmAVX2x1_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPD (BX), Y12
 	VMOVUPD 32(BX), Y13
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSD 0(AX), Y14
 	VFMADD231PD Y12, Y14, Y0
 	VFMADD231PD Y13, Y14, Y1
-	PREFETCHT0 64(AX) // A panel, 8 steps ahead
-	PREFETCHT0 128(AX)
-	ADDQ $8, AX // a += h
-	ADDQ $64, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX2x1_loop
 
 dgemmAVX2x1_store:
-	VBROADCASTSD alpha+40(FP), Y15
-	MOVQ beta+48(FP), R9
+	VBROADCASTSD alpha+56(FP), Y15
+	MOVQ beta+64(FP), R9
 	SHLQ $1, R9 // drop the sign: -0 is 0
 	JZ dgemmAVX2x1_beta0
-	VBROADCASTSD beta+48(FP), Y14
+	VBROADCASTSD beta+64(FP), Y14
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPD (DX), Y14, Y12
 	VMULPD 32(DX), Y14, Y13
@@ -2391,14 +5022,22 @@ dgemmAVX2x1_beta0:
 	VZEROUPPER
 	RET
 
-// func dgemmAVX2x2(kc int, a, b, c *float64, ldc int, alpha, beta float64)
-TEXT ·dgemmAVX2x2(SB), NOSPLIT, $0-56
+// func dgemmAVX2x2(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX2x2(SB), NOSPLIT, $0-72
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 2×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -2410,29 +5049,29 @@ TEXT ·dgemmAVX2x2(SB), NOSPLIT, $0-56
 
 	// for p := 0; p < kc; p++ {
 dgemmAVX2x2_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPD (BX), Y12
 	VMOVUPD 32(BX), Y13
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSD 0(AX), Y14
 	VFMADD231PD Y12, Y14, Y0
 	VFMADD231PD Y13, Y14, Y1
 	VBROADCASTSD 8(AX), Y15
 	VFMADD231PD Y12, Y15, Y2
 	VFMADD231PD Y13, Y15, Y3
-	PREFETCHT0 128(AX) // A panel, 8 steps ahead
-	PREFETCHT0 192(AX)
-	ADDQ $16, AX // a += h
-	ADDQ $64, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX2x2_loop
 
 dgemmAVX2x2_store:
-	VBROADCASTSD alpha+40(FP), Y15
-	MOVQ beta+48(FP), R9
+	VBROADCASTSD alpha+56(FP), Y15
+	MOVQ beta+64(FP), R9
 	SHLQ $1, R9 // drop the sign: -0 is 0
 	JZ dgemmAVX2x2_beta0
-	VBROADCASTSD beta+48(FP), Y14
+	VBROADCASTSD beta+64(FP), Y14
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPD (DX), Y14, Y12
 	VMULPD 32(DX), Y14, Y13
@@ -2464,14 +5103,22 @@ dgemmAVX2x2_beta0:
 	VZEROUPPER
 	RET
 
-// func dgemmAVX2x3(kc int, a, b, c *float64, ldc int, alpha, beta float64)
-TEXT ·dgemmAVX2x3(SB), NOSPLIT, $0-56
+// func dgemmAVX2x3(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX2x3(SB), NOSPLIT, $0-72
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 3×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -2485,10 +5132,10 @@ TEXT ·dgemmAVX2x3(SB), NOSPLIT, $0-56
 
 	// for p := 0; p < kc; p++ {
 dgemmAVX2x3_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPD (BX), Y12
 	VMOVUPD 32(BX), Y13
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSD 0(AX), Y14
 	VFMADD231PD Y12, Y14, Y0
 	VFMADD231PD Y13, Y14, Y1
@@ -2498,19 +5145,19 @@ dgemmAVX2x3_loop:
 	VBROADCASTSD 16(AX), Y14
 	VFMADD231PD Y12, Y14, Y4
 	VFMADD231PD Y13, Y14, Y5
-	PREFETCHT0 192(AX) // A panel, 8 steps ahead
-	PREFETCHT0 256(AX)
-	ADDQ $24, AX // a += h
-	ADDQ $64, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX2x3_loop
 
 dgemmAVX2x3_store:
-	VBROADCASTSD alpha+40(FP), Y15
-	MOVQ beta+48(FP), R9
+	VBROADCASTSD alpha+56(FP), Y15
+	MOVQ beta+64(FP), R9
 	SHLQ $1, R9 // drop the sign: -0 is 0
 	JZ dgemmAVX2x3_beta0
-	VBROADCASTSD beta+48(FP), Y14
+	VBROADCASTSD beta+64(FP), Y14
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPD (DX), Y14, Y12
 	VMULPD 32(DX), Y14, Y13
@@ -2554,14 +5201,22 @@ dgemmAVX2x3_beta0:
 	VZEROUPPER
 	RET
 
-// func dgemmAVX2x4(kc int, a, b, c *float64, ldc int, alpha, beta float64)
-TEXT ·dgemmAVX2x4(SB), NOSPLIT, $0-56
+// func dgemmAVX2x4(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX2x4(SB), NOSPLIT, $0-72
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 4×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -2577,10 +5232,10 @@ TEXT ·dgemmAVX2x4(SB), NOSPLIT, $0-56
 
 	// for p := 0; p < kc; p++ {
 dgemmAVX2x4_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPD (BX), Y12
 	VMOVUPD 32(BX), Y13
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSD 0(AX), Y14
 	VFMADD231PD Y12, Y14, Y0
 	VFMADD231PD Y13, Y14, Y1
@@ -2593,19 +5248,19 @@ dgemmAVX2x4_loop:
 	VBROADCASTSD 24(AX), Y15
 	VFMADD231PD Y12, Y15, Y6
 	VFMADD231PD Y13, Y15, Y7
-	PREFETCHT0 256(AX) // A panel, 8 steps ahead
-	PREFETCHT0 320(AX)
-	ADDQ $32, AX // a += h
-	ADDQ $64, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX2x4_loop
 
 dgemmAVX2x4_store:
-	VBROADCASTSD alpha+40(FP), Y15
-	MOVQ beta+48(FP), R9
+	VBROADCASTSD alpha+56(FP), Y15
+	MOVQ beta+64(FP), R9
 	SHLQ $1, R9 // drop the sign: -0 is 0
 	JZ dgemmAVX2x4_beta0
-	VBROADCASTSD beta+48(FP), Y14
+	VBROADCASTSD beta+64(FP), Y14
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPD (DX), Y14, Y12
 	VMULPD 32(DX), Y14, Y13
@@ -2661,14 +5316,22 @@ dgemmAVX2x4_beta0:
 	VZEROUPPER
 	RET
 
-// func dgemmAVX2x5(kc int, a, b, c *float64, ldc int, alpha, beta float64)
-TEXT ·dgemmAVX2x5(SB), NOSPLIT, $0-56
+// func dgemmAVX2x5(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX2x5(SB), NOSPLIT, $0-72
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 5×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -2686,10 +5349,10 @@ TEXT ·dgemmAVX2x5(SB), NOSPLIT, $0-56
 
 	// for p := 0; p < kc; p++ {
 dgemmAVX2x5_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPD (BX), Y12
 	VMOVUPD 32(BX), Y13
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSD 0(AX), Y14
 	VFMADD231PD Y12, Y14, Y0
 	VFMADD231PD Y13, Y14, Y1
@@ -2705,19 +5368,19 @@ dgemmAVX2x5_loop:
 	VBROADCASTSD 32(AX), Y14
 	VFMADD231PD Y12, Y14, Y8
 	VFMADD231PD Y13, Y14, Y9
-	PREFETCHT0 320(AX) // A panel, 8 steps ahead
-	PREFETCHT0 384(AX)
-	ADDQ $40, AX // a += h
-	ADDQ $64, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX2x5_loop
 
 dgemmAVX2x5_store:
-	VBROADCASTSD alpha+40(FP), Y15
-	MOVQ beta+48(FP), R9
+	VBROADCASTSD alpha+56(FP), Y15
+	MOVQ beta+64(FP), R9
 	SHLQ $1, R9 // drop the sign: -0 is 0
 	JZ dgemmAVX2x5_beta0
-	VBROADCASTSD beta+48(FP), Y14
+	VBROADCASTSD beta+64(FP), Y14
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPD (DX), Y14, Y12
 	VMULPD 32(DX), Y14, Y13
@@ -2785,14 +5448,22 @@ dgemmAVX2x5_beta0:
 	VZEROUPPER
 	RET
 
-// func dgemmAVX2x6(kc int, a, b, c *float64, ldc int, alpha, beta float64)
-TEXT ·dgemmAVX2x6(SB), NOSPLIT, $0-56
+// func dgemmAVX2x6(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX2x6(SB), NOSPLIT, $0-72
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 6×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -2812,10 +5483,10 @@ TEXT ·dgemmAVX2x6(SB), NOSPLIT, $0-56
 
 	// for p := 0; p < kc; p++ {
 dgemmAVX2x6_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPD (BX), Y12
 	VMOVUPD 32(BX), Y13
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSD 0(AX), Y14
 	VFMADD231PD Y12, Y14, Y0
 	VFMADD231PD Y13, Y14, Y1
@@ -2834,19 +5505,19 @@ dgemmAVX2x6_loop:
 	VBROADCASTSD 40(AX), Y15
 	VFMADD231PD Y12, Y15, Y10
 	VFMADD231PD Y13, Y15, Y11
-	PREFETCHT0 384(AX) // A panel, 8 steps ahead
-	PREFETCHT0 448(AX)
-	ADDQ $48, AX // a += h
-	ADDQ $64, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX2x6_loop
 
 dgemmAVX2x6_store:
-	VBROADCASTSD alpha+40(FP), Y15
-	MOVQ beta+48(FP), R9
+	VBROADCASTSD alpha+56(FP), Y15
+	MOVQ beta+64(FP), R9
 	SHLQ $1, R9 // drop the sign: -0 is 0
 	JZ dgemmAVX2x6_beta0
-	VBROADCASTSD beta+48(FP), Y14
+	VBROADCASTSD beta+64(FP), Y14
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPD (DX), Y14, Y12
 	VMULPD 32(DX), Y14, Y13
@@ -2926,14 +5597,673 @@ dgemmAVX2x6_beta0:
 	VZEROUPPER
 	RET
 
-// func sgemmAVX512x1(kc int, a, b, c *float32, ldc int, alpha, beta float32)
-TEXT ·sgemmAVX512x1(SB), NOSPLIT, $0-48
+// func dgemmAVX2Rx1(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX2Rx1(SB), NOSPLIT, $0-72
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 1×2 accumulators
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	TESTQ CX, CX
+	JZ dgemmAVX2Rx1_store
+
+	// for p := 0; p < kc; p++ {
+dgemmAVX2Rx1_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPD (BX), Y12
+	VMOVUPD 32(BX), Y13
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Y14
+	VFMADD231PD Y12, Y14, Y0
+	VFMADD231PD Y13, Y14, Y1
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ dgemmAVX2Rx1_loop
+
+dgemmAVX2Rx1_store:
+	VBROADCASTSD alpha+56(FP), Y15
+	MOVQ beta+64(FP), R9
+	SHLQ $1, R9 // drop the sign: -0 is 0
+	JZ dgemmAVX2Rx1_beta0
+	VBROADCASTSD beta+64(FP), Y14
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPD (DX), Y14, Y12
+	VMULPD 32(DX), Y14, Y13
+	VFMADD231PD Y15, Y0, Y12
+	VFMADD231PD Y15, Y1, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	VZEROUPPER
+	RET
+
+dgemmAVX2Rx1_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPD Y15, Y0, Y12
+	VMULPD Y15, Y1, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	VZEROUPPER
+	RET
+
+// func dgemmAVX2Rx2(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX2Rx2(SB), NOSPLIT, $0-72
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 2×2 accumulators
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	TESTQ CX, CX
+	JZ dgemmAVX2Rx2_store
+
+	// for p := 0; p < kc; p++ {
+dgemmAVX2Rx2_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPD (BX), Y12
+	VMOVUPD 32(BX), Y13
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Y14
+	VFMADD231PD Y12, Y14, Y0
+	VFMADD231PD Y13, Y14, Y1
+	VBROADCASTSD (AX)(R9*1), Y15
+	VFMADD231PD Y12, Y15, Y2
+	VFMADD231PD Y13, Y15, Y3
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ dgemmAVX2Rx2_loop
+
+dgemmAVX2Rx2_store:
+	VBROADCASTSD alpha+56(FP), Y15
+	MOVQ beta+64(FP), R9
+	SHLQ $1, R9 // drop the sign: -0 is 0
+	JZ dgemmAVX2Rx2_beta0
+	VBROADCASTSD beta+64(FP), Y14
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPD (DX), Y14, Y12
+	VMULPD 32(DX), Y14, Y13
+	VFMADD231PD Y15, Y0, Y12
+	VFMADD231PD Y15, Y1, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Y14, Y12
+	VMULPD 32(DX), Y14, Y13
+	VFMADD231PD Y15, Y2, Y12
+	VFMADD231PD Y15, Y3, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	VZEROUPPER
+	RET
+
+dgemmAVX2Rx2_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPD Y15, Y0, Y12
+	VMULPD Y15, Y1, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPD Y15, Y2, Y12
+	VMULPD Y15, Y3, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	VZEROUPPER
+	RET
+
+// func dgemmAVX2Rx3(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX2Rx3(SB), NOSPLIT, $0-72
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 3×2 accumulators
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	TESTQ CX, CX
+	JZ dgemmAVX2Rx3_store
+
+	// for p := 0; p < kc; p++ {
+dgemmAVX2Rx3_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPD (BX), Y12
+	VMOVUPD 32(BX), Y13
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Y14
+	VFMADD231PD Y12, Y14, Y0
+	VFMADD231PD Y13, Y14, Y1
+	VBROADCASTSD (AX)(R9*1), Y15
+	VFMADD231PD Y12, Y15, Y2
+	VFMADD231PD Y13, Y15, Y3
+	VBROADCASTSD (AX)(R9*2), Y14
+	VFMADD231PD Y12, Y14, Y4
+	VFMADD231PD Y13, Y14, Y5
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ dgemmAVX2Rx3_loop
+
+dgemmAVX2Rx3_store:
+	VBROADCASTSD alpha+56(FP), Y15
+	MOVQ beta+64(FP), R9
+	SHLQ $1, R9 // drop the sign: -0 is 0
+	JZ dgemmAVX2Rx3_beta0
+	VBROADCASTSD beta+64(FP), Y14
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPD (DX), Y14, Y12
+	VMULPD 32(DX), Y14, Y13
+	VFMADD231PD Y15, Y0, Y12
+	VFMADD231PD Y15, Y1, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Y14, Y12
+	VMULPD 32(DX), Y14, Y13
+	VFMADD231PD Y15, Y2, Y12
+	VFMADD231PD Y15, Y3, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Y14, Y12
+	VMULPD 32(DX), Y14, Y13
+	VFMADD231PD Y15, Y4, Y12
+	VFMADD231PD Y15, Y5, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	VZEROUPPER
+	RET
+
+dgemmAVX2Rx3_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPD Y15, Y0, Y12
+	VMULPD Y15, Y1, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPD Y15, Y2, Y12
+	VMULPD Y15, Y3, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPD Y15, Y4, Y12
+	VMULPD Y15, Y5, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	VZEROUPPER
+	RET
+
+// func dgemmAVX2Rx4(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX2Rx4(SB), NOSPLIT, $0-72
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 4×2 accumulators
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	TESTQ CX, CX
+	JZ dgemmAVX2Rx4_store
+
+	// for p := 0; p < kc; p++ {
+dgemmAVX2Rx4_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPD (BX), Y12
+	VMOVUPD 32(BX), Y13
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Y14
+	VFMADD231PD Y12, Y14, Y0
+	VFMADD231PD Y13, Y14, Y1
+	VBROADCASTSD (AX)(R9*1), Y15
+	VFMADD231PD Y12, Y15, Y2
+	VFMADD231PD Y13, Y15, Y3
+	VBROADCASTSD (AX)(R9*2), Y14
+	VFMADD231PD Y12, Y14, Y4
+	VFMADD231PD Y13, Y14, Y5
+	VBROADCASTSD (AX)(R10*1), Y15
+	VFMADD231PD Y12, Y15, Y6
+	VFMADD231PD Y13, Y15, Y7
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ dgemmAVX2Rx4_loop
+
+dgemmAVX2Rx4_store:
+	VBROADCASTSD alpha+56(FP), Y15
+	MOVQ beta+64(FP), R9
+	SHLQ $1, R9 // drop the sign: -0 is 0
+	JZ dgemmAVX2Rx4_beta0
+	VBROADCASTSD beta+64(FP), Y14
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPD (DX), Y14, Y12
+	VMULPD 32(DX), Y14, Y13
+	VFMADD231PD Y15, Y0, Y12
+	VFMADD231PD Y15, Y1, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Y14, Y12
+	VMULPD 32(DX), Y14, Y13
+	VFMADD231PD Y15, Y2, Y12
+	VFMADD231PD Y15, Y3, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Y14, Y12
+	VMULPD 32(DX), Y14, Y13
+	VFMADD231PD Y15, Y4, Y12
+	VFMADD231PD Y15, Y5, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Y14, Y12
+	VMULPD 32(DX), Y14, Y13
+	VFMADD231PD Y15, Y6, Y12
+	VFMADD231PD Y15, Y7, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	VZEROUPPER
+	RET
+
+dgemmAVX2Rx4_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPD Y15, Y0, Y12
+	VMULPD Y15, Y1, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPD Y15, Y2, Y12
+	VMULPD Y15, Y3, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPD Y15, Y4, Y12
+	VMULPD Y15, Y5, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPD Y15, Y6, Y12
+	VMULPD Y15, Y7, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	VZEROUPPER
+	RET
+
+// func dgemmAVX2Rx5(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX2Rx5(SB), NOSPLIT, $0-72
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 5×2 accumulators
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	TESTQ CX, CX
+	JZ dgemmAVX2Rx5_store
+
+	// for p := 0; p < kc; p++ {
+dgemmAVX2Rx5_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPD (BX), Y12
+	VMOVUPD 32(BX), Y13
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Y14
+	VFMADD231PD Y12, Y14, Y0
+	VFMADD231PD Y13, Y14, Y1
+	VBROADCASTSD (AX)(R9*1), Y15
+	VFMADD231PD Y12, Y15, Y2
+	VFMADD231PD Y13, Y15, Y3
+	VBROADCASTSD (AX)(R9*2), Y14
+	VFMADD231PD Y12, Y14, Y4
+	VFMADD231PD Y13, Y14, Y5
+	VBROADCASTSD (AX)(R10*1), Y15
+	VFMADD231PD Y12, Y15, Y6
+	VFMADD231PD Y13, Y15, Y7
+	VBROADCASTSD (AX)(R9*4), Y14
+	VFMADD231PD Y12, Y14, Y8
+	VFMADD231PD Y13, Y14, Y9
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ dgemmAVX2Rx5_loop
+
+dgemmAVX2Rx5_store:
+	VBROADCASTSD alpha+56(FP), Y15
+	MOVQ beta+64(FP), R9
+	SHLQ $1, R9 // drop the sign: -0 is 0
+	JZ dgemmAVX2Rx5_beta0
+	VBROADCASTSD beta+64(FP), Y14
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPD (DX), Y14, Y12
+	VMULPD 32(DX), Y14, Y13
+	VFMADD231PD Y15, Y0, Y12
+	VFMADD231PD Y15, Y1, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Y14, Y12
+	VMULPD 32(DX), Y14, Y13
+	VFMADD231PD Y15, Y2, Y12
+	VFMADD231PD Y15, Y3, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Y14, Y12
+	VMULPD 32(DX), Y14, Y13
+	VFMADD231PD Y15, Y4, Y12
+	VFMADD231PD Y15, Y5, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Y14, Y12
+	VMULPD 32(DX), Y14, Y13
+	VFMADD231PD Y15, Y6, Y12
+	VFMADD231PD Y15, Y7, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Y14, Y12
+	VMULPD 32(DX), Y14, Y13
+	VFMADD231PD Y15, Y8, Y12
+	VFMADD231PD Y15, Y9, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	VZEROUPPER
+	RET
+
+dgemmAVX2Rx5_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPD Y15, Y0, Y12
+	VMULPD Y15, Y1, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPD Y15, Y2, Y12
+	VMULPD Y15, Y3, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPD Y15, Y4, Y12
+	VMULPD Y15, Y5, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPD Y15, Y6, Y12
+	VMULPD Y15, Y7, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPD Y15, Y8, Y12
+	VMULPD Y15, Y9, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	VZEROUPPER
+	RET
+
+// func dgemmAVX2Rx6(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+TEXT ·dgemmAVX2Rx6(SB), NOSPLIT, $0-72
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $3, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $3, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $3, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 6×2 accumulators
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	TESTQ CX, CX
+	JZ dgemmAVX2Rx6_store
+
+	// for p := 0; p < kc; p++ {
+dgemmAVX2Rx6_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPD (BX), Y12
+	VMOVUPD 32(BX), Y13
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Y14
+	VFMADD231PD Y12, Y14, Y0
+	VFMADD231PD Y13, Y14, Y1
+	VBROADCASTSD (AX)(R9*1), Y15
+	VFMADD231PD Y12, Y15, Y2
+	VFMADD231PD Y13, Y15, Y3
+	VBROADCASTSD (AX)(R9*2), Y14
+	VFMADD231PD Y12, Y14, Y4
+	VFMADD231PD Y13, Y14, Y5
+	VBROADCASTSD (AX)(R10*1), Y15
+	VFMADD231PD Y12, Y15, Y6
+	VFMADD231PD Y13, Y15, Y7
+	VBROADCASTSD (AX)(R9*4), Y14
+	VFMADD231PD Y12, Y14, Y8
+	VFMADD231PD Y13, Y14, Y9
+	VBROADCASTSD (AX)(R11*1), Y15
+	VFMADD231PD Y12, Y15, Y10
+	VFMADD231PD Y13, Y15, Y11
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ dgemmAVX2Rx6_loop
+
+dgemmAVX2Rx6_store:
+	VBROADCASTSD alpha+56(FP), Y15
+	MOVQ beta+64(FP), R9
+	SHLQ $1, R9 // drop the sign: -0 is 0
+	JZ dgemmAVX2Rx6_beta0
+	VBROADCASTSD beta+64(FP), Y14
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPD (DX), Y14, Y12
+	VMULPD 32(DX), Y14, Y13
+	VFMADD231PD Y15, Y0, Y12
+	VFMADD231PD Y15, Y1, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Y14, Y12
+	VMULPD 32(DX), Y14, Y13
+	VFMADD231PD Y15, Y2, Y12
+	VFMADD231PD Y15, Y3, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Y14, Y12
+	VMULPD 32(DX), Y14, Y13
+	VFMADD231PD Y15, Y4, Y12
+	VFMADD231PD Y15, Y5, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Y14, Y12
+	VMULPD 32(DX), Y14, Y13
+	VFMADD231PD Y15, Y6, Y12
+	VFMADD231PD Y15, Y7, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Y14, Y12
+	VMULPD 32(DX), Y14, Y13
+	VFMADD231PD Y15, Y8, Y12
+	VFMADD231PD Y15, Y9, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPD (DX), Y14, Y12
+	VMULPD 32(DX), Y14, Y13
+	VFMADD231PD Y15, Y10, Y12
+	VFMADD231PD Y15, Y11, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	VZEROUPPER
+	RET
+
+dgemmAVX2Rx6_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPD Y15, Y0, Y12
+	VMULPD Y15, Y1, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPD Y15, Y2, Y12
+	VMULPD Y15, Y3, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPD Y15, Y4, Y12
+	VMULPD Y15, Y5, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPD Y15, Y6, Y12
+	VMULPD Y15, Y7, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPD Y15, Y8, Y12
+	VMULPD Y15, Y9, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPD Y15, Y10, Y12
+	VMULPD Y15, Y11, Y13
+	VMOVUPD Y12, (DX)
+	VMOVUPD Y13, 32(DX)
+	VZEROUPPER
+	RET
+
+// func sgemmAVX512x1(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX512x1(SB), NOSPLIT, $0-64
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 1×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -2943,26 +6273,27 @@ TEXT ·sgemmAVX512x1(SB), NOSPLIT, $0-48
 
 	// for p := 0; p < kc; p++ {
 sgemmAVX512x1_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPS (BX), Z28
 	VMOVUPS 64(BX), Z29
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSS 0(AX), Z30
 	VFMADD231PS Z28, Z30, Z0
 	VFMADD231PS Z29, Z30, Z1
-	PREFETCHT0 32(AX) // A panel, 8 steps ahead
-	PREFETCHT0 96(AX)
-	ADDQ $4, AX // a += h
-	ADDQ $128, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512x1_loop
 
 sgemmAVX512x1_store:
-	VBROADCASTSS alpha+40(FP), Z31
-	MOVL beta+44(FP), R9
+	VBROADCASTSS alpha+56(FP), Z31
+	MOVL beta+60(FP), R9
 	SHLL $1, R9 // drop the sign: -0 is 0
 	JZ sgemmAVX512x1_beta0
-	VBROADCASTSS beta+44(FP), Z30
+	VBROADCASTSS beta+60(FP), Z30
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPS (DX), Z30, Z28
 	VMULPS 64(DX), Z30, Z29
@@ -2982,14 +6313,22 @@ sgemmAVX512x1_beta0:
 	VZEROUPPER
 	RET
 
-// func sgemmAVX512x2(kc int, a, b, c *float32, ldc int, alpha, beta float32)
-TEXT ·sgemmAVX512x2(SB), NOSPLIT, $0-48
+// func sgemmAVX512x2(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX512x2(SB), NOSPLIT, $0-64
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 2×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -3001,29 +6340,30 @@ TEXT ·sgemmAVX512x2(SB), NOSPLIT, $0-48
 
 	// for p := 0; p < kc; p++ {
 sgemmAVX512x2_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPS (BX), Z28
 	VMOVUPS 64(BX), Z29
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSS 0(AX), Z30
 	VFMADD231PS Z28, Z30, Z0
 	VFMADD231PS Z29, Z30, Z1
 	VBROADCASTSS 4(AX), Z31
 	VFMADD231PS Z28, Z31, Z2
 	VFMADD231PS Z29, Z31, Z3
-	PREFETCHT0 64(AX) // A panel, 8 steps ahead
-	PREFETCHT0 128(AX)
-	ADDQ $8, AX // a += h
-	ADDQ $128, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512x2_loop
 
 sgemmAVX512x2_store:
-	VBROADCASTSS alpha+40(FP), Z31
-	MOVL beta+44(FP), R9
+	VBROADCASTSS alpha+56(FP), Z31
+	MOVL beta+60(FP), R9
 	SHLL $1, R9 // drop the sign: -0 is 0
 	JZ sgemmAVX512x2_beta0
-	VBROADCASTSS beta+44(FP), Z30
+	VBROADCASTSS beta+60(FP), Z30
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPS (DX), Z30, Z28
 	VMULPS 64(DX), Z30, Z29
@@ -3055,14 +6395,22 @@ sgemmAVX512x2_beta0:
 	VZEROUPPER
 	RET
 
-// func sgemmAVX512x3(kc int, a, b, c *float32, ldc int, alpha, beta float32)
-TEXT ·sgemmAVX512x3(SB), NOSPLIT, $0-48
+// func sgemmAVX512x3(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX512x3(SB), NOSPLIT, $0-64
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 3×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -3076,10 +6424,10 @@ TEXT ·sgemmAVX512x3(SB), NOSPLIT, $0-48
 
 	// for p := 0; p < kc; p++ {
 sgemmAVX512x3_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPS (BX), Z28
 	VMOVUPS 64(BX), Z29
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSS 0(AX), Z30
 	VFMADD231PS Z28, Z30, Z0
 	VFMADD231PS Z29, Z30, Z1
@@ -3089,19 +6437,20 @@ sgemmAVX512x3_loop:
 	VBROADCASTSS 8(AX), Z30
 	VFMADD231PS Z28, Z30, Z4
 	VFMADD231PS Z29, Z30, Z5
-	PREFETCHT0 96(AX) // A panel, 8 steps ahead
-	PREFETCHT0 160(AX)
-	ADDQ $12, AX // a += h
-	ADDQ $128, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512x3_loop
 
 sgemmAVX512x3_store:
-	VBROADCASTSS alpha+40(FP), Z31
-	MOVL beta+44(FP), R9
+	VBROADCASTSS alpha+56(FP), Z31
+	MOVL beta+60(FP), R9
 	SHLL $1, R9 // drop the sign: -0 is 0
 	JZ sgemmAVX512x3_beta0
-	VBROADCASTSS beta+44(FP), Z30
+	VBROADCASTSS beta+60(FP), Z30
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPS (DX), Z30, Z28
 	VMULPS 64(DX), Z30, Z29
@@ -3145,14 +6494,22 @@ sgemmAVX512x3_beta0:
 	VZEROUPPER
 	RET
 
-// func sgemmAVX512x4(kc int, a, b, c *float32, ldc int, alpha, beta float32)
-TEXT ·sgemmAVX512x4(SB), NOSPLIT, $0-48
+// func sgemmAVX512x4(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX512x4(SB), NOSPLIT, $0-64
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 4×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -3168,10 +6525,10 @@ TEXT ·sgemmAVX512x4(SB), NOSPLIT, $0-48
 
 	// for p := 0; p < kc; p++ {
 sgemmAVX512x4_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPS (BX), Z28
 	VMOVUPS 64(BX), Z29
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSS 0(AX), Z30
 	VFMADD231PS Z28, Z30, Z0
 	VFMADD231PS Z29, Z30, Z1
@@ -3184,19 +6541,20 @@ sgemmAVX512x4_loop:
 	VBROADCASTSS 12(AX), Z31
 	VFMADD231PS Z28, Z31, Z6
 	VFMADD231PS Z29, Z31, Z7
-	PREFETCHT0 128(AX) // A panel, 8 steps ahead
-	PREFETCHT0 192(AX)
-	ADDQ $16, AX // a += h
-	ADDQ $128, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512x4_loop
 
 sgemmAVX512x4_store:
-	VBROADCASTSS alpha+40(FP), Z31
-	MOVL beta+44(FP), R9
+	VBROADCASTSS alpha+56(FP), Z31
+	MOVL beta+60(FP), R9
 	SHLL $1, R9 // drop the sign: -0 is 0
 	JZ sgemmAVX512x4_beta0
-	VBROADCASTSS beta+44(FP), Z30
+	VBROADCASTSS beta+60(FP), Z30
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPS (DX), Z30, Z28
 	VMULPS 64(DX), Z30, Z29
@@ -3252,14 +6610,22 @@ sgemmAVX512x4_beta0:
 	VZEROUPPER
 	RET
 
-// func sgemmAVX512x5(kc int, a, b, c *float32, ldc int, alpha, beta float32)
-TEXT ·sgemmAVX512x5(SB), NOSPLIT, $0-48
+// func sgemmAVX512x5(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX512x5(SB), NOSPLIT, $0-64
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 5×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -3277,10 +6643,10 @@ TEXT ·sgemmAVX512x5(SB), NOSPLIT, $0-48
 
 	// for p := 0; p < kc; p++ {
 sgemmAVX512x5_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPS (BX), Z28
 	VMOVUPS 64(BX), Z29
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSS 0(AX), Z30
 	VFMADD231PS Z28, Z30, Z0
 	VFMADD231PS Z29, Z30, Z1
@@ -3296,19 +6662,20 @@ sgemmAVX512x5_loop:
 	VBROADCASTSS 16(AX), Z30
 	VFMADD231PS Z28, Z30, Z8
 	VFMADD231PS Z29, Z30, Z9
-	PREFETCHT0 160(AX) // A panel, 8 steps ahead
-	PREFETCHT0 224(AX)
-	ADDQ $20, AX // a += h
-	ADDQ $128, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512x5_loop
 
 sgemmAVX512x5_store:
-	VBROADCASTSS alpha+40(FP), Z31
-	MOVL beta+44(FP), R9
+	VBROADCASTSS alpha+56(FP), Z31
+	MOVL beta+60(FP), R9
 	SHLL $1, R9 // drop the sign: -0 is 0
 	JZ sgemmAVX512x5_beta0
-	VBROADCASTSS beta+44(FP), Z30
+	VBROADCASTSS beta+60(FP), Z30
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPS (DX), Z30, Z28
 	VMULPS 64(DX), Z30, Z29
@@ -3376,14 +6743,22 @@ sgemmAVX512x5_beta0:
 	VZEROUPPER
 	RET
 
-// func sgemmAVX512x6(kc int, a, b, c *float32, ldc int, alpha, beta float32)
-TEXT ·sgemmAVX512x6(SB), NOSPLIT, $0-48
+// func sgemmAVX512x6(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX512x6(SB), NOSPLIT, $0-64
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 6×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -3403,10 +6778,10 @@ TEXT ·sgemmAVX512x6(SB), NOSPLIT, $0-48
 
 	// for p := 0; p < kc; p++ {
 sgemmAVX512x6_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPS (BX), Z28
 	VMOVUPS 64(BX), Z29
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSS 0(AX), Z30
 	VFMADD231PS Z28, Z30, Z0
 	VFMADD231PS Z29, Z30, Z1
@@ -3425,19 +6800,20 @@ sgemmAVX512x6_loop:
 	VBROADCASTSS 20(AX), Z31
 	VFMADD231PS Z28, Z31, Z10
 	VFMADD231PS Z29, Z31, Z11
-	PREFETCHT0 192(AX) // A panel, 8 steps ahead
-	PREFETCHT0 256(AX)
-	ADDQ $24, AX // a += h
-	ADDQ $128, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512x6_loop
 
 sgemmAVX512x6_store:
-	VBROADCASTSS alpha+40(FP), Z31
-	MOVL beta+44(FP), R9
+	VBROADCASTSS alpha+56(FP), Z31
+	MOVL beta+60(FP), R9
 	SHLL $1, R9 // drop the sign: -0 is 0
 	JZ sgemmAVX512x6_beta0
-	VBROADCASTSS beta+44(FP), Z30
+	VBROADCASTSS beta+60(FP), Z30
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPS (DX), Z30, Z28
 	VMULPS 64(DX), Z30, Z29
@@ -3517,14 +6893,22 @@ sgemmAVX512x6_beta0:
 	VZEROUPPER
 	RET
 
-// func sgemmAVX512x7(kc int, a, b, c *float32, ldc int, alpha, beta float32)
-TEXT ·sgemmAVX512x7(SB), NOSPLIT, $0-48
+// func sgemmAVX512x7(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX512x7(SB), NOSPLIT, $0-64
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 7×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -3546,10 +6930,10 @@ TEXT ·sgemmAVX512x7(SB), NOSPLIT, $0-48
 
 	// for p := 0; p < kc; p++ {
 sgemmAVX512x7_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPS (BX), Z28
 	VMOVUPS 64(BX), Z29
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSS 0(AX), Z30
 	VFMADD231PS Z28, Z30, Z0
 	VFMADD231PS Z29, Z30, Z1
@@ -3571,19 +6955,20 @@ sgemmAVX512x7_loop:
 	VBROADCASTSS 24(AX), Z30
 	VFMADD231PS Z28, Z30, Z12
 	VFMADD231PS Z29, Z30, Z13
-	PREFETCHT0 224(AX) // A panel, 8 steps ahead
-	PREFETCHT0 288(AX)
-	ADDQ $28, AX // a += h
-	ADDQ $128, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512x7_loop
 
 sgemmAVX512x7_store:
-	VBROADCASTSS alpha+40(FP), Z31
-	MOVL beta+44(FP), R9
+	VBROADCASTSS alpha+56(FP), Z31
+	MOVL beta+60(FP), R9
 	SHLL $1, R9 // drop the sign: -0 is 0
 	JZ sgemmAVX512x7_beta0
-	VBROADCASTSS beta+44(FP), Z30
+	VBROADCASTSS beta+60(FP), Z30
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPS (DX), Z30, Z28
 	VMULPS 64(DX), Z30, Z29
@@ -3675,14 +7060,22 @@ sgemmAVX512x7_beta0:
 	VZEROUPPER
 	RET
 
-// func sgemmAVX512x8(kc int, a, b, c *float32, ldc int, alpha, beta float32)
-TEXT ·sgemmAVX512x8(SB), NOSPLIT, $0-48
+// func sgemmAVX512x8(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX512x8(SB), NOSPLIT, $0-64
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 8×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -3706,10 +7099,10 @@ TEXT ·sgemmAVX512x8(SB), NOSPLIT, $0-48
 
 	// for p := 0; p < kc; p++ {
 sgemmAVX512x8_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPS (BX), Z28
 	VMOVUPS 64(BX), Z29
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSS 0(AX), Z30
 	VFMADD231PS Z28, Z30, Z0
 	VFMADD231PS Z29, Z30, Z1
@@ -3734,19 +7127,20 @@ sgemmAVX512x8_loop:
 	VBROADCASTSS 28(AX), Z31
 	VFMADD231PS Z28, Z31, Z14
 	VFMADD231PS Z29, Z31, Z15
-	PREFETCHT0 256(AX) // A panel, 8 steps ahead
-	PREFETCHT0 320(AX)
-	ADDQ $32, AX // a += h
-	ADDQ $128, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512x8_loop
 
 sgemmAVX512x8_store:
-	VBROADCASTSS alpha+40(FP), Z31
-	MOVL beta+44(FP), R9
+	VBROADCASTSS alpha+56(FP), Z31
+	MOVL beta+60(FP), R9
 	SHLL $1, R9 // drop the sign: -0 is 0
 	JZ sgemmAVX512x8_beta0
-	VBROADCASTSS beta+44(FP), Z30
+	VBROADCASTSS beta+60(FP), Z30
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPS (DX), Z30, Z28
 	VMULPS 64(DX), Z30, Z29
@@ -3850,14 +7244,22 @@ sgemmAVX512x8_beta0:
 	VZEROUPPER
 	RET
 
-// func sgemmAVX512x9(kc int, a, b, c *float32, ldc int, alpha, beta float32)
-TEXT ·sgemmAVX512x9(SB), NOSPLIT, $0-48
+// func sgemmAVX512x9(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX512x9(SB), NOSPLIT, $0-64
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 9×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -3883,10 +7285,10 @@ TEXT ·sgemmAVX512x9(SB), NOSPLIT, $0-48
 
 	// for p := 0; p < kc; p++ {
 sgemmAVX512x9_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPS (BX), Z28
 	VMOVUPS 64(BX), Z29
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSS 0(AX), Z30
 	VFMADD231PS Z28, Z30, Z0
 	VFMADD231PS Z29, Z30, Z1
@@ -3914,19 +7316,20 @@ sgemmAVX512x9_loop:
 	VBROADCASTSS 32(AX), Z30
 	VFMADD231PS Z28, Z30, Z16
 	VFMADD231PS Z29, Z30, Z17
-	PREFETCHT0 288(AX) // A panel, 8 steps ahead
-	PREFETCHT0 352(AX)
-	ADDQ $36, AX // a += h
-	ADDQ $128, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512x9_loop
 
 sgemmAVX512x9_store:
-	VBROADCASTSS alpha+40(FP), Z31
-	MOVL beta+44(FP), R9
+	VBROADCASTSS alpha+56(FP), Z31
+	MOVL beta+60(FP), R9
 	SHLL $1, R9 // drop the sign: -0 is 0
 	JZ sgemmAVX512x9_beta0
-	VBROADCASTSS beta+44(FP), Z30
+	VBROADCASTSS beta+60(FP), Z30
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPS (DX), Z30, Z28
 	VMULPS 64(DX), Z30, Z29
@@ -4042,14 +7445,22 @@ sgemmAVX512x9_beta0:
 	VZEROUPPER
 	RET
 
-// func sgemmAVX512x10(kc int, a, b, c *float32, ldc int, alpha, beta float32)
-TEXT ·sgemmAVX512x10(SB), NOSPLIT, $0-48
+// func sgemmAVX512x10(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX512x10(SB), NOSPLIT, $0-64
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 10×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -4077,10 +7488,10 @@ TEXT ·sgemmAVX512x10(SB), NOSPLIT, $0-48
 
 	// for p := 0; p < kc; p++ {
 sgemmAVX512x10_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPS (BX), Z28
 	VMOVUPS 64(BX), Z29
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSS 0(AX), Z30
 	VFMADD231PS Z28, Z30, Z0
 	VFMADD231PS Z29, Z30, Z1
@@ -4111,19 +7522,20 @@ sgemmAVX512x10_loop:
 	VBROADCASTSS 36(AX), Z31
 	VFMADD231PS Z28, Z31, Z18
 	VFMADD231PS Z29, Z31, Z19
-	PREFETCHT0 320(AX) // A panel, 8 steps ahead
-	PREFETCHT0 384(AX)
-	ADDQ $40, AX // a += h
-	ADDQ $128, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512x10_loop
 
 sgemmAVX512x10_store:
-	VBROADCASTSS alpha+40(FP), Z31
-	MOVL beta+44(FP), R9
+	VBROADCASTSS alpha+56(FP), Z31
+	MOVL beta+60(FP), R9
 	SHLL $1, R9 // drop the sign: -0 is 0
 	JZ sgemmAVX512x10_beta0
-	VBROADCASTSS beta+44(FP), Z30
+	VBROADCASTSS beta+60(FP), Z30
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPS (DX), Z30, Z28
 	VMULPS 64(DX), Z30, Z29
@@ -4251,14 +7663,22 @@ sgemmAVX512x10_beta0:
 	VZEROUPPER
 	RET
 
-// func sgemmAVX512x11(kc int, a, b, c *float32, ldc int, alpha, beta float32)
-TEXT ·sgemmAVX512x11(SB), NOSPLIT, $0-48
+// func sgemmAVX512x11(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX512x11(SB), NOSPLIT, $0-64
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 11×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -4288,10 +7708,10 @@ TEXT ·sgemmAVX512x11(SB), NOSPLIT, $0-48
 
 	// for p := 0; p < kc; p++ {
 sgemmAVX512x11_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPS (BX), Z28
 	VMOVUPS 64(BX), Z29
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSS 0(AX), Z30
 	VFMADD231PS Z28, Z30, Z0
 	VFMADD231PS Z29, Z30, Z1
@@ -4325,19 +7745,20 @@ sgemmAVX512x11_loop:
 	VBROADCASTSS 40(AX), Z30
 	VFMADD231PS Z28, Z30, Z20
 	VFMADD231PS Z29, Z30, Z21
-	PREFETCHT0 352(AX) // A panel, 8 steps ahead
-	PREFETCHT0 416(AX)
-	ADDQ $44, AX // a += h
-	ADDQ $128, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512x11_loop
 
 sgemmAVX512x11_store:
-	VBROADCASTSS alpha+40(FP), Z31
-	MOVL beta+44(FP), R9
+	VBROADCASTSS alpha+56(FP), Z31
+	MOVL beta+60(FP), R9
 	SHLL $1, R9 // drop the sign: -0 is 0
 	JZ sgemmAVX512x11_beta0
-	VBROADCASTSS beta+44(FP), Z30
+	VBROADCASTSS beta+60(FP), Z30
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPS (DX), Z30, Z28
 	VMULPS 64(DX), Z30, Z29
@@ -4477,14 +7898,22 @@ sgemmAVX512x11_beta0:
 	VZEROUPPER
 	RET
 
-// func sgemmAVX512x12(kc int, a, b, c *float32, ldc int, alpha, beta float32)
-TEXT ·sgemmAVX512x12(SB), NOSPLIT, $0-48
+// func sgemmAVX512x12(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX512x12(SB), NOSPLIT, $0-64
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 12×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -4516,10 +7945,10 @@ TEXT ·sgemmAVX512x12(SB), NOSPLIT, $0-48
 
 	// for p := 0; p < kc; p++ {
 sgemmAVX512x12_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPS (BX), Z28
 	VMOVUPS 64(BX), Z29
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSS 0(AX), Z30
 	VFMADD231PS Z28, Z30, Z0
 	VFMADD231PS Z29, Z30, Z1
@@ -4556,19 +7985,20 @@ sgemmAVX512x12_loop:
 	VBROADCASTSS 44(AX), Z31
 	VFMADD231PS Z28, Z31, Z22
 	VFMADD231PS Z29, Z31, Z23
-	PREFETCHT0 384(AX) // A panel, 8 steps ahead
-	PREFETCHT0 448(AX)
-	ADDQ $48, AX // a += h
-	ADDQ $128, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512x12_loop
 
 sgemmAVX512x12_store:
-	VBROADCASTSS alpha+40(FP), Z31
-	MOVL beta+44(FP), R9
+	VBROADCASTSS alpha+56(FP), Z31
+	MOVL beta+60(FP), R9
 	SHLL $1, R9 // drop the sign: -0 is 0
 	JZ sgemmAVX512x12_beta0
-	VBROADCASTSS beta+44(FP), Z30
+	VBROADCASTSS beta+60(FP), Z30
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPS (DX), Z30, Z28
 	VMULPS 64(DX), Z30, Z29
@@ -4720,14 +8150,22 @@ sgemmAVX512x12_beta0:
 	VZEROUPPER
 	RET
 
-// func sgemmAVX512x13(kc int, a, b, c *float32, ldc int, alpha, beta float32)
-TEXT ·sgemmAVX512x13(SB), NOSPLIT, $0-48
+// func sgemmAVX512x13(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX512x13(SB), NOSPLIT, $0-64
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 13×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -4761,10 +8199,10 @@ TEXT ·sgemmAVX512x13(SB), NOSPLIT, $0-48
 
 	// for p := 0; p < kc; p++ {
 sgemmAVX512x13_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPS (BX), Z28
 	VMOVUPS 64(BX), Z29
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSS 0(AX), Z30
 	VFMADD231PS Z28, Z30, Z0
 	VFMADD231PS Z29, Z30, Z1
@@ -4804,19 +8242,20 @@ sgemmAVX512x13_loop:
 	VBROADCASTSS 48(AX), Z30
 	VFMADD231PS Z28, Z30, Z24
 	VFMADD231PS Z29, Z30, Z25
-	PREFETCHT0 416(AX) // A panel, 8 steps ahead
-	PREFETCHT0 480(AX)
-	ADDQ $52, AX // a += h
-	ADDQ $128, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512x13_loop
 
 sgemmAVX512x13_store:
-	VBROADCASTSS alpha+40(FP), Z31
-	MOVL beta+44(FP), R9
+	VBROADCASTSS alpha+56(FP), Z31
+	MOVL beta+60(FP), R9
 	SHLL $1, R9 // drop the sign: -0 is 0
 	JZ sgemmAVX512x13_beta0
-	VBROADCASTSS beta+44(FP), Z30
+	VBROADCASTSS beta+60(FP), Z30
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPS (DX), Z30, Z28
 	VMULPS 64(DX), Z30, Z29
@@ -4980,14 +8419,22 @@ sgemmAVX512x13_beta0:
 	VZEROUPPER
 	RET
 
-// func sgemmAVX512x14(kc int, a, b, c *float32, ldc int, alpha, beta float32)
-TEXT ·sgemmAVX512x14(SB), NOSPLIT, $0-48
+// func sgemmAVX512x14(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX512x14(SB), NOSPLIT, $0-64
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 14×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -5023,10 +8470,10 @@ TEXT ·sgemmAVX512x14(SB), NOSPLIT, $0-48
 
 	// for p := 0; p < kc; p++ {
 sgemmAVX512x14_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPS (BX), Z28
 	VMOVUPS 64(BX), Z29
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSS 0(AX), Z30
 	VFMADD231PS Z28, Z30, Z0
 	VFMADD231PS Z29, Z30, Z1
@@ -5069,19 +8516,20 @@ sgemmAVX512x14_loop:
 	VBROADCASTSS 52(AX), Z31
 	VFMADD231PS Z28, Z31, Z26
 	VFMADD231PS Z29, Z31, Z27
-	PREFETCHT0 448(AX) // A panel, 8 steps ahead
-	PREFETCHT0 512(AX)
-	ADDQ $56, AX // a += h
-	ADDQ $128, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512x14_loop
 
 sgemmAVX512x14_store:
-	VBROADCASTSS alpha+40(FP), Z31
-	MOVL beta+44(FP), R9
+	VBROADCASTSS alpha+56(FP), Z31
+	MOVL beta+60(FP), R9
 	SHLL $1, R9 // drop the sign: -0 is 0
 	JZ sgemmAVX512x14_beta0
-	VBROADCASTSS beta+44(FP), Z30
+	VBROADCASTSS beta+60(FP), Z30
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPS (DX), Z30, Z28
 	VMULPS 64(DX), Z30, Z29
@@ -5257,14 +8705,2513 @@ sgemmAVX512x14_beta0:
 	VZEROUPPER
 	RET
 
-// func sgemmAVX2x1(kc int, a, b, c *float32, ldc int, alpha, beta float32)
-TEXT ·sgemmAVX2x1(SB), NOSPLIT, $0-48
+// func sgemmAVX512Rx1(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX512Rx1(SB), NOSPLIT, $0-64
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 1×2 accumulators
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	TESTQ CX, CX
+	JZ sgemmAVX512Rx1_store
+
+	// for p := 0; p < kc; p++ {
+sgemmAVX512Rx1_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPS (BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ sgemmAVX512Rx1_loop
+
+sgemmAVX512Rx1_store:
+	VBROADCASTSS alpha+56(FP), Z31
+	MOVL beta+60(FP), R9
+	SHLL $1, R9 // drop the sign: -0 is 0
+	JZ sgemmAVX512Rx1_beta0
+	VBROADCASTSS beta+60(FP), Z30
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z0, Z28
+	VFMADD231PS Z31, Z1, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+sgemmAVX512Rx1_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPS Z31, Z0, Z28
+	VMULPS Z31, Z1, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+// func sgemmAVX512Rx2(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX512Rx2(SB), NOSPLIT, $0-64
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 2×2 accumulators
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	TESTQ CX, CX
+	JZ sgemmAVX512Rx2_store
+
+	// for p := 0; p < kc; p++ {
+sgemmAVX512Rx2_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPS (BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ sgemmAVX512Rx2_loop
+
+sgemmAVX512Rx2_store:
+	VBROADCASTSS alpha+56(FP), Z31
+	MOVL beta+60(FP), R9
+	SHLL $1, R9 // drop the sign: -0 is 0
+	JZ sgemmAVX512Rx2_beta0
+	VBROADCASTSS beta+60(FP), Z30
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z0, Z28
+	VFMADD231PS Z31, Z1, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z2, Z28
+	VFMADD231PS Z31, Z3, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+sgemmAVX512Rx2_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPS Z31, Z0, Z28
+	VMULPS Z31, Z1, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z2, Z28
+	VMULPS Z31, Z3, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+// func sgemmAVX512Rx3(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX512Rx3(SB), NOSPLIT, $0-64
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 3×2 accumulators
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	VPXORQ Z4, Z4, Z4
+	VPXORQ Z5, Z5, Z5
+	TESTQ CX, CX
+	JZ sgemmAVX512Rx3_store
+
+	// for p := 0; p < kc; p++ {
+sgemmAVX512Rx3_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPS (BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ sgemmAVX512Rx3_loop
+
+sgemmAVX512Rx3_store:
+	VBROADCASTSS alpha+56(FP), Z31
+	MOVL beta+60(FP), R9
+	SHLL $1, R9 // drop the sign: -0 is 0
+	JZ sgemmAVX512Rx3_beta0
+	VBROADCASTSS beta+60(FP), Z30
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z0, Z28
+	VFMADD231PS Z31, Z1, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z2, Z28
+	VFMADD231PS Z31, Z3, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z4, Z28
+	VFMADD231PS Z31, Z5, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+sgemmAVX512Rx3_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPS Z31, Z0, Z28
+	VMULPS Z31, Z1, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z2, Z28
+	VMULPS Z31, Z3, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z4, Z28
+	VMULPS Z31, Z5, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+// func sgemmAVX512Rx4(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX512Rx4(SB), NOSPLIT, $0-64
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 4×2 accumulators
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	VPXORQ Z4, Z4, Z4
+	VPXORQ Z5, Z5, Z5
+	VPXORQ Z6, Z6, Z6
+	VPXORQ Z7, Z7, Z7
+	TESTQ CX, CX
+	JZ sgemmAVX512Rx4_store
+
+	// for p := 0; p < kc; p++ {
+sgemmAVX512Rx4_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPS (BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	VBROADCASTSS (AX)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z6
+	VFMADD231PS Z29, Z31, Z7
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ sgemmAVX512Rx4_loop
+
+sgemmAVX512Rx4_store:
+	VBROADCASTSS alpha+56(FP), Z31
+	MOVL beta+60(FP), R9
+	SHLL $1, R9 // drop the sign: -0 is 0
+	JZ sgemmAVX512Rx4_beta0
+	VBROADCASTSS beta+60(FP), Z30
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z0, Z28
+	VFMADD231PS Z31, Z1, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z2, Z28
+	VFMADD231PS Z31, Z3, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z4, Z28
+	VFMADD231PS Z31, Z5, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z6, Z28
+	VFMADD231PS Z31, Z7, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+sgemmAVX512Rx4_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPS Z31, Z0, Z28
+	VMULPS Z31, Z1, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z2, Z28
+	VMULPS Z31, Z3, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z4, Z28
+	VMULPS Z31, Z5, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z6, Z28
+	VMULPS Z31, Z7, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+// func sgemmAVX512Rx5(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX512Rx5(SB), NOSPLIT, $0-64
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 5×2 accumulators
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	VPXORQ Z4, Z4, Z4
+	VPXORQ Z5, Z5, Z5
+	VPXORQ Z6, Z6, Z6
+	VPXORQ Z7, Z7, Z7
+	VPXORQ Z8, Z8, Z8
+	VPXORQ Z9, Z9, Z9
+	TESTQ CX, CX
+	JZ sgemmAVX512Rx5_store
+
+	// for p := 0; p < kc; p++ {
+sgemmAVX512Rx5_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPS (BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	VBROADCASTSS (AX)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z6
+	VFMADD231PS Z29, Z31, Z7
+	VBROADCASTSS (AX)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VFMADD231PS Z29, Z30, Z9
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ sgemmAVX512Rx5_loop
+
+sgemmAVX512Rx5_store:
+	VBROADCASTSS alpha+56(FP), Z31
+	MOVL beta+60(FP), R9
+	SHLL $1, R9 // drop the sign: -0 is 0
+	JZ sgemmAVX512Rx5_beta0
+	VBROADCASTSS beta+60(FP), Z30
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z0, Z28
+	VFMADD231PS Z31, Z1, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z2, Z28
+	VFMADD231PS Z31, Z3, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z4, Z28
+	VFMADD231PS Z31, Z5, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z6, Z28
+	VFMADD231PS Z31, Z7, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z8, Z28
+	VFMADD231PS Z31, Z9, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+sgemmAVX512Rx5_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPS Z31, Z0, Z28
+	VMULPS Z31, Z1, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z2, Z28
+	VMULPS Z31, Z3, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z4, Z28
+	VMULPS Z31, Z5, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z6, Z28
+	VMULPS Z31, Z7, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z8, Z28
+	VMULPS Z31, Z9, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+// func sgemmAVX512Rx6(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX512Rx6(SB), NOSPLIT, $0-64
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 6×2 accumulators
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	VPXORQ Z4, Z4, Z4
+	VPXORQ Z5, Z5, Z5
+	VPXORQ Z6, Z6, Z6
+	VPXORQ Z7, Z7, Z7
+	VPXORQ Z8, Z8, Z8
+	VPXORQ Z9, Z9, Z9
+	VPXORQ Z10, Z10, Z10
+	VPXORQ Z11, Z11, Z11
+	TESTQ CX, CX
+	JZ sgemmAVX512Rx6_store
+
+	// for p := 0; p < kc; p++ {
+sgemmAVX512Rx6_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPS (BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	VBROADCASTSS (AX)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z6
+	VFMADD231PS Z29, Z31, Z7
+	VBROADCASTSS (AX)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VFMADD231PS Z29, Z30, Z9
+	VBROADCASTSS (AX)(R11*1), Z31
+	VFMADD231PS Z28, Z31, Z10
+	VFMADD231PS Z29, Z31, Z11
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ sgemmAVX512Rx6_loop
+
+sgemmAVX512Rx6_store:
+	VBROADCASTSS alpha+56(FP), Z31
+	MOVL beta+60(FP), R9
+	SHLL $1, R9 // drop the sign: -0 is 0
+	JZ sgemmAVX512Rx6_beta0
+	VBROADCASTSS beta+60(FP), Z30
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z0, Z28
+	VFMADD231PS Z31, Z1, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z2, Z28
+	VFMADD231PS Z31, Z3, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z4, Z28
+	VFMADD231PS Z31, Z5, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z6, Z28
+	VFMADD231PS Z31, Z7, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z8, Z28
+	VFMADD231PS Z31, Z9, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z10, Z28
+	VFMADD231PS Z31, Z11, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+sgemmAVX512Rx6_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPS Z31, Z0, Z28
+	VMULPS Z31, Z1, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z2, Z28
+	VMULPS Z31, Z3, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z4, Z28
+	VMULPS Z31, Z5, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z6, Z28
+	VMULPS Z31, Z7, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z8, Z28
+	VMULPS Z31, Z9, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z10, Z28
+	VMULPS Z31, Z11, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+// func sgemmAVX512Rx7(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX512Rx7(SB), NOSPLIT, $0-64
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 7×2 accumulators
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	VPXORQ Z4, Z4, Z4
+	VPXORQ Z5, Z5, Z5
+	VPXORQ Z6, Z6, Z6
+	VPXORQ Z7, Z7, Z7
+	VPXORQ Z8, Z8, Z8
+	VPXORQ Z9, Z9, Z9
+	VPXORQ Z10, Z10, Z10
+	VPXORQ Z11, Z11, Z11
+	VPXORQ Z12, Z12, Z12
+	VPXORQ Z13, Z13, Z13
+	TESTQ CX, CX
+	JZ sgemmAVX512Rx7_store
+
+	// for p := 0; p < kc; p++ {
+sgemmAVX512Rx7_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPS (BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	VBROADCASTSS (AX)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z6
+	VFMADD231PS Z29, Z31, Z7
+	VBROADCASTSS (AX)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VFMADD231PS Z29, Z30, Z9
+	VBROADCASTSS (AX)(R11*1), Z31
+	VFMADD231PS Z28, Z31, Z10
+	VFMADD231PS Z29, Z31, Z11
+	VBROADCASTSS (AX)(R10*2), Z30
+	VFMADD231PS Z28, Z30, Z12
+	VFMADD231PS Z29, Z30, Z13
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ sgemmAVX512Rx7_loop
+
+sgemmAVX512Rx7_store:
+	VBROADCASTSS alpha+56(FP), Z31
+	MOVL beta+60(FP), R9
+	SHLL $1, R9 // drop the sign: -0 is 0
+	JZ sgemmAVX512Rx7_beta0
+	VBROADCASTSS beta+60(FP), Z30
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z0, Z28
+	VFMADD231PS Z31, Z1, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z2, Z28
+	VFMADD231PS Z31, Z3, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z4, Z28
+	VFMADD231PS Z31, Z5, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z6, Z28
+	VFMADD231PS Z31, Z7, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z8, Z28
+	VFMADD231PS Z31, Z9, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z10, Z28
+	VFMADD231PS Z31, Z11, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z12, Z28
+	VFMADD231PS Z31, Z13, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+sgemmAVX512Rx7_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPS Z31, Z0, Z28
+	VMULPS Z31, Z1, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z2, Z28
+	VMULPS Z31, Z3, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z4, Z28
+	VMULPS Z31, Z5, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z6, Z28
+	VMULPS Z31, Z7, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z8, Z28
+	VMULPS Z31, Z9, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z10, Z28
+	VMULPS Z31, Z11, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z12, Z28
+	VMULPS Z31, Z13, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+// func sgemmAVX512Rx8(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX512Rx8(SB), NOSPLIT, $0-64
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 8×2 accumulators
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	VPXORQ Z4, Z4, Z4
+	VPXORQ Z5, Z5, Z5
+	VPXORQ Z6, Z6, Z6
+	VPXORQ Z7, Z7, Z7
+	VPXORQ Z8, Z8, Z8
+	VPXORQ Z9, Z9, Z9
+	VPXORQ Z10, Z10, Z10
+	VPXORQ Z11, Z11, Z11
+	VPXORQ Z12, Z12, Z12
+	VPXORQ Z13, Z13, Z13
+	VPXORQ Z14, Z14, Z14
+	VPXORQ Z15, Z15, Z15
+	TESTQ CX, CX
+	JZ sgemmAVX512Rx8_store
+
+	// for p := 0; p < kc; p++ {
+sgemmAVX512Rx8_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPS (BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	VBROADCASTSS (AX)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z6
+	VFMADD231PS Z29, Z31, Z7
+	VBROADCASTSS (AX)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VFMADD231PS Z29, Z30, Z9
+	VBROADCASTSS (AX)(R11*1), Z31
+	VFMADD231PS Z28, Z31, Z10
+	VFMADD231PS Z29, Z31, Z11
+	VBROADCASTSS (AX)(R10*2), Z30
+	VFMADD231PS Z28, Z30, Z12
+	VFMADD231PS Z29, Z30, Z13
+	VBROADCASTSS (AX)(R12*1), Z31
+	VFMADD231PS Z28, Z31, Z14
+	VFMADD231PS Z29, Z31, Z15
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ sgemmAVX512Rx8_loop
+
+sgemmAVX512Rx8_store:
+	VBROADCASTSS alpha+56(FP), Z31
+	MOVL beta+60(FP), R9
+	SHLL $1, R9 // drop the sign: -0 is 0
+	JZ sgemmAVX512Rx8_beta0
+	VBROADCASTSS beta+60(FP), Z30
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z0, Z28
+	VFMADD231PS Z31, Z1, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z2, Z28
+	VFMADD231PS Z31, Z3, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z4, Z28
+	VFMADD231PS Z31, Z5, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z6, Z28
+	VFMADD231PS Z31, Z7, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z8, Z28
+	VFMADD231PS Z31, Z9, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z10, Z28
+	VFMADD231PS Z31, Z11, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z12, Z28
+	VFMADD231PS Z31, Z13, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z14, Z28
+	VFMADD231PS Z31, Z15, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+sgemmAVX512Rx8_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPS Z31, Z0, Z28
+	VMULPS Z31, Z1, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z2, Z28
+	VMULPS Z31, Z3, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z4, Z28
+	VMULPS Z31, Z5, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z6, Z28
+	VMULPS Z31, Z7, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z8, Z28
+	VMULPS Z31, Z9, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z10, Z28
+	VMULPS Z31, Z11, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z12, Z28
+	VMULPS Z31, Z13, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z14, Z28
+	VMULPS Z31, Z15, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+// func sgemmAVX512Rx9(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX512Rx9(SB), NOSPLIT, $0-64
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 9×2 accumulators
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	VPXORQ Z4, Z4, Z4
+	VPXORQ Z5, Z5, Z5
+	VPXORQ Z6, Z6, Z6
+	VPXORQ Z7, Z7, Z7
+	VPXORQ Z8, Z8, Z8
+	VPXORQ Z9, Z9, Z9
+	VPXORQ Z10, Z10, Z10
+	VPXORQ Z11, Z11, Z11
+	VPXORQ Z12, Z12, Z12
+	VPXORQ Z13, Z13, Z13
+	VPXORQ Z14, Z14, Z14
+	VPXORQ Z15, Z15, Z15
+	VPXORQ Z16, Z16, Z16
+	VPXORQ Z17, Z17, Z17
+	TESTQ CX, CX
+	JZ sgemmAVX512Rx9_store
+
+	// for p := 0; p < kc; p++ {
+sgemmAVX512Rx9_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPS (BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	VBROADCASTSS (AX)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z6
+	VFMADD231PS Z29, Z31, Z7
+	VBROADCASTSS (AX)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VFMADD231PS Z29, Z30, Z9
+	VBROADCASTSS (AX)(R11*1), Z31
+	VFMADD231PS Z28, Z31, Z10
+	VFMADD231PS Z29, Z31, Z11
+	VBROADCASTSS (AX)(R10*2), Z30
+	VFMADD231PS Z28, Z30, Z12
+	VFMADD231PS Z29, Z30, Z13
+	VBROADCASTSS (AX)(R12*1), Z31
+	VFMADD231PS Z28, Z31, Z14
+	VFMADD231PS Z29, Z31, Z15
+	VBROADCASTSS (SI), Z30
+	VFMADD231PS Z28, Z30, Z16
+	VFMADD231PS Z29, Z30, Z17
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	ADDQ $4, AX // next column of A
+	ADDQ $4, SI
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ sgemmAVX512Rx9_loop
+
+sgemmAVX512Rx9_store:
+	VBROADCASTSS alpha+56(FP), Z31
+	MOVL beta+60(FP), R9
+	SHLL $1, R9 // drop the sign: -0 is 0
+	JZ sgemmAVX512Rx9_beta0
+	VBROADCASTSS beta+60(FP), Z30
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z0, Z28
+	VFMADD231PS Z31, Z1, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z2, Z28
+	VFMADD231PS Z31, Z3, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z4, Z28
+	VFMADD231PS Z31, Z5, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z6, Z28
+	VFMADD231PS Z31, Z7, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z8, Z28
+	VFMADD231PS Z31, Z9, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z10, Z28
+	VFMADD231PS Z31, Z11, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z12, Z28
+	VFMADD231PS Z31, Z13, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z14, Z28
+	VFMADD231PS Z31, Z15, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z16, Z28
+	VFMADD231PS Z31, Z17, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+sgemmAVX512Rx9_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPS Z31, Z0, Z28
+	VMULPS Z31, Z1, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z2, Z28
+	VMULPS Z31, Z3, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z4, Z28
+	VMULPS Z31, Z5, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z6, Z28
+	VMULPS Z31, Z7, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z8, Z28
+	VMULPS Z31, Z9, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z10, Z28
+	VMULPS Z31, Z11, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z12, Z28
+	VMULPS Z31, Z13, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z14, Z28
+	VMULPS Z31, Z15, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z16, Z28
+	VMULPS Z31, Z17, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+// func sgemmAVX512Rx10(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX512Rx10(SB), NOSPLIT, $0-64
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 10×2 accumulators
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	VPXORQ Z4, Z4, Z4
+	VPXORQ Z5, Z5, Z5
+	VPXORQ Z6, Z6, Z6
+	VPXORQ Z7, Z7, Z7
+	VPXORQ Z8, Z8, Z8
+	VPXORQ Z9, Z9, Z9
+	VPXORQ Z10, Z10, Z10
+	VPXORQ Z11, Z11, Z11
+	VPXORQ Z12, Z12, Z12
+	VPXORQ Z13, Z13, Z13
+	VPXORQ Z14, Z14, Z14
+	VPXORQ Z15, Z15, Z15
+	VPXORQ Z16, Z16, Z16
+	VPXORQ Z17, Z17, Z17
+	VPXORQ Z18, Z18, Z18
+	VPXORQ Z19, Z19, Z19
+	TESTQ CX, CX
+	JZ sgemmAVX512Rx10_store
+
+	// for p := 0; p < kc; p++ {
+sgemmAVX512Rx10_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPS (BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	VBROADCASTSS (AX)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z6
+	VFMADD231PS Z29, Z31, Z7
+	VBROADCASTSS (AX)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VFMADD231PS Z29, Z30, Z9
+	VBROADCASTSS (AX)(R11*1), Z31
+	VFMADD231PS Z28, Z31, Z10
+	VFMADD231PS Z29, Z31, Z11
+	VBROADCASTSS (AX)(R10*2), Z30
+	VFMADD231PS Z28, Z30, Z12
+	VFMADD231PS Z29, Z30, Z13
+	VBROADCASTSS (AX)(R12*1), Z31
+	VFMADD231PS Z28, Z31, Z14
+	VFMADD231PS Z29, Z31, Z15
+	VBROADCASTSS (SI), Z30
+	VFMADD231PS Z28, Z30, Z16
+	VFMADD231PS Z29, Z30, Z17
+	VBROADCASTSS (SI)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z18
+	VFMADD231PS Z29, Z31, Z19
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	ADDQ $4, AX // next column of A
+	ADDQ $4, SI
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ sgemmAVX512Rx10_loop
+
+sgemmAVX512Rx10_store:
+	VBROADCASTSS alpha+56(FP), Z31
+	MOVL beta+60(FP), R9
+	SHLL $1, R9 // drop the sign: -0 is 0
+	JZ sgemmAVX512Rx10_beta0
+	VBROADCASTSS beta+60(FP), Z30
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z0, Z28
+	VFMADD231PS Z31, Z1, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z2, Z28
+	VFMADD231PS Z31, Z3, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z4, Z28
+	VFMADD231PS Z31, Z5, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z6, Z28
+	VFMADD231PS Z31, Z7, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z8, Z28
+	VFMADD231PS Z31, Z9, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z10, Z28
+	VFMADD231PS Z31, Z11, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z12, Z28
+	VFMADD231PS Z31, Z13, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z14, Z28
+	VFMADD231PS Z31, Z15, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z16, Z28
+	VFMADD231PS Z31, Z17, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z18, Z28
+	VFMADD231PS Z31, Z19, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+sgemmAVX512Rx10_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPS Z31, Z0, Z28
+	VMULPS Z31, Z1, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z2, Z28
+	VMULPS Z31, Z3, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z4, Z28
+	VMULPS Z31, Z5, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z6, Z28
+	VMULPS Z31, Z7, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z8, Z28
+	VMULPS Z31, Z9, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z10, Z28
+	VMULPS Z31, Z11, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z12, Z28
+	VMULPS Z31, Z13, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z14, Z28
+	VMULPS Z31, Z15, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z16, Z28
+	VMULPS Z31, Z17, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z18, Z28
+	VMULPS Z31, Z19, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+// func sgemmAVX512Rx11(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX512Rx11(SB), NOSPLIT, $0-64
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 11×2 accumulators
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	VPXORQ Z4, Z4, Z4
+	VPXORQ Z5, Z5, Z5
+	VPXORQ Z6, Z6, Z6
+	VPXORQ Z7, Z7, Z7
+	VPXORQ Z8, Z8, Z8
+	VPXORQ Z9, Z9, Z9
+	VPXORQ Z10, Z10, Z10
+	VPXORQ Z11, Z11, Z11
+	VPXORQ Z12, Z12, Z12
+	VPXORQ Z13, Z13, Z13
+	VPXORQ Z14, Z14, Z14
+	VPXORQ Z15, Z15, Z15
+	VPXORQ Z16, Z16, Z16
+	VPXORQ Z17, Z17, Z17
+	VPXORQ Z18, Z18, Z18
+	VPXORQ Z19, Z19, Z19
+	VPXORQ Z20, Z20, Z20
+	VPXORQ Z21, Z21, Z21
+	TESTQ CX, CX
+	JZ sgemmAVX512Rx11_store
+
+	// for p := 0; p < kc; p++ {
+sgemmAVX512Rx11_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPS (BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	VBROADCASTSS (AX)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z6
+	VFMADD231PS Z29, Z31, Z7
+	VBROADCASTSS (AX)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VFMADD231PS Z29, Z30, Z9
+	VBROADCASTSS (AX)(R11*1), Z31
+	VFMADD231PS Z28, Z31, Z10
+	VFMADD231PS Z29, Z31, Z11
+	VBROADCASTSS (AX)(R10*2), Z30
+	VFMADD231PS Z28, Z30, Z12
+	VFMADD231PS Z29, Z30, Z13
+	VBROADCASTSS (AX)(R12*1), Z31
+	VFMADD231PS Z28, Z31, Z14
+	VFMADD231PS Z29, Z31, Z15
+	VBROADCASTSS (SI), Z30
+	VFMADD231PS Z28, Z30, Z16
+	VFMADD231PS Z29, Z30, Z17
+	VBROADCASTSS (SI)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z18
+	VFMADD231PS Z29, Z31, Z19
+	VBROADCASTSS (SI)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z20
+	VFMADD231PS Z29, Z30, Z21
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	ADDQ $4, AX // next column of A
+	ADDQ $4, SI
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ sgemmAVX512Rx11_loop
+
+sgemmAVX512Rx11_store:
+	VBROADCASTSS alpha+56(FP), Z31
+	MOVL beta+60(FP), R9
+	SHLL $1, R9 // drop the sign: -0 is 0
+	JZ sgemmAVX512Rx11_beta0
+	VBROADCASTSS beta+60(FP), Z30
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z0, Z28
+	VFMADD231PS Z31, Z1, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z2, Z28
+	VFMADD231PS Z31, Z3, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z4, Z28
+	VFMADD231PS Z31, Z5, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z6, Z28
+	VFMADD231PS Z31, Z7, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z8, Z28
+	VFMADD231PS Z31, Z9, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z10, Z28
+	VFMADD231PS Z31, Z11, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z12, Z28
+	VFMADD231PS Z31, Z13, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z14, Z28
+	VFMADD231PS Z31, Z15, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z16, Z28
+	VFMADD231PS Z31, Z17, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z18, Z28
+	VFMADD231PS Z31, Z19, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z20, Z28
+	VFMADD231PS Z31, Z21, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+sgemmAVX512Rx11_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPS Z31, Z0, Z28
+	VMULPS Z31, Z1, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z2, Z28
+	VMULPS Z31, Z3, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z4, Z28
+	VMULPS Z31, Z5, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z6, Z28
+	VMULPS Z31, Z7, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z8, Z28
+	VMULPS Z31, Z9, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z10, Z28
+	VMULPS Z31, Z11, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z12, Z28
+	VMULPS Z31, Z13, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z14, Z28
+	VMULPS Z31, Z15, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z16, Z28
+	VMULPS Z31, Z17, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z18, Z28
+	VMULPS Z31, Z19, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z20, Z28
+	VMULPS Z31, Z21, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+// func sgemmAVX512Rx12(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX512Rx12(SB), NOSPLIT, $0-64
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 12×2 accumulators
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	VPXORQ Z4, Z4, Z4
+	VPXORQ Z5, Z5, Z5
+	VPXORQ Z6, Z6, Z6
+	VPXORQ Z7, Z7, Z7
+	VPXORQ Z8, Z8, Z8
+	VPXORQ Z9, Z9, Z9
+	VPXORQ Z10, Z10, Z10
+	VPXORQ Z11, Z11, Z11
+	VPXORQ Z12, Z12, Z12
+	VPXORQ Z13, Z13, Z13
+	VPXORQ Z14, Z14, Z14
+	VPXORQ Z15, Z15, Z15
+	VPXORQ Z16, Z16, Z16
+	VPXORQ Z17, Z17, Z17
+	VPXORQ Z18, Z18, Z18
+	VPXORQ Z19, Z19, Z19
+	VPXORQ Z20, Z20, Z20
+	VPXORQ Z21, Z21, Z21
+	VPXORQ Z22, Z22, Z22
+	VPXORQ Z23, Z23, Z23
+	TESTQ CX, CX
+	JZ sgemmAVX512Rx12_store
+
+	// for p := 0; p < kc; p++ {
+sgemmAVX512Rx12_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPS (BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	VBROADCASTSS (AX)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z6
+	VFMADD231PS Z29, Z31, Z7
+	VBROADCASTSS (AX)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VFMADD231PS Z29, Z30, Z9
+	VBROADCASTSS (AX)(R11*1), Z31
+	VFMADD231PS Z28, Z31, Z10
+	VFMADD231PS Z29, Z31, Z11
+	VBROADCASTSS (AX)(R10*2), Z30
+	VFMADD231PS Z28, Z30, Z12
+	VFMADD231PS Z29, Z30, Z13
+	VBROADCASTSS (AX)(R12*1), Z31
+	VFMADD231PS Z28, Z31, Z14
+	VFMADD231PS Z29, Z31, Z15
+	VBROADCASTSS (SI), Z30
+	VFMADD231PS Z28, Z30, Z16
+	VFMADD231PS Z29, Z30, Z17
+	VBROADCASTSS (SI)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z18
+	VFMADD231PS Z29, Z31, Z19
+	VBROADCASTSS (SI)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z20
+	VFMADD231PS Z29, Z30, Z21
+	VBROADCASTSS (SI)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z22
+	VFMADD231PS Z29, Z31, Z23
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	ADDQ $4, AX // next column of A
+	ADDQ $4, SI
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ sgemmAVX512Rx12_loop
+
+sgemmAVX512Rx12_store:
+	VBROADCASTSS alpha+56(FP), Z31
+	MOVL beta+60(FP), R9
+	SHLL $1, R9 // drop the sign: -0 is 0
+	JZ sgemmAVX512Rx12_beta0
+	VBROADCASTSS beta+60(FP), Z30
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z0, Z28
+	VFMADD231PS Z31, Z1, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z2, Z28
+	VFMADD231PS Z31, Z3, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z4, Z28
+	VFMADD231PS Z31, Z5, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z6, Z28
+	VFMADD231PS Z31, Z7, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z8, Z28
+	VFMADD231PS Z31, Z9, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z10, Z28
+	VFMADD231PS Z31, Z11, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z12, Z28
+	VFMADD231PS Z31, Z13, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z14, Z28
+	VFMADD231PS Z31, Z15, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z16, Z28
+	VFMADD231PS Z31, Z17, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z18, Z28
+	VFMADD231PS Z31, Z19, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z20, Z28
+	VFMADD231PS Z31, Z21, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z22, Z28
+	VFMADD231PS Z31, Z23, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+sgemmAVX512Rx12_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPS Z31, Z0, Z28
+	VMULPS Z31, Z1, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z2, Z28
+	VMULPS Z31, Z3, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z4, Z28
+	VMULPS Z31, Z5, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z6, Z28
+	VMULPS Z31, Z7, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z8, Z28
+	VMULPS Z31, Z9, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z10, Z28
+	VMULPS Z31, Z11, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z12, Z28
+	VMULPS Z31, Z13, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z14, Z28
+	VMULPS Z31, Z15, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z16, Z28
+	VMULPS Z31, Z17, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z18, Z28
+	VMULPS Z31, Z19, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z20, Z28
+	VMULPS Z31, Z21, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z22, Z28
+	VMULPS Z31, Z23, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+// func sgemmAVX512Rx13(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX512Rx13(SB), NOSPLIT, $0-64
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 13×2 accumulators
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	VPXORQ Z4, Z4, Z4
+	VPXORQ Z5, Z5, Z5
+	VPXORQ Z6, Z6, Z6
+	VPXORQ Z7, Z7, Z7
+	VPXORQ Z8, Z8, Z8
+	VPXORQ Z9, Z9, Z9
+	VPXORQ Z10, Z10, Z10
+	VPXORQ Z11, Z11, Z11
+	VPXORQ Z12, Z12, Z12
+	VPXORQ Z13, Z13, Z13
+	VPXORQ Z14, Z14, Z14
+	VPXORQ Z15, Z15, Z15
+	VPXORQ Z16, Z16, Z16
+	VPXORQ Z17, Z17, Z17
+	VPXORQ Z18, Z18, Z18
+	VPXORQ Z19, Z19, Z19
+	VPXORQ Z20, Z20, Z20
+	VPXORQ Z21, Z21, Z21
+	VPXORQ Z22, Z22, Z22
+	VPXORQ Z23, Z23, Z23
+	VPXORQ Z24, Z24, Z24
+	VPXORQ Z25, Z25, Z25
+	TESTQ CX, CX
+	JZ sgemmAVX512Rx13_store
+
+	// for p := 0; p < kc; p++ {
+sgemmAVX512Rx13_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPS (BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	VBROADCASTSS (AX)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z6
+	VFMADD231PS Z29, Z31, Z7
+	VBROADCASTSS (AX)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VFMADD231PS Z29, Z30, Z9
+	VBROADCASTSS (AX)(R11*1), Z31
+	VFMADD231PS Z28, Z31, Z10
+	VFMADD231PS Z29, Z31, Z11
+	VBROADCASTSS (AX)(R10*2), Z30
+	VFMADD231PS Z28, Z30, Z12
+	VFMADD231PS Z29, Z30, Z13
+	VBROADCASTSS (AX)(R12*1), Z31
+	VFMADD231PS Z28, Z31, Z14
+	VFMADD231PS Z29, Z31, Z15
+	VBROADCASTSS (SI), Z30
+	VFMADD231PS Z28, Z30, Z16
+	VFMADD231PS Z29, Z30, Z17
+	VBROADCASTSS (SI)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z18
+	VFMADD231PS Z29, Z31, Z19
+	VBROADCASTSS (SI)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z20
+	VFMADD231PS Z29, Z30, Z21
+	VBROADCASTSS (SI)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z22
+	VFMADD231PS Z29, Z31, Z23
+	VBROADCASTSS (SI)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z24
+	VFMADD231PS Z29, Z30, Z25
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	ADDQ $4, AX // next column of A
+	ADDQ $4, SI
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ sgemmAVX512Rx13_loop
+
+sgemmAVX512Rx13_store:
+	VBROADCASTSS alpha+56(FP), Z31
+	MOVL beta+60(FP), R9
+	SHLL $1, R9 // drop the sign: -0 is 0
+	JZ sgemmAVX512Rx13_beta0
+	VBROADCASTSS beta+60(FP), Z30
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z0, Z28
+	VFMADD231PS Z31, Z1, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z2, Z28
+	VFMADD231PS Z31, Z3, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z4, Z28
+	VFMADD231PS Z31, Z5, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z6, Z28
+	VFMADD231PS Z31, Z7, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z8, Z28
+	VFMADD231PS Z31, Z9, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z10, Z28
+	VFMADD231PS Z31, Z11, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z12, Z28
+	VFMADD231PS Z31, Z13, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z14, Z28
+	VFMADD231PS Z31, Z15, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z16, Z28
+	VFMADD231PS Z31, Z17, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z18, Z28
+	VFMADD231PS Z31, Z19, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z20, Z28
+	VFMADD231PS Z31, Z21, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z22, Z28
+	VFMADD231PS Z31, Z23, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z24, Z28
+	VFMADD231PS Z31, Z25, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+sgemmAVX512Rx13_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPS Z31, Z0, Z28
+	VMULPS Z31, Z1, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z2, Z28
+	VMULPS Z31, Z3, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z4, Z28
+	VMULPS Z31, Z5, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z6, Z28
+	VMULPS Z31, Z7, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z8, Z28
+	VMULPS Z31, Z9, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z10, Z28
+	VMULPS Z31, Z11, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z12, Z28
+	VMULPS Z31, Z13, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z14, Z28
+	VMULPS Z31, Z15, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z16, Z28
+	VMULPS Z31, Z17, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z18, Z28
+	VMULPS Z31, Z19, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z20, Z28
+	VMULPS Z31, Z21, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z22, Z28
+	VMULPS Z31, Z23, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z24, Z28
+	VMULPS Z31, Z25, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+// func sgemmAVX512Rx14(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX512Rx14(SB), NOSPLIT, $0-64
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 14×2 accumulators
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	VPXORQ Z4, Z4, Z4
+	VPXORQ Z5, Z5, Z5
+	VPXORQ Z6, Z6, Z6
+	VPXORQ Z7, Z7, Z7
+	VPXORQ Z8, Z8, Z8
+	VPXORQ Z9, Z9, Z9
+	VPXORQ Z10, Z10, Z10
+	VPXORQ Z11, Z11, Z11
+	VPXORQ Z12, Z12, Z12
+	VPXORQ Z13, Z13, Z13
+	VPXORQ Z14, Z14, Z14
+	VPXORQ Z15, Z15, Z15
+	VPXORQ Z16, Z16, Z16
+	VPXORQ Z17, Z17, Z17
+	VPXORQ Z18, Z18, Z18
+	VPXORQ Z19, Z19, Z19
+	VPXORQ Z20, Z20, Z20
+	VPXORQ Z21, Z21, Z21
+	VPXORQ Z22, Z22, Z22
+	VPXORQ Z23, Z23, Z23
+	VPXORQ Z24, Z24, Z24
+	VPXORQ Z25, Z25, Z25
+	VPXORQ Z26, Z26, Z26
+	VPXORQ Z27, Z27, Z27
+	TESTQ CX, CX
+	JZ sgemmAVX512Rx14_store
+
+	// for p := 0; p < kc; p++ {
+sgemmAVX512Rx14_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPS (BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	VBROADCASTSS (AX)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z6
+	VFMADD231PS Z29, Z31, Z7
+	VBROADCASTSS (AX)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VFMADD231PS Z29, Z30, Z9
+	VBROADCASTSS (AX)(R11*1), Z31
+	VFMADD231PS Z28, Z31, Z10
+	VFMADD231PS Z29, Z31, Z11
+	VBROADCASTSS (AX)(R10*2), Z30
+	VFMADD231PS Z28, Z30, Z12
+	VFMADD231PS Z29, Z30, Z13
+	VBROADCASTSS (AX)(R12*1), Z31
+	VFMADD231PS Z28, Z31, Z14
+	VFMADD231PS Z29, Z31, Z15
+	VBROADCASTSS (SI), Z30
+	VFMADD231PS Z28, Z30, Z16
+	VFMADD231PS Z29, Z30, Z17
+	VBROADCASTSS (SI)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z18
+	VFMADD231PS Z29, Z31, Z19
+	VBROADCASTSS (SI)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z20
+	VFMADD231PS Z29, Z30, Z21
+	VBROADCASTSS (SI)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z22
+	VFMADD231PS Z29, Z31, Z23
+	VBROADCASTSS (SI)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z24
+	VFMADD231PS Z29, Z30, Z25
+	VBROADCASTSS (SI)(R11*1), Z31
+	VFMADD231PS Z28, Z31, Z26
+	VFMADD231PS Z29, Z31, Z27
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 64(BX)(DI*1)
+	ADDQ $4, AX // next column of A
+	ADDQ $4, SI
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ sgemmAVX512Rx14_loop
+
+sgemmAVX512Rx14_store:
+	VBROADCASTSS alpha+56(FP), Z31
+	MOVL beta+60(FP), R9
+	SHLL $1, R9 // drop the sign: -0 is 0
+	JZ sgemmAVX512Rx14_beta0
+	VBROADCASTSS beta+60(FP), Z30
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z0, Z28
+	VFMADD231PS Z31, Z1, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z2, Z28
+	VFMADD231PS Z31, Z3, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z4, Z28
+	VFMADD231PS Z31, Z5, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z6, Z28
+	VFMADD231PS Z31, Z7, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z8, Z28
+	VFMADD231PS Z31, Z9, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z10, Z28
+	VFMADD231PS Z31, Z11, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z12, Z28
+	VFMADD231PS Z31, Z13, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z14, Z28
+	VFMADD231PS Z31, Z15, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z16, Z28
+	VFMADD231PS Z31, Z17, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z18, Z28
+	VFMADD231PS Z31, Z19, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z20, Z28
+	VFMADD231PS Z31, Z21, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z22, Z28
+	VFMADD231PS Z31, Z23, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z24, Z28
+	VFMADD231PS Z31, Z25, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Z30, Z28
+	VMULPS 64(DX), Z30, Z29
+	VFMADD231PS Z31, Z26, Z28
+	VFMADD231PS Z31, Z27, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+sgemmAVX512Rx14_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPS Z31, Z0, Z28
+	VMULPS Z31, Z1, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z2, Z28
+	VMULPS Z31, Z3, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z4, Z28
+	VMULPS Z31, Z5, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z6, Z28
+	VMULPS Z31, Z7, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z8, Z28
+	VMULPS Z31, Z9, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z10, Z28
+	VMULPS Z31, Z11, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z12, Z28
+	VMULPS Z31, Z13, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z14, Z28
+	VMULPS Z31, Z15, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z16, Z28
+	VMULPS Z31, Z17, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z18, Z28
+	VMULPS Z31, Z19, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z20, Z28
+	VMULPS Z31, Z21, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z22, Z28
+	VMULPS Z31, Z23, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z24, Z28
+	VMULPS Z31, Z25, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ R8, DX
+	VMULPS Z31, Z26, Z28
+	VMULPS Z31, Z27, Z29
+	VMOVUPS Z28, (DX)
+	VMOVUPS Z29, 64(DX)
+	VZEROUPPER
+	RET
+
+// func sgemmAVX2x1(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX2x1(SB), NOSPLIT, $0-64
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 1×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -5274,26 +11221,26 @@ TEXT ·sgemmAVX2x1(SB), NOSPLIT, $0-48
 
 	// for p := 0; p < kc; p++ {
 sgemmAVX2x1_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPS (BX), Y12
 	VMOVUPS 32(BX), Y13
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSS 0(AX), Y14
 	VFMADD231PS Y12, Y14, Y0
 	VFMADD231PS Y13, Y14, Y1
-	PREFETCHT0 32(AX) // A panel, 8 steps ahead
-	PREFETCHT0 96(AX)
-	ADDQ $4, AX // a += h
-	ADDQ $64, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX2x1_loop
 
 sgemmAVX2x1_store:
-	VBROADCASTSS alpha+40(FP), Y15
-	MOVL beta+44(FP), R9
+	VBROADCASTSS alpha+56(FP), Y15
+	MOVL beta+60(FP), R9
 	SHLL $1, R9 // drop the sign: -0 is 0
 	JZ sgemmAVX2x1_beta0
-	VBROADCASTSS beta+44(FP), Y14
+	VBROADCASTSS beta+60(FP), Y14
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPS (DX), Y14, Y12
 	VMULPS 32(DX), Y14, Y13
@@ -5313,14 +11260,22 @@ sgemmAVX2x1_beta0:
 	VZEROUPPER
 	RET
 
-// func sgemmAVX2x2(kc int, a, b, c *float32, ldc int, alpha, beta float32)
-TEXT ·sgemmAVX2x2(SB), NOSPLIT, $0-48
+// func sgemmAVX2x2(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX2x2(SB), NOSPLIT, $0-64
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 2×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -5332,29 +11287,29 @@ TEXT ·sgemmAVX2x2(SB), NOSPLIT, $0-48
 
 	// for p := 0; p < kc; p++ {
 sgemmAVX2x2_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPS (BX), Y12
 	VMOVUPS 32(BX), Y13
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSS 0(AX), Y14
 	VFMADD231PS Y12, Y14, Y0
 	VFMADD231PS Y13, Y14, Y1
 	VBROADCASTSS 4(AX), Y15
 	VFMADD231PS Y12, Y15, Y2
 	VFMADD231PS Y13, Y15, Y3
-	PREFETCHT0 64(AX) // A panel, 8 steps ahead
-	PREFETCHT0 128(AX)
-	ADDQ $8, AX // a += h
-	ADDQ $64, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX2x2_loop
 
 sgemmAVX2x2_store:
-	VBROADCASTSS alpha+40(FP), Y15
-	MOVL beta+44(FP), R9
+	VBROADCASTSS alpha+56(FP), Y15
+	MOVL beta+60(FP), R9
 	SHLL $1, R9 // drop the sign: -0 is 0
 	JZ sgemmAVX2x2_beta0
-	VBROADCASTSS beta+44(FP), Y14
+	VBROADCASTSS beta+60(FP), Y14
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPS (DX), Y14, Y12
 	VMULPS 32(DX), Y14, Y13
@@ -5386,14 +11341,22 @@ sgemmAVX2x2_beta0:
 	VZEROUPPER
 	RET
 
-// func sgemmAVX2x3(kc int, a, b, c *float32, ldc int, alpha, beta float32)
-TEXT ·sgemmAVX2x3(SB), NOSPLIT, $0-48
+// func sgemmAVX2x3(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX2x3(SB), NOSPLIT, $0-64
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 3×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -5407,10 +11370,10 @@ TEXT ·sgemmAVX2x3(SB), NOSPLIT, $0-48
 
 	// for p := 0; p < kc; p++ {
 sgemmAVX2x3_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPS (BX), Y12
 	VMOVUPS 32(BX), Y13
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSS 0(AX), Y14
 	VFMADD231PS Y12, Y14, Y0
 	VFMADD231PS Y13, Y14, Y1
@@ -5420,19 +11383,19 @@ sgemmAVX2x3_loop:
 	VBROADCASTSS 8(AX), Y14
 	VFMADD231PS Y12, Y14, Y4
 	VFMADD231PS Y13, Y14, Y5
-	PREFETCHT0 96(AX) // A panel, 8 steps ahead
-	PREFETCHT0 160(AX)
-	ADDQ $12, AX // a += h
-	ADDQ $64, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX2x3_loop
 
 sgemmAVX2x3_store:
-	VBROADCASTSS alpha+40(FP), Y15
-	MOVL beta+44(FP), R9
+	VBROADCASTSS alpha+56(FP), Y15
+	MOVL beta+60(FP), R9
 	SHLL $1, R9 // drop the sign: -0 is 0
 	JZ sgemmAVX2x3_beta0
-	VBROADCASTSS beta+44(FP), Y14
+	VBROADCASTSS beta+60(FP), Y14
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPS (DX), Y14, Y12
 	VMULPS 32(DX), Y14, Y13
@@ -5476,14 +11439,22 @@ sgemmAVX2x3_beta0:
 	VZEROUPPER
 	RET
 
-// func sgemmAVX2x4(kc int, a, b, c *float32, ldc int, alpha, beta float32)
-TEXT ·sgemmAVX2x4(SB), NOSPLIT, $0-48
+// func sgemmAVX2x4(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX2x4(SB), NOSPLIT, $0-64
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 4×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -5499,10 +11470,10 @@ TEXT ·sgemmAVX2x4(SB), NOSPLIT, $0-48
 
 	// for p := 0; p < kc; p++ {
 sgemmAVX2x4_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPS (BX), Y12
 	VMOVUPS 32(BX), Y13
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSS 0(AX), Y14
 	VFMADD231PS Y12, Y14, Y0
 	VFMADD231PS Y13, Y14, Y1
@@ -5515,19 +11486,19 @@ sgemmAVX2x4_loop:
 	VBROADCASTSS 12(AX), Y15
 	VFMADD231PS Y12, Y15, Y6
 	VFMADD231PS Y13, Y15, Y7
-	PREFETCHT0 128(AX) // A panel, 8 steps ahead
-	PREFETCHT0 192(AX)
-	ADDQ $16, AX // a += h
-	ADDQ $64, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX2x4_loop
 
 sgemmAVX2x4_store:
-	VBROADCASTSS alpha+40(FP), Y15
-	MOVL beta+44(FP), R9
+	VBROADCASTSS alpha+56(FP), Y15
+	MOVL beta+60(FP), R9
 	SHLL $1, R9 // drop the sign: -0 is 0
 	JZ sgemmAVX2x4_beta0
-	VBROADCASTSS beta+44(FP), Y14
+	VBROADCASTSS beta+60(FP), Y14
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPS (DX), Y14, Y12
 	VMULPS 32(DX), Y14, Y13
@@ -5583,14 +11554,22 @@ sgemmAVX2x4_beta0:
 	VZEROUPPER
 	RET
 
-// func sgemmAVX2x5(kc int, a, b, c *float32, ldc int, alpha, beta float32)
-TEXT ·sgemmAVX2x5(SB), NOSPLIT, $0-48
+// func sgemmAVX2x5(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX2x5(SB), NOSPLIT, $0-64
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 5×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -5608,10 +11587,10 @@ TEXT ·sgemmAVX2x5(SB), NOSPLIT, $0-48
 
 	// for p := 0; p < kc; p++ {
 sgemmAVX2x5_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPS (BX), Y12
 	VMOVUPS 32(BX), Y13
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSS 0(AX), Y14
 	VFMADD231PS Y12, Y14, Y0
 	VFMADD231PS Y13, Y14, Y1
@@ -5627,19 +11606,19 @@ sgemmAVX2x5_loop:
 	VBROADCASTSS 16(AX), Y14
 	VFMADD231PS Y12, Y14, Y8
 	VFMADD231PS Y13, Y14, Y9
-	PREFETCHT0 160(AX) // A panel, 8 steps ahead
-	PREFETCHT0 224(AX)
-	ADDQ $20, AX // a += h
-	ADDQ $64, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX2x5_loop
 
 sgemmAVX2x5_store:
-	VBROADCASTSS alpha+40(FP), Y15
-	MOVL beta+44(FP), R9
+	VBROADCASTSS alpha+56(FP), Y15
+	MOVL beta+60(FP), R9
 	SHLL $1, R9 // drop the sign: -0 is 0
 	JZ sgemmAVX2x5_beta0
-	VBROADCASTSS beta+44(FP), Y14
+	VBROADCASTSS beta+60(FP), Y14
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPS (DX), Y14, Y12
 	VMULPS 32(DX), Y14, Y13
@@ -5707,14 +11686,22 @@ sgemmAVX2x5_beta0:
 	VZEROUPPER
 	RET
 
-// func sgemmAVX2x6(kc int, a, b, c *float32, ldc int, alpha, beta float32)
-TEXT ·sgemmAVX2x6(SB), NOSPLIT, $0-48
+// func sgemmAVX2x6(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX2x6(SB), NOSPLIT, $0-64
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
 	MOVQ b+16(FP), BX
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	MOVQ R9, R12
+	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
 
 	// acc[i][v] = 0 for the 6×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -5734,10 +11721,10 @@ TEXT ·sgemmAVX2x6(SB), NOSPLIT, $0-48
 
 	// for p := 0; p < kc; p++ {
 sgemmAVX2x6_loop:
-	// b0, b1 = b[p*nr : p*nr+nr]
+	// b0, b1 = b[p*sb : p*sb+nr]
 	VMOVUPS (BX), Y12
 	VMOVUPS 32(BX), Y13
-	// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
 	VBROADCASTSS 0(AX), Y14
 	VFMADD231PS Y12, Y14, Y0
 	VFMADD231PS Y13, Y14, Y1
@@ -5756,19 +11743,19 @@ sgemmAVX2x6_loop:
 	VBROADCASTSS 20(AX), Y15
 	VFMADD231PS Y12, Y15, Y10
 	VFMADD231PS Y13, Y15, Y11
-	PREFETCHT0 192(AX) // A panel, 8 steps ahead
-	PREFETCHT0 256(AX)
-	ADDQ $24, AX // a += h
-	ADDQ $64, BX // b += nr
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX2x6_loop
 
 sgemmAVX2x6_store:
-	VBROADCASTSS alpha+40(FP), Y15
-	MOVL beta+44(FP), R9
+	VBROADCASTSS alpha+56(FP), Y15
+	MOVL beta+60(FP), R9
 	SHLL $1, R9 // drop the sign: -0 is 0
 	JZ sgemmAVX2x6_beta0
-	VBROADCASTSS beta+44(FP), Y14
+	VBROADCASTSS beta+60(FP), Y14
 	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
 	VMULPS (DX), Y14, Y12
 	VMULPS 32(DX), Y14, Y13
@@ -5815,6 +11802,657 @@ sgemmAVX2x6_store:
 	RET
 
 sgemmAVX2x6_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPS Y15, Y0, Y12
+	VMULPS Y15, Y1, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPS Y15, Y2, Y12
+	VMULPS Y15, Y3, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPS Y15, Y4, Y12
+	VMULPS Y15, Y5, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPS Y15, Y6, Y12
+	VMULPS Y15, Y7, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPS Y15, Y8, Y12
+	VMULPS Y15, Y9, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPS Y15, Y10, Y12
+	VMULPS Y15, Y11, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	VZEROUPPER
+	RET
+
+// func sgemmAVX2Rx1(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX2Rx1(SB), NOSPLIT, $0-64
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 1×2 accumulators
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	TESTQ CX, CX
+	JZ sgemmAVX2Rx1_store
+
+	// for p := 0; p < kc; p++ {
+sgemmAVX2Rx1_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPS (BX), Y12
+	VMOVUPS 32(BX), Y13
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VFMADD231PS Y13, Y14, Y1
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ sgemmAVX2Rx1_loop
+
+sgemmAVX2Rx1_store:
+	VBROADCASTSS alpha+56(FP), Y15
+	MOVL beta+60(FP), R9
+	SHLL $1, R9 // drop the sign: -0 is 0
+	JZ sgemmAVX2Rx1_beta0
+	VBROADCASTSS beta+60(FP), Y14
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPS (DX), Y14, Y12
+	VMULPS 32(DX), Y14, Y13
+	VFMADD231PS Y15, Y0, Y12
+	VFMADD231PS Y15, Y1, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	VZEROUPPER
+	RET
+
+sgemmAVX2Rx1_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPS Y15, Y0, Y12
+	VMULPS Y15, Y1, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	VZEROUPPER
+	RET
+
+// func sgemmAVX2Rx2(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX2Rx2(SB), NOSPLIT, $0-64
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 2×2 accumulators
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	TESTQ CX, CX
+	JZ sgemmAVX2Rx2_store
+
+	// for p := 0; p < kc; p++ {
+sgemmAVX2Rx2_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPS (BX), Y12
+	VMOVUPS 32(BX), Y13
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VFMADD231PS Y13, Y14, Y1
+	VBROADCASTSS (AX)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y2
+	VFMADD231PS Y13, Y15, Y3
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ sgemmAVX2Rx2_loop
+
+sgemmAVX2Rx2_store:
+	VBROADCASTSS alpha+56(FP), Y15
+	MOVL beta+60(FP), R9
+	SHLL $1, R9 // drop the sign: -0 is 0
+	JZ sgemmAVX2Rx2_beta0
+	VBROADCASTSS beta+60(FP), Y14
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPS (DX), Y14, Y12
+	VMULPS 32(DX), Y14, Y13
+	VFMADD231PS Y15, Y0, Y12
+	VFMADD231PS Y15, Y1, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Y14, Y12
+	VMULPS 32(DX), Y14, Y13
+	VFMADD231PS Y15, Y2, Y12
+	VFMADD231PS Y15, Y3, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	VZEROUPPER
+	RET
+
+sgemmAVX2Rx2_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPS Y15, Y0, Y12
+	VMULPS Y15, Y1, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPS Y15, Y2, Y12
+	VMULPS Y15, Y3, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	VZEROUPPER
+	RET
+
+// func sgemmAVX2Rx3(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX2Rx3(SB), NOSPLIT, $0-64
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 3×2 accumulators
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	TESTQ CX, CX
+	JZ sgemmAVX2Rx3_store
+
+	// for p := 0; p < kc; p++ {
+sgemmAVX2Rx3_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPS (BX), Y12
+	VMOVUPS 32(BX), Y13
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VFMADD231PS Y13, Y14, Y1
+	VBROADCASTSS (AX)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y2
+	VFMADD231PS Y13, Y15, Y3
+	VBROADCASTSS (AX)(R9*2), Y14
+	VFMADD231PS Y12, Y14, Y4
+	VFMADD231PS Y13, Y14, Y5
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ sgemmAVX2Rx3_loop
+
+sgemmAVX2Rx3_store:
+	VBROADCASTSS alpha+56(FP), Y15
+	MOVL beta+60(FP), R9
+	SHLL $1, R9 // drop the sign: -0 is 0
+	JZ sgemmAVX2Rx3_beta0
+	VBROADCASTSS beta+60(FP), Y14
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPS (DX), Y14, Y12
+	VMULPS 32(DX), Y14, Y13
+	VFMADD231PS Y15, Y0, Y12
+	VFMADD231PS Y15, Y1, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Y14, Y12
+	VMULPS 32(DX), Y14, Y13
+	VFMADD231PS Y15, Y2, Y12
+	VFMADD231PS Y15, Y3, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Y14, Y12
+	VMULPS 32(DX), Y14, Y13
+	VFMADD231PS Y15, Y4, Y12
+	VFMADD231PS Y15, Y5, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	VZEROUPPER
+	RET
+
+sgemmAVX2Rx3_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPS Y15, Y0, Y12
+	VMULPS Y15, Y1, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPS Y15, Y2, Y12
+	VMULPS Y15, Y3, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPS Y15, Y4, Y12
+	VMULPS Y15, Y5, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	VZEROUPPER
+	RET
+
+// func sgemmAVX2Rx4(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX2Rx4(SB), NOSPLIT, $0-64
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 4×2 accumulators
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	TESTQ CX, CX
+	JZ sgemmAVX2Rx4_store
+
+	// for p := 0; p < kc; p++ {
+sgemmAVX2Rx4_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPS (BX), Y12
+	VMOVUPS 32(BX), Y13
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VFMADD231PS Y13, Y14, Y1
+	VBROADCASTSS (AX)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y2
+	VFMADD231PS Y13, Y15, Y3
+	VBROADCASTSS (AX)(R9*2), Y14
+	VFMADD231PS Y12, Y14, Y4
+	VFMADD231PS Y13, Y14, Y5
+	VBROADCASTSS (AX)(R10*1), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ sgemmAVX2Rx4_loop
+
+sgemmAVX2Rx4_store:
+	VBROADCASTSS alpha+56(FP), Y15
+	MOVL beta+60(FP), R9
+	SHLL $1, R9 // drop the sign: -0 is 0
+	JZ sgemmAVX2Rx4_beta0
+	VBROADCASTSS beta+60(FP), Y14
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPS (DX), Y14, Y12
+	VMULPS 32(DX), Y14, Y13
+	VFMADD231PS Y15, Y0, Y12
+	VFMADD231PS Y15, Y1, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Y14, Y12
+	VMULPS 32(DX), Y14, Y13
+	VFMADD231PS Y15, Y2, Y12
+	VFMADD231PS Y15, Y3, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Y14, Y12
+	VMULPS 32(DX), Y14, Y13
+	VFMADD231PS Y15, Y4, Y12
+	VFMADD231PS Y15, Y5, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Y14, Y12
+	VMULPS 32(DX), Y14, Y13
+	VFMADD231PS Y15, Y6, Y12
+	VFMADD231PS Y15, Y7, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	VZEROUPPER
+	RET
+
+sgemmAVX2Rx4_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPS Y15, Y0, Y12
+	VMULPS Y15, Y1, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPS Y15, Y2, Y12
+	VMULPS Y15, Y3, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPS Y15, Y4, Y12
+	VMULPS Y15, Y5, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPS Y15, Y6, Y12
+	VMULPS Y15, Y7, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	VZEROUPPER
+	RET
+
+// func sgemmAVX2Rx5(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX2Rx5(SB), NOSPLIT, $0-64
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 5×2 accumulators
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	TESTQ CX, CX
+	JZ sgemmAVX2Rx5_store
+
+	// for p := 0; p < kc; p++ {
+sgemmAVX2Rx5_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPS (BX), Y12
+	VMOVUPS 32(BX), Y13
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VFMADD231PS Y13, Y14, Y1
+	VBROADCASTSS (AX)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y2
+	VFMADD231PS Y13, Y15, Y3
+	VBROADCASTSS (AX)(R9*2), Y14
+	VFMADD231PS Y12, Y14, Y4
+	VFMADD231PS Y13, Y14, Y5
+	VBROADCASTSS (AX)(R10*1), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VBROADCASTSS (AX)(R9*4), Y14
+	VFMADD231PS Y12, Y14, Y8
+	VFMADD231PS Y13, Y14, Y9
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ sgemmAVX2Rx5_loop
+
+sgemmAVX2Rx5_store:
+	VBROADCASTSS alpha+56(FP), Y15
+	MOVL beta+60(FP), R9
+	SHLL $1, R9 // drop the sign: -0 is 0
+	JZ sgemmAVX2Rx5_beta0
+	VBROADCASTSS beta+60(FP), Y14
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPS (DX), Y14, Y12
+	VMULPS 32(DX), Y14, Y13
+	VFMADD231PS Y15, Y0, Y12
+	VFMADD231PS Y15, Y1, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Y14, Y12
+	VMULPS 32(DX), Y14, Y13
+	VFMADD231PS Y15, Y2, Y12
+	VFMADD231PS Y15, Y3, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Y14, Y12
+	VMULPS 32(DX), Y14, Y13
+	VFMADD231PS Y15, Y4, Y12
+	VFMADD231PS Y15, Y5, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Y14, Y12
+	VMULPS 32(DX), Y14, Y13
+	VFMADD231PS Y15, Y6, Y12
+	VFMADD231PS Y15, Y7, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Y14, Y12
+	VMULPS 32(DX), Y14, Y13
+	VFMADD231PS Y15, Y8, Y12
+	VFMADD231PS Y15, Y9, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	VZEROUPPER
+	RET
+
+sgemmAVX2Rx5_beta0:
+	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
+	VMULPS Y15, Y0, Y12
+	VMULPS Y15, Y1, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPS Y15, Y2, Y12
+	VMULPS Y15, Y3, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPS Y15, Y4, Y12
+	VMULPS Y15, Y5, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPS Y15, Y6, Y12
+	VMULPS Y15, Y7, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPS Y15, Y8, Y12
+	VMULPS Y15, Y9, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	VZEROUPPER
+	RET
+
+// func sgemmAVX2Rx6(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+TEXT ·sgemmAVX2Rx6(SB), NOSPLIT, $0-64
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ b+16(FP), BX
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $2, R8 // ldc in bytes
+	MOVQ sa+40(FP), R9
+	SHLQ $2, R9 // sa in bytes
+	MOVQ sb+48(FP), R13
+	SHLQ $2, R13 // sb in bytes
+	// R10, R11, R12 = 3, 5, 7 rows; SI = row 8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (R10)(R9*4), R12
+	LEAQ (AX)(R9*8), SI
+	MOVQ R13, DI
+	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+
+	// acc[i][v] = 0 for the 6×2 accumulators
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	TESTQ CX, CX
+	JZ sgemmAVX2Rx6_store
+
+	// for p := 0; p < kc; p++ {
+sgemmAVX2Rx6_loop:
+	// b0, b1 = b[p*sb : p*sb+nr]
+	VMOVUPS (BX), Y12
+	VMOVUPS 32(BX), Y13
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VFMADD231PS Y13, Y14, Y1
+	VBROADCASTSS (AX)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y2
+	VFMADD231PS Y13, Y15, Y3
+	VBROADCASTSS (AX)(R9*2), Y14
+	VFMADD231PS Y12, Y14, Y4
+	VFMADD231PS Y13, Y14, Y5
+	VBROADCASTSS (AX)(R10*1), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VBROADCASTSS (AX)(R9*4), Y14
+	VFMADD231PS Y12, Y14, Y8
+	VFMADD231PS Y13, Y14, Y9
+	VBROADCASTSS (AX)(R11*1), Y15
+	VFMADD231PS Y12, Y15, Y10
+	VFMADD231PS Y13, Y15, Y11
+	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	DECQ CX
+	JNZ sgemmAVX2Rx6_loop
+
+sgemmAVX2Rx6_store:
+	VBROADCASTSS alpha+56(FP), Y15
+	MOVL beta+60(FP), R9
+	SHLL $1, R9 // drop the sign: -0 is 0
+	JZ sgemmAVX2Rx6_beta0
+	VBROADCASTSS beta+60(FP), Y14
+	// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row
+	VMULPS (DX), Y14, Y12
+	VMULPS 32(DX), Y14, Y13
+	VFMADD231PS Y15, Y0, Y12
+	VFMADD231PS Y15, Y1, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Y14, Y12
+	VMULPS 32(DX), Y14, Y13
+	VFMADD231PS Y15, Y2, Y12
+	VFMADD231PS Y15, Y3, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Y14, Y12
+	VMULPS 32(DX), Y14, Y13
+	VFMADD231PS Y15, Y4, Y12
+	VFMADD231PS Y15, Y5, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Y14, Y12
+	VMULPS 32(DX), Y14, Y13
+	VFMADD231PS Y15, Y6, Y12
+	VFMADD231PS Y15, Y7, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Y14, Y12
+	VMULPS 32(DX), Y14, Y13
+	VFMADD231PS Y15, Y8, Y12
+	VFMADD231PS Y15, Y9, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	ADDQ R8, DX
+	VMULPS (DX), Y14, Y12
+	VMULPS 32(DX), Y14, Y13
+	VFMADD231PS Y15, Y10, Y12
+	VFMADD231PS Y15, Y11, Y13
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, 32(DX)
+	VZEROUPPER
+	RET
+
+sgemmAVX2Rx6_beta0:
 	// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C
 	VMULPS Y15, Y0, Y12
 	VMULPS Y15, Y1, Y13

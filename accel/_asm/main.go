@@ -9,16 +9,21 @@
 //		for j := 0; j < nr; j++ {
 //			var s T
 //			for p := 0; p < kc; p++ {
-//				s += a[p*h+i] * b[p*nr+j]
+//				s += a[i*rsa+p*csa] * b[p*sb+j]
 //			}
 //			c[i*ldc+j] = alpha*s + beta*c[i*ldc+j] // C not read if beta == 0
 //		}
 //	}
 //
-// a is a packed panel of h rows (h values per step of p), b a packed panel of
-// nr columns (nr values per step of p), and C is row-major with stride ldc.
-// Each kernel keeps the h×nr block of sums in 2h vector registers, so nr is
-// two vectors wide: 16 float64 or 32 float32 with AVX-512, 8 or 16 with AVX2.
+// There are two families. The P kernels (names …x{h}) read A with rsa = 1
+// and csa = sa: a packed panel (sa = h) or the rows of a stored Aᵀ
+// (sa = lda). The R kernels (names …Rx{h}) read A with rsa = lda and csa = 1,
+// straight from row-major storage, which saves packing A when it is used for
+// only a few tiles of C. B is read nr values per step p, sb apart: a packed
+// panel (sb = nr) or the rows of a stored B (sb = ldb). C is row-major with
+// stride ldc. Each kernel keeps the h×nr block of sums in 2h vector
+// registers, so nr is two vectors wide: 16 float64 or 32 float32 with
+// AVX-512, 8 or 16 with AVX2.
 package main
 
 import (
@@ -33,6 +38,7 @@ import (
 type isa struct {
 	name    string // "AVX512" or "AVX2"
 	reg     string // vector register prefix: "Z" or "Y"
+	nreg    int    // vector registers
 	vbytes  int    // bytes per vector register
 	maxRows int    // largest panel height h (2h accumulators + 4 scratch registers)
 	zero    string // instruction that zeroes a register with itself
@@ -48,8 +54,8 @@ type elem struct {
 }
 
 var (
-	avx512 = isa{name: "AVX512", reg: "Z", vbytes: 64, maxRows: 14, zero: "VPXORQ"}
-	avx2   = isa{name: "AVX2", reg: "Y", vbytes: 32, maxRows: 6, zero: "VXORPS"}
+	avx512 = isa{name: "AVX512", reg: "Z", nreg: 32, vbytes: 64, maxRows: 14, zero: "VPXORQ"}
+	avx2   = isa{name: "AVX2", reg: "Y", nreg: 16, vbytes: 32, maxRows: 6, zero: "VXORPS"}
 	f64    = elem{prefix: "d", goType: "float64", size: 8, sfx: "PD", bcast: "VBROADCASTSD"}
 	f32    = elem{prefix: "s", goType: "float32", size: 4, sfx: "PS", bcast: "VBROADCASTSS"}
 )
@@ -67,18 +73,25 @@ func main() {
 	g.WriteString("//go:build !purego\n\npackage accel\n")
 	for _, e := range []elem{f64, f32} {
 		for _, x := range []isa{avx512, avx2} {
-			nr := 2 * x.vbytes / e.size
-			fmt.Fprintf(&g, "\n// %sgemm%s holds the %s kernels by panel height h = 1..%d: each\n", e.prefix, x.name, x.name, x.maxRows)
-			fmt.Fprintf(&g, "// computes C[0:h, 0:%d] = alpha·Ap·Bp + beta·C (see gemmKernelGeneric).\n", nr)
-			fmt.Fprintf(&g, "var %sgemm%s = [...]func(kc int, a, b, c *%s, ldc int, alpha, beta %s){\n", e.prefix, x.name, e.goType, e.goType)
-			for h := 1; h <= x.maxRows; h++ {
-				fmt.Fprintf(&g, "\t%s,\n", kname(e, x, h))
-			}
-			g.WriteString("}\n")
-			for h := 1; h <= x.maxRows; h++ {
-				fmt.Fprintf(&g, "\n// %s is the %s kernel for an h = %d by nr = %d tile of C.\n//\n//go:noescape\n", kname(e, x, h), x.name, h, nr)
-				fmt.Fprintf(&g, "func %s(kc int, a, b, c *%s, ldc int, alpha, beta %s)\n", kname(e, x, h), e.goType, e.goType)
-				kernel(&s, e, x, h)
+			for _, rows := range []bool{false, true} {
+				nr := 2 * x.vbytes / e.size
+				fam, what := "", "A(i, p) = a[i + p*sa]"
+				if rows {
+					fam, what = "R", "A(i, p) = a[i*lda + p]"
+				}
+				fmt.Fprintf(&g, "\n// %sgemm%s%s holds the %s kernels by panel height h = 1..%d: each\n", e.prefix, x.name, fam, x.name, x.maxRows)
+				fmt.Fprintf(&g, "// computes C[0:h, 0:%d] = alpha·A·B + beta·C with %s and\n", nr, what)
+				fmt.Fprintf(&g, "// B(p, j) = b[p*sb + j] (see gemmKernelGeneric).\n")
+				fmt.Fprintf(&g, "var %sgemm%s%s = [...]func(kc int, a, b, c *%s, ldc, sa, sb int, alpha, beta %s){\n", e.prefix, x.name, fam, e.goType, e.goType)
+				for h := 1; h <= x.maxRows; h++ {
+					fmt.Fprintf(&g, "\t%s,\n", kname(e, x, rows, h))
+				}
+				g.WriteString("}\n")
+				for h := 1; h <= x.maxRows; h++ {
+					fmt.Fprintf(&g, "\n// %s is the %s kernel for an h = %d by nr = %d tile of C.\n//\n//go:noescape\n", kname(e, x, rows, h), x.name, h, nr)
+					fmt.Fprintf(&g, "func %s(kc int, a, b, c *%s, ldc, sa, sb int, alpha, beta %s)\n", kname(e, x, rows, h), e.goType, e.goType)
+					kernel(&s, e, x, rows, h)
+				}
 			}
 		}
 	}
@@ -90,31 +103,78 @@ func main() {
 	}
 }
 
-func kname(e elem, x isa, h int) string {
-	return fmt.Sprintf("%sgemm%sx%d", e.prefix, x.name, h)
+func kname(e elem, x isa, rows bool, h int) string {
+	fam := ""
+	if rows {
+		fam = "R"
+	}
+	return fmt.Sprintf("%sgemm%s%sx%d", e.prefix, x.name, fam, h)
+}
+
+// aRow returns the address of A(i, p) at the current step of an R kernel:
+// AX points at row 0 and SI at row 8; R9, R10, R11, R12 hold 1, 3, 5 and 7
+// times the row stride in bytes.
+func aRow(i int) string {
+	base := "AX"
+	if i >= 8 {
+		base, i = "SI", i-8
+	}
+	switch i {
+	case 0:
+		return "(" + base + ")"
+	case 1:
+		return "(" + base + ")(R9*1)"
+	case 2:
+		return "(" + base + ")(R9*2)"
+	case 3:
+		return "(" + base + ")(R10*1)"
+	case 4:
+		return "(" + base + ")(R9*4)"
+	case 5:
+		return "(" + base + ")(R11*1)"
+	case 6:
+		return "(" + base + ")(R10*2)"
+	case 7:
+		return "(" + base + ")(R12*1)"
+	}
+	panic("row out of range")
 }
 
 // kernel writes the kernel for panel height h.
-func kernel(w *bytes.Buffer, e elem, x isa, h int) {
+func kernel(w *bytes.Buffer, e elem, x isa, rows bool, h int) {
 	r := func(i int) string { return fmt.Sprintf("%s%d", x.reg, i) }
 	acc := func(i, v int) string { return r(2*i + v) } // row i, vector v
-	nreg := 32
-	if x.name == "AVX2" {
-		nreg = 16
-	}
-	b0, b1, t0, t1 := r(nreg-4), r(nreg-3), r(nreg-2), r(nreg-1)
-	argSize := 40 + 2*e.size // kc, a, b, c, ldc: 8 bytes each, then alpha, beta
-	name := kname(e, x, h)
+	b0, b1, t0, t1 := r(x.nreg-4), r(x.nreg-3), r(x.nreg-2), r(x.nreg-1)
+	argSize := 56 + 2*e.size // kc, a, b, c, ldc, sa, sb: 8 bytes each, then alpha, beta
+	name := kname(e, x, rows, h)
+	mov := "VMOVUP" + e.sfx[1:]
+	shift := log2(e.size)
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
 
-	p("\n// func %s(kc int, a, b, c *%s, ldc int, alpha, beta %s)", name, e.goType, e.goType)
+	p("\n// func %s(kc int, a, b, c *%s, ldc, sa, sb int, alpha, beta %s)", name, e.goType, e.goType)
 	p("TEXT ·%s(SB), NOSPLIT, $0-%d", name, argSize)
 	p("\tMOVQ kc+0(FP), CX")
 	p("\tMOVQ a+8(FP), AX")
 	p("\tMOVQ b+16(FP), BX")
 	p("\tMOVQ c+24(FP), DX")
 	p("\tMOVQ ldc+32(FP), R8")
-	p("\tSHLQ $%d, R8 // ldc in bytes", log2(e.size))
+	p("\tSHLQ $%d, R8 // ldc in bytes", shift)
+	p("\tMOVQ sa+40(FP), R9")
+	p("\tSHLQ $%d, R9 // sa in bytes", shift)
+	p("\tMOVQ sb+48(FP), R13")
+	p("\tSHLQ $%d, R13 // sb in bytes", shift)
+	if rows {
+		p("\t// R10, R11, R12 = 3, 5, 7 rows; SI = row 8")
+		p("\tLEAQ (R9)(R9*2), R10")
+		p("\tLEAQ (R9)(R9*4), R11")
+		p("\tLEAQ (R10)(R9*4), R12")
+		p("\tLEAQ (AX)(R9*8), SI")
+	} else {
+		p("\tMOVQ R9, R12")
+		p("\tSHLQ $3, R12 // 8 steps of A ahead, for prefetching")
+	}
+	p("\tMOVQ R13, DI")
+	p("\tSHLQ $3, DI // 8 steps of B ahead, for prefetching")
 
 	p("\n\t// acc[i][v] = 0 for the %d×2 accumulators", h)
 	for i := 0; i < h; i++ {
@@ -127,45 +187,66 @@ func kernel(w *bytes.Buffer, e elem, x isa, h int) {
 
 	p("\n\t// for p := 0; p < kc; p++ {")
 	p("%s_loop:", name)
-	p("\t// b0, b1 = b[p*nr : p*nr+nr]")
-	p("\tVMOVUP%s (BX), %s", e.sfx[1:], b0)
-	p("\tVMOVUP%s %d(BX), %s", e.sfx[1:], x.vbytes, b1)
-	p("\t// acc[i][v] += broadcast(a[p*h+i]) * b_v, for each row i")
+	p("\t// b0, b1 = b[p*sb : p*sb+nr]")
+	p("\t%s (BX), %s", mov, b0)
+	p("\t%s %d(BX), %s", mov, x.vbytes, b1)
+	if rows {
+		p("\t// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i")
+	} else {
+		p("\t// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i")
+	}
 	for i := 0; i < h; i++ {
 		t := t0
 		if i%2 == 1 {
 			t = t1
 		}
-		p("\t%s %d(AX), %s", e.bcast, i*e.size, t)
+		if rows {
+			p("\t%s %s, %s", e.bcast, aRow(i), t)
+		} else {
+			p("\t%s %d(AX), %s", e.bcast, i*e.size, t)
+		}
 		p("\tVFMADD231%s %s, %s, %s", e.sfx, b0, t, acc(i, 0))
 		p("\tVFMADD231%s %s, %s, %s", e.sfx, b1, t, acc(i, 1))
 	}
-	p("\tPREFETCHT0 %d(AX) // A panel, %d steps ahead", 8*h*e.size, 8)
-	p("\tPREFETCHT0 %d(AX)", 8*h*e.size+64)
-	p("\tADDQ $%d, AX // a += h", h*e.size)
-	p("\tADDQ $%d, BX // b += nr", 2*x.vbytes)
+	p("\tPREFETCHT0 (BX)(DI*1) // B, 8 steps ahead")
+	if 2*x.vbytes > 64 {
+		p("\tPREFETCHT0 64(BX)(DI*1)")
+	}
+	if rows {
+		p("\tADDQ $%d, AX // next column of A", e.size)
+		if h > 8 {
+			p("\tADDQ $%d, SI", e.size)
+		}
+	} else {
+		p("\tPREFETCHT0 (AX)(R12*1) // A, 8 steps ahead")
+		if h*e.size > 64 {
+			p("\tPREFETCHT0 64(AX)(R12*1)")
+		}
+		p("\tADDQ R9, AX // a += sa")
+	}
+	p("\tADDQ R13, BX // b += sb")
 	p("\tDECQ CX")
 	p("\tJNZ %s_loop", name)
 
 	p("\n%s_store:", name)
-	p("\t%s alpha+40(FP), %s", e.bcast, t1)
+	p("\t%s alpha+%d(FP), %s", e.bcast, 56, t1)
 	if e.size == 8 {
-		p("\tMOVQ beta+48(FP), R9")
+		p("\tMOVQ beta+64(FP), R9")
 		p("\tSHLQ $1, R9 // drop the sign: -0 is 0")
 	} else {
-		p("\tMOVL beta+44(FP), R9")
+		p("\tMOVL beta+60(FP), R9")
 		p("\tSHLL $1, R9 // drop the sign: -0 is 0")
 	}
 	p("\tJZ %s_beta0", name)
-	p("\t%s beta+%d(FP), %s", e.bcast, 40+e.size, t0)
+	p("\t%s beta+%d(FP), %s", e.bcast, 56+e.size, t0)
 	p("\t// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row")
 	for i := 0; i < h; i++ {
 		p("\tVMULP%s (DX), %s, %s", e.sfx[1:], t0, b0)
 		p("\tVMULP%s %d(DX), %s, %s", e.sfx[1:], x.vbytes, t0, b1)
 		p("\tVFMADD231%s %s, %s, %s", e.sfx, t1, acc(i, 0), b0)
 		p("\tVFMADD231%s %s, %s, %s", e.sfx, t1, acc(i, 1), b1)
-		p("\tVMOVUP%s %s, (DX)", e.sfx[1:], b0)
-		p("\tVMOVUP%s %s, %d(DX)", e.sfx[1:], b1, x.vbytes)
+		p("\t%s %s, (DX)", mov, b0)
+		p("\t%s %s, %d(DX)", mov, b1, x.vbytes)
 		if i < h-1 {
 			p("\tADDQ R8, DX")
 		}
@@ -177,8 +258,8 @@ func kernel(w *bytes.Buffer, e elem, x isa, h int) {
 	for i := 0; i < h; i++ {
 		p("\tVMULP%s %s, %s, %s", e.sfx[1:], t1, acc(i, 0), b0)
 		p("\tVMULP%s %s, %s, %s", e.sfx[1:], t1, acc(i, 1), b1)
-		p("\tVMOVUP%s %s, (DX)", e.sfx[1:], b0)
-		p("\tVMOVUP%s %s, %d(DX)", e.sfx[1:], b1, x.vbytes)
+		p("\t%s %s, (DX)", mov, b0)
+		p("\t%s %s, %d(DX)", mov, b1, x.vbytes)
 		if i < h-1 {
 			p("\tADDQ R8, DX")
 		}
