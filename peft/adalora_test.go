@@ -471,3 +471,44 @@ func ExampleAdaLoRALayer() {
 	// scale = 0.999997
 	// rank of ΔW with two nonzero λ: 2
 }
+
+// TestAdaLoRATrainDigits runs AdaLoRA as a Hook of Train on the digits:
+// the loss falls, every recorded allocation adds up to its budget, and the
+// final ranks add up to b_T.
+func TestAdaLoRATrainDigits(t *testing.T) {
+	data := peft.DigitsData(0.2, 2)
+	m := peft.NewMLP([]int{64, 32, 32, 10}, 2)
+	const steps = 120
+	a, err := peft.AddAdaLoRA(m, peft.AdaLoRAConfig{InitR: 6, TargetR: 3, Alpha: 48, TotalStep: steps, TInit: 20, TFinal: 30, DeltaT: 10, Targets: []string{"fc1", "fc2", "fc3"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := peft.Train(context.Background(), m, data, peft.TrainConfig{Steps: steps, BatchSize: 32, LR: 0.03, Hooks: []peft.Hook{a}, EvalEvery: steps, Seed: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first, last := h.Loss[0], h.EvalLoss[0]; !(last < 0.5*first) || h.EvalMetric[0] < 0.5 {
+		t.Errorf("loss %.4f → eval %.4f, accuracy %.3f; want the loss halved and accuracy > 0.5 (chance 0.1)", first, last, h.EvalMetric[0])
+	}
+	tr := a.Trace()
+	if len(tr.Steps) == 0 || tr.Steps[len(tr.Steps)-1] != steps-30 {
+		t.Errorf("allocation steps %v, want the last at T − t_f = %d", tr.Steps, steps-30)
+	}
+	for j, s := range tr.Steps {
+		sum := 0
+		for i := range tr.Modules {
+			sum += tr.Ranks[i][j]
+		}
+		if sum != tr.Budget[j] {
+			t.Errorf("step %d: ranks add to %d, budget %d", s, sum, tr.Budget[j])
+		}
+	}
+	ranks, total := peft.Ranks(m), 0
+	for _, r := range ranks {
+		total += r
+	}
+	if total != a.TargetBudget() {
+		t.Errorf("final ranks %v add to %d, want %d", ranks, total, a.TargetBudget())
+	}
+	t.Logf("ranks %v, loss %.4f → eval %.4f, accuracy %.3f", ranks, h.Loss[0], h.EvalLoss[0], h.EvalMetric[0])
+}
