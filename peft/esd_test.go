@@ -132,7 +132,7 @@ func TestESDOfRandomMatrixIsMarchenkoPastur(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if math.Abs(mp.Variance-sd*sd) > 0.02*sd*sd || mp.Q != 4 {
+	if math.Abs(mp.Variance-sd*sd) > 0.05*sd*sd || mp.Q != 4 {
 		t.Errorf("MP fit: variance %v (want ≈ %v), Q %v", mp.Variance, sd*sd, mp.Q)
 	}
 	lo, hi := mp.Edges()
@@ -199,5 +199,62 @@ func TestHistogramLogBins(t *testing.T) {
 	sp, _ := SpectrumOf([]float64{1, 2})
 	if _, err := sp.ESD(); err == nil || !strings.Contains(err.Error(), "shape is unknown") {
 		t.Errorf("ESD without shape: %v", err)
+	}
+}
+
+func TestMarchenkoPasturCDFAndSpikes(t *testing.T) {
+	mp, _ := NewMarchenkoPastur(2, 1.5)
+	lo, hi := mp.Edges()
+	if mp.CDF(lo) != 0 || mp.CDF(hi) != 1 || math.Abs(mp.CDF(hi*(1-1e-12))-1) > 1e-5 {
+		t.Errorf("CDF at the edges: %v %v %v", mp.CDF(lo), mp.CDF(hi), mp.CDF(hi*(1-1e-12)))
+	}
+	for _, p := range []float64{0.1, 0.5, 0.9} {
+		if got := mp.CDF(mp.Quantile(p)); math.Abs(got-p) > 1e-6 {
+			t.Errorf("CDF(Quantile(%v)) = %v", p, got)
+		}
+	}
+	// Noise of variance 1 plus five strong spikes: the fitted bulk keeps
+	// σ² ≈ 1 (the mean square would be far larger) and the spikes lie
+	// above λ+.
+	rng := rand.New(rand.NewPCG(11, 12))
+	const n, m = 300, 100
+	w := mat.NewDense(n, m, nil)
+	for i := 0; i < n; i++ {
+		for j := 0; j < m; j++ {
+			w.Set(i, j, rng.NormFloat64())
+		}
+	}
+	spikes := orthonormal(rng, n, 5)
+	dirs := orthonormal(rng, m, 5)
+	for k := 0; k < 5; k++ {
+		for i := 0; i < n; i++ {
+			for j := 0; j < m; j++ {
+				w.Set(i, j, w.At(i, j)+200*spikes.At(i, k)*dirs.At(j, k))
+			}
+		}
+	}
+	e, err := NewESD(context.Background(), w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fit, err := e.MarchenkoPastur()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mean float64
+	for _, v := range e.Lambda {
+		mean += v / m
+	}
+	if math.Abs(fit.Variance-1) > 0.08 || mean < 2 {
+		t.Errorf("bulk variance %v (want ≈ 1), mean eigenvalue %v (want ≫ 1)", fit.Variance, mean)
+	}
+	_, edge := fit.Edges()
+	for k := 0; k < 5; k++ {
+		if e.Lambda[k] < 10*edge {
+			t.Errorf("spike %d: λ = %v not far above λ+ = %v", k, e.Lambda[k], edge)
+		}
+	}
+	if e.Lambda[5] > 1.2*edge {
+		t.Errorf("largest bulk eigenvalue %v above λ+ = %v", e.Lambda[5], edge)
 	}
 }
