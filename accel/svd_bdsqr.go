@@ -21,63 +21,102 @@ import (
 // Geijn & Quintana-Ortí 2011, "Restructuring the tridiagonal and bidiagonal
 // QR algorithms for performance", use the same idea).
 
-// rotSeq is a sequence of count plane rotations on adjacent rows: rotation k
+// rotRun is a sequence of count plane rotations on adjacent rows: rotation k
 // acts on rows lo+k and lo+k+1 with (c, s) = (cs[off+2k], cs[off+2k+1]):
 //
 //	x, y := row(lo+k), row(lo+k+1)
 //	row(lo+k), row(lo+k+1) = c·x + s·y, c·y − s·x
 //
 // applied for k = 0…count−1, or count−1…0 when backward.
-type rotSeq struct {
+type rotRun struct {
 	lo, count, off int
 	backward       bool
 }
 
 // rotLog is a batch of rotation sequences waiting to be applied.
 type rotLog struct {
-	seqs []rotSeq
+	seqs []rotRun
 	cs   []float64
 }
 
 func (l *rotLog) add(lo int, backward bool, cs []float64) {
-	l.seqs = append(l.seqs, rotSeq{lo: lo, count: len(cs) / 2, off: len(l.cs), backward: backward})
+	l.seqs = append(l.seqs, rotRun{lo: lo, count: len(cs) / 2, off: len(l.cs), backward: backward})
 	l.cs = append(l.cs, cs...)
 }
 
 func (l *rotLog) reset() { l.seqs, l.cs = l.seqs[:0], l.cs[:0] }
 
-// rotChunk is the column width of the chunks a rotLog is applied to: 32
-// columns of 1024 rows are 256 KiB, which stays in L2.
-const rotChunk = 32
+// rotChunk is the column width of the chunks a rotLog is applied to.
+const rotChunk = rotStrip
 
-// apply applies the logged sequences, in order, to the rows of the n×cols
-// row-major matrix x (row stride ldx), chunk by chunk on up to Threads()
-// goroutines, and empties the log.
-func (l *rotLog) apply(x []float64, ldx, cols int) {
+// panels is an n×cols matrix stored as column panels of rotChunk columns,
+// each panel contiguous (n rows of stride rotChunk, the last one padded with
+// zero columns). Rows of a row-major matrix with a stride that is a multiple
+// of 4 KiB map onto a few cache sets, so a chunk of a 1024×1024 matrix would
+// not stay in cache; a panel does.
+type panels struct {
+	n, cols int
+	data    []float64
+}
+
+func newPanels(n, cols int) panels {
+	np := (cols + rotChunk - 1) / rotChunk
+	return panels{n: n, cols: cols, data: make([]float64, np*n*rotChunk)}
+}
+
+// panel returns panel p (n×rotChunk, row stride rotChunk).
+func (x panels) panel(p int) []float64 {
+	sz := x.n * rotChunk
+	return x.data[p*sz : (p+1)*sz]
+}
+
+// setIdentity sets x to the identity (n = cols).
+func (x panels) setIdentity() {
+	clear(x.data)
+	for i := 0; i < x.n; i++ {
+		x.data[(i/rotChunk)*x.n*rotChunk+i*rotChunk+i%rotChunk] = 1
+	}
+}
+
+// toRowMajor copies x into the row-major dst (row stride ld).
+func (x panels) toRowMajor(dst []float64, ld int) {
+	for p := 0; p*rotChunk < x.cols; p++ {
+		c0 := p * rotChunk
+		w := min(rotChunk, x.cols-c0)
+		pp := x.panel(p)
+		for i := 0; i < x.n; i++ {
+			copy(dst[i*ld+c0:i*ld+c0+w], pp[i*rotChunk:i*rotChunk+w])
+		}
+	}
+}
+
+// apply applies the logged sequences, in order, to the rows of x, panel by
+// panel on up to Threads() goroutines, and empties the log.
+func (l *rotLog) apply(x panels) {
 	if len(l.seqs) == 0 {
 		return
 	}
-	chunks := (cols + rotChunk - 1) / rotChunk
-	workers := min(Threads(), chunks)
+	np := (x.cols + rotChunk - 1) / rotChunk
+	workers := min(Threads(), np)
 	if workers <= 1 {
-		for c0 := 0; c0 < cols; c0 += rotChunk {
-			l.applyChunk(x, ldx, c0, min(c0+rotChunk, cols))
+		for p := 0; p < np; p++ {
+			l.applyPanel(x.panel(p))
 		}
 		l.reset()
 		return
 	}
 	var wg sync.WaitGroup
-	next := make(chan int, chunks)
-	for c := 0; c < chunks; c++ {
-		next <- c * rotChunk
+	next := make(chan int, np)
+	for p := 0; p < np; p++ {
+		next <- p
 	}
 	close(next)
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for c0 := range next {
-				l.applyChunk(x, ldx, c0, min(c0+rotChunk, cols))
+			for p := range next {
+				l.applyPanel(x.panel(p))
 			}
 		}()
 	}
@@ -85,51 +124,17 @@ func (l *rotLog) apply(x []float64, ldx, cols int) {
 	l.reset()
 }
 
-// applyChunk applies every logged sequence to columns [c0, c1) of x.
-func (l *rotLog) applyChunk(x []float64, ldx, c0, c1 int) {
+// applyPanel applies every logged sequence to one panel.
+func (l *rotLog) applyPanel(x []float64) {
 	for _, q := range l.seqs {
-		rotRows(x[c0:], ldx, c1-c0, q.lo, q.backward, l.cs[q.off:q.off+2*q.count])
-	}
-}
-
-// rotRows applies the rotations cs (pairs c, s) to rows lo+k, lo+k+1 of the
-// w-column block x (row stride ldx), as rotSeq describes.
-func rotRows(x []float64, ldx, w, lo int, backward bool, cs []float64) {
-	count := len(cs) / 2
-	for t := 0; t < count; t++ {
-		k := t
-		if backward {
-			k = count - 1 - t
-		}
-		c, s := cs[2*k], cs[2*k+1]
-		if s == 0 && c == 1 {
-			continue
-		}
-		r0 := x[(lo+k)*ldx : (lo+k)*ldx+w]
-		r1 := x[(lo+k+1)*ldx : (lo+k+1)*ldx+w]
-		rotPair(c, s, r0, r1)
-	}
-}
-
-// rotPair is
-//
-//	for i := range x {
-//		x[i], y[i] = c*x[i]+s*y[i], c*y[i]-s*x[i]
-//	}
-func rotPair(c, s float64, x, y []float64) {
-	y = y[:len(x)]
-	for i, a := range x {
-		b := y[i]
-		x[i] = c*a + s*b
-		y[i] = c*b - s*a
+		rotSeq(x[q.lo*rotChunk:], rotChunk, rotChunk, l.cs[q.off:q.off+2*q.count], q.backward)
 	}
 }
 
 // bdsqrVectors computes the SVD B = Q·diag(σ)·Pᵀ of the n×n upper bidiagonal
 // B with diagonal d and superdiagonal e (length n−1), overwriting d with σ
 // (non-negative, descending), destroying e, and overwriting vt (n×n, row
-// stride ldvt) with Pᵀ·vt and ut (n×n, row stride ldut) with Qᵀ·ut. With vt
-// and ut the identity on entry they hold Pᵀ = VTᵦ and Qᵀ = Uᵦᵀ on return.
+// stride ldvt) with Pᵀ = VTᵦ and ut (n×n, row stride ldut) with Qᵀ = Uᵦᵀ.
 // It returns ErrNoConvergence (unwrapped) if the iteration does not converge
 // within 6n² inner steps, or ctx.Err() when ctx is cancelled.
 func bdsqrVectors(ctx context.Context, n int, d, e []float64, vt []float64, ldvt int, ut []float64, ldut int) error {
@@ -162,10 +167,13 @@ func bdsqrVectors(ctx context.Context, n int, d, e []float64, vt []float64, ldvt
 	thresh := math.Max(tol*sminoa, maxitr*float64(n)*float64(n)*unfl)
 
 	var ulog, vlog rotLog
-	flushAt := max(256*n, 1<<14) // rotations per batch
+	flushAt := max(64*n, 1<<14) // rotations per batch
+	vp, up := newPanels(n, n), newPanels(n, n)
+	vp.setIdentity()
+	up.setIdentity()
 	flush := func() {
-		vlog.apply(vt, ldvt, n)
-		ulog.apply(ut, ldut, n)
+		vlog.apply(vp)
+		ulog.apply(up)
 	}
 	csU := make([]float64, 2*n)
 	csV := make([]float64, 2*n)
@@ -396,6 +404,8 @@ outer:
 		}
 	}
 	flush()
+	vp.toRowMajor(vt, ldvt)
+	up.toRowMajor(ut, ldut)
 
 	// Make the singular values non-negative (negating the rows of vt) and
 	// sort them descending (permuting the rows of vt and ut alike).

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 
-	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas64"
 	"gonum.org/v1/gonum/lapack"
 	"gonum.org/v1/gonum/lapack/gonum"
@@ -22,11 +21,11 @@ import (
 //  2. B = Uᵦ·Σ·VTᵦ by the bidiagonal QR iteration with deferred, blocked
 //     rotations (bdsqrVectors), or, for values only, by dqds (lapack dlasq1).
 //  3. Back-transformation U = Q·Uᵦ, VT = VTᵦ·Pᵀ by blocked Householder
-//     products (lapack dormbr/dormqr).
+//     products in compact WY form on accel.Dgemm (svd_householder.go).
 //
-// The lapack routines of stages 1 and 3 (panel factorizations, reflector
-// products) run on gonum's installed BLAS: after accel.Use() they run on
-// accel's GEMM too.
+// The gonum lapack routines used inside stages 0, 1 and 3 (dgeqrf, the
+// dlabrd panels and their matrix-vector products, dlarft) run on gonum's
+// installed BLAS: after accel.Use() on accel's.
 
 const (
 	gebrdBlock = 32  // panel width of the blocked bidiagonalization
@@ -122,8 +121,8 @@ func svdFast(ctx context.Context, op string, a *mat.Dense, wantVectors bool) (SV
 	}
 
 	// Stage 2: B = Uᵦ·Σ·VTᵦ, with ut = Uᵦᵀ.
-	vt := identity(n)
-	ut := identity(n)
+	vt := make([]float64, n*n)
+	ut := make([]float64, n*n)
 	if err := bdsqrVectors(ctx, n, d, e, vt, n, ut, n); err != nil {
 		return fail(err)
 	}
@@ -138,25 +137,21 @@ func svdFast(ctx context.Context, op string, a *mat.Dense, wantVectors bool) (SV
 			u[i*n+j] = ut[j*n+i]
 		}
 	}
-	impl.Dormbr(lapack.ApplyQ, blas.Left, blas.NoTrans, bm, n, n, ba, bld, tauQ, u, n, work, -1)
-	lw := int(work[0])
-	impl.Dormbr(lapack.ApplyP, blas.Right, blas.Trans, n, n, bm, ba, bld, tauP, vt, n, work, -1)
-	lw = max(lw, int(work[0]))
-	if qrA != nil {
-		impl.Dormqr(blas.Left, blas.NoTrans, m, n, n, qrA, lda, qrTau, u, n, work, -1)
-		lw = max(lw, int(work[0]))
-	}
-	work = growWork(work, lw)
-	impl.Dormbr(lapack.ApplyQ, blas.Left, blas.NoTrans, bm, n, n, ba, bld, tauQ, u, n, work, len(work))
-	if err := ctx.Err(); err != nil {
+	q := reflectors{n: bm, k: n, a: ba, lda: bld, tau: tauQ}
+	if err := q.applyLeft(ctx, u, n, n); err != nil {
 		return SVD{}, err
 	}
-	impl.Dormbr(lapack.ApplyP, blas.Right, blas.Trans, n, n, bm, ba, bld, tauP, vt, n, work, len(work))
-	if qrA != nil {
-		if err := ctx.Err(); err != nil {
+	if n > 1 {
+		p := reflectors{n: n - 1, k: n - 1, a: ba[1:], lda: bld, rowStored: true, tau: tauP}
+		if err := p.applyRightT(ctx, vt[1:], n, n); err != nil {
 			return SVD{}, err
 		}
-		impl.Dormqr(blas.Left, blas.NoTrans, m, n, n, qrA, lda, qrTau, u, n, work, len(work))
+	}
+	if qrA != nil {
+		q0 := reflectors{n: m, k: n, a: qrA, lda: lda, tau: qrTau}
+		if err := q0.applyLeft(ctx, u, n, n); err != nil {
+			return SVD{}, err
+		}
 	}
 	unscale(d)
 	r := SVD{U: mat.NewDense(m, n, u), S: d, VT: mat.NewDense(n, n, vt)}
