@@ -185,6 +185,12 @@ func gemmSerial[T float32 | float64](ks *kernelSet[T], tA, tB bool, m, n, k int,
 	// A packed panel of B serves every row tile of C; with only a couple of
 	// them, the kernels read B in place (rows of B are contiguous unless tB).
 	directB := !tB && m <= 2*mr
+	kcMax := ks.kc
+	if directB {
+		// B read in place is scattered over many pages and lines: keep its
+		// panel, and the packed A panels beside it, well inside L1.
+		kcMax = max(ks.kc/4, 1)
+	}
 	for jc := 0; jc < n; jc += ks.nc {
 		nc := min(ks.nc, n-jc)
 		// Likewise a packed panel of A serves every column tile of C: with a
@@ -192,8 +198,8 @@ func gemmSerial[T float32 | float64](ks *kernelSet[T], tA, tB bool, m, n, k int,
 		// by the contiguous columns of the stored Aᵀ.
 		directA := nc <= 2*nr
 		lastJ := (nc - 1) / nr * nr // first column of the last B panel
-		for pc := 0; pc < k; pc += ks.kc {
-			kc := min(ks.kc, k-pc)
+		for pc := 0; pc < k; pc += kcMax {
+			kc := min(kcMax, k-pc)
 			betaK := beta // the first block of k applies beta, later ones add
 			if pc > 0 {
 				betaK = 1
