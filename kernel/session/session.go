@@ -386,6 +386,9 @@ func (s *Session) failure(ctx context.Context, err error, code string, r run) Re
 // panicResult describes a panic in interpreted code, with the cell lines
 // yaegi reported on the way up (collected by stderrFilter).
 func (s *Session) panicResult(p interp.Panic, code string) Result {
+	if rv, ok := p.Value.(reflect.Value); ok && rv.IsValid() && rv.CanInterface() {
+		p.Value = rv.Interface() // yaegi panics with the reflect.Value of binary values
+	}
 	name := "panic"
 	switch v := p.Value.(type) {
 	case exitPanic:

@@ -7,54 +7,93 @@ import (
 	"go/constant"
 	"go/token"
 	"gonum.org/v1/gonum/mat"
+	"math/rand"
 	"reflect"
 )
 
 func init() {
 	Symbols["github.com/gopeft/gopeft/peft/peft"] = map[string]reflect.Value{
 		// function, constant and variable definitions
+		"AdapterConfigFile":       reflect.ValueOf(constant.MakeFromLiteral("\"adapter_config.json\"", token.STRING, 0)),
+		"AdapterParams":           reflect.ValueOf(peft.AdapterParams),
+		"AdapterWeightsFile":      reflect.ValueOf(constant.MakeFromLiteral("\"adapter_model.safetensors\"", token.STRING, 0)),
 		"Add":                     reflect.ValueOf(peft.Add),
+		"AddAdaLoRA":              reflect.ValueOf(peft.AddAdaLoRA),
+		"AddAdapter":              reflect.ValueOf(peft.AddAdapter),
+		"AddDoRA":                 reflect.ValueOf(peft.AddDoRA),
+		"AddLoRA":                 reflect.ValueOf(peft.AddLoRA),
+		"AddPiSSA":                reflect.ValueOf(peft.AddPiSSA),
 		"AddRow":                  reflect.ValueOf(peft.AddRow),
 		"Amplification":           reflect.ValueOf(peft.Amplification),
+		"BaseParams":              reflect.ValueOf(peft.BaseParams),
 		"CausalSelfAttention":     reflect.ValueOf(peft.CausalSelfAttention),
+		"CharVocab":               reflect.ValueOf(peft.CharVocab),
 		"ConcatCols":              reflect.ValueOf(peft.ConcatCols),
 		"ConcatRows":              reflect.ValueOf(peft.ConcatRows),
 		"CrossEntropy":            reflect.ValueOf(peft.CrossEntropy),
 		"Detach":                  reflect.ValueOf(peft.Detach),
+		"Digits":                  reflect.ValueOf(peft.Digits),
+		"DigitsData":              reflect.ValueOf(peft.DigitsData),
+		"DisableAdapters":         reflect.ValueOf(peft.DisableAdapters),
 		"Div":                     reflect.ValueOf(peft.Div),
 		"Dropout":                 reflect.ValueOf(peft.Dropout),
 		"Embedding":               reflect.ValueOf(peft.Embedding),
+		"EnableAdapters":          reflect.ValueOf(peft.EnableAdapters),
 		"EncodeSafetensors":       reflect.ValueOf(peft.EncodeSafetensors),
+		"Evaluate":                reflect.ValueOf(peft.Evaluate),
 		"FitPowerLaw":             reflect.ValueOf(peft.FitPowerLaw),
 		"FitPowerLawXMin":         reflect.ValueOf(peft.FitPowerLawXMin),
+		"FreezeBase":              reflect.ValueOf(peft.FreezeBase),
 		"FrobeniusNorm":           reflect.ValueOf(peft.FrobeniusNorm),
+		"FullFineTune":            reflect.ValueOf(peft.FullFineTune),
 		"GELU":                    reflect.ValueOf(peft.GELU),
 		"HistogramOf":             reflect.ValueOf(peft.HistogramOf),
+		"LRAt":                    reflect.ValueOf(peft.LRAt),
 		"LayerNorm":               reflect.ValueOf(peft.LayerNorm),
 		"LayerNormEps":            reflect.ValueOf(constant.MakeFromLiteral("9.999999999999999999948913325368725010799941799177759094163775444e-06", token.FLOAT, 0)),
 		"Left":                    reflect.ValueOf(peft.Left),
+		"LoadAdapter":             reflect.ValueOf(peft.LoadAdapter),
+		"LoadModel":               reflect.ValueOf(peft.LoadModel),
+		"LoadModelFrom":           reflect.ValueOf(peft.LoadModelFrom),
 		"MatMul":                  reflect.ValueOf(peft.MatMul),
 		"MatMulT":                 reflect.ValueOf(peft.MatMulT),
 		"Maybe":                   reflect.ValueOf(peft.Maybe),
 		"Mean":                    reflect.ValueOf(peft.Mean),
+		"MergeAdapters":           reflect.ValueOf(peft.MergeAdapters),
+		"Module":                  reflect.ValueOf(peft.Module),
+		"ModuleNames":             reflect.ValueOf(peft.ModuleNames),
 		"Mul":                     reflect.ValueOf(peft.Mul),
 		"MulCol":                  reflect.ValueOf(peft.MulCol),
 		"MulRow":                  reflect.ValueOf(peft.MulRow),
+		"NewAdamW":                reflect.ValueOf(peft.NewAdamW),
 		"NewConst":                reflect.ValueOf(peft.NewConst),
 		"NewESD":                  reflect.ValueOf(peft.NewESD),
+		"NewGPT":                  reflect.ValueOf(peft.NewGPT),
 		"NewGaLore":               reflect.ValueOf(peft.NewGaLore),
+		"NewLinear":               reflect.ValueOf(peft.NewLinear),
+		"NewLoRA":                 reflect.ValueOf(peft.NewLoRA),
+		"NewMLP":                  reflect.ValueOf(peft.NewMLP),
 		"NewMarchenkoPastur":      reflect.ValueOf(peft.NewMarchenkoPastur),
 		"NewParam":                reflect.ValueOf(peft.NewParam),
 		"NewSpectrum":             reflect.ValueOf(peft.NewSpectrum),
+		"NewTeacherTask":          reflect.ValueOf(peft.NewTeacherTask),
+		"NewTextData":             reflect.ValueOf(peft.NewTextData),
 		"OpenSafetensors":         reflect.ValueOf(peft.OpenSafetensors),
 		"ParseSafetensors":        reflect.ValueOf(peft.ParseSafetensors),
+		"PiSSAToLoRA":             reflect.ValueOf(peft.PiSSAToLoRA),
 		"PrincipalAngles":         reflect.ValueOf(peft.PrincipalAngles),
 		"PrincipalAnglesBases":    reflect.ValueOf(peft.PrincipalAnglesBases),
+		"Ranks":                   reflect.ValueOf(peft.Ranks),
 		"ReLU":                    reflect.ValueOf(peft.ReLU),
 		"ReadSafetensors":         reflect.ValueOf(peft.ReadSafetensors),
 		"Right":                   reflect.ValueOf(peft.Right),
 		"RowNorms":                reflect.ValueOf(peft.RowNorms),
+		"SaveAdapter":             reflect.ValueOf(peft.SaveAdapter),
+		"SaveAdapterWith":         reflect.ValueOf(peft.SaveAdapterWith),
+		"SaveModel":               reflect.ValueOf(peft.SaveModel),
+		"SaveModelAs":             reflect.ValueOf(peft.SaveModelAs),
 		"Scale":                   reflect.ValueOf(peft.Scale),
+		"SetAdapter":              reflect.ValueOf(peft.SetAdapter),
 		"Slice":                   reflect.ValueOf(peft.Slice),
 		"Softmax":                 reflect.ValueOf(peft.Softmax),
 		"SpectrumOf":              reflect.ValueOf(peft.SpectrumOf),
@@ -64,37 +103,72 @@ func init() {
 		"SumAll":                  reflect.ValueOf(peft.SumAll),
 		"SumRows":                 reflect.ValueOf(peft.SumRows),
 		"Tanh":                    reflect.ValueOf(peft.Tanh),
+		"Targets":                 reflect.ValueOf(peft.Targets),
+		"Text":                    reflect.ValueOf(peft.Text),
+		"Texts":                   reflect.ValueOf(&peft.Texts).Elem(),
+		"Train":                   reflect.ValueOf(peft.Train),
+		"TrainableOf":             reflect.ValueOf(peft.TrainableOf),
+		"TrainableParams":         reflect.ValueOf(peft.TrainableParams),
 		"Transpose":               reflect.ValueOf(peft.Transpose),
+		"UnfreezeAll":             reflect.ValueOf(peft.UnfreezeAll),
+		"UnmergeAdapters":         reflect.ValueOf(peft.UnmergeAdapters),
 		"UpdateSparsity":          reflect.ValueOf(peft.UpdateSparsity),
 		"WriteSafetensors":        reflect.ValueOf(peft.WriteSafetensors),
 		"WriteSafetensorsShaped":  reflect.ValueOf(peft.WriteSafetensorsShaped),
 
 		// type definitions
+		"AdaLoRA":          reflect.ValueOf((*peft.AdaLoRA)(nil)),
+		"AdaLoRAConfig":    reflect.ValueOf((*peft.AdaLoRAConfig)(nil)),
+		"AdaLoRALayer":     reflect.ValueOf((*peft.AdaLoRALayer)(nil)),
+		"AdamW":            reflect.ValueOf((*peft.AdamW)(nil)),
 		"Adapter":          reflect.ValueOf((*peft.Adapter)(nil)),
+		"AdapterOptions":   reflect.ValueOf((*peft.AdapterOptions)(nil)),
 		"ArgError":         reflect.ValueOf((*peft.ArgError)(nil)),
+		"Batch":            reflect.ValueOf((*peft.Batch)(nil)),
+		"Classification":   reflect.ValueOf((*peft.Classification)(nil)),
+		"Dataset":          reflect.ValueOf((*peft.Dataset)(nil)),
 		"DoRA":             reflect.ValueOf((*peft.DoRA)(nil)),
+		"DoRAConfig":       reflect.ValueOf((*peft.DoRAConfig)(nil)),
 		"ESD":              reflect.ValueOf((*peft.ESD)(nil)),
+		"GPT":              reflect.ValueOf((*peft.GPT)(nil)),
+		"GPTBlock":         reflect.ValueOf((*peft.GPTBlock)(nil)),
+		"GPTConfig":        reflect.ValueOf((*peft.GPTConfig)(nil)),
 		"GaLore":           reflect.ValueOf((*peft.GaLore)(nil)),
 		"GaLoreConfig":     reflect.ValueOf((*peft.GaLoreConfig)(nil)),
 		"Histogram":        reflect.ValueOf((*peft.Histogram)(nil)),
 		"History":          reflect.ValueOf((*peft.History)(nil)),
 		"Hook":             reflect.ValueOf((*peft.Hook)(nil)),
 		"Linear":           reflect.ValueOf((*peft.Linear)(nil)),
+		"LinearModel":      reflect.ValueOf((*peft.LinearModel)(nil)),
+		"LoRA":             reflect.ValueOf((*peft.LoRA)(nil)),
+		"LoRAConfig":       reflect.ValueOf((*peft.LoRAConfig)(nil)),
+		"MLP":              reflect.ValueOf((*peft.MLP)(nil)),
 		"MarchenkoPastur":  reflect.ValueOf((*peft.MarchenkoPastur)(nil)),
+		"Metricer":         reflect.ValueOf((*peft.Metricer)(nil)),
+		"Model":            reflect.ValueOf((*peft.Model)(nil)),
 		"Optimizer":        reflect.ValueOf((*peft.Optimizer)(nil)),
 		"PanicError":       reflect.ValueOf((*peft.PanicError)(nil)),
+		"PiSSAConfig":      reflect.ValueOf((*peft.PiSSAConfig)(nil)),
 		"PowerLaw":         reflect.ValueOf((*peft.PowerLaw)(nil)),
 		"RankTrace":        reflect.ValueOf((*peft.RankTrace)(nil)),
+		"SGD":              reflect.ValueOf((*peft.SGD)(nil)),
 		"SafetensorsError": reflect.ValueOf((*peft.SafetensorsError)(nil)),
 		"SafetensorsFile":  reflect.ValueOf((*peft.SafetensorsFile)(nil)),
 		"ShapeError":       reflect.ValueOf((*peft.ShapeError)(nil)),
 		"Side":             reflect.ValueOf((*peft.Side)(nil)),
 		"Spectrum":         reflect.ValueOf((*peft.Spectrum)(nil)),
+		"TeacherTask":      reflect.ValueOf((*peft.TeacherTask)(nil)),
 		"Tensor":           reflect.ValueOf((*peft.Tensor)(nil)),
+		"TextData":         reflect.ValueOf((*peft.TextData)(nil)),
+		"TrainConfig":      reflect.ValueOf((*peft.TrainConfig)(nil)),
+		"Vocab":            reflect.ValueOf((*peft.Vocab)(nil)),
 
 		// interface wrapper definitions
 		"_Adapter":   reflect.ValueOf((*_github_com_gopeft_gopeft_peft_Adapter)(nil)),
+		"_Dataset":   reflect.ValueOf((*_github_com_gopeft_gopeft_peft_Dataset)(nil)),
 		"_Hook":      reflect.ValueOf((*_github_com_gopeft_gopeft_peft_Hook)(nil)),
+		"_Metricer":  reflect.ValueOf((*_github_com_gopeft_gopeft_peft_Metricer)(nil)),
+		"_Model":     reflect.ValueOf((*_github_com_gopeft_gopeft_peft_Model)(nil)),
 		"_Optimizer": reflect.ValueOf((*_github_com_gopeft_gopeft_peft_Optimizer)(nil)),
 	}
 }
@@ -121,6 +195,20 @@ func (W _github_com_gopeft_gopeft_peft_Adapter) Rank() int {
 	return W.WRank()
 }
 
+// _github_com_gopeft_gopeft_peft_Dataset is an interface wrapper for Dataset type
+type _github_com_gopeft_gopeft_peft_Dataset struct {
+	IValue       interface{}
+	WEvalBatches func() []peft.Batch
+	WSample      func(rng *rand.Rand, size int) peft.Batch
+}
+
+func (W _github_com_gopeft_gopeft_peft_Dataset) EvalBatches() []peft.Batch {
+	return W.WEvalBatches()
+}
+func (W _github_com_gopeft_gopeft_peft_Dataset) Sample(rng *rand.Rand, size int) peft.Batch {
+	return W.WSample(rng, size)
+}
+
 // _github_com_gopeft_gopeft_peft_Hook is an interface wrapper for Hook type
 type _github_com_gopeft_gopeft_peft_Hook struct {
 	IValue         interface{}
@@ -137,6 +225,42 @@ func (W _github_com_gopeft_gopeft_peft_Hook) AfterStep(step int) error {
 }
 func (W _github_com_gopeft_gopeft_peft_Hook) Regularizer(step int) *peft.Tensor {
 	return W.WRegularizer(step)
+}
+
+// _github_com_gopeft_gopeft_peft_Metricer is an interface wrapper for Metricer type
+type _github_com_gopeft_gopeft_peft_Metricer struct {
+	IValue      interface{}
+	WMetric     func(b peft.Batch) float64
+	WMetricName func() string
+}
+
+func (W _github_com_gopeft_gopeft_peft_Metricer) Metric(b peft.Batch) float64 {
+	return W.WMetric(b)
+}
+func (W _github_com_gopeft_gopeft_peft_Metricer) MetricName() string {
+	return W.WMetricName()
+}
+
+// _github_com_gopeft_gopeft_peft_Model is an interface wrapper for Model type
+type _github_com_gopeft_gopeft_peft_Model struct {
+	IValue       interface{}
+	WLoss        func(b peft.Batch) *peft.Tensor
+	WModules     func() []*peft.Linear
+	WParams      func() []*peft.Tensor
+	WSetTraining func(training bool)
+}
+
+func (W _github_com_gopeft_gopeft_peft_Model) Loss(b peft.Batch) *peft.Tensor {
+	return W.WLoss(b)
+}
+func (W _github_com_gopeft_gopeft_peft_Model) Modules() []*peft.Linear {
+	return W.WModules()
+}
+func (W _github_com_gopeft_gopeft_peft_Model) Params() []*peft.Tensor {
+	return W.WParams()
+}
+func (W _github_com_gopeft_gopeft_peft_Model) SetTraining(training bool) {
+	W.WSetTraining(training)
 }
 
 // _github_com_gopeft_gopeft_peft_Optimizer is an interface wrapper for Optimizer type
