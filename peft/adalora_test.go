@@ -512,3 +512,25 @@ func TestAdaLoRATrainDigits(t *testing.T) {
 	}
 	t.Logf("ranks %v, loss %.4f → eval %.4f, accuracy %.3f", ranks, h.Loss[0], h.EvalLoss[0], h.EvalMetric[0])
 }
+
+// ExampleAdaLoRAConfig shows the defaults AddAdaLoRA fills in (PEFT's) and
+// the budgets they give on four layers.
+func ExampleAdaLoRAConfig() {
+	m := peft.NewMLP([]int{16, 16, 16, 16, 16}, 1)
+	a, err := peft.AddAdaLoRA(m, peft.AdaLoRAConfig{TotalStep: 1000, TInit: 100, TFinal: 200, Targets: []string{"fc1", "fc2", "fc3", "fc4"}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	c := a.Config()
+	fmt.Printf("r_init = %d, target_r = %d, ΔT = %d, β = (%g, %g), γ = %g\n", c.InitR, c.TargetR, c.DeltaT, c.Beta1, c.Beta2, c.OrthRegWeight)
+	for _, t := range []int{100, 450, 800} {
+		b, _ := a.Budget(t)
+		fmt.Printf("b(%d) = %d\n", t, b)
+	}
+	// Output:
+	// r_init = 12, target_r = 8, ΔT = 1, β = (0.85, 0.85), γ = 0.5
+	// b(100) = 48
+	// b(450) = 34
+	// b(800) = 32
+}

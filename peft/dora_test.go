@@ -260,3 +260,26 @@ func ExampleDoRA() {
 	// row norms of merged W' = [0.4858 0.5893 0.5483]
 	// trainable 10 of 33 (30.3%)
 }
+
+// ExampleDoRAConfig attaches DoRA to both layers of a classifier and lists
+// the trainable tensors with PEFT's names.
+func ExampleDoRAConfig() {
+	m := peft.NewMLP([]int{6, 4, 3}, 1)
+	if _, err := peft.AddDoRA(m, peft.DoRAConfig{R: 2, Alpha: 4, Targets: []string{"fc1", "fc2"}}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, p := range m.Params() {
+		if p.Trainable {
+			r, c := p.Dims()
+			fmt.Printf("%s %d×%d\n", p.Name, r, c)
+		}
+	}
+	// Output:
+	// fc1.lora_A.default.weight 2×6
+	// fc1.lora_B.default.weight 4×2
+	// fc1.lora_magnitude_vector.default.weight 1×4
+	// fc2.lora_A.default.weight 2×4
+	// fc2.lora_B.default.weight 3×2
+	// fc2.lora_magnitude_vector.default.weight 1×3
+}

@@ -308,3 +308,11 @@ func BenchmarkGaLoreStep(b *testing.B) {
 		}
 	}
 }
+
+// ExampleGaLoreConfig shows the defaults NewGaLore fills in.
+func ExampleGaLoreConfig() {
+	c := peft.NewGaLore(peft.GaLoreConfig{Rank: 8, Targets: []string{"attn.q", "attn.v"}}).Config()
+	fmt.Printf("r = %d, T = %d, α = %g, β = (%g, %g), ε = %g\n", c.Rank, c.UpdateProjGap, c.Scale, c.Beta1, c.Beta2, c.Eps)
+	// Output:
+	// r = 8, T = 200, α = 0.25, β = (0.9, 0.999), ε = 1e-08
+}
