@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"path"
+	"regexp"
 	"strings"
 
 	"github.com/gopeft/gopeft/accel"
@@ -51,8 +52,9 @@ type GaLoreConfig struct {
 	Scale float64
 	// Targets names the matrices to project: a tensor's full name
 	// ("blocks.0.attn.q.weight"), its module's name ("blocks.0.attn.q"), a
-	// dotted suffix of either ("attn.q", "q"), or a path.Match glob over the
-	// full name ("blocks.*.mlp.*"). Only 2-D tensors (both sides > 1) are
+	// dotted suffix of either ("attn.q", "q"), a path.Match glob
+	// ("blocks.*.mlp.*") or a regular expression written ^…$ over either
+	// ("^blocks\.[01]\.attn\.(q|v)$"). Only 2-D tensors (both sides > 1) are
 	// projected. Empty: every 2-D trainable tensor with min(m,n) > Rank.
 	Targets []string
 	// Beta1, Beta2 are Adam's moment decay rates (0 selects 0.9, 0.999).
@@ -112,6 +114,15 @@ func NewGaLore(cfg GaLoreConfig) *GaLore {
 	case math.IsNaN(cfg.Scale) || math.IsInf(cfg.Scale, 0):
 		bad("Scale = %g: want a finite α", cfg.Scale)
 	}
+	for _, p := range cfg.Targets {
+		if strings.HasPrefix(p, "^") && strings.HasSuffix(p, "$") {
+			if _, err := regexp.Compile(p); err != nil {
+				bad("target pattern %q: %v", p, err)
+			}
+		} else if _, err := path.Match(p, ""); err != nil {
+			bad("target pattern %q: %v", p, err)
+		}
+	}
 	return &GaLore{cfg: cfg, state: map[*Tensor]*galoreState{}}
 }
 
@@ -128,7 +139,7 @@ func (g *GaLore) projects(p *Tensor) (bool, error) {
 	if len(g.cfg.Targets) == 0 {
 		return min(m, n) > g.cfg.Rank, nil
 	}
-	if !matchAny(g.cfg.Targets, p.Name) {
+	if !galoreMatch(g.cfg.Targets, p.Name) {
 		return false, nil
 	}
 	if g.cfg.Rank > min(m, n) {
@@ -138,20 +149,28 @@ func (g *GaLore) projects(p *Tensor) (bool, error) {
 	return true, nil
 }
 
-// matchAny reports whether name, or name without its last dotted component
-// (the module of "blocks.0.attn.q.weight"), equals a pattern, ends in
-// "."+pattern, or matches it as a path.Match glob.
-func matchAny(patterns []string, name string) bool {
+// galoreMatch reports whether name, or name without its last dotted
+// component (the module of "blocks.0.attn.q.weight"), equals a pattern,
+// ends in "."+pattern, matches it as a path.Match glob, or, for a pattern
+// written ^…$, matches it as a regular expression (as Targets does).
+func galoreMatch(patterns []string, name string) bool {
 	cands := []string{name}
 	if i := strings.LastIndexByte(name, '.'); i > 0 {
 		cands = append(cands, name[:i])
 	}
 	for _, p := range patterns {
+		var re *regexp.Regexp
+		if strings.HasPrefix(p, "^") && strings.HasSuffix(p, "$") {
+			re, _ = regexp.Compile(p) // checked by NewGaLore
+		}
 		for _, c := range cands {
 			if c == p || strings.HasSuffix(c, "."+p) {
 				return true
 			}
 			if ok, _ := path.Match(p, c); ok {
+				return true
+			}
+			if re != nil && re.MatchString(c) {
 				return true
 			}
 		}

@@ -316,3 +316,38 @@ func ExampleGaLoreConfig() {
 	// Output:
 	// r = 8, T = 200, α = 0.25, β = (0.9, 0.999), ε = 1e-08
 }
+
+// TestGaLoreTargets checks which tensors each kind of pattern projects.
+func TestGaLoreTargets(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 21))
+	names := []string{"blocks.0.attn.q.weight", "blocks.1.attn.v.weight", "blocks.2.attn.q.weight", "blocks.0.mlp.fc.weight", "blocks.0.attn.q.bias"}
+	for _, tc := range []struct {
+		pattern string
+		want    []bool
+	}{
+		{"attn.q", []bool{true, false, true, false, false}},
+		{"blocks.0.mlp.fc", []bool{false, false, false, true, false}},
+		{`^blocks\.[01]\.attn\.(q|v)$`, []bool{true, true, false, false, false}},
+		{"blocks.*.attn.*", []bool{true, true, true, false, false}},
+		{"v", []bool{false, true, false, false, false}},
+	} {
+		opt := peft.NewGaLore(peft.GaLoreConfig{Rank: 2, Targets: []string{tc.pattern}})
+		var ps []*peft.Tensor
+		for _, n := range names {
+			rows := 6
+			if strings.HasSuffix(n, "bias") {
+				rows = 1
+			}
+			ps = append(ps, galoreParam(rng, n, galoreRand(rng, rows, 5)))
+		}
+		opt.Step(ps, 1e-3)
+		for i, p := range ps {
+			if pq, _ := opt.Projector(p); (pq != nil) != tc.want[i] {
+				t.Errorf("pattern %q: %s projected = %v, want %v", tc.pattern, p.Name, pq != nil, tc.want[i])
+			}
+		}
+	}
+	if err := peft.Maybe(func() { peft.NewGaLore(peft.GaLoreConfig{Rank: 2, Targets: []string{"^(q$"}}) }); err == nil || !strings.Contains(err.Error(), "^(q$") {
+		t.Errorf("bad regular expression: err = %v", err)
+	}
+}
