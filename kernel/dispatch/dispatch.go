@@ -76,7 +76,9 @@ type Kernel struct {
 	// Owned by the shell goroutine.
 	count        int
 	history      history
-	abortPending bool // stop_on_error: abort the queued executes
+	abortPending bool      // stop_on_error: abort the queued executes
+	abortUntil   time.Time // and late arrivals before this time,
+	failedAt     time.Time // if sent before the last failure
 }
 
 // New returns a Kernel serving conn with eng.

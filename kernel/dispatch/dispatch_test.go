@@ -446,6 +446,33 @@ func TestStopOnErrorAbortsQueuedExecutes(t *testing.T) {
 	}
 }
 
+func TestStopOnErrorLateArrivals(t *testing.T) {
+	h := start(t)
+	exec := func(code string) *wire.Message {
+		return h.cl.NewRequest("execute_request", map[string]any{"code": code, "stop_on_error": true})
+	}
+	// Queued by the front-end before the failure, delivered just after it.
+	late := exec("print late")
+	fail := exec("fail now")
+	h.cl.Send(wire.Shell, fail)
+	if r := h.reply(wire.Shell, fail.Header.MsgID); r["status"] != "error" {
+		t.Fatal(r)
+	}
+	h.cl.Send(wire.Shell, late)
+	if r := h.reply(wire.Shell, late.Header.MsgID); r["status"] != "aborted" {
+		t.Errorf("late-delivered queued cell: %v", r["status"])
+	}
+	// Sent after the client saw the error reply: runs.
+	fail = exec("fail again")
+	h.cl.Send(wire.Shell, fail)
+	h.reply(wire.Shell, fail.Header.MsgID)
+	next := exec("result next")
+	h.cl.Send(wire.Shell, next)
+	if r := h.reply(wire.Shell, next.Header.MsgID); r["status"] != "ok" {
+		t.Errorf("cell sent after the error reply was aborted: %v", r)
+	}
+}
+
 func TestInterrupt(t *testing.T) {
 	h := start(t)
 	if rep, _ := h.execute("result 1", nil); rep["status"] != "ok" {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/gopeft/gopeft/kernel/session"
@@ -23,6 +24,10 @@ type executeRequest struct {
 }
 
 func (k *Kernel) execute(m *wire.Message) {
+	if k.lateQueued(m) {
+		k.reply(wire.Shell, m, map[string]any{"status": "aborted", "execution_count": k.count})
+		return
+	}
 	var req executeRequest
 	if !k.decode(wire.Shell, m, &req) {
 		return
@@ -43,6 +48,7 @@ func (k *Kernel) execute(m *wire.Message) {
 
 	var outText *string
 	if res.Error != nil {
+		k.failedAt = time.Now()
 		e := res.Error
 		tb := e.Traceback
 		if tb == nil {
@@ -139,9 +145,29 @@ func (k *Kernel) userExpressions(exprs map[string]string, count int) map[string]
 	return out
 }
 
-// abortQueued answers every execute_request already queued on shell with
-// status "aborted" (stop_on_error); other queued requests are served in order.
+// abortWindow is how long after a failed cell (stop_on_error) newly arriving
+// execute_requests may still be aborted: a front-end that sent "run all" may
+// not have delivered every cell by the time the first one fails.
+const abortWindow = 50 * time.Millisecond
+
+// lateQueued reports whether m is an execute_request that the front-end
+// queued before the failure it must be aborted for, but that arrived just
+// after: it arrives within abortWindow and its header was dated before the
+// error. A client that saw the error reply and then sent a request is not
+// affected.
+func (k *Kernel) lateQueued(m *wire.Message) bool {
+	if k.failedAt.IsZero() || time.Now().After(k.abortUntil) {
+		return false
+	}
+	sent, err := time.Parse(time.RFC3339Nano, m.Header.Date)
+	return err == nil && sent.Before(k.failedAt)
+}
+
+// abortQueued answers every execute_request already queued on shell, and
+// those arriving within abortWindow, with status "aborted" (stop_on_error);
+// other queued requests are served in order.
 func (k *Kernel) abortQueued() {
+	defer func() { k.abortUntil = time.Now().Add(abortWindow) }()
 	for {
 		select {
 		case m := <-k.shellQ:
