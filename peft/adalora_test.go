@@ -386,20 +386,38 @@ func TestAdaLoRABadInput(t *testing.T) {
 	}
 }
 
-// BenchmarkAdaLoRAAllocate measures the controller's work per step
-// (importance EMAs and an allocation) on four 64×64 layers at r_init = 12.
-func BenchmarkAdaLoRAAllocate(b *testing.B) {
+// BenchmarkAdaLoRA measures the controller's work per step (importance
+// EMAs and an allocation, "hook") against the forward and backward pass of
+// the same model on a batch of 32 ("fwd-bwd"), on four 64×64 layers at
+// r_init = 12.
+func BenchmarkAdaLoRA(b *testing.B) {
 	m := peft.NewMLP([]int{64, 64, 64, 64, 64}, 1)
 	a, err := peft.AddAdaLoRA(m, peft.AdaLoRAConfig{TotalStep: 1 << 30, Targets: []string{"fc1", "fc2", "fc3", "fc4"}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	adaRandomGrads(rand.New(rand.NewPCG(1, 1)), a)
-	b.ReportAllocs()
-	for i := 0; b.Loop(); i++ {
-		a.AfterBackward(i + 1)
-		_ = a.AfterStep(i + 1)
+	rng := rand.New(rand.NewPCG(1, 1))
+	for _, l := range a.Layers {
+		doraFill(rng, l.E.Value, 1)
 	}
+	batch := adaTask(1, 32, 64, 64)
+	b.Run("fwd-bwd", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			for _, p := range a.Params() {
+				p.Grad = nil
+			}
+			peft.Add(m.Loss(batch), a.Regularizer(i+1)).Backward()
+		}
+	})
+	adaRandomGrads(rng, a)
+	b.Run("hook", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			a.AfterBackward(i + 1)
+			_ = a.AfterStep(i + 1)
+		}
+	})
 }
 
 // ExampleAdaLoRA trains a small classifier with AdaLoRA on all four layers
