@@ -18,22 +18,26 @@ import (
 //	ΔW = P·diag(λ)·Q,  P: out×r (lora_B), λ: r×1 (lora_E, init 0), Q: r×in (lora_A)
 //	y  = x·Wᵀ + b + α/(r_init + 1e-5) · x̃·(Q ⊙ λ)ᵀ·Pᵀ         x (n×in), y (n×out)
 //
-// The AdaLoRA value is the controller: a Hook that, at every step t,
+// The AdaLoRA value is the controller, a Hook. At every step t it scores
+// every entry w of P, λ and Q by its sensitivity, smoothed, times its
+// uncertainty, and each triplet i of a layer by the sum of its parts:
 //
-//   - scores every entry w of P, λ, Q by its sensitivity I = |w ⊙ ∂L/∂w|,
-//     smoothed Ī ← β₁Ī + (1−β₁)I, with uncertainty Ū ← β₂Ū + (1−β₂)|I − Ī|,
-//     and importance s(w) = Ī·Ū;
-//   - scores triplet i of a layer by S_i = s(λ_i) + mean_j s(Q_ij) + mean_j s(P_ji);
-//   - every ΔT steps, zeroes the λ_i of the b₀ − b(t) lowest-scoring
-//     triplets across all layers (b₀ = Σ r_init, b_T = L·target_r), with the
-//     cubic budget
-//     b(t) = b₀                                            t ≤ t_i
-//     b(t) = ⌊b_T + (b₀−b_T)(1 − (t−t_i)/(T−t_i−t_f))³⌋     t_i < t ≤ T−t_f
-//     b(t) = b_T                                           t > T−t_f
-//     (after T−t_f the allocation of step T−t_f is kept fixed);
-//   - adds to the loss the orthogonality regularizer
-//     R = γ/(2L) · Σ_layers (‖PᵀP − I‖_F + ‖QQᵀ − I‖_F),
-//     the mean over all 2L matrices, as PEFT computes it.
+//	I = |w ⊙ ∂L/∂w|,  Ī ← β₁Ī + (1−β₁)I,  Ū ← β₂Ū + (1−β₂)|I − Ī|,  s(w) = Ī·Ū
+//	S_i = s(λ_i) + mean_j s(Q_ij) + mean_j s(P_ji)
+//
+// Every ΔT steps it zeroes the λ_i of the b₀ − b(t) lowest-scoring triplets
+// across all layers, with b₀ = Σ r_init, b_T = L·target_r and the cubic
+// budget
+//
+//	b(t) = b₀                                               t ≤ t_i
+//	b(t) = ⌊b_T + (b₀−b_T)·(1 − (t−t_i)/(T−t_i−t_f))³⌋       t_i < t ≤ T−t_f
+//	b(t) = b_T                                              t > T−t_f
+//
+// and after T − t_f it keeps the allocation of step T − t_f. It adds to the
+// loss the orthogonality regularizer, the mean over all 2L matrices as PEFT
+// computes it:
+//
+//	R = γ/(2L) · Σ_layers (‖PᵀP − I‖_F + ‖QQᵀ − I‖_F)
 //
 // A layer's rank is the number of triplets kept at the last allocation; a
 // zeroed λ may grow back between allocations, as in the paper and PEFT.
