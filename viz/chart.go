@@ -1,0 +1,289 @@
+package viz
+
+import (
+	"bytes"
+	"fmt"
+	"image/color"
+	"math"
+	"strings"
+
+	xfont "golang.org/x/image/font"
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/font"
+	"gonum.org/v1/plot/text"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+	"gonum.org/v1/plot/vg/vgsvg"
+)
+
+// Chart is a figure: one or more gonum/plot panels laid out in rows, with an
+// optional title over them and a footer line under them. It is drawn when
+// PNG, SVG or Render is called, from data copied when the chart was made, so
+// a chart never changes after its constructor returns (a training loop may
+// keep appending to the History it came from).
+//
+// A notebook shows a Chart inline by itself: it has PNG() []byte and
+// SVG() string, the display contract of package nb.
+type Chart struct {
+	// Title is drawn over the whole figure ("" for none). Panels have their
+	// own titles.
+	Title string
+	// Footer is a line of text drawn under the figure ("" for none).
+	Footer string
+	// Width and Height are the display size in CSS pixels (1/96 inch).
+	Width, Height int
+	// Scale is the PNG's pixel density: the PNG is Width·Scale ×
+	// Height·Scale pixels, so that it stays crisp on high-density screens
+	// when shown at Width×Height. 0 means 2.
+	Scale float64
+
+	rows [][]cell
+}
+
+// cell is one panel of a figure: a plot, or a nested chart (Grid), taking
+// weight of its row's width.
+type cell struct {
+	p      *plot.Plot
+	sub    *Chart
+	weight float64
+}
+
+// Default display sizes, in CSS pixels.
+const (
+	defaultWidth  = 720
+	defaultHeight = 400
+)
+
+// pxLen converts CSS pixels to vg lengths (points).
+func pxLen(px int) vg.Length { return vg.Length(px) * vg.Inch / 96 }
+
+// Plots returns the chart's gonum/plot panels, row by row (nested charts
+// of a Grid are not included), for users who want to restyle them before
+// rendering.
+func (c *Chart) Plots() []*plot.Plot {
+	var ps []*plot.Plot
+	for _, row := range c.rows {
+		for _, cl := range row {
+			if cl.p != nil {
+				ps = append(ps, cl.p)
+			}
+		}
+	}
+	return ps
+}
+
+// PNG returns the chart as a PNG image of Width·Scale × Height·Scale
+// pixels, or nil if it cannot be drawn (Render says why).
+func (c *Chart) PNG() []byte {
+	b, err := c.Render("png")
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// SVG returns the chart as an SVG document of Width×Height pixels, or ""
+// if it cannot be drawn (Render says why).
+func (c *Chart) SVG() string {
+	b, err := c.Render("svg")
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+// Render draws the chart as "png" or "svg" and returns the encoded bytes. A
+// panic inside gonum/plot is returned as an error, never raised.
+func (c *Chart) Render(format string) (out []byte, err error) {
+	if c == nil {
+		return nil, fmt.Errorf("viz: Render: nil chart")
+	}
+	w, h := c.Width, c.Height
+	if w <= 0 || h <= 0 {
+		return nil, fmt.Errorf("viz: Render %q: size %d×%d px, want both > 0", c.Title, w, h)
+	}
+	scale := c.Scale
+	if scale == 0 {
+		scale = 2
+	}
+	if !(scale > 0 && scale <= 8) {
+		return nil, fmt.Errorf("viz: Render %q: Scale %v, want in (0, 8]", c.Title, scale)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = nil, fmt.Errorf("viz: Render %q: %v", c.Title, r)
+		}
+	}()
+	var buf bytes.Buffer
+	switch strings.ToLower(format) {
+	case "png":
+		img := vgimg.NewWith(vgimg.UseWH(pxLen(w), pxLen(h)), vgimg.UseDPI(int(math.Round(96*scale))))
+		c.drawInto(draw.New(img))
+		if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(&buf); err != nil {
+			return nil, fmt.Errorf("viz: Render %q as PNG: %w", c.Title, err)
+		}
+	case "svg":
+		s := vgsvg.New(pxLen(w), pxLen(h))
+		dc := draw.New(s)
+		dc.FillPolygon(color.White, rectPts(dc.Rectangle))
+		c.drawInto(dc)
+		if _, err := s.WriteTo(&buf); err != nil {
+			return nil, fmt.Errorf("viz: Render %q as SVG: %w", c.Title, err)
+		}
+	default:
+		return nil, fmt.Errorf("viz: Render %q: unknown format %q, want \"png\" or \"svg\"", c.Title, format)
+	}
+	return buf.Bytes(), nil
+}
+
+func rectPts(r vg.Rectangle) []vg.Point {
+	return []vg.Point{r.Min, {X: r.Max.X, Y: r.Min.Y}, r.Max, {X: r.Min.X, Y: r.Max.Y}}
+}
+
+var (
+	titleStyle = text.Style{
+		Color: color.Black, Font: font.From(font.Font{Typeface: "Liberation", Variant: "Sans", Weight: xfont.WeightBold}, 14),
+		XAlign: draw.XCenter, YAlign: draw.YTop, Handler: plot.DefaultTextHandler,
+	}
+	footerStyle = text.Style{
+		Color: color.Gray{Y: 0x30}, Font: font.From(sans, 10),
+		XAlign: draw.XLeft, YAlign: draw.YBottom, Handler: plot.DefaultTextHandler,
+	}
+)
+
+// drawInto draws the figure on dc: title, rows of cells, footer.
+func (c *Chart) drawInto(dc draw.Canvas) {
+	pad := vg.Points(4)
+	if c.Title != "" {
+		top := vg.Point{X: (dc.Min.X + dc.Max.X) / 2, Y: dc.Max.Y - pad}
+		dc.FillText(titleStyle, top, c.Title)
+		dc.Max.Y -= titleStyle.Height(c.Title) + 2*pad
+	}
+	if c.Footer != "" {
+		dc.FillText(footerStyle, vg.Point{X: dc.Min.X + 2*pad, Y: dc.Min.Y + pad}, c.Footer)
+		dc.Min.Y += footerStyle.Height(c.Footer) + 2*pad
+	}
+	n := len(c.rows)
+	if n == 0 {
+		return
+	}
+	rh := (dc.Max.Y - dc.Min.Y) / vg.Length(n)
+	for i, row := range c.rows {
+		rc := dc
+		rc.Max.Y = dc.Max.Y - vg.Length(i)*rh
+		rc.Min.Y = rc.Max.Y - rh
+		drawRow(rc, row)
+	}
+}
+
+// drawRow splits rc by the cells' weights and draws them, aligning the
+// data areas of the row's plots vertically (same bottom and top padding), so
+// that a heat map and the bar chart beside it share their rows.
+func drawRow(rc draw.Canvas, row []cell) {
+	var total float64
+	for _, cl := range row {
+		total += cl.weight
+	}
+	cs := make([]draw.Canvas, len(row))
+	rc.Max.X -= vg.Points(6) // right margin: nothing touches the edge
+	x := rc.Min.X
+	gap := vg.Points(10) // between panels of a row
+	for i, cl := range row {
+		w := (rc.Max.X - rc.Min.X) * vg.Length(cl.weight/total)
+		cs[i] = rc
+		cs[i].Min.X, cs[i].Max.X = x, x+w
+		if i > 0 {
+			cs[i].Min.X += gap
+		}
+		x += w
+	}
+	var bottom, top vg.Length
+	for i, cl := range row {
+		if cl.p == nil {
+			continue
+		}
+		d := cl.p.DataCanvas(cs[i])
+		bottom = max(bottom, d.Min.Y-cs[i].Min.Y)
+		top = max(top, cs[i].Max.Y-d.Max.Y)
+	}
+	for i, cl := range row {
+		if cl.sub != nil {
+			cl.sub.drawInto(cs[i])
+			continue
+		}
+		d := cl.p.DataCanvas(cs[i])
+		c := cs[i]
+		c.Min.Y += bottom - (d.Min.Y - cs[i].Min.Y)
+		c.Max.Y -= top - (cs[i].Max.Y - d.Max.Y)
+		cl.p.Draw(c)
+	}
+}
+
+// newPlot returns a plot with the package's style: light grid, legend at the
+// top right with a translucent background.
+func newPlot(title, xlabel, ylabel string) *plot.Plot {
+	p := plot.New()
+	p.Title.Text = title
+	p.Title.TextStyle.Font.Size = 12
+	p.X.Label.Text = xlabel
+	p.Y.Label.Text = ylabel
+	p.X.Label.TextStyle.Font.Size = 11
+	p.Y.Label.TextStyle.Font.Size = 11
+	p.Legend.Top = true
+	p.Legend.TextStyle.Font.Size = 9
+	p.Legend.ThumbnailWidth = vg.Points(18)
+	for _, f := range []*font.Font{&p.Title.TextStyle.Font, &p.X.Label.TextStyle.Font, &p.Y.Label.TextStyle.Font,
+		&p.X.Tick.Label.Font, &p.Y.Tick.Label.Font, &p.Legend.TextStyle.Font} {
+		f.Typeface, f.Variant = sans.Typeface, sans.Variant
+	}
+	return p
+}
+
+// sans is the face of all the package's text.
+var sans = font.Font{Typeface: "Liberation", Variant: "Sans"}
+
+// palette10 is the Okabe–Ito colour-blind-safe palette, then grays.
+var palette10 = []color.Color{
+	color.RGBA{0x00, 0x72, 0xB2, 0xff}, // blue
+	color.RGBA{0xD5, 0x5E, 0x00, 0xff}, // vermillion
+	color.RGBA{0x00, 0x9E, 0x73, 0xff}, // bluish green
+	color.RGBA{0xCC, 0x79, 0xA7, 0xff}, // reddish purple
+	color.RGBA{0xE6, 0x9F, 0x00, 0xff}, // orange
+	color.RGBA{0x56, 0xB4, 0xE9, 0xff}, // sky blue
+	color.RGBA{0x00, 0x00, 0x00, 0xff}, // black
+	color.RGBA{0xF0, 0xE4, 0x42, 0xff}, // yellow
+	color.RGBA{0x88, 0x88, 0x88, 0xff},
+	color.RGBA{0x44, 0x44, 0x44, 0xff},
+}
+
+func seriesColor(i int) color.Color { return palette10[i%len(palette10)] }
+
+// faded returns c with opacity a (0…1), premultiplied.
+func faded(c color.Color, a float64) color.Color {
+	r, g, b, _ := c.RGBA()
+	return color.RGBA64{
+		R: uint16(float64(r) * a), G: uint16(float64(g) * a), B: uint16(float64(b) * a), A: uint16(0xffff * a),
+	}
+}
+
+// dashes used for the marker lines of the n-th series.
+var dashes = [][]vg.Length{nil, {vg.Points(6), vg.Points(3)}, {vg.Points(2), vg.Points(2)}, {vg.Points(8), vg.Points(2), vg.Points(2), vg.Points(2)}}
+
+// checkFinite returns an error naming the series and the first bad value.
+func checkFinite(chart, series string, xs []float64) error {
+	for i, v := range xs {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return fmt.Errorf("viz: %s: series %q: value %d is %v", chart, series, i, v)
+		}
+	}
+	return nil
+}
+
+// seriesName returns name, or a stand-in naming the series' position.
+func seriesName(name string, i int) string {
+	if name == "" {
+		return fmt.Sprintf("series %d", i+1)
+	}
+	return name
+}
