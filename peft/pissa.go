@@ -50,6 +50,12 @@ type PiSSAConfig struct {
 // error (rank out of range, an unknown module, a module that already has an
 // adapter, an SVD failure) no weight is changed.
 func AddPiSSA(m Model, cfg PiSSAConfig) ([]*LoRA, error) {
+	return AddPiSSAContext(context.Background(), m, cfg)
+}
+
+// AddPiSSAContext is AddPiSSA with a context: cancelling ctx stops the SVDs
+// and returns its error, with no weight changed.
+func AddPiSSAContext(ctx context.Context, m Model, cfg PiSSAConfig) ([]*LoRA, error) {
 	name := cfg.Name
 	if name == "" {
 		name = "default"
@@ -69,7 +75,7 @@ func AddPiSSA(m Model, cfg PiSSAConfig) ([]*LoRA, error) {
 		if err != nil {
 			return nil, err
 		}
-		wres, err := pissaInit(context.Background(), l.Name, a, l.W.Value, cfg.NIter, rng.Uint64())
+		wres, err := pissaInit(ctx, l.Name, a, l.W.Value, cfg.NIter, rng.Uint64())
 		if err != nil {
 			return nil, err
 		}

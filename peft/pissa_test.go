@@ -2,6 +2,7 @@ package peft_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -241,4 +242,20 @@ func ExamplePiSSAToLoRA() {
 	// Output:
 	// rank 4, α = 8, s = 2
 	// max |W + s·B'·A' − (W_res + s·B·A)| < 1e-12: true
+}
+
+// TestPiSSACancel: a cancelled context stops the init with its error and
+// leaves the model as it was.
+func TestPiSSACancel(t *testing.T) {
+	m := peft.NewMLP([]int{6, 7, 4}, 3)
+	w := mat.DenseCopyOf(m.Layers[0].W.Value)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := peft.AddPiSSAContext(ctx, m, peft.PiSSAConfig{R: 2, Targets: []string{"fc1"}})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("err = %v, want context.Canceled", err)
+	}
+	if !mat.Equal(w, m.Layers[0].W.Value) || len(m.Layers[0].Adapters) != 0 {
+		t.Error("a cancelled AddPiSSA changed the model")
+	}
 }
