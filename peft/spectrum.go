@@ -6,6 +6,7 @@ import (
 	"math"
 	"sort"
 
+	"github.com/gopeft/gopeft/accel"
 	"gonum.org/v1/gonum/mat"
 )
 
@@ -219,15 +220,8 @@ func checkFiniteMatrix(op, name string, a mat.Matrix) error {
 	return nil
 }
 
-// singularValues returns the singular values of a (unsorted order allowed).
-// It is the one place that calls the SVD for spectra.
+// singularValues returns the singular values of a, descending: the one
+// place that takes the SVD for spectra (accel's, cancellable).
 func singularValues(ctx context.Context, a mat.Matrix) ([]float64, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	var svd mat.SVD
-	if !svd.Factorize(a, mat.SVDNone) {
-		return nil, fmt.Errorf("SVD did not converge")
-	}
-	return svd.Values(nil), nil
+	return accel.SingularValues(ctx, a)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/gopeft/gopeft/accel"
 	"gonum.org/v1/gonum/mat"
 )
 
@@ -193,8 +194,8 @@ func UpdateSparsity(dw mat.Matrix, tol float64) (float64, error) {
 	return float64(c) / float64(m*n), nil
 }
 
-// singularBasis returns the top-k singular vectors of a on side (d×k).
-// The SVD is taken once per call; ctx is checked before it.
+// singularBasis returns the top-k singular vectors of a on side (d×k),
+// from accel's thin SVD (cancellable through ctx).
 func singularBasis(ctx context.Context, op, name string, a mat.Matrix, side Side, k int) (*mat.Dense, error) {
 	m, n := a.Dims()
 	if m == 0 || n == 0 {
@@ -206,25 +207,20 @@ func singularBasis(ctx context.Context, op, name string, a mat.Matrix, side Side
 	if err := checkFiniteMatrix(op, name, a); err != nil {
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
+	svd, err := accel.ThinSVD(ctx, a)
+	if err != nil {
+		return nil, fmt.Errorf("peft: %s: SVD of %s %s: %w", op, name, shapeOf(m, n), err)
 	}
-	var svd mat.SVD
-	kind := mat.SVDThinU
+	var full mat.Matrix = svd.U // m×p
 	if side == Right {
-		kind = mat.SVDThinV
-	}
-	if !svd.Factorize(a, kind) {
-		return nil, fmt.Errorf("peft: %s: SVD of %s %s did not converge", op, name, shapeOf(m, n))
-	}
-	var full mat.Dense
-	if side == Right {
-		svd.VTo(&full)
-	} else {
-		svd.UTo(&full)
+		full = svd.VT.T() // n×p
 	}
 	rows, _ := full.Dims()
 	basis := mat.NewDense(rows, k, nil)
-	basis.Copy(full.Slice(0, rows, 0, k))
+	for i := 0; i < rows; i++ {
+		for j := 0; j < k; j++ {
+			basis.Set(i, j, full.At(i, j))
+		}
+	}
 	return basis, nil
 }
