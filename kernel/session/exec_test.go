@@ -194,13 +194,13 @@ func TestCellShapes(t *testing.T) {
 	s := newSession(t)
 	cases := []struct{ code, want string }{
 		{"a := 2\nfunc sq(x int) int { return x * x }\nb := sq(a)\ntype pair struct{ L, R int }\npair{a, b}", "{L:2 R:4}"},
-		{"func sq(x int) int { return x * x * x }\nsq(2)", "8"},                 // redefined func
+		{"func sq(x int) int { return x * x * x }\nsq(2)", "8"},                                               // redefined func
 		{"type pair struct{ L, R int }\nfunc (p pair) Sum() int { return p.L + p.R }\npair{1, 2}.Sum()", "3"}, // same type, new method
-		{"a = 10\na", "10"},                                                     // assignment shows nothing, then a
-		{"if a > 5 {\n\ta = 0\n}", "<none>"},                                   // statement: nothing
-		{"func f() {}\nf()", "<none>"},                                         // void call: nothing
+		{"a = 10\na", "10"},                  // assignment shows nothing, then a
+		{"if a > 5 {\n\ta = 0\n}", "<none>"}, // statement: nothing
+		{"func f() {}\nf()", "<none>"},       // void call: nothing
 		{"func two() (int, string) { return 1, \"x\" }\ntwo()", "(1, \"x\")"}, // several values
-		{"fmt.Println(\"x\")", "<none>"},                                       // print call: no (n, err)
+		{"fmt.Println(\"x\")", "<none>"},                                      // print call: no (n, err)
 		{"var e error\ne", "<nil>"},
 		{"// comment only", "<none>"},
 		{"x := []float64{1, 2}; x[1]", "2"},

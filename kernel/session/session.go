@@ -399,6 +399,10 @@ func (s *Session) panicResult(p interp.Panic, code string) Result {
 		name = fmt.Sprintf("%T", v)
 	}
 	value := fmt.Sprint(p.Value)
+	if str, ok := p.Value.(string); ok && strings.HasPrefix(str, "reflect: slice index out of range") {
+		// yaegi indexes interpreted slices through reflect.
+		name, value = "runtime error", "index out of range"
+	}
 	if e, ok := p.Value.(runtime.Error); ok {
 		value = strings.TrimPrefix(e.Error(), "runtime error: ")
 	}

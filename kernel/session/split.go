@@ -21,6 +21,7 @@ type segment struct {
 	start, end int // byte offsets in the cell
 	line       int // cell line (1-based) of its first token
 	decl       bool
+	imp        bool // an import declaration (runs of imports stay apart: Go wants them first)
 }
 
 // run is a sequence of consecutive declarations, or of statements.
@@ -97,6 +98,7 @@ func splitCell(code string) ([]run, error) {
 		}
 		s := segment{start: toks[first].off, end: toks[last].end(), line: file.Line(file.Pos(toks[first].off))}
 		s.decl = isDecl(toks[first : last+1])
+		s.imp = toks[first].tok == token.IMPORT
 		segs = append(segs, s)
 		first = -1
 	}
@@ -129,7 +131,7 @@ func splitCell(code string) ([]run, error) {
 	}
 	var runs []run
 	for _, s := range segs {
-		if n := len(runs); n > 0 && runs[n-1].decl == s.decl {
+		if n := len(runs); n > 0 && runs[n-1].decl == s.decl && runs[n-1].segs[0].imp == s.imp {
 			r := &runs[n-1]
 			r.segs = append(r.segs, s)
 			r.src = code[r.start:s.end]
