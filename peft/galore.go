@@ -27,10 +27,10 @@ import (
 //
 // so its state is 2·max(m,n)·r moment entries plus a min(m,n)·r projector
 // instead of Adam's 2·m·n. The moments are not rotated when the projector
-// changes, as in the paper's code. Every other trainable tensor (biases, norms,
-// untargeted matrices) gets plain AdamW with the same β₁, β₂, ε. Weight
-// decay is decoupled, W ← W·(1 − η·λ), applied before the update as in
-// torch's AdamW. With SGD set, the projected step is W ← W − η·α·back(R):
+// changes, as in the paper's code. Every other trainable tensor (biases,
+// norms, untargeted matrices) gets plain AdamW with the same β₁, β₂, ε.
+// Weight decay is decoupled, W ← W·(1 − η·λ), applied before the update as
+// in torch's AdamW. With SGD set, the projected step is W ← W − η·α·back(R):
 // for r = min(m,n) and α = 1 it is plain SGD, W ← W − η·G.
 //
 // GaLore implements Optimizer.

@@ -281,6 +281,9 @@ func TestGaLoreTrainDigits(t *testing.T) {
 	if gl.StateBytes() != want {
 		t.Errorf("GaLore state %d bytes, want %d", gl.StateBytes(), want)
 	}
+	if wantAdam := 8 * 2 * (32*64 + 32 + 10*32 + 10); adam.StateBytes() != wantAdam {
+		t.Errorf("AdamW state %d bytes, want 2mn floats per tensor, %d", adam.StateBytes(), wantAdam)
+	}
 	t.Logf("eval loss: GaLore r=4 %.4f (state %d B), AdamW %.4f (state %d B); accuracy %.3f vs %.3f",
 		last, gl.StateBytes(), ha.EvalLoss[0], adam.StateBytes(), hg.EvalMetric[0], ha.EvalMetric[0])
 }
