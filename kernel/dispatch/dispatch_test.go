@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -735,4 +736,34 @@ func TestShutdownInterruptsRunningCell(t *testing.T) {
 		t.Fatal("Run did not return")
 	}
 	_ = id
+}
+
+// The dispatcher itself keeps nothing per execute but a history entry.
+func TestNoMemoryGrowthPerExecute(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow")
+	}
+	h := start(t)
+	heap := func() uint64 {
+		var ms runtime.MemStats
+		runtime.GC()
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	for i := 0; i < 200; i++ {
+		h.execute("result 1", nil)
+	}
+	before := heap()
+	const n = 2000
+	for i := 0; i < n; i++ {
+		h.execute("result 1", nil)
+	}
+	after := heap()
+	// Client and kernel share this heap; a history entry is ~60 bytes.
+	per := (float64(after) - float64(before)) / n
+	t.Logf("heap %d KiB -> %d KiB over %d executes (%.0f B each)", before>>10, after>>10, n, per)
+	if per > 300 {
+		t.Errorf("heap grows by %.0f bytes per execute", per)
+	}
 }

@@ -71,7 +71,7 @@ class GopeftKernelTests(jupyter_kernel_test.KernelTests):
     def setUpClass(cls):
         super().setUpClass()
         # Wait for the interpreter so that the suite's 15 s timeouts hold.
-        cls.kc.execute_interactive("0", timeout=TIMEOUT)
+        cls.kc.execute_interactive("0", timeout=TIMEOUT, output_hook=lambda msg: None)
 
 
 def collect(kc, msg_id, timeout=TIMEOUT):
@@ -101,7 +101,7 @@ class KernelCase(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.km, cls.kc = start_new_kernel(kernel_name=KERNEL_NAME)
-        cls.kc.execute_interactive("0", timeout=TIMEOUT)
+        cls.kc.execute_interactive("0", timeout=TIMEOUT, output_hook=lambda msg: None)
 
     @classmethod
     def tearDownClass(cls):

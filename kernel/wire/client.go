@@ -35,12 +35,15 @@ func Dial(info ConnectionInfo) (*Client, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cl := &Client{Session: NewID(), signer: signer, ctx: ctx, cancel: cancel}
-	id := zmq4.WithID(zmq4.SocketIdentity(cl.Session))
-	cl.socks[Shell] = zmq4.NewDealer(ctx, id)
-	cl.socks[Control] = zmq4.NewDealer(ctx, id)
-	cl.socks[Stdin] = zmq4.NewDealer(ctx, id)
-	cl.socks[IOPub] = zmq4.NewSub(ctx)
-	cl.hb = zmq4.NewReq(ctx)
+	// Retry every 5 ms for up to 20 s, so that a client started together
+	// with a kernel connects as soon as the kernel listens.
+	retry := []zmq4.Option{zmq4.WithDialerRetry(5 * time.Millisecond), zmq4.WithDialerMaxRetries(4000)}
+	id := append([]zmq4.Option{zmq4.WithID(zmq4.SocketIdentity(cl.Session))}, retry...)
+	cl.socks[Shell] = zmq4.NewDealer(ctx, id...)
+	cl.socks[Control] = zmq4.NewDealer(ctx, id...)
+	cl.socks[Stdin] = zmq4.NewDealer(ctx, id...)
+	cl.socks[IOPub] = zmq4.NewSub(ctx, retry...)
+	cl.hb = zmq4.NewReq(ctx, retry...)
 	ports := []int{info.ShellPort, info.ControlPort, info.StdinPort, info.IOPubPort, info.HBPort}
 	socks := []zmq4.Socket{cl.socks[Shell], cl.socks[Control], cl.socks[Stdin], cl.socks[IOPub], cl.hb}
 	for i, s := range socks {
