@@ -6,8 +6,8 @@ import (
 	"gonum.org/v1/gonum/blas/gonum"
 )
 
-// Implementation is gonum's pure-Go blas.Float64 with Dgemm replaced by
-// accel's. Install it with [Use].
+// Implementation is gonum's pure-Go blas.Float64 with Dgemm and Dgemv
+// (unit increments) replaced by accel's. Install it with [Use].
 type Implementation struct{ gonum.Implementation }
 
 var _ blas.Float64 = Implementation{}
@@ -73,4 +73,27 @@ func checkGonumGemm(tA, tB blas.Transpose, m, n, k, lenA, lda, lenB, ldb, lenC, 
 		panic("blas: insufficient length of c")
 	}
 	return ta, tb, true
+}
+
+// Dgemv computes y = alpha·A·x + beta·y (tA == NoTrans) or
+// y = alpha·Aᵀ·x + beta·y as gonum's blas.Float64 specifies. With unit
+// increments it runs accel's AVX-512/AVX2 kernels; any other case, and every
+// bad argument, goes to gonum's own Dgemv, so its checks and panics apply.
+// As in reference BLAS, y is not read when beta == 0.
+func (impl Implementation) Dgemv(tA blas.Transpose, m, n int, alpha float64, a []float64, lda int, x []float64, incX int, beta float64, y []float64, incY int) {
+	lenX, lenY := n, m
+	if tA != blas.NoTrans {
+		lenX, lenY = m, n
+	}
+	if incX != 1 || incY != 1 || m <= 0 || n <= 0 || alpha == 0 || lda < n ||
+		tA != blas.NoTrans && tA != blas.Trans && tA != blas.ConjTrans ||
+		len(a) < lda*(m-1)+n || len(x) < lenX || len(y) < lenY {
+		impl.Implementation.Dgemv(tA, m, n, alpha, a, lda, x, incX, beta, y, incY)
+		return
+	}
+	if tA == blas.NoTrans {
+		gemvN(m, n, alpha, a, lda, x, beta, y)
+		return
+	}
+	gemvT(m, n, alpha, a, lda, x, beta, y)
 }

@@ -96,7 +96,9 @@ func BenchmarkSgemm(b *testing.B) {
 
 // benchGemm times run and reports GFLOP/s (2mnk flops per product).
 func benchGemm(b *testing.B, s gemmShape, elem int, run func()) {
-	b.SetBytes(int64(elem * (s.m*s.k + s.k*s.n + s.m*s.n)))
+	if elem > 0 {
+		b.SetBytes(int64(elem * (s.m*s.k + s.k*s.n + s.m*s.n)))
+	}
 	b.ReportAllocs()
 	run() // warm the buffer pool and the caches
 	b.ResetTimer()

@@ -20,10 +20,24 @@ func BenchmarkDgemmKernel(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/h=%d", ks.name, h), func(b *testing.B) {
 				kc := ks.kc
 				a, bp, c := randSlice[float64](rng, h*kc), randSlice[float64](rng, ks.nr*kc), make([]float64, h*ks.nr)
-				for b.Loop() {
-					ks.tile(h, kc, a, 1, h, bp, ks.nr, c, ks.nr, 1, 1)
-				}
-				b.ReportMetric(2*float64(h*ks.nr*kc)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				benchGemm(b, gemmShape{m: h, n: ks.nr, k: kc}, 0, func() { ks.tile(h, kc, a, 1, h, bp, ks.nr, c, ks.nr, 1, 1) })
+			})
+		}
+	}
+}
+
+// BenchmarkSgemmKernel is BenchmarkDgemmKernel for float32.
+func BenchmarkSgemmKernel(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	for _, ks := range []*kernelSet[float32]{&sgemmAVX512Set, &sgemmAVX2Set} {
+		if ks.name == "AVX512" && !useAVX512 || ks.name == "AVX2" && !useAVX2 {
+			continue
+		}
+		for _, h := range []int{ks.mr, ks.mr / 2} {
+			b.Run(fmt.Sprintf("%s/h=%d", ks.name, h), func(b *testing.B) {
+				kc := ks.kc
+				a, bp, c := randSlice[float32](rng, h*kc), randSlice[float32](rng, ks.nr*kc), make([]float32, h*ks.nr)
+				benchGemm(b, gemmShape{m: h, n: ks.nr, k: kc}, 0, func() { ks.tile(h, kc, a, 1, h, bp, ks.nr, c, ks.nr, 1, 1) })
 			})
 		}
 	}
