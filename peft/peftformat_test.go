@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/rand"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -471,5 +473,87 @@ func TestLoadAdapterErrors(t *testing.T) {
 	}
 	if err := SaveAdapter(t.TempDir(), m, "c"); err == nil || !strings.Contains(err.Error(), `"c"`) {
 		t.Errorf("saving a missing adapter: %v", err)
+	}
+}
+
+// TestTorchLoadsGoAdapters has PyTorch load a base model and adapters that
+// gopeft saved, into modules with PEFT's parameter layout, strictly by name
+// and shape (testdata/safetensors/torch_load_go.py), and compares torch's
+// outputs with gopeft's. Skipped in -short mode and without python3-torch.
+func TestTorchLoadsGoAdapters(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PyTorch")
+	}
+	const python = "/usr/bin/python3"
+	if err := exec.Command(python, "-c", "import torch").Run(); err != nil {
+		t.Skip("no PyTorch:", err)
+	}
+	dir := t.TempDir()
+	sizes := []int{5, 7, 4}
+	x := testMatrix(3, 5, 11)
+	hexes := func(m *mat.Dense) []string {
+		var s []string
+		for _, v := range m.RawMatrix().Data {
+			s = append(s, strconv.FormatFloat(v, 'x', -1, 64))
+		}
+		return s
+	}
+	if err := SaveModel(filepath.Join(dir, "base.safetensors"), NewMLP(sizes, 1)); err != nil {
+		t.Fatal(err)
+	}
+	outputs := map[string][]string{}
+	for _, method := range []string{"lora", "rslora_pattern", "dora", "adalora", "lora_f32"} {
+		m := NewMLP(sizes, 1)
+		var err error
+		switch method {
+		case "lora", "lora_f32":
+			_, err = AddLoRA(m, LoRAConfig{R: 2, Alpha: 3, Targets: []string{"fc1", "fc2"}, Seed: 2})
+		case "rslora_pattern":
+			if _, err = AddLoRA(m, LoRAConfig{R: 2, Alpha: 3, RSLoRA: true, Targets: []string{"fc1"}, Seed: 2}); err == nil {
+				_, err = AddAdapter(m, "default", []string{"fc2"}, func(l *Linear) (Adapter, error) {
+					d, k := l.W.Dims()
+					return NewLoRA(l.Name, "default", d, k, LoRAConfig{R: 3, Alpha: 5, RSLoRA: true}, rand.New(rand.NewSource(3)))
+				})
+			}
+		case "dora":
+			_, err = AddDoRA(m, DoRAConfig{R: 2, Alpha: 2, Targets: []string{"fc1", "fc2"}, Seed: 2})
+		case "adalora":
+			var ctl *AdaLoRA
+			if ctl, err = AddAdaLoRA(m, AdaLoRAConfig{InitR: 3, TargetR: 2, Alpha: 6, Targets: []string{"fc1", "fc2"}, TotalStep: 10, Seed: 2}); err == nil {
+				ctl.Layers[1].kept[0] = false // dropped at the final allocation
+			}
+		}
+		if err != nil {
+			t.Fatal(method, err)
+		}
+		for i, p := range AdapterParams(m.Modules()) {
+			r, c := p.Dims()
+			p.Value.Add(p.Value, testMatrix(r, c, uint64(50+i)))
+		}
+		if method == "adalora" {
+			a := m.Layers[1].Adapters["default"].(*AdaLoRALayer)
+			a.E.Value.Set(0, 0, 0) // λ of the dropped triplet
+		}
+		opt := AdapterOptions{}
+		if method == "lora_f32" {
+			// F32 values: gopeft's output is recomputed from the rounded ones.
+			opt.DType = "F32"
+			for _, p := range AdapterParams(m.Modules()) {
+				p.Value.Apply(func(_, _ int, v float64) float64 { return float64(float32(v)) }, p.Value)
+			}
+		}
+		if err := SaveAdapterWith(filepath.Join(dir, method), m, "default", opt); err != nil {
+			t.Fatal(err)
+		}
+		outputs[method] = hexes(m.Forward(NewConst(x)).Value)
+	}
+	io, _ := json.Marshal(map[string]any{"sizes": sizes, "x": hexes(x), "x_shape": []int{3, 5}, "outputs": outputs})
+	if err := os.WriteFile(filepath.Join(dir, "io.json"), io, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script, _ := filepath.Abs(filepath.Join("testdata", "safetensors", "torch_load_go.py"))
+	out, err := exec.Command(python, script, dir).CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "ok 5") {
+		t.Errorf("torch: %v\n%s", err, out)
 	}
 }
