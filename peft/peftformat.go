@@ -363,6 +363,12 @@ func readPeftConfig(path string) (*peftConfig, error) {
 	if err != nil {
 		return nil, fmt.Errorf("peft: LoadAdapter: %w", err)
 	}
+	return parsePeftConfig(path, raw)
+}
+
+// parsePeftConfig parses and checks the adapter_config.json raw, named path
+// in errors.
+func parsePeftConfig(path string, raw []byte) (*peftConfig, error) {
 	c := &peftConfig{file: path}
 	bad := func(field, format string, args ...any) error {
 		return fmt.Errorf("peft: LoadAdapter %s: field %q: %s", path, field, fmt.Sprintf(format, args...))
@@ -515,8 +521,30 @@ func LoadAdapter(dir string, m Model, name string) error {
 		return err
 	}
 	defer f.Close()
+	return loadAdapter(cfg, f, m, name)
+}
+
+// LoadAdapterBytes is LoadAdapter reading the adapter from the contents of
+// its two files (for example embedded with go:embed).
+func LoadAdapterBytes(config, weights []byte, m Model, name string) error {
+	if name == "" {
+		name = "default"
+	}
+	cfg, err := parsePeftConfig("("+AdapterConfigFile+")", config)
+	if err != nil {
+		return err
+	}
+	f, err := ParseSafetensors(weights)
+	if err != nil {
+		return err
+	}
+	return loadAdapter(cfg, f, m, name)
+}
+
+// loadAdapter attaches the adapter of config cfg and tensors f to m.
+func loadAdapter(cfg *peftConfig, f *SafetensorsFile, m Model, name string) error {
 	fail := func(tensor, format string, args ...any) error {
-		return &SafetensorsError{File: wpath, Tensor: tensor, Msg: fmt.Sprintf(format, args...)}
+		return &SafetensorsError{File: f.name, Tensor: tensor, Msg: fmt.Sprintf(format, args...)}
 	}
 
 	// Group the tensors by module.
@@ -556,10 +584,10 @@ func LoadAdapter(dir string, m Model, name string) error {
 	for i, mod := range order {
 		l, err := Module(m, mod)
 		if err != nil {
-			return fmt.Errorf("peft: LoadAdapter %s: tensors of module %q: %w", wpath, mod, err)
+			return fmt.Errorf("peft: LoadAdapter %s: tensors of module %q: %w", f.name, mod, err)
 		}
 		if _, ok := l.Adapters[name]; ok {
-			return fmt.Errorf("peft: LoadAdapter %s: %s already has an adapter named %q", dir, mod, name)
+			return fmt.Errorf("peft: LoadAdapter %s: %s already has an adapter named %q", f.name, mod, name)
 		}
 		rng := rand.New(rand.NewSource(int64(i) + 1)) // dropout masks
 		var a Adapter
@@ -574,7 +602,7 @@ func LoadAdapter(dir string, m Model, name string) error {
 		built[mod] = a
 		targets = append(targets, "^"+regexp.QuoteMeta(mod)+"$")
 	}
-	_, err = AddAdapter(m, name, targets, func(l *Linear) (Adapter, error) { return built[l.Name], nil })
+	_, err := AddAdapter(m, name, targets, func(l *Linear) (Adapter, error) { return built[l.Name], nil })
 	return err
 }
 

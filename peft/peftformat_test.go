@@ -557,3 +557,48 @@ func TestTorchLoadsGoAdapters(t *testing.T) {
 		t.Errorf("torch: %v\n%s", err, out)
 	}
 }
+
+func TestLoadAdapterBytes(t *testing.T) {
+	src := filepath.Join(peftFixtures, "dora")
+	cfg, _ := os.ReadFile(filepath.Join(src, AdapterConfigFile))
+	w, _ := os.ReadFile(filepath.Join(src, AdapterWeightsFile))
+	m1, m2 := NewMLP([]int{5, 7, 4}, 1), NewMLP([]int{5, 7, 4}, 1)
+	if err := LoadAdapter(src, m1, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := LoadAdapterBytes(cfg, w, m2, ""); err != nil {
+		t.Fatal(err)
+	}
+	x := NewConst(testMatrix(3, 5, 1))
+	if d := maxAbsDiff(m1.Forward(x).Value, m2.Forward(x).Value); d != 0 {
+		t.Errorf("outputs differ by %g", d)
+	}
+	if err := LoadAdapterBytes(cfg[:20], w, NewMLP([]int{5, 7, 4}, 1), ""); err == nil || !strings.Contains(err.Error(), AdapterConfigFile) {
+		t.Errorf("cut config: %v", err)
+	}
+}
+
+// FuzzLoadAdapter: no config and tensor file, however broken, makes
+// LoadAdapter panic, and a failed load attaches nothing.
+func FuzzLoadAdapter(f *testing.F) {
+	for _, d := range []string{"lora_rs", "dora", "adalora"} {
+		cfg, err1 := os.ReadFile(filepath.Join(peftFixtures, d, AdapterConfigFile))
+		w, err2 := os.ReadFile(filepath.Join(peftFixtures, d, AdapterWeightsFile))
+		if err1 != nil || err2 != nil {
+			f.Fatal(err1, err2)
+		}
+		f.Add(cfg, w)
+	}
+	f.Fuzz(func(t *testing.T, cfg, w []byte) {
+		m := NewMLP([]int{5, 7, 4}, 1)
+		err := LoadAdapterBytes(cfg, w, m, "")
+		for _, l := range m.Layers {
+			if err != nil && len(l.Adapters) != 0 {
+				t.Fatalf("failed (%v) but attached to %s", err, l.Name)
+			}
+		}
+		if err == nil {
+			m.Forward(NewConst(mat.NewDense(2, 5, nil))) // must not panic
+		}
+	})
+}
