@@ -25,6 +25,20 @@ package peft
 // same when the triplets it drops have λ = 0, and LoadAdapter puts the kept
 // triplets back in place among r_init (the dropped ones zero), so the outputs
 // are unchanged either way.
+//
+// SaveAdapter writes target_modules as the full names of the adapted modules
+// and, when modules differ in rank or α, rank_pattern and alpha_pattern keyed
+// by full module names. LoadAdapter puts the adapter on exactly the modules
+// its tensors name: a module that target_modules matches but that has no
+// tensors would get, in PEFT, a freshly initialized adapter whose output is
+// zero, so leaving it out changes nothing. Keys of rank_pattern and
+// alpha_pattern match a module as in PEFT: the key, a regular expression,
+// matches the whole name or a dotted suffix of it.
+//
+// Tensors are saved as float64 unless AdapterOptions.DType says otherwise;
+// PyTorch's load_state_dict converts them to the model's dtype. A PiSSA
+// adapter is relative to PiSSA's residual weight, so save the base model too
+// (SaveModel) or convert it with PiSSAToLoRA first.
 
 import (
 	"encoding/json"
