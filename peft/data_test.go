@@ -1,6 +1,7 @@
 package peft
 
 import (
+	"gonum.org/v1/gonum/mat"
 	"math/rand"
 	"strings"
 	"testing"
@@ -29,8 +30,22 @@ func TestDigits(t *testing.T) {
 	d := DigitsData(0.25, 1, 0, 1, 2, 3, 4)
 	n, _ := d.X.Dims()
 	m, _ := d.EvalX.Dims()
-	if n+m != 178+182+177+183+181 || m != (n+m)/4 {
+	if n+m != 178+182+177+183+181 || m < 200 || m > 250 {
 		t.Errorf("split %d + %d", n, m)
+	}
+	all := DigitsData(0.25, 1)
+	if r, _ := all.EvalX.Dims(); r != 1797/4 {
+		t.Errorf("all classes: %d evaluation rows, want %d", r, 1797/4)
+	}
+	// The 0–4 evaluation rows are the 0–4 rows of the all-class evaluation set.
+	var k int
+	for i, l := range all.EvalLabels {
+		if l <= 4 {
+			if !mat.Equal(all.EvalX.RowView(i), d.EvalX.RowView(k)) {
+				t.Fatal("the class-filtered split is not a subset of the full one")
+			}
+			k++
+		}
 	}
 	for _, l := range append(append([]int(nil), d.Labels...), d.EvalLabels...) {
 		if l > 4 {
