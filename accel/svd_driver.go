@@ -80,13 +80,12 @@ func svdFast(ctx context.Context, op string, a *mat.Dense, wantVectors bool) (SV
 	// Stage 0 (tall): A = Q₀·R, continue with the n×n R.
 	var qrA []float64
 	var qrTau []float64
-	work := make([]float64, 1)
 	bm, ba, bld := m, ad, lda
 	if float64(m) >= tallRatio*float64(n) {
 		qrTau = make([]float64, n)
-		impl.Dgeqrf(m, n, ad, lda, qrTau, work, -1)
-		work = growWork(work, int(work[0]))
-		impl.Dgeqrf(m, n, ad, lda, qrTau, work, len(work))
+		if err := geqrfBlocked(ctx, m, n, ad, lda, qrTau); err != nil {
+			return SVD{}, err
+		}
 		qrA = ad
 		r := make([]float64, n*n)
 		for i := 0; i < n; i++ {
@@ -138,7 +137,7 @@ func svdFast(ctx context.Context, op string, a *mat.Dense, wantVectors bool) (SV
 		}
 	}
 	q := reflectors{n: bm, k: n, a: ba, lda: bld, tau: tauQ}
-	if err := q.applyLeft(ctx, u, n, n); err != nil {
+	if err := q.applyLeft(ctx, u, n, n, false); err != nil {
 		return SVD{}, err
 	}
 	if n > 1 {
@@ -149,7 +148,7 @@ func svdFast(ctx context.Context, op string, a *mat.Dense, wantVectors bool) (SV
 	}
 	if qrA != nil {
 		q0 := reflectors{n: m, k: n, a: qrA, lda: lda, tau: qrTau}
-		if err := q0.applyLeft(ctx, u, n, n); err != nil {
+		if err := q0.applyLeft(ctx, u, n, n, false); err != nil {
 			return SVD{}, err
 		}
 	}
@@ -227,13 +226,4 @@ func identity(n int) []float64 {
 		x[i*n+i] = 1
 	}
 	return x
-}
-
-// growWork returns a slice of at least n entries, reusing w when it is long
-// enough.
-func growWork(w []float64, n int) []float64 {
-	if len(w) >= n {
-		return w
-	}
-	return make([]float64, n)
 }

@@ -51,9 +51,10 @@ func (h reflectors) block(i, kb int, v, t []float64) {
 	impl.Dlarft(lapack.Forward, lapack.ColumnWise, r, kb, v, kb, h.tau[i:], t, kb)
 }
 
-// applyLeft computes C = H_0·H_1·…·H_{k−1}·C for the n×nc matrix c (row
-// stride ldc), checking ctx between blocks.
-func (h reflectors) applyLeft(ctx context.Context, c []float64, ldc, nc int) error {
+// applyLeft computes C = H_0·H_1·…·H_{k−1}·C, or C = (H_0·…·H_{k−1})ᵀ·C when
+// trans, for the n×nc matrix c (row stride ldc), checking ctx between
+// blocks.
+func (h reflectors) applyLeft(ctx context.Context, c []float64, ldc, nc int, trans bool) error {
 	if h.k == 0 || nc == 0 {
 		return nil
 	}
@@ -62,7 +63,13 @@ func (h reflectors) applyLeft(ctx context.Context, c []float64, ldc, nc int) err
 	t := make([]float64, nb*nb)
 	w := make([]float64, nb*nc)
 	w2 := make([]float64, nb*nc)
-	for i := ((h.k - 1) / nb) * nb; i >= 0; i -= nb {
+	nblocks := (h.k + nb - 1) / nb
+	for b := 0; b < nblocks; b++ {
+		// Q·C applies the last block first; Qᵀ·C the first.
+		i := (nblocks - 1 - b) * nb
+		if trans {
+			i = b * nb
+		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -70,10 +77,34 @@ func (h reflectors) applyLeft(ctx context.Context, c []float64, ldc, nc int) err
 		r := h.n - i
 		h.block(i, kb, v, t)
 		ci := c[i*ldc:]
-		// C[i:, :] −= V·(T·(Vᵀ·C[i:, :]))
+		// C[i:, :] −= V·(op(T)·(Vᵀ·C[i:, :])), op(T) = T or Tᵀ.
 		Dgemm(true, false, kb, nc, r, 1, v, kb, ci, ldc, 0, w, nc)
-		Dgemm(false, false, kb, nc, kb, 1, t, kb, w, nc, 0, w2, nc)
+		Dgemm(trans, false, kb, nc, kb, 1, t, kb, w, nc, 0, w2, nc)
 		Dgemm(false, false, r, nc, kb, -1, v, kb, w2, nc, 1, ci, ldc)
+	}
+	return nil
+}
+
+// geqrfBlocked computes the QR factorization A = Q·R of the m×n matrix a
+// (m ≥ n, row stride lda) in place, with lapack dgeqrf's output layout (R on
+// and above the diagonal, the reflectors below it, tau): panels of reflBlock
+// columns by lapack dgeqr2, the trailing columns updated by the panel's
+// block reflector through accel.Dgemm.
+func geqrfBlocked(ctx context.Context, m, n int, a []float64, lda int, tau []float64) error {
+	var impl gonum.Implementation
+	work := make([]float64, n)
+	for i := 0; i < n; i += reflBlock {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		kb := min(reflBlock, n-i)
+		impl.Dgeqr2(m-i, kb, a[i*lda+i:], lda, tau[i:i+kb], work)
+		if i+kb < n {
+			h := reflectors{n: m - i, k: kb, a: a[i*lda+i:], lda: lda, tau: tau[i : i+kb]}
+			if err := h.applyLeft(ctx, a[i*lda+i+kb:], lda, n-i-kb, true); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -6,7 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 
-	"gonum.org/v1/gonum/lapack/lapack64"
+	"gonum.org/v1/gonum/blas/blas64"
 	"gonum.org/v1/gonum/mat"
 )
 
@@ -70,7 +70,10 @@ func TruncatedSVD(ctx context.Context, a mat.Matrix, k int, opts *TruncatedOptio
 	if err := ctx.Err(); err != nil {
 		return SVD{}, err
 	}
-	ad := denseCopy(a)
+	ad, ok := a.(*mat.Dense)
+	if !ok {
+		ad = denseCopy(a) // TruncatedSVD only reads A: a *mat.Dense is used in place
+	}
 	if err := checkFinite(op, ad); err != nil {
 		return SVD{}, err
 	}
@@ -81,16 +84,22 @@ func TruncatedSVD(ctx context.Context, a mat.Matrix, k int, opts *TruncatedOptio
 	omega := gaussian(rng, n, l)
 	q := mat.NewDense(m, l, nil)
 	svdGemm(false, false, 1, ad, omega, 0, q) // Y = A·Ω
-	orthonormalize(q)
+	if err := orthonormalize(ctx, q); err != nil {
+		return SVD{}, err
+	}
 	z := mat.NewDense(n, l, nil)
 	for it := 0; it < o.PowerIters; it++ {
 		if err := ctx.Err(); err != nil {
 			return SVD{}, err
 		}
 		svdGemm(true, false, 1, ad, q, 0, z) // Z = Aᵀ·Q
-		orthonormalize(z)
+		if err := orthonormalize(ctx, z); err != nil {
+			return SVD{}, err
+		}
 		svdGemm(false, false, 1, ad, z, 0, q) // Y = A·Z
-		orthonormalize(q)
+		if err := orthonormalize(ctx, q); err != nil {
+			return SVD{}, err
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return SVD{}, err
@@ -142,17 +151,91 @@ func gaussian(rng *rand.Rand, r, c int) *mat.Dense {
 	return mat.NewDense(r, c, d)
 }
 
-// orthonormalize replaces the r×c matrix y (r ≥ c) by the Q factor of its
-// thin QR decomposition (Householder: lapack dgeqrf + dorgqr).
-func orthonormalize(y *mat.Dense) {
+// orthonormalize replaces the r×c matrix y (r ≥ c) by a matrix with
+// orthonormal columns spanning the same space: CholeskyQR2 (Fukaya,
+// Nakatsukasa et al. 2014), i.e. twice Y ← Y·R⁻¹ with RᵀR = YᵀY, all but
+// c×c work on accel.Dgemm; when the Gram matrix is too ill-conditioned for
+// that (a Cholesky pivot below 1e-10 of its diagonal entry), Householder QR.
+func orthonormalize(ctx context.Context, y *mat.Dense) error {
 	g := y.RawMatrix()
-	tau := make([]float64, g.Cols)
-	work := []float64{0}
-	lapack64.Geqrf(g, tau, work, -1)
-	lapack64.Orgqr(g, tau, work, -1)
-	work = make([]float64, int(work[0])+g.Cols*64)
-	lapack64.Geqrf(g, tau, work, len(work))
-	lapack64.Orgqr(g, tau, work, len(work))
+	r, c := g.Rows, g.Cols
+	gram := make([]float64, c*c)
+	tmp := make([]float64, r*c)
+	for pass := 0; pass < 2; pass++ {
+		Dgemm(true, false, c, c, r, 1, g.Data, g.Stride, g.Data, g.Stride, 0, gram, c)
+		rinv, ok := cholInvUpper(gram, c)
+		if !ok {
+			return orthonormalizeHouseholder(ctx, g)
+		}
+		Dgemm(false, false, r, c, c, 1, g.Data, g.Stride, rinv, c, 0, tmp, c)
+		for i := 0; i < r; i++ {
+			copy(g.Data[i*g.Stride:i*g.Stride+c], tmp[i*c:i*c+c])
+		}
+	}
+	return nil
+}
+
+// cholInvUpper factors the c×c symmetric positive definite g = RᵀR and
+// returns R⁻¹ (upper triangular, row-major), or false when a pivot falls
+// below 1e-10 of its diagonal entry of g (or is not positive).
+func cholInvUpper(g []float64, c int) ([]float64, bool) {
+	rr := make([]float64, c*c)
+	for j := 0; j < c; j++ {
+		// R[j][j] = sqrt(g[j][j] − Σ_{k<j} R[k][j]²); R[j][i] for i > j.
+		d := g[j*c+j]
+		for k := 0; k < j; k++ {
+			d -= rr[k*c+j] * rr[k*c+j]
+		}
+		if !(d > 1e-10*g[j*c+j]) {
+			return nil, false
+		}
+		d = math.Sqrt(d)
+		rr[j*c+j] = d
+		for i := j + 1; i < c; i++ {
+			s := g[j*c+i]
+			for k := 0; k < j; k++ {
+				s -= rr[k*c+j] * rr[k*c+i]
+			}
+			rr[j*c+i] = s / d
+		}
+	}
+	// Invert the upper triangular R column by column: R·X = I.
+	x := make([]float64, c*c)
+	for col := 0; col < c; col++ {
+		for i := col; i >= 0; i-- {
+			s := 0.0
+			if i == col {
+				s = 1
+			}
+			for k := i + 1; k <= col; k++ {
+				s -= rr[i*c+k] * x[k*c+col]
+			}
+			x[i*c+col] = s / rr[i*c+i]
+		}
+	}
+	return x, true
+}
+
+// orthonormalizeHouseholder replaces g (r×c, r ≥ c) by the Q factor of its
+// thin Householder QR: A = Q·R by geqrfBlocked, then Q = Q·[I; 0].
+func orthonormalizeHouseholder(ctx context.Context, g blas64.General) error {
+	r, c := g.Rows, g.Cols
+	tau := make([]float64, c)
+	if err := geqrfBlocked(ctx, r, c, g.Data, g.Stride, tau); err != nil {
+		return err
+	}
+	q := make([]float64, r*c)
+	for i := 0; i < c; i++ {
+		q[i*c+i] = 1
+	}
+	h := reflectors{n: r, k: c, a: g.Data, lda: g.Stride, tau: tau}
+	if err := h.applyLeft(ctx, q, c, c, false); err != nil {
+		return err
+	}
+	for i := 0; i < r; i++ {
+		copy(g.Data[i*g.Stride:i*g.Stride+c], q[i*c:i*c+c])
+	}
+	return nil
 }
 
 // svdGemm computes c = alpha·op(a)·op(b) + beta·c for dense row-major
