@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"gonum.org/v1/gonum/mat"
 )
@@ -660,4 +661,67 @@ func FuzzParseSafetensors(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestWriteFileAtomicCrash kills a process in the middle of a write: the old
+// file stays whole. The test binary re-runs itself as the writer.
+func TestWriteFileAtomicCrash(t *testing.T) {
+	if path := os.Getenv("GOPEFT_CRASH_WRITE"); path != "" {
+		// The child: write half a file, say so, and hang until killed.
+		writeFileAtomic(path, func(w io.Writer) error {
+			w.Write(bytes.Repeat([]byte("new!"), 1<<18)) // 1 MiB, past the buffer
+			os.WriteFile(path+".ready", nil, 0o644)
+			time.Sleep(time.Minute)
+			return nil
+		})
+		return
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "w.safetensors")
+	old := rawSafetensors(`{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}`, make([]byte, 8))
+	if err := os.WriteFile(path, old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestWriteFileAtomicCrash$")
+	cmd.Env = append(os.Environ(), "GOPEFT_CRASH_WRITE="+path)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(path + ".ready"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("the writer never got going")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	got, err := os.ReadFile(path)
+	if err != nil || !bytes.Equal(got, old) {
+		t.Fatalf("after the crash the file is %d bytes (%v), want the old %d", len(got), err, len(old))
+	}
+	if _, err := ParseSafetensors(got); err != nil {
+		t.Error(err)
+	}
+	// What the crash leaves is a temporary file beside it, never the target.
+	entries, _ := os.ReadDir(dir)
+	tmp := 0
+	for _, e := range entries {
+		switch n := e.Name(); {
+		case strings.HasPrefix(n, ".w.safetensors.tmp-"):
+			tmp++
+			if fi, _ := e.Info(); fi.Size() < 1<<16 {
+				t.Errorf("the temporary file has %d bytes: the writer did not get far", fi.Size())
+			}
+		case n != "w.safetensors" && n != "w.safetensors.ready":
+			t.Errorf("unexpected %s", n)
+		}
+	}
+	if tmp != 1 {
+		t.Errorf("%d temporary files, want the killed writer's 1", tmp)
+	}
 }
