@@ -18,8 +18,15 @@ TEXT ·dgemmAVX512x1(SB), NOSPLIT, $0-72
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ dgemmAVX512x1_pf
+	MOVQ $128, DI
+dgemmAVX512x1_pf:
 
 	// acc[i][v] = 0 for the 1×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -36,7 +43,7 @@ dgemmAVX512x1_loop:
 	VBROADCASTSD 0(AX), Z30
 	VFMADD231PD Z28, Z30, Z0
 	VFMADD231PD Z29, Z30, Z1
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	ADDQ R9, AX // a += sa
@@ -83,8 +90,15 @@ TEXT ·dgemmAVX512x2(SB), NOSPLIT, $0-72
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ dgemmAVX512x2_pf
+	MOVQ $128, DI
+dgemmAVX512x2_pf:
 
 	// acc[i][v] = 0 for the 2×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -106,7 +120,7 @@ dgemmAVX512x2_loop:
 	VBROADCASTSD 8(AX), Z31
 	VFMADD231PD Z28, Z31, Z2
 	VFMADD231PD Z29, Z31, Z3
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	ADDQ R9, AX // a += sa
@@ -165,8 +179,15 @@ TEXT ·dgemmAVX512x3(SB), NOSPLIT, $0-72
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ dgemmAVX512x3_pf
+	MOVQ $128, DI
+dgemmAVX512x3_pf:
 
 	// acc[i][v] = 0 for the 3×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -193,7 +214,7 @@ dgemmAVX512x3_loop:
 	VBROADCASTSD 16(AX), Z30
 	VFMADD231PD Z28, Z30, Z4
 	VFMADD231PD Z29, Z30, Z5
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	ADDQ R9, AX // a += sa
@@ -264,8 +285,15 @@ TEXT ·dgemmAVX512x4(SB), NOSPLIT, $0-72
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ dgemmAVX512x4_pf
+	MOVQ $128, DI
+dgemmAVX512x4_pf:
 
 	// acc[i][v] = 0 for the 4×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -297,7 +325,7 @@ dgemmAVX512x4_loop:
 	VBROADCASTSD 24(AX), Z31
 	VFMADD231PD Z28, Z31, Z6
 	VFMADD231PD Z29, Z31, Z7
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	ADDQ R9, AX // a += sa
@@ -380,8 +408,15 @@ TEXT ·dgemmAVX512x5(SB), NOSPLIT, $0-72
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ dgemmAVX512x5_pf
+	MOVQ $128, DI
+dgemmAVX512x5_pf:
 
 	// acc[i][v] = 0 for the 5×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -418,7 +453,7 @@ dgemmAVX512x5_loop:
 	VBROADCASTSD 32(AX), Z30
 	VFMADD231PD Z28, Z30, Z8
 	VFMADD231PD Z29, Z30, Z9
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	ADDQ R9, AX // a += sa
@@ -513,8 +548,15 @@ TEXT ·dgemmAVX512x6(SB), NOSPLIT, $0-72
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ dgemmAVX512x6_pf
+	MOVQ $128, DI
+dgemmAVX512x6_pf:
 
 	// acc[i][v] = 0 for the 6×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -556,7 +598,7 @@ dgemmAVX512x6_loop:
 	VBROADCASTSD 40(AX), Z31
 	VFMADD231PD Z28, Z31, Z10
 	VFMADD231PD Z29, Z31, Z11
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	ADDQ R9, AX // a += sa
@@ -663,8 +705,15 @@ TEXT ·dgemmAVX512x7(SB), NOSPLIT, $0-72
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ dgemmAVX512x7_pf
+	MOVQ $128, DI
+dgemmAVX512x7_pf:
 
 	// acc[i][v] = 0 for the 7×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -711,7 +760,7 @@ dgemmAVX512x7_loop:
 	VBROADCASTSD 48(AX), Z30
 	VFMADD231PD Z28, Z30, Z12
 	VFMADD231PD Z29, Z30, Z13
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	ADDQ R9, AX // a += sa
@@ -830,8 +879,15 @@ TEXT ·dgemmAVX512x8(SB), NOSPLIT, $0-72
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ dgemmAVX512x8_pf
+	MOVQ $128, DI
+dgemmAVX512x8_pf:
 
 	// acc[i][v] = 0 for the 8×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -883,7 +939,7 @@ dgemmAVX512x8_loop:
 	VBROADCASTSD 56(AX), Z31
 	VFMADD231PD Z28, Z31, Z14
 	VFMADD231PD Z29, Z31, Z15
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	ADDQ R9, AX // a += sa
@@ -1014,8 +1070,15 @@ TEXT ·dgemmAVX512x9(SB), NOSPLIT, $0-72
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ dgemmAVX512x9_pf
+	MOVQ $128, DI
+dgemmAVX512x9_pf:
 
 	// acc[i][v] = 0 for the 9×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -1072,7 +1135,7 @@ dgemmAVX512x9_loop:
 	VBROADCASTSD 64(AX), Z30
 	VFMADD231PD Z28, Z30, Z16
 	VFMADD231PD Z29, Z30, Z17
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	PREFETCHT0 64(AX)(R12*1)
@@ -1216,8 +1279,15 @@ TEXT ·dgemmAVX512x10(SB), NOSPLIT, $0-72
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ dgemmAVX512x10_pf
+	MOVQ $128, DI
+dgemmAVX512x10_pf:
 
 	// acc[i][v] = 0 for the 10×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -1279,7 +1349,7 @@ dgemmAVX512x10_loop:
 	VBROADCASTSD 72(AX), Z31
 	VFMADD231PD Z28, Z31, Z18
 	VFMADD231PD Z29, Z31, Z19
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	PREFETCHT0 64(AX)(R12*1)
@@ -1435,8 +1505,15 @@ TEXT ·dgemmAVX512x11(SB), NOSPLIT, $0-72
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ dgemmAVX512x11_pf
+	MOVQ $128, DI
+dgemmAVX512x11_pf:
 
 	// acc[i][v] = 0 for the 11×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -1503,7 +1580,7 @@ dgemmAVX512x11_loop:
 	VBROADCASTSD 80(AX), Z30
 	VFMADD231PD Z28, Z30, Z20
 	VFMADD231PD Z29, Z30, Z21
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	PREFETCHT0 64(AX)(R12*1)
@@ -1671,8 +1748,15 @@ TEXT ·dgemmAVX512x12(SB), NOSPLIT, $0-72
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ dgemmAVX512x12_pf
+	MOVQ $128, DI
+dgemmAVX512x12_pf:
 
 	// acc[i][v] = 0 for the 12×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -1744,7 +1828,7 @@ dgemmAVX512x12_loop:
 	VBROADCASTSD 88(AX), Z31
 	VFMADD231PD Z28, Z31, Z22
 	VFMADD231PD Z29, Z31, Z23
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	PREFETCHT0 64(AX)(R12*1)
@@ -1924,8 +2008,15 @@ TEXT ·dgemmAVX512x13(SB), NOSPLIT, $0-72
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ dgemmAVX512x13_pf
+	MOVQ $128, DI
+dgemmAVX512x13_pf:
 
 	// acc[i][v] = 0 for the 13×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -2002,7 +2093,7 @@ dgemmAVX512x13_loop:
 	VBROADCASTSD 96(AX), Z30
 	VFMADD231PD Z28, Z30, Z24
 	VFMADD231PD Z29, Z30, Z25
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	PREFETCHT0 64(AX)(R12*1)
@@ -2194,8 +2285,15 @@ TEXT ·dgemmAVX512x14(SB), NOSPLIT, $0-72
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ dgemmAVX512x14_pf
+	MOVQ $128, DI
+dgemmAVX512x14_pf:
 
 	// acc[i][v] = 0 for the 14×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -2277,7 +2375,7 @@ dgemmAVX512x14_loop:
 	VBROADCASTSD 104(AX), Z31
 	VFMADD231PD Z28, Z31, Z26
 	VFMADD231PD Z29, Z31, Z27
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	PREFETCHT0 64(AX)(R12*1)
@@ -2484,8 +2582,15 @@ TEXT ·dgemmAVX512Rx1(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ dgemmAVX512Rx1_pf
+	MOVQ $128, DI
+dgemmAVX512Rx1_pf:
 
 	// acc[i][v] = 0 for the 1×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -2502,7 +2607,7 @@ dgemmAVX512Rx1_loop:
 	VBROADCASTSD (AX), Z30
 	VFMADD231PD Z28, Z30, Z0
 	VFMADD231PD Z29, Z30, Z1
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
@@ -2551,8 +2656,15 @@ TEXT ·dgemmAVX512Rx2(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ dgemmAVX512Rx2_pf
+	MOVQ $128, DI
+dgemmAVX512Rx2_pf:
 
 	// acc[i][v] = 0 for the 2×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -2574,7 +2686,7 @@ dgemmAVX512Rx2_loop:
 	VBROADCASTSD (AX)(R9*1), Z31
 	VFMADD231PD Z28, Z31, Z2
 	VFMADD231PD Z29, Z31, Z3
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
@@ -2635,8 +2747,15 @@ TEXT ·dgemmAVX512Rx3(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ dgemmAVX512Rx3_pf
+	MOVQ $128, DI
+dgemmAVX512Rx3_pf:
 
 	// acc[i][v] = 0 for the 3×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -2663,7 +2782,7 @@ dgemmAVX512Rx3_loop:
 	VBROADCASTSD (AX)(R9*2), Z30
 	VFMADD231PD Z28, Z30, Z4
 	VFMADD231PD Z29, Z30, Z5
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
@@ -2736,8 +2855,15 @@ TEXT ·dgemmAVX512Rx4(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ dgemmAVX512Rx4_pf
+	MOVQ $128, DI
+dgemmAVX512Rx4_pf:
 
 	// acc[i][v] = 0 for the 4×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -2769,7 +2895,7 @@ dgemmAVX512Rx4_loop:
 	VBROADCASTSD (AX)(R10*1), Z31
 	VFMADD231PD Z28, Z31, Z6
 	VFMADD231PD Z29, Z31, Z7
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
@@ -2854,8 +2980,15 @@ TEXT ·dgemmAVX512Rx5(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ dgemmAVX512Rx5_pf
+	MOVQ $128, DI
+dgemmAVX512Rx5_pf:
 
 	// acc[i][v] = 0 for the 5×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -2892,7 +3025,7 @@ dgemmAVX512Rx5_loop:
 	VBROADCASTSD (AX)(R9*4), Z30
 	VFMADD231PD Z28, Z30, Z8
 	VFMADD231PD Z29, Z30, Z9
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
@@ -2989,8 +3122,15 @@ TEXT ·dgemmAVX512Rx6(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ dgemmAVX512Rx6_pf
+	MOVQ $128, DI
+dgemmAVX512Rx6_pf:
 
 	// acc[i][v] = 0 for the 6×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -3032,7 +3172,7 @@ dgemmAVX512Rx6_loop:
 	VBROADCASTSD (AX)(R11*1), Z31
 	VFMADD231PD Z28, Z31, Z10
 	VFMADD231PD Z29, Z31, Z11
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
@@ -3141,8 +3281,15 @@ TEXT ·dgemmAVX512Rx7(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ dgemmAVX512Rx7_pf
+	MOVQ $128, DI
+dgemmAVX512Rx7_pf:
 
 	// acc[i][v] = 0 for the 7×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -3189,7 +3336,7 @@ dgemmAVX512Rx7_loop:
 	VBROADCASTSD (AX)(R10*2), Z30
 	VFMADD231PD Z28, Z30, Z12
 	VFMADD231PD Z29, Z30, Z13
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
@@ -3310,8 +3457,15 @@ TEXT ·dgemmAVX512Rx8(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ dgemmAVX512Rx8_pf
+	MOVQ $128, DI
+dgemmAVX512Rx8_pf:
 
 	// acc[i][v] = 0 for the 8×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -3363,7 +3517,7 @@ dgemmAVX512Rx8_loop:
 	VBROADCASTSD (AX)(R12*1), Z31
 	VFMADD231PD Z28, Z31, Z14
 	VFMADD231PD Z29, Z31, Z15
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
@@ -3496,8 +3650,15 @@ TEXT ·dgemmAVX512Rx9(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ dgemmAVX512Rx9_pf
+	MOVQ $128, DI
+dgemmAVX512Rx9_pf:
 
 	// acc[i][v] = 0 for the 9×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -3554,7 +3715,7 @@ dgemmAVX512Rx9_loop:
 	VBROADCASTSD (SI), Z30
 	VFMADD231PD Z28, Z30, Z16
 	VFMADD231PD Z29, Z30, Z17
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	ADDQ $8, AX // next column of A
 	ADDQ $8, SI
@@ -3700,8 +3861,15 @@ TEXT ·dgemmAVX512Rx10(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ dgemmAVX512Rx10_pf
+	MOVQ $128, DI
+dgemmAVX512Rx10_pf:
 
 	// acc[i][v] = 0 for the 10×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -3763,7 +3931,7 @@ dgemmAVX512Rx10_loop:
 	VBROADCASTSD (SI)(R9*1), Z31
 	VFMADD231PD Z28, Z31, Z18
 	VFMADD231PD Z29, Z31, Z19
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	ADDQ $8, AX // next column of A
 	ADDQ $8, SI
@@ -3921,8 +4089,15 @@ TEXT ·dgemmAVX512Rx11(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ dgemmAVX512Rx11_pf
+	MOVQ $128, DI
+dgemmAVX512Rx11_pf:
 
 	// acc[i][v] = 0 for the 11×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -3989,7 +4164,7 @@ dgemmAVX512Rx11_loop:
 	VBROADCASTSD (SI)(R9*2), Z30
 	VFMADD231PD Z28, Z30, Z20
 	VFMADD231PD Z29, Z30, Z21
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	ADDQ $8, AX // next column of A
 	ADDQ $8, SI
@@ -4159,8 +4334,15 @@ TEXT ·dgemmAVX512Rx12(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ dgemmAVX512Rx12_pf
+	MOVQ $128, DI
+dgemmAVX512Rx12_pf:
 
 	// acc[i][v] = 0 for the 12×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -4232,7 +4414,7 @@ dgemmAVX512Rx12_loop:
 	VBROADCASTSD (SI)(R10*1), Z31
 	VFMADD231PD Z28, Z31, Z22
 	VFMADD231PD Z29, Z31, Z23
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	ADDQ $8, AX // next column of A
 	ADDQ $8, SI
@@ -4414,8 +4596,15 @@ TEXT ·dgemmAVX512Rx13(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ dgemmAVX512Rx13_pf
+	MOVQ $128, DI
+dgemmAVX512Rx13_pf:
 
 	// acc[i][v] = 0 for the 13×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -4492,7 +4681,7 @@ dgemmAVX512Rx13_loop:
 	VBROADCASTSD (SI)(R9*4), Z30
 	VFMADD231PD Z28, Z30, Z24
 	VFMADD231PD Z29, Z30, Z25
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	ADDQ $8, AX // next column of A
 	ADDQ $8, SI
@@ -4686,8 +4875,15 @@ TEXT ·dgemmAVX512Rx14(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ dgemmAVX512Rx14_pf
+	MOVQ $128, DI
+dgemmAVX512Rx14_pf:
 
 	// acc[i][v] = 0 for the 14×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -4769,7 +4965,7 @@ dgemmAVX512Rx14_loop:
 	VBROADCASTSD (SI)(R11*1), Z31
 	VFMADD231PD Z28, Z31, Z26
 	VFMADD231PD Z29, Z31, Z27
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	ADDQ $8, AX // next column of A
 	ADDQ $8, SI
@@ -4972,8 +5168,15 @@ TEXT ·dgemmAVX2x1(SB), NOSPLIT, $0-72
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $64
+	JEQ dgemmAVX2x1_pf
+	MOVQ $64, DI
+dgemmAVX2x1_pf:
 
 	// acc[i][v] = 0 for the 1×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -4990,7 +5193,7 @@ dgemmAVX2x1_loop:
 	VBROADCASTSD 0(AX), Y14
 	VFMADD231PD Y12, Y14, Y0
 	VFMADD231PD Y13, Y14, Y1
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
@@ -5036,8 +5239,15 @@ TEXT ·dgemmAVX2x2(SB), NOSPLIT, $0-72
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $64
+	JEQ dgemmAVX2x2_pf
+	MOVQ $64, DI
+dgemmAVX2x2_pf:
 
 	// acc[i][v] = 0 for the 2×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -5059,7 +5269,7 @@ dgemmAVX2x2_loop:
 	VBROADCASTSD 8(AX), Y15
 	VFMADD231PD Y12, Y15, Y2
 	VFMADD231PD Y13, Y15, Y3
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
@@ -5117,8 +5327,15 @@ TEXT ·dgemmAVX2x3(SB), NOSPLIT, $0-72
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $64
+	JEQ dgemmAVX2x3_pf
+	MOVQ $64, DI
+dgemmAVX2x3_pf:
 
 	// acc[i][v] = 0 for the 3×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -5145,7 +5362,7 @@ dgemmAVX2x3_loop:
 	VBROADCASTSD 16(AX), Y14
 	VFMADD231PD Y12, Y14, Y4
 	VFMADD231PD Y13, Y14, Y5
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
@@ -5215,8 +5432,15 @@ TEXT ·dgemmAVX2x4(SB), NOSPLIT, $0-72
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $64
+	JEQ dgemmAVX2x4_pf
+	MOVQ $64, DI
+dgemmAVX2x4_pf:
 
 	// acc[i][v] = 0 for the 4×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -5248,7 +5472,7 @@ dgemmAVX2x4_loop:
 	VBROADCASTSD 24(AX), Y15
 	VFMADD231PD Y12, Y15, Y6
 	VFMADD231PD Y13, Y15, Y7
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
@@ -5330,8 +5554,15 @@ TEXT ·dgemmAVX2x5(SB), NOSPLIT, $0-72
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $64
+	JEQ dgemmAVX2x5_pf
+	MOVQ $64, DI
+dgemmAVX2x5_pf:
 
 	// acc[i][v] = 0 for the 5×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -5368,7 +5599,7 @@ dgemmAVX2x5_loop:
 	VBROADCASTSD 32(AX), Y14
 	VFMADD231PD Y12, Y14, Y8
 	VFMADD231PD Y13, Y14, Y9
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
@@ -5462,8 +5693,15 @@ TEXT ·dgemmAVX2x6(SB), NOSPLIT, $0-72
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $64
+	JEQ dgemmAVX2x6_pf
+	MOVQ $64, DI
+dgemmAVX2x6_pf:
 
 	// acc[i][v] = 0 for the 6×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -5505,7 +5743,7 @@ dgemmAVX2x6_loop:
 	VBROADCASTSD 40(AX), Y15
 	VFMADD231PD Y12, Y15, Y10
 	VFMADD231PD Y13, Y15, Y11
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
@@ -5614,8 +5852,15 @@ TEXT ·dgemmAVX2Rx1(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $64
+	JEQ dgemmAVX2Rx1_pf
+	MOVQ $64, DI
+dgemmAVX2Rx1_pf:
 
 	// acc[i][v] = 0 for the 1×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -5632,7 +5877,7 @@ dgemmAVX2Rx1_loop:
 	VBROADCASTSD (AX), Y14
 	VFMADD231PD Y12, Y14, Y0
 	VFMADD231PD Y13, Y14, Y1
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -5680,8 +5925,15 @@ TEXT ·dgemmAVX2Rx2(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $64
+	JEQ dgemmAVX2Rx2_pf
+	MOVQ $64, DI
+dgemmAVX2Rx2_pf:
 
 	// acc[i][v] = 0 for the 2×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -5703,7 +5955,7 @@ dgemmAVX2Rx2_loop:
 	VBROADCASTSD (AX)(R9*1), Y15
 	VFMADD231PD Y12, Y15, Y2
 	VFMADD231PD Y13, Y15, Y3
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -5763,8 +6015,15 @@ TEXT ·dgemmAVX2Rx3(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $64
+	JEQ dgemmAVX2Rx3_pf
+	MOVQ $64, DI
+dgemmAVX2Rx3_pf:
 
 	// acc[i][v] = 0 for the 3×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -5791,7 +6050,7 @@ dgemmAVX2Rx3_loop:
 	VBROADCASTSD (AX)(R9*2), Y14
 	VFMADD231PD Y12, Y14, Y4
 	VFMADD231PD Y13, Y14, Y5
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -5863,8 +6122,15 @@ TEXT ·dgemmAVX2Rx4(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $64
+	JEQ dgemmAVX2Rx4_pf
+	MOVQ $64, DI
+dgemmAVX2Rx4_pf:
 
 	// acc[i][v] = 0 for the 4×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -5896,7 +6162,7 @@ dgemmAVX2Rx4_loop:
 	VBROADCASTSD (AX)(R10*1), Y15
 	VFMADD231PD Y12, Y15, Y6
 	VFMADD231PD Y13, Y15, Y7
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -5980,8 +6246,15 @@ TEXT ·dgemmAVX2Rx5(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $64
+	JEQ dgemmAVX2Rx5_pf
+	MOVQ $64, DI
+dgemmAVX2Rx5_pf:
 
 	// acc[i][v] = 0 for the 5×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -6018,7 +6291,7 @@ dgemmAVX2Rx5_loop:
 	VBROADCASTSD (AX)(R9*4), Y14
 	VFMADD231PD Y12, Y14, Y8
 	VFMADD231PD Y13, Y14, Y9
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -6114,8 +6387,15 @@ TEXT ·dgemmAVX2Rx6(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $64
+	JEQ dgemmAVX2Rx6_pf
+	MOVQ $64, DI
+dgemmAVX2Rx6_pf:
 
 	// acc[i][v] = 0 for the 6×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -6157,7 +6437,7 @@ dgemmAVX2Rx6_loop:
 	VBROADCASTSD (AX)(R11*1), Y15
 	VFMADD231PD Y12, Y15, Y10
 	VFMADD231PD Y13, Y15, Y11
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -6262,8 +6542,15 @@ TEXT ·sgemmAVX512x1(SB), NOSPLIT, $0-64
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ sgemmAVX512x1_pf
+	MOVQ $128, DI
+sgemmAVX512x1_pf:
 
 	// acc[i][v] = 0 for the 1×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -6280,7 +6567,7 @@ sgemmAVX512x1_loop:
 	VBROADCASTSS 0(AX), Z30
 	VFMADD231PS Z28, Z30, Z0
 	VFMADD231PS Z29, Z30, Z1
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	ADDQ R9, AX // a += sa
@@ -6327,8 +6614,15 @@ TEXT ·sgemmAVX512x2(SB), NOSPLIT, $0-64
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ sgemmAVX512x2_pf
+	MOVQ $128, DI
+sgemmAVX512x2_pf:
 
 	// acc[i][v] = 0 for the 2×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -6350,7 +6644,7 @@ sgemmAVX512x2_loop:
 	VBROADCASTSS 4(AX), Z31
 	VFMADD231PS Z28, Z31, Z2
 	VFMADD231PS Z29, Z31, Z3
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	ADDQ R9, AX // a += sa
@@ -6409,8 +6703,15 @@ TEXT ·sgemmAVX512x3(SB), NOSPLIT, $0-64
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ sgemmAVX512x3_pf
+	MOVQ $128, DI
+sgemmAVX512x3_pf:
 
 	// acc[i][v] = 0 for the 3×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -6437,7 +6738,7 @@ sgemmAVX512x3_loop:
 	VBROADCASTSS 8(AX), Z30
 	VFMADD231PS Z28, Z30, Z4
 	VFMADD231PS Z29, Z30, Z5
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	ADDQ R9, AX // a += sa
@@ -6508,8 +6809,15 @@ TEXT ·sgemmAVX512x4(SB), NOSPLIT, $0-64
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ sgemmAVX512x4_pf
+	MOVQ $128, DI
+sgemmAVX512x4_pf:
 
 	// acc[i][v] = 0 for the 4×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -6541,7 +6849,7 @@ sgemmAVX512x4_loop:
 	VBROADCASTSS 12(AX), Z31
 	VFMADD231PS Z28, Z31, Z6
 	VFMADD231PS Z29, Z31, Z7
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	ADDQ R9, AX // a += sa
@@ -6624,8 +6932,15 @@ TEXT ·sgemmAVX512x5(SB), NOSPLIT, $0-64
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ sgemmAVX512x5_pf
+	MOVQ $128, DI
+sgemmAVX512x5_pf:
 
 	// acc[i][v] = 0 for the 5×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -6662,7 +6977,7 @@ sgemmAVX512x5_loop:
 	VBROADCASTSS 16(AX), Z30
 	VFMADD231PS Z28, Z30, Z8
 	VFMADD231PS Z29, Z30, Z9
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	ADDQ R9, AX // a += sa
@@ -6757,8 +7072,15 @@ TEXT ·sgemmAVX512x6(SB), NOSPLIT, $0-64
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ sgemmAVX512x6_pf
+	MOVQ $128, DI
+sgemmAVX512x6_pf:
 
 	// acc[i][v] = 0 for the 6×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -6800,7 +7122,7 @@ sgemmAVX512x6_loop:
 	VBROADCASTSS 20(AX), Z31
 	VFMADD231PS Z28, Z31, Z10
 	VFMADD231PS Z29, Z31, Z11
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	ADDQ R9, AX // a += sa
@@ -6907,8 +7229,15 @@ TEXT ·sgemmAVX512x7(SB), NOSPLIT, $0-64
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ sgemmAVX512x7_pf
+	MOVQ $128, DI
+sgemmAVX512x7_pf:
 
 	// acc[i][v] = 0 for the 7×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -6955,7 +7284,7 @@ sgemmAVX512x7_loop:
 	VBROADCASTSS 24(AX), Z30
 	VFMADD231PS Z28, Z30, Z12
 	VFMADD231PS Z29, Z30, Z13
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	ADDQ R9, AX // a += sa
@@ -7074,8 +7403,15 @@ TEXT ·sgemmAVX512x8(SB), NOSPLIT, $0-64
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ sgemmAVX512x8_pf
+	MOVQ $128, DI
+sgemmAVX512x8_pf:
 
 	// acc[i][v] = 0 for the 8×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -7127,7 +7463,7 @@ sgemmAVX512x8_loop:
 	VBROADCASTSS 28(AX), Z31
 	VFMADD231PS Z28, Z31, Z14
 	VFMADD231PS Z29, Z31, Z15
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	ADDQ R9, AX // a += sa
@@ -7258,8 +7594,15 @@ TEXT ·sgemmAVX512x9(SB), NOSPLIT, $0-64
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ sgemmAVX512x9_pf
+	MOVQ $128, DI
+sgemmAVX512x9_pf:
 
 	// acc[i][v] = 0 for the 9×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -7316,7 +7659,7 @@ sgemmAVX512x9_loop:
 	VBROADCASTSS 32(AX), Z30
 	VFMADD231PS Z28, Z30, Z16
 	VFMADD231PS Z29, Z30, Z17
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	ADDQ R9, AX // a += sa
@@ -7459,8 +7802,15 @@ TEXT ·sgemmAVX512x10(SB), NOSPLIT, $0-64
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ sgemmAVX512x10_pf
+	MOVQ $128, DI
+sgemmAVX512x10_pf:
 
 	// acc[i][v] = 0 for the 10×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -7522,7 +7872,7 @@ sgemmAVX512x10_loop:
 	VBROADCASTSS 36(AX), Z31
 	VFMADD231PS Z28, Z31, Z18
 	VFMADD231PS Z29, Z31, Z19
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	ADDQ R9, AX // a += sa
@@ -7677,8 +8027,15 @@ TEXT ·sgemmAVX512x11(SB), NOSPLIT, $0-64
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ sgemmAVX512x11_pf
+	MOVQ $128, DI
+sgemmAVX512x11_pf:
 
 	// acc[i][v] = 0 for the 11×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -7745,7 +8102,7 @@ sgemmAVX512x11_loop:
 	VBROADCASTSS 40(AX), Z30
 	VFMADD231PS Z28, Z30, Z20
 	VFMADD231PS Z29, Z30, Z21
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	ADDQ R9, AX // a += sa
@@ -7912,8 +8269,15 @@ TEXT ·sgemmAVX512x12(SB), NOSPLIT, $0-64
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ sgemmAVX512x12_pf
+	MOVQ $128, DI
+sgemmAVX512x12_pf:
 
 	// acc[i][v] = 0 for the 12×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -7985,7 +8349,7 @@ sgemmAVX512x12_loop:
 	VBROADCASTSS 44(AX), Z31
 	VFMADD231PS Z28, Z31, Z22
 	VFMADD231PS Z29, Z31, Z23
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	ADDQ R9, AX // a += sa
@@ -8164,8 +8528,15 @@ TEXT ·sgemmAVX512x13(SB), NOSPLIT, $0-64
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ sgemmAVX512x13_pf
+	MOVQ $128, DI
+sgemmAVX512x13_pf:
 
 	// acc[i][v] = 0 for the 13×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -8242,7 +8613,7 @@ sgemmAVX512x13_loop:
 	VBROADCASTSS 48(AX), Z30
 	VFMADD231PS Z28, Z30, Z24
 	VFMADD231PS Z29, Z30, Z25
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	ADDQ R9, AX // a += sa
@@ -8433,8 +8804,15 @@ TEXT ·sgemmAVX512x14(SB), NOSPLIT, $0-64
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ sgemmAVX512x14_pf
+	MOVQ $128, DI
+sgemmAVX512x14_pf:
 
 	// acc[i][v] = 0 for the 14×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -8516,7 +8894,7 @@ sgemmAVX512x14_loop:
 	VBROADCASTSS 52(AX), Z31
 	VFMADD231PS Z28, Z31, Z26
 	VFMADD231PS Z29, Z31, Z27
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	ADDQ R9, AX // a += sa
@@ -8722,8 +9100,15 @@ TEXT ·sgemmAVX512Rx1(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ sgemmAVX512Rx1_pf
+	MOVQ $128, DI
+sgemmAVX512Rx1_pf:
 
 	// acc[i][v] = 0 for the 1×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -8740,7 +9125,7 @@ sgemmAVX512Rx1_loop:
 	VBROADCASTSS (AX), Z30
 	VFMADD231PS Z28, Z30, Z0
 	VFMADD231PS Z29, Z30, Z1
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
@@ -8789,8 +9174,15 @@ TEXT ·sgemmAVX512Rx2(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ sgemmAVX512Rx2_pf
+	MOVQ $128, DI
+sgemmAVX512Rx2_pf:
 
 	// acc[i][v] = 0 for the 2×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -8812,7 +9204,7 @@ sgemmAVX512Rx2_loop:
 	VBROADCASTSS (AX)(R9*1), Z31
 	VFMADD231PS Z28, Z31, Z2
 	VFMADD231PS Z29, Z31, Z3
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
@@ -8873,8 +9265,15 @@ TEXT ·sgemmAVX512Rx3(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ sgemmAVX512Rx3_pf
+	MOVQ $128, DI
+sgemmAVX512Rx3_pf:
 
 	// acc[i][v] = 0 for the 3×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -8901,7 +9300,7 @@ sgemmAVX512Rx3_loop:
 	VBROADCASTSS (AX)(R9*2), Z30
 	VFMADD231PS Z28, Z30, Z4
 	VFMADD231PS Z29, Z30, Z5
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
@@ -8974,8 +9373,15 @@ TEXT ·sgemmAVX512Rx4(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ sgemmAVX512Rx4_pf
+	MOVQ $128, DI
+sgemmAVX512Rx4_pf:
 
 	// acc[i][v] = 0 for the 4×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -9007,7 +9413,7 @@ sgemmAVX512Rx4_loop:
 	VBROADCASTSS (AX)(R10*1), Z31
 	VFMADD231PS Z28, Z31, Z6
 	VFMADD231PS Z29, Z31, Z7
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
@@ -9092,8 +9498,15 @@ TEXT ·sgemmAVX512Rx5(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ sgemmAVX512Rx5_pf
+	MOVQ $128, DI
+sgemmAVX512Rx5_pf:
 
 	// acc[i][v] = 0 for the 5×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -9130,7 +9543,7 @@ sgemmAVX512Rx5_loop:
 	VBROADCASTSS (AX)(R9*4), Z30
 	VFMADD231PS Z28, Z30, Z8
 	VFMADD231PS Z29, Z30, Z9
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
@@ -9227,8 +9640,15 @@ TEXT ·sgemmAVX512Rx6(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ sgemmAVX512Rx6_pf
+	MOVQ $128, DI
+sgemmAVX512Rx6_pf:
 
 	// acc[i][v] = 0 for the 6×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -9270,7 +9690,7 @@ sgemmAVX512Rx6_loop:
 	VBROADCASTSS (AX)(R11*1), Z31
 	VFMADD231PS Z28, Z31, Z10
 	VFMADD231PS Z29, Z31, Z11
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
@@ -9379,8 +9799,15 @@ TEXT ·sgemmAVX512Rx7(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ sgemmAVX512Rx7_pf
+	MOVQ $128, DI
+sgemmAVX512Rx7_pf:
 
 	// acc[i][v] = 0 for the 7×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -9427,7 +9854,7 @@ sgemmAVX512Rx7_loop:
 	VBROADCASTSS (AX)(R10*2), Z30
 	VFMADD231PS Z28, Z30, Z12
 	VFMADD231PS Z29, Z30, Z13
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
@@ -9548,8 +9975,15 @@ TEXT ·sgemmAVX512Rx8(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ sgemmAVX512Rx8_pf
+	MOVQ $128, DI
+sgemmAVX512Rx8_pf:
 
 	// acc[i][v] = 0 for the 8×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -9601,7 +10035,7 @@ sgemmAVX512Rx8_loop:
 	VBROADCASTSS (AX)(R12*1), Z31
 	VFMADD231PS Z28, Z31, Z14
 	VFMADD231PS Z29, Z31, Z15
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
@@ -9734,8 +10168,15 @@ TEXT ·sgemmAVX512Rx9(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ sgemmAVX512Rx9_pf
+	MOVQ $128, DI
+sgemmAVX512Rx9_pf:
 
 	// acc[i][v] = 0 for the 9×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -9792,7 +10233,7 @@ sgemmAVX512Rx9_loop:
 	VBROADCASTSS (SI), Z30
 	VFMADD231PS Z28, Z30, Z16
 	VFMADD231PS Z29, Z30, Z17
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	ADDQ $4, AX // next column of A
 	ADDQ $4, SI
@@ -9938,8 +10379,15 @@ TEXT ·sgemmAVX512Rx10(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ sgemmAVX512Rx10_pf
+	MOVQ $128, DI
+sgemmAVX512Rx10_pf:
 
 	// acc[i][v] = 0 for the 10×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -10001,7 +10449,7 @@ sgemmAVX512Rx10_loop:
 	VBROADCASTSS (SI)(R9*1), Z31
 	VFMADD231PS Z28, Z31, Z18
 	VFMADD231PS Z29, Z31, Z19
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	ADDQ $4, AX // next column of A
 	ADDQ $4, SI
@@ -10159,8 +10607,15 @@ TEXT ·sgemmAVX512Rx11(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ sgemmAVX512Rx11_pf
+	MOVQ $128, DI
+sgemmAVX512Rx11_pf:
 
 	// acc[i][v] = 0 for the 11×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -10227,7 +10682,7 @@ sgemmAVX512Rx11_loop:
 	VBROADCASTSS (SI)(R9*2), Z30
 	VFMADD231PS Z28, Z30, Z20
 	VFMADD231PS Z29, Z30, Z21
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	ADDQ $4, AX // next column of A
 	ADDQ $4, SI
@@ -10397,8 +10852,15 @@ TEXT ·sgemmAVX512Rx12(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ sgemmAVX512Rx12_pf
+	MOVQ $128, DI
+sgemmAVX512Rx12_pf:
 
 	// acc[i][v] = 0 for the 12×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -10470,7 +10932,7 @@ sgemmAVX512Rx12_loop:
 	VBROADCASTSS (SI)(R10*1), Z31
 	VFMADD231PS Z28, Z31, Z22
 	VFMADD231PS Z29, Z31, Z23
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	ADDQ $4, AX // next column of A
 	ADDQ $4, SI
@@ -10652,8 +11114,15 @@ TEXT ·sgemmAVX512Rx13(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ sgemmAVX512Rx13_pf
+	MOVQ $128, DI
+sgemmAVX512Rx13_pf:
 
 	// acc[i][v] = 0 for the 13×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -10730,7 +11199,7 @@ sgemmAVX512Rx13_loop:
 	VBROADCASTSS (SI)(R9*4), Z30
 	VFMADD231PS Z28, Z30, Z24
 	VFMADD231PS Z29, Z30, Z25
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	ADDQ $4, AX // next column of A
 	ADDQ $4, SI
@@ -10924,8 +11393,15 @@ TEXT ·sgemmAVX512Rx14(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $128
+	JEQ sgemmAVX512Rx14_pf
+	MOVQ $128, DI
+sgemmAVX512Rx14_pf:
 
 	// acc[i][v] = 0 for the 14×2 accumulators
 	VPXORQ Z0, Z0, Z0
@@ -11007,7 +11483,7 @@ sgemmAVX512Rx14_loop:
 	VBROADCASTSS (SI)(R11*1), Z31
 	VFMADD231PS Z28, Z31, Z26
 	VFMADD231PS Z29, Z31, Z27
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1)
 	ADDQ $4, AX // next column of A
 	ADDQ $4, SI
@@ -11210,8 +11686,15 @@ TEXT ·sgemmAVX2x1(SB), NOSPLIT, $0-64
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $64
+	JEQ sgemmAVX2x1_pf
+	MOVQ $64, DI
+sgemmAVX2x1_pf:
 
 	// acc[i][v] = 0 for the 1×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -11228,7 +11711,7 @@ sgemmAVX2x1_loop:
 	VBROADCASTSS 0(AX), Y14
 	VFMADD231PS Y12, Y14, Y0
 	VFMADD231PS Y13, Y14, Y1
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
@@ -11274,8 +11757,15 @@ TEXT ·sgemmAVX2x2(SB), NOSPLIT, $0-64
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $64
+	JEQ sgemmAVX2x2_pf
+	MOVQ $64, DI
+sgemmAVX2x2_pf:
 
 	// acc[i][v] = 0 for the 2×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -11297,7 +11787,7 @@ sgemmAVX2x2_loop:
 	VBROADCASTSS 4(AX), Y15
 	VFMADD231PS Y12, Y15, Y2
 	VFMADD231PS Y13, Y15, Y3
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
@@ -11355,8 +11845,15 @@ TEXT ·sgemmAVX2x3(SB), NOSPLIT, $0-64
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $64
+	JEQ sgemmAVX2x3_pf
+	MOVQ $64, DI
+sgemmAVX2x3_pf:
 
 	// acc[i][v] = 0 for the 3×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -11383,7 +11880,7 @@ sgemmAVX2x3_loop:
 	VBROADCASTSS 8(AX), Y14
 	VFMADD231PS Y12, Y14, Y4
 	VFMADD231PS Y13, Y14, Y5
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
@@ -11453,8 +11950,15 @@ TEXT ·sgemmAVX2x4(SB), NOSPLIT, $0-64
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $64
+	JEQ sgemmAVX2x4_pf
+	MOVQ $64, DI
+sgemmAVX2x4_pf:
 
 	// acc[i][v] = 0 for the 4×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -11486,7 +11990,7 @@ sgemmAVX2x4_loop:
 	VBROADCASTSS 12(AX), Y15
 	VFMADD231PS Y12, Y15, Y6
 	VFMADD231PS Y13, Y15, Y7
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
@@ -11568,8 +12072,15 @@ TEXT ·sgemmAVX2x5(SB), NOSPLIT, $0-64
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $64
+	JEQ sgemmAVX2x5_pf
+	MOVQ $64, DI
+sgemmAVX2x5_pf:
 
 	// acc[i][v] = 0 for the 5×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -11606,7 +12117,7 @@ sgemmAVX2x5_loop:
 	VBROADCASTSS 16(AX), Y14
 	VFMADD231PS Y12, Y14, Y8
 	VFMADD231PS Y13, Y14, Y9
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
@@ -11700,8 +12211,15 @@ TEXT ·sgemmAVX2x6(SB), NOSPLIT, $0-64
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
 	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $64
+	JEQ sgemmAVX2x6_pf
+	MOVQ $64, DI
+sgemmAVX2x6_pf:
 
 	// acc[i][v] = 0 for the 6×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -11743,7 +12261,7 @@ sgemmAVX2x6_loop:
 	VBROADCASTSS 20(AX), Y15
 	VFMADD231PS Y12, Y15, Y10
 	VFMADD231PS Y13, Y15, Y11
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
@@ -11852,8 +12370,15 @@ TEXT ·sgemmAVX2Rx1(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $64
+	JEQ sgemmAVX2Rx1_pf
+	MOVQ $64, DI
+sgemmAVX2Rx1_pf:
 
 	// acc[i][v] = 0 for the 1×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -11870,7 +12395,7 @@ sgemmAVX2Rx1_loop:
 	VBROADCASTSS (AX), Y14
 	VFMADD231PS Y12, Y14, Y0
 	VFMADD231PS Y13, Y14, Y1
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -11918,8 +12443,15 @@ TEXT ·sgemmAVX2Rx2(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $64
+	JEQ sgemmAVX2Rx2_pf
+	MOVQ $64, DI
+sgemmAVX2Rx2_pf:
 
 	// acc[i][v] = 0 for the 2×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -11941,7 +12473,7 @@ sgemmAVX2Rx2_loop:
 	VBROADCASTSS (AX)(R9*1), Y15
 	VFMADD231PS Y12, Y15, Y2
 	VFMADD231PS Y13, Y15, Y3
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -12001,8 +12533,15 @@ TEXT ·sgemmAVX2Rx3(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $64
+	JEQ sgemmAVX2Rx3_pf
+	MOVQ $64, DI
+sgemmAVX2Rx3_pf:
 
 	// acc[i][v] = 0 for the 3×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -12029,7 +12568,7 @@ sgemmAVX2Rx3_loop:
 	VBROADCASTSS (AX)(R9*2), Y14
 	VFMADD231PS Y12, Y14, Y4
 	VFMADD231PS Y13, Y14, Y5
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -12101,8 +12640,15 @@ TEXT ·sgemmAVX2Rx4(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $64
+	JEQ sgemmAVX2Rx4_pf
+	MOVQ $64, DI
+sgemmAVX2Rx4_pf:
 
 	// acc[i][v] = 0 for the 4×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -12134,7 +12680,7 @@ sgemmAVX2Rx4_loop:
 	VBROADCASTSS (AX)(R10*1), Y15
 	VFMADD231PS Y12, Y15, Y6
 	VFMADD231PS Y13, Y15, Y7
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -12218,8 +12764,15 @@ TEXT ·sgemmAVX2Rx5(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $64
+	JEQ sgemmAVX2Rx5_pf
+	MOVQ $64, DI
+sgemmAVX2Rx5_pf:
 
 	// acc[i][v] = 0 for the 5×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -12256,7 +12809,7 @@ sgemmAVX2Rx5_loop:
 	VBROADCASTSS (AX)(R9*4), Y14
 	VFMADD231PS Y12, Y14, Y8
 	VFMADD231PS Y13, Y14, Y9
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -12352,8 +12905,15 @@ TEXT ·sgemmAVX2Rx6(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
+	// DI = what to prefetch of B, relative to the current step: 8 steps
+	// ahead in a packed panel (sb == nr); in a B read in place, the
+	// same row of the next panel, which the next kernel call reads
 	MOVQ R13, DI
-	SHLQ $3, DI // 8 steps of B ahead, for prefetching
+	SHLQ $3, DI
+	CMPQ R13, $64
+	JEQ sgemmAVX2Rx6_pf
+	MOVQ $64, DI
+sgemmAVX2Rx6_pf:
 
 	// acc[i][v] = 0 for the 6×2 accumulators
 	VXORPS Y0, Y0, Y0
@@ -12395,7 +12955,7 @@ sgemmAVX2Rx6_loop:
 	VBROADCASTSS (AX)(R11*1), Y15
 	VFMADD231PS Y12, Y15, Y10
 	VFMADD231PS Y13, Y15, Y11
-	PREFETCHT0 (BX)(DI*1) // B, 8 steps ahead
+	PREFETCHT0 (BX)(DI*1) // B, ahead
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX

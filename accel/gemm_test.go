@@ -477,3 +477,37 @@ func TestSetThreads(t *testing.T) {
 		t.Fatalf("Threads() = %d after reset", got)
 	}
 }
+
+// TestGemmConcurrent runs large products from several goroutines at once:
+// one of them gets the worker goroutines, the others run alone, and all
+// must agree with the reference (run with -race to check the buffer lists).
+func TestGemmConcurrent(t *testing.T) {
+	prev := SetThreads(2)
+	defer SetThreads(prev)
+	const m, n, k = 150, 130, 100
+	rng := rand.New(rand.NewPCG(13, 14))
+	a, b := randSlice[float64](rng, m*k), randSlice[float64](rng, k*n)
+	want := make([]float64, m*n)
+	scale := gemmNaive(false, false, m, n, k, 1, a, k, b, n, 0, want, n)
+	errs := make(chan error, 4)
+	for g := 0; g < 4; g++ {
+		go func() {
+			c := make([]float64, m*n)
+			for rep := 0; rep < 5; rep++ {
+				Dgemm(false, false, m, n, k, 1, a, k, b, n, 0, c, n)
+				for i := range c {
+					if math.Abs(c[i]-want[i]) > 1e-13*float64(k)*scale[i] {
+						errs <- fmt.Errorf("goroutine %d: C[%d] = %v, want %v", g, i, c[i], want[i])
+						return
+					}
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for g := 0; g < 4; g++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -173,8 +173,15 @@ func kernel(w *bytes.Buffer, e elem, x isa, rows bool, h int) {
 		p("\tMOVQ R9, R12")
 		p("\tSHLQ $3, R12 // 8 steps of A ahead, for prefetching")
 	}
+	p("\t// DI = what to prefetch of B, relative to the current step: 8 steps")
+	p("\t// ahead in a packed panel (sb == nr); in a B read in place, the")
+	p("\t// same row of the next panel, which the next kernel call reads")
 	p("\tMOVQ R13, DI")
-	p("\tSHLQ $3, DI // 8 steps of B ahead, for prefetching")
+	p("\tSHLQ $3, DI")
+	p("\tCMPQ R13, $%d", 2*x.vbytes)
+	p("\tJEQ %s_pf", name)
+	p("\tMOVQ $%d, DI", 2*x.vbytes)
+	p("%s_pf:", name)
 
 	p("\n\t// acc[i][v] = 0 for the %d×2 accumulators", h)
 	for i := 0; i < h; i++ {
@@ -208,7 +215,7 @@ func kernel(w *bytes.Buffer, e elem, x isa, rows bool, h int) {
 		p("\tVFMADD231%s %s, %s, %s", e.sfx, b0, t, acc(i, 0))
 		p("\tVFMADD231%s %s, %s, %s", e.sfx, b1, t, acc(i, 1))
 	}
-	p("\tPREFETCHT0 (BX)(DI*1) // B, 8 steps ahead")
+	p("\tPREFETCHT0 (BX)(DI*1) // B, ahead")
 	if 2*x.vbytes > 64 {
 		p("\tPREFETCHT0 64(BX)(DI*1)")
 	}
