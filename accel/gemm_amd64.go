@@ -23,20 +23,36 @@ var (
 		tile: func(h, kc int, a []float64, rsa, csa int, b []float64, sb int, c []float64, ldc int, alpha, beta float64) {
 			k, sa := asmTile(h, kc, 16, len(a), rsa, csa, len(b), sb, len(c), ldc, dgemmAVX512[:], dgemmAVX512R[:])
 			k(kc, &a[0], &b[0], &c[0], ldc, sa, sb, alpha, beta)
+		},
+		half: func(h, kc int, a []float64, rsa, csa int, b []float64, sb int, c []float64, ldc int, alpha, beta float64) {
+			k, sa := asmTile(h, kc, 8, len(a), rsa, csa, len(b), sb, len(c), ldc, dgemmAVX512H[:], dgemmAVX512HR[:])
+			k(kc, &a[0], &b[0], &c[0], ldc, sa, sb, alpha, beta)
 		}}
 	dgemmAVX2Set = kernelSet[float64]{name: "AVX2", mr: 6, nr: 8, kc: 256, mc: 6 * 40, nc: 2048,
 		tile: func(h, kc int, a []float64, rsa, csa int, b []float64, sb int, c []float64, ldc int, alpha, beta float64) {
 			k, sa := asmTile(h, kc, 8, len(a), rsa, csa, len(b), sb, len(c), ldc, dgemmAVX2[:], dgemmAVX2R[:])
+			k(kc, &a[0], &b[0], &c[0], ldc, sa, sb, alpha, beta)
+		},
+		half: func(h, kc int, a []float64, rsa, csa int, b []float64, sb int, c []float64, ldc int, alpha, beta float64) {
+			k, sa := asmTile(h, kc, 4, len(a), rsa, csa, len(b), sb, len(c), ldc, dgemmAVX2H[:], dgemmAVX2HR[:])
 			k(kc, &a[0], &b[0], &c[0], ldc, sa, sb, alpha, beta)
 		}}
 	sgemmAVX512Set = kernelSet[float32]{name: "AVX512", mr: 14, nr: 32, kc: 256, mc: 14 * 16, nc: 2048,
 		tile: func(h, kc int, a []float32, rsa, csa int, b []float32, sb int, c []float32, ldc int, alpha, beta float32) {
 			k, sa := asmTile(h, kc, 32, len(a), rsa, csa, len(b), sb, len(c), ldc, sgemmAVX512[:], sgemmAVX512R[:])
 			k(kc, &a[0], &b[0], &c[0], ldc, sa, sb, alpha, beta)
+		},
+		half: func(h, kc int, a []float32, rsa, csa int, b []float32, sb int, c []float32, ldc int, alpha, beta float32) {
+			k, sa := asmTile(h, kc, 16, len(a), rsa, csa, len(b), sb, len(c), ldc, sgemmAVX512H[:], sgemmAVX512HR[:])
+			k(kc, &a[0], &b[0], &c[0], ldc, sa, sb, alpha, beta)
 		}}
 	sgemmAVX2Set = kernelSet[float32]{name: "AVX2", mr: 6, nr: 16, kc: 256, mc: 6 * 40, nc: 2048,
 		tile: func(h, kc int, a []float32, rsa, csa int, b []float32, sb int, c []float32, ldc int, alpha, beta float32) {
 			k, sa := asmTile(h, kc, 16, len(a), rsa, csa, len(b), sb, len(c), ldc, sgemmAVX2[:], sgemmAVX2R[:])
+			k(kc, &a[0], &b[0], &c[0], ldc, sa, sb, alpha, beta)
+		},
+		half: func(h, kc int, a []float32, rsa, csa int, b []float32, sb int, c []float32, ldc int, alpha, beta float32) {
+			k, sa := asmTile(h, kc, 8, len(a), rsa, csa, len(b), sb, len(c), ldc, sgemmAVX2H[:], sgemmAVX2HR[:])
 			k(kc, &a[0], &b[0], &c[0], ldc, sa, sb, alpha, beta)
 		}}
 )

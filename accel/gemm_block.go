@@ -41,6 +41,9 @@ type kernelSet[T float32 | float64] struct {
 	// b[p*sb+j] (kc×nr), kc ≥ 1; c holds at least (h-1)·ldc+nr. C is not
 	// read when beta == 0.
 	tile func(h, kc int, a []T, rsa, csa int, b []T, sb int, c []T, ldc int, alpha, beta T)
+	// half, if not nil, is tile for C[0:h, 0:nr/2], used at the right edge
+	// of C when at most nr/2 columns remain.
+	half func(h, kc int, a []T, rsa, csa int, b []T, sb int, c []T, ldc int, alpha, beta T)
 }
 
 // minParallelFlops is the size m·n·k below which products stay on one
@@ -251,15 +254,19 @@ func gemmSerial[T float32 | float64](ks *kernelSet[T], tA, tB bool, m, n, k int,
 							ap, rsa, csa = a[(ic+ir)*lda+pc:], lda, 1
 						}
 						ci := (ic+ir)*ldc + jc + jr
-						if nj == nr {
-							ks.tile(h, kc, ap, rsa, csa, bp, sb, c[ci:], ldc, alpha, betaK)
+						tile, w := ks.tile, nr
+						if nj <= nr/2 && ks.half != nil {
+							tile, w = ks.half, nr/2
+						}
+						if nj == w {
+							tile(h, kc, ap, rsa, csa, bp, sb, c[ci:], ldc, alpha, betaK)
 						} else {
-							// Right edge: compute the full tile into scratch, then the part inside C.
-							tmp := buf.tmp[:h*nr]
-							ks.tile(h, kc, ap, rsa, csa, bp, sb, tmp, nr, alpha, 0)
+							// Right edge: compute the tile into scratch, then the part inside C.
+							tmp := buf.tmp[:h*w]
+							tile(h, kc, ap, rsa, csa, bp, sb, tmp, w, alpha, 0)
 							for i := 0; i < h; i++ {
 								crow := c[ci+i*ldc : ci+i*ldc+nj]
-								trow := tmp[i*nr : i*nr+nj]
+								trow := tmp[i*w : i*w+nj]
 								if betaK == 0 {
 									copy(crow, trow)
 									continue

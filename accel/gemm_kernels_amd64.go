@@ -184,6 +184,186 @@ func dgemmAVX512Rx13(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta floa
 //go:noescape
 func dgemmAVX512Rx14(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
 
+// dgemmAVX512H holds the AVX512 kernels by panel height h = 1..14: each
+// computes C[0:h, 0:8] = alpha·A·B + beta·C with A(i, p) = a[i + p*sa] and
+// B(p, j) = b[p*sb + j] (see gemmKernelGeneric).
+var dgemmAVX512H = [...]func(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64){
+	dgemmAVX512Hx1,
+	dgemmAVX512Hx2,
+	dgemmAVX512Hx3,
+	dgemmAVX512Hx4,
+	dgemmAVX512Hx5,
+	dgemmAVX512Hx6,
+	dgemmAVX512Hx7,
+	dgemmAVX512Hx8,
+	dgemmAVX512Hx9,
+	dgemmAVX512Hx10,
+	dgemmAVX512Hx11,
+	dgemmAVX512Hx12,
+	dgemmAVX512Hx13,
+	dgemmAVX512Hx14,
+}
+
+// dgemmAVX512Hx1 is the AVX512 kernel for an h = 1 by nr = 8 tile of C.
+//
+//go:noescape
+func dgemmAVX512Hx1(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512Hx2 is the AVX512 kernel for an h = 2 by nr = 8 tile of C.
+//
+//go:noescape
+func dgemmAVX512Hx2(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512Hx3 is the AVX512 kernel for an h = 3 by nr = 8 tile of C.
+//
+//go:noescape
+func dgemmAVX512Hx3(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512Hx4 is the AVX512 kernel for an h = 4 by nr = 8 tile of C.
+//
+//go:noescape
+func dgemmAVX512Hx4(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512Hx5 is the AVX512 kernel for an h = 5 by nr = 8 tile of C.
+//
+//go:noescape
+func dgemmAVX512Hx5(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512Hx6 is the AVX512 kernel for an h = 6 by nr = 8 tile of C.
+//
+//go:noescape
+func dgemmAVX512Hx6(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512Hx7 is the AVX512 kernel for an h = 7 by nr = 8 tile of C.
+//
+//go:noescape
+func dgemmAVX512Hx7(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512Hx8 is the AVX512 kernel for an h = 8 by nr = 8 tile of C.
+//
+//go:noescape
+func dgemmAVX512Hx8(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512Hx9 is the AVX512 kernel for an h = 9 by nr = 8 tile of C.
+//
+//go:noescape
+func dgemmAVX512Hx9(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512Hx10 is the AVX512 kernel for an h = 10 by nr = 8 tile of C.
+//
+//go:noescape
+func dgemmAVX512Hx10(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512Hx11 is the AVX512 kernel for an h = 11 by nr = 8 tile of C.
+//
+//go:noescape
+func dgemmAVX512Hx11(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512Hx12 is the AVX512 kernel for an h = 12 by nr = 8 tile of C.
+//
+//go:noescape
+func dgemmAVX512Hx12(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512Hx13 is the AVX512 kernel for an h = 13 by nr = 8 tile of C.
+//
+//go:noescape
+func dgemmAVX512Hx13(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512Hx14 is the AVX512 kernel for an h = 14 by nr = 8 tile of C.
+//
+//go:noescape
+func dgemmAVX512Hx14(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512HR holds the AVX512 kernels by panel height h = 1..14: each
+// computes C[0:h, 0:8] = alpha·A·B + beta·C with A(i, p) = a[i*lda + p] and
+// B(p, j) = b[p*sb + j] (see gemmKernelGeneric).
+var dgemmAVX512HR = [...]func(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64){
+	dgemmAVX512HRx1,
+	dgemmAVX512HRx2,
+	dgemmAVX512HRx3,
+	dgemmAVX512HRx4,
+	dgemmAVX512HRx5,
+	dgemmAVX512HRx6,
+	dgemmAVX512HRx7,
+	dgemmAVX512HRx8,
+	dgemmAVX512HRx9,
+	dgemmAVX512HRx10,
+	dgemmAVX512HRx11,
+	dgemmAVX512HRx12,
+	dgemmAVX512HRx13,
+	dgemmAVX512HRx14,
+}
+
+// dgemmAVX512HRx1 is the AVX512 kernel for an h = 1 by nr = 8 tile of C.
+//
+//go:noescape
+func dgemmAVX512HRx1(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512HRx2 is the AVX512 kernel for an h = 2 by nr = 8 tile of C.
+//
+//go:noescape
+func dgemmAVX512HRx2(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512HRx3 is the AVX512 kernel for an h = 3 by nr = 8 tile of C.
+//
+//go:noescape
+func dgemmAVX512HRx3(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512HRx4 is the AVX512 kernel for an h = 4 by nr = 8 tile of C.
+//
+//go:noescape
+func dgemmAVX512HRx4(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512HRx5 is the AVX512 kernel for an h = 5 by nr = 8 tile of C.
+//
+//go:noescape
+func dgemmAVX512HRx5(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512HRx6 is the AVX512 kernel for an h = 6 by nr = 8 tile of C.
+//
+//go:noescape
+func dgemmAVX512HRx6(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512HRx7 is the AVX512 kernel for an h = 7 by nr = 8 tile of C.
+//
+//go:noescape
+func dgemmAVX512HRx7(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512HRx8 is the AVX512 kernel for an h = 8 by nr = 8 tile of C.
+//
+//go:noescape
+func dgemmAVX512HRx8(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512HRx9 is the AVX512 kernel for an h = 9 by nr = 8 tile of C.
+//
+//go:noescape
+func dgemmAVX512HRx9(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512HRx10 is the AVX512 kernel for an h = 10 by nr = 8 tile of C.
+//
+//go:noescape
+func dgemmAVX512HRx10(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512HRx11 is the AVX512 kernel for an h = 11 by nr = 8 tile of C.
+//
+//go:noescape
+func dgemmAVX512HRx11(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512HRx12 is the AVX512 kernel for an h = 12 by nr = 8 tile of C.
+//
+//go:noescape
+func dgemmAVX512HRx12(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512HRx13 is the AVX512 kernel for an h = 13 by nr = 8 tile of C.
+//
+//go:noescape
+func dgemmAVX512HRx13(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX512HRx14 is the AVX512 kernel for an h = 14 by nr = 8 tile of C.
+//
+//go:noescape
+func dgemmAVX512HRx14(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
 // dgemmAVX2 holds the AVX2 kernels by panel height h = 1..6: each
 // computes C[0:h, 0:8] = alpha·A·B + beta·C with A(i, p) = a[i + p*sa] and
 // B(p, j) = b[p*sb + j] (see gemmKernelGeneric).
@@ -267,6 +447,90 @@ func dgemmAVX2Rx5(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64
 //
 //go:noescape
 func dgemmAVX2Rx6(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX2H holds the AVX2 kernels by panel height h = 1..6: each
+// computes C[0:h, 0:4] = alpha·A·B + beta·C with A(i, p) = a[i + p*sa] and
+// B(p, j) = b[p*sb + j] (see gemmKernelGeneric).
+var dgemmAVX2H = [...]func(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64){
+	dgemmAVX2Hx1,
+	dgemmAVX2Hx2,
+	dgemmAVX2Hx3,
+	dgemmAVX2Hx4,
+	dgemmAVX2Hx5,
+	dgemmAVX2Hx6,
+}
+
+// dgemmAVX2Hx1 is the AVX2 kernel for an h = 1 by nr = 4 tile of C.
+//
+//go:noescape
+func dgemmAVX2Hx1(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX2Hx2 is the AVX2 kernel for an h = 2 by nr = 4 tile of C.
+//
+//go:noescape
+func dgemmAVX2Hx2(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX2Hx3 is the AVX2 kernel for an h = 3 by nr = 4 tile of C.
+//
+//go:noescape
+func dgemmAVX2Hx3(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX2Hx4 is the AVX2 kernel for an h = 4 by nr = 4 tile of C.
+//
+//go:noescape
+func dgemmAVX2Hx4(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX2Hx5 is the AVX2 kernel for an h = 5 by nr = 4 tile of C.
+//
+//go:noescape
+func dgemmAVX2Hx5(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX2Hx6 is the AVX2 kernel for an h = 6 by nr = 4 tile of C.
+//
+//go:noescape
+func dgemmAVX2Hx6(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX2HR holds the AVX2 kernels by panel height h = 1..6: each
+// computes C[0:h, 0:4] = alpha·A·B + beta·C with A(i, p) = a[i*lda + p] and
+// B(p, j) = b[p*sb + j] (see gemmKernelGeneric).
+var dgemmAVX2HR = [...]func(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64){
+	dgemmAVX2HRx1,
+	dgemmAVX2HRx2,
+	dgemmAVX2HRx3,
+	dgemmAVX2HRx4,
+	dgemmAVX2HRx5,
+	dgemmAVX2HRx6,
+}
+
+// dgemmAVX2HRx1 is the AVX2 kernel for an h = 1 by nr = 4 tile of C.
+//
+//go:noescape
+func dgemmAVX2HRx1(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX2HRx2 is the AVX2 kernel for an h = 2 by nr = 4 tile of C.
+//
+//go:noescape
+func dgemmAVX2HRx2(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX2HRx3 is the AVX2 kernel for an h = 3 by nr = 4 tile of C.
+//
+//go:noescape
+func dgemmAVX2HRx3(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX2HRx4 is the AVX2 kernel for an h = 4 by nr = 4 tile of C.
+//
+//go:noescape
+func dgemmAVX2HRx4(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX2HRx5 is the AVX2 kernel for an h = 5 by nr = 4 tile of C.
+//
+//go:noescape
+func dgemmAVX2HRx5(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
+
+// dgemmAVX2HRx6 is the AVX2 kernel for an h = 6 by nr = 4 tile of C.
+//
+//go:noescape
+func dgemmAVX2HRx6(kc int, a, b, c *float64, ldc, sa, sb int, alpha, beta float64)
 
 // sgemmAVX512 holds the AVX512 kernels by panel height h = 1..14: each
 // computes C[0:h, 0:32] = alpha·A·B + beta·C with A(i, p) = a[i + p*sa] and
@@ -448,6 +712,186 @@ func sgemmAVX512Rx13(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta floa
 //go:noescape
 func sgemmAVX512Rx14(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
 
+// sgemmAVX512H holds the AVX512 kernels by panel height h = 1..14: each
+// computes C[0:h, 0:16] = alpha·A·B + beta·C with A(i, p) = a[i + p*sa] and
+// B(p, j) = b[p*sb + j] (see gemmKernelGeneric).
+var sgemmAVX512H = [...]func(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32){
+	sgemmAVX512Hx1,
+	sgemmAVX512Hx2,
+	sgemmAVX512Hx3,
+	sgemmAVX512Hx4,
+	sgemmAVX512Hx5,
+	sgemmAVX512Hx6,
+	sgemmAVX512Hx7,
+	sgemmAVX512Hx8,
+	sgemmAVX512Hx9,
+	sgemmAVX512Hx10,
+	sgemmAVX512Hx11,
+	sgemmAVX512Hx12,
+	sgemmAVX512Hx13,
+	sgemmAVX512Hx14,
+}
+
+// sgemmAVX512Hx1 is the AVX512 kernel for an h = 1 by nr = 16 tile of C.
+//
+//go:noescape
+func sgemmAVX512Hx1(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512Hx2 is the AVX512 kernel for an h = 2 by nr = 16 tile of C.
+//
+//go:noescape
+func sgemmAVX512Hx2(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512Hx3 is the AVX512 kernel for an h = 3 by nr = 16 tile of C.
+//
+//go:noescape
+func sgemmAVX512Hx3(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512Hx4 is the AVX512 kernel for an h = 4 by nr = 16 tile of C.
+//
+//go:noescape
+func sgemmAVX512Hx4(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512Hx5 is the AVX512 kernel for an h = 5 by nr = 16 tile of C.
+//
+//go:noescape
+func sgemmAVX512Hx5(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512Hx6 is the AVX512 kernel for an h = 6 by nr = 16 tile of C.
+//
+//go:noescape
+func sgemmAVX512Hx6(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512Hx7 is the AVX512 kernel for an h = 7 by nr = 16 tile of C.
+//
+//go:noescape
+func sgemmAVX512Hx7(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512Hx8 is the AVX512 kernel for an h = 8 by nr = 16 tile of C.
+//
+//go:noescape
+func sgemmAVX512Hx8(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512Hx9 is the AVX512 kernel for an h = 9 by nr = 16 tile of C.
+//
+//go:noescape
+func sgemmAVX512Hx9(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512Hx10 is the AVX512 kernel for an h = 10 by nr = 16 tile of C.
+//
+//go:noescape
+func sgemmAVX512Hx10(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512Hx11 is the AVX512 kernel for an h = 11 by nr = 16 tile of C.
+//
+//go:noescape
+func sgemmAVX512Hx11(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512Hx12 is the AVX512 kernel for an h = 12 by nr = 16 tile of C.
+//
+//go:noescape
+func sgemmAVX512Hx12(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512Hx13 is the AVX512 kernel for an h = 13 by nr = 16 tile of C.
+//
+//go:noescape
+func sgemmAVX512Hx13(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512Hx14 is the AVX512 kernel for an h = 14 by nr = 16 tile of C.
+//
+//go:noescape
+func sgemmAVX512Hx14(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512HR holds the AVX512 kernels by panel height h = 1..14: each
+// computes C[0:h, 0:16] = alpha·A·B + beta·C with A(i, p) = a[i*lda + p] and
+// B(p, j) = b[p*sb + j] (see gemmKernelGeneric).
+var sgemmAVX512HR = [...]func(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32){
+	sgemmAVX512HRx1,
+	sgemmAVX512HRx2,
+	sgemmAVX512HRx3,
+	sgemmAVX512HRx4,
+	sgemmAVX512HRx5,
+	sgemmAVX512HRx6,
+	sgemmAVX512HRx7,
+	sgemmAVX512HRx8,
+	sgemmAVX512HRx9,
+	sgemmAVX512HRx10,
+	sgemmAVX512HRx11,
+	sgemmAVX512HRx12,
+	sgemmAVX512HRx13,
+	sgemmAVX512HRx14,
+}
+
+// sgemmAVX512HRx1 is the AVX512 kernel for an h = 1 by nr = 16 tile of C.
+//
+//go:noescape
+func sgemmAVX512HRx1(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512HRx2 is the AVX512 kernel for an h = 2 by nr = 16 tile of C.
+//
+//go:noescape
+func sgemmAVX512HRx2(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512HRx3 is the AVX512 kernel for an h = 3 by nr = 16 tile of C.
+//
+//go:noescape
+func sgemmAVX512HRx3(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512HRx4 is the AVX512 kernel for an h = 4 by nr = 16 tile of C.
+//
+//go:noescape
+func sgemmAVX512HRx4(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512HRx5 is the AVX512 kernel for an h = 5 by nr = 16 tile of C.
+//
+//go:noescape
+func sgemmAVX512HRx5(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512HRx6 is the AVX512 kernel for an h = 6 by nr = 16 tile of C.
+//
+//go:noescape
+func sgemmAVX512HRx6(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512HRx7 is the AVX512 kernel for an h = 7 by nr = 16 tile of C.
+//
+//go:noescape
+func sgemmAVX512HRx7(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512HRx8 is the AVX512 kernel for an h = 8 by nr = 16 tile of C.
+//
+//go:noescape
+func sgemmAVX512HRx8(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512HRx9 is the AVX512 kernel for an h = 9 by nr = 16 tile of C.
+//
+//go:noescape
+func sgemmAVX512HRx9(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512HRx10 is the AVX512 kernel for an h = 10 by nr = 16 tile of C.
+//
+//go:noescape
+func sgemmAVX512HRx10(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512HRx11 is the AVX512 kernel for an h = 11 by nr = 16 tile of C.
+//
+//go:noescape
+func sgemmAVX512HRx11(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512HRx12 is the AVX512 kernel for an h = 12 by nr = 16 tile of C.
+//
+//go:noescape
+func sgemmAVX512HRx12(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512HRx13 is the AVX512 kernel for an h = 13 by nr = 16 tile of C.
+//
+//go:noescape
+func sgemmAVX512HRx13(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX512HRx14 is the AVX512 kernel for an h = 14 by nr = 16 tile of C.
+//
+//go:noescape
+func sgemmAVX512HRx14(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
 // sgemmAVX2 holds the AVX2 kernels by panel height h = 1..6: each
 // computes C[0:h, 0:16] = alpha·A·B + beta·C with A(i, p) = a[i + p*sa] and
 // B(p, j) = b[p*sb + j] (see gemmKernelGeneric).
@@ -531,3 +975,87 @@ func sgemmAVX2Rx5(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32
 //
 //go:noescape
 func sgemmAVX2Rx6(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX2H holds the AVX2 kernels by panel height h = 1..6: each
+// computes C[0:h, 0:8] = alpha·A·B + beta·C with A(i, p) = a[i + p*sa] and
+// B(p, j) = b[p*sb + j] (see gemmKernelGeneric).
+var sgemmAVX2H = [...]func(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32){
+	sgemmAVX2Hx1,
+	sgemmAVX2Hx2,
+	sgemmAVX2Hx3,
+	sgemmAVX2Hx4,
+	sgemmAVX2Hx5,
+	sgemmAVX2Hx6,
+}
+
+// sgemmAVX2Hx1 is the AVX2 kernel for an h = 1 by nr = 8 tile of C.
+//
+//go:noescape
+func sgemmAVX2Hx1(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX2Hx2 is the AVX2 kernel for an h = 2 by nr = 8 tile of C.
+//
+//go:noescape
+func sgemmAVX2Hx2(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX2Hx3 is the AVX2 kernel for an h = 3 by nr = 8 tile of C.
+//
+//go:noescape
+func sgemmAVX2Hx3(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX2Hx4 is the AVX2 kernel for an h = 4 by nr = 8 tile of C.
+//
+//go:noescape
+func sgemmAVX2Hx4(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX2Hx5 is the AVX2 kernel for an h = 5 by nr = 8 tile of C.
+//
+//go:noescape
+func sgemmAVX2Hx5(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX2Hx6 is the AVX2 kernel for an h = 6 by nr = 8 tile of C.
+//
+//go:noescape
+func sgemmAVX2Hx6(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX2HR holds the AVX2 kernels by panel height h = 1..6: each
+// computes C[0:h, 0:8] = alpha·A·B + beta·C with A(i, p) = a[i*lda + p] and
+// B(p, j) = b[p*sb + j] (see gemmKernelGeneric).
+var sgemmAVX2HR = [...]func(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32){
+	sgemmAVX2HRx1,
+	sgemmAVX2HRx2,
+	sgemmAVX2HRx3,
+	sgemmAVX2HRx4,
+	sgemmAVX2HRx5,
+	sgemmAVX2HRx6,
+}
+
+// sgemmAVX2HRx1 is the AVX2 kernel for an h = 1 by nr = 8 tile of C.
+//
+//go:noescape
+func sgemmAVX2HRx1(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX2HRx2 is the AVX2 kernel for an h = 2 by nr = 8 tile of C.
+//
+//go:noescape
+func sgemmAVX2HRx2(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX2HRx3 is the AVX2 kernel for an h = 3 by nr = 8 tile of C.
+//
+//go:noescape
+func sgemmAVX2HRx3(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX2HRx4 is the AVX2 kernel for an h = 4 by nr = 8 tile of C.
+//
+//go:noescape
+func sgemmAVX2HRx4(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX2HRx5 is the AVX2 kernel for an h = 5 by nr = 8 tile of C.
+//
+//go:noescape
+func sgemmAVX2HRx5(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)
+
+// sgemmAVX2HRx6 is the AVX2 kernel for an h = 6 by nr = 8 tile of C.
+//
+//go:noescape
+func sgemmAVX2HRx6(kc int, a, b, c *float32, ldc, sa, sb int, alpha, beta float32)

@@ -15,15 +15,17 @@
 //		}
 //	}
 //
-// There are two families. The P kernels (names …x{h}) read A with rsa = 1
+// There are two families, each in full width (two vectors) and half width
+// (one vector, names with H, for the right edge of C). The P kernels
+// (names …x{h}) read A with rsa = 1
 // and csa = sa: a packed panel (sa = h) or the rows of a stored Aᵀ
 // (sa = lda). The R kernels (names …Rx{h}) read A with rsa = lda and csa = 1,
 // straight from row-major storage, which saves packing A when it is used for
 // only a few tiles of C. B is read nr values per step p, sb apart: a packed
 // panel (sb = nr) or the rows of a stored B (sb = ldb). C is row-major with
-// stride ldc. Each kernel keeps the h×nr block of sums in 2h vector
-// registers, so nr is two vectors wide: 16 float64 or 32 float32 with
-// AVX-512, 8 or 16 with AVX2.
+// stride ldc. Each full-width kernel keeps the h×nr block of sums in 2h
+// vector registers, so nr is two vectors wide: 16 float64 or 32 float32 with
+// AVX-512, 8 or 16 with AVX2; the half-width kernels cover nr/2 columns.
 package main
 
 import (
@@ -73,24 +75,26 @@ func main() {
 	g.WriteString("//go:build !purego\n\npackage accel\n")
 	for _, e := range []elem{f64, f32} {
 		for _, x := range []isa{avx512, avx2} {
-			for _, rows := range []bool{false, true} {
-				nr := 2 * x.vbytes / e.size
-				fam, what := "", "A(i, p) = a[i + p*sa]"
-				if rows {
-					fam, what = "R", "A(i, p) = a[i*lda + p]"
-				}
-				fmt.Fprintf(&g, "\n// %sgemm%s%s holds the %s kernels by panel height h = 1..%d: each\n", e.prefix, x.name, fam, x.name, x.maxRows)
-				fmt.Fprintf(&g, "// computes C[0:h, 0:%d] = alpha·A·B + beta·C with %s and\n", nr, what)
-				fmt.Fprintf(&g, "// B(p, j) = b[p*sb + j] (see gemmKernelGeneric).\n")
-				fmt.Fprintf(&g, "var %sgemm%s%s = [...]func(kc int, a, b, c *%s, ldc, sa, sb int, alpha, beta %s){\n", e.prefix, x.name, fam, e.goType, e.goType)
-				for h := 1; h <= x.maxRows; h++ {
-					fmt.Fprintf(&g, "\t%s,\n", kname(e, x, rows, h))
-				}
-				g.WriteString("}\n")
-				for h := 1; h <= x.maxRows; h++ {
-					fmt.Fprintf(&g, "\n// %s is the %s kernel for an h = %d by nr = %d tile of C.\n//\n//go:noescape\n", kname(e, x, rows, h), x.name, h, nr)
-					fmt.Fprintf(&g, "func %s(kc int, a, b, c *%s, ldc, sa, sb int, alpha, beta %s)\n", kname(e, x, rows, h), e.goType, e.goType)
-					kernel(&s, e, x, rows, h)
+			for _, nv := range []int{2, 1} {
+				for _, rows := range []bool{false, true} {
+					nr := nv * x.vbytes / e.size
+					fam, what := fam(rows, nv), "A(i, p) = a[i + p*sa]"
+					if rows {
+						what = "A(i, p) = a[i*lda + p]"
+					}
+					fmt.Fprintf(&g, "\n// %sgemm%s%s holds the %s kernels by panel height h = 1..%d: each\n", e.prefix, x.name, fam, x.name, x.maxRows)
+					fmt.Fprintf(&g, "// computes C[0:h, 0:%d] = alpha·A·B + beta·C with %s and\n", nr, what)
+					fmt.Fprintf(&g, "// B(p, j) = b[p*sb + j] (see gemmKernelGeneric).\n")
+					fmt.Fprintf(&g, "var %sgemm%s%s = [...]func(kc int, a, b, c *%s, ldc, sa, sb int, alpha, beta %s){\n", e.prefix, x.name, fam, e.goType, e.goType)
+					for h := 1; h <= x.maxRows; h++ {
+						fmt.Fprintf(&g, "\t%s,\n", kname(e, x, rows, nv, h))
+					}
+					g.WriteString("}\n")
+					for h := 1; h <= x.maxRows; h++ {
+						fmt.Fprintf(&g, "\n// %s is the %s kernel for an h = %d by nr = %d tile of C.\n//\n//go:noescape\n", kname(e, x, rows, nv, h), x.name, h, nr)
+						fmt.Fprintf(&g, "func %s(kc int, a, b, c *%s, ldc, sa, sb int, alpha, beta %s)\n", kname(e, x, rows, nv, h), e.goType, e.goType)
+						kernel(&s, e, x, rows, nv, h)
+					}
 				}
 			}
 		}
@@ -103,12 +107,21 @@ func main() {
 	}
 }
 
-func kname(e elem, x isa, rows bool, h int) string {
-	fam := ""
-	if rows {
-		fam = "R"
+// fam names a kernel family: "" (P, two vectors wide), "R" (A by rows),
+// "H" and "HR" (half width: one vector).
+func fam(rows bool, nv int) string {
+	f := ""
+	if nv == 1 {
+		f = "H"
 	}
-	return fmt.Sprintf("%sgemm%s%sx%d", e.prefix, x.name, fam, h)
+	if rows {
+		f += "R"
+	}
+	return f
+}
+
+func kname(e elem, x isa, rows bool, nv, h int) string {
+	return fmt.Sprintf("%sgemm%s%sx%d", e.prefix, x.name, fam(rows, nv), h)
 }
 
 // aRow returns the address of A(i, p) at the current step of an R kernel:
@@ -140,15 +153,17 @@ func aRow(i int) string {
 	panic("row out of range")
 }
 
-// kernel writes the kernel for panel height h.
-func kernel(w *bytes.Buffer, e elem, x isa, rows bool, h int) {
+// kernel writes the kernel for panel height h, nv vectors wide.
+func kernel(w *bytes.Buffer, e elem, x isa, rows bool, nv, h int) {
 	r := func(i int) string { return fmt.Sprintf("%s%d", x.reg, i) }
-	acc := func(i, v int) string { return r(2*i + v) } // row i, vector v
-	b0, b1, t0, t1 := r(x.nreg-4), r(x.nreg-3), r(x.nreg-2), r(x.nreg-1)
+	acc := func(i, v int) string { return r(nv*i + v) } // row i, vector v
+	bv := [2]string{r(x.nreg - 4), r(x.nreg - 3)}       // the B vectors of one step
+	t0, t1 := r(x.nreg-2), r(x.nreg-1)
 	argSize := 56 + 2*e.size // kc, a, b, c, ldc, sa, sb: 8 bytes each, then alpha, beta
-	name := kname(e, x, rows, h)
+	name := kname(e, x, rows, nv, h)
 	mov := "VMOVUP" + e.sfx[1:]
 	shift := log2(e.size)
+	width := nv * x.vbytes // bytes of B and C per row
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
 
 	p("\n// func %s(kc int, a, b, c *%s, ldc, sa, sb int, alpha, beta %s)", name, e.goType, e.goType)
@@ -178,14 +193,14 @@ func kernel(w *bytes.Buffer, e elem, x isa, rows bool, h int) {
 	p("\t// same row of the next panel, which the next kernel call reads")
 	p("\tMOVQ R13, DI")
 	p("\tSHLQ $3, DI")
-	p("\tCMPQ R13, $%d", 2*x.vbytes)
+	p("\tCMPQ R13, $%d", width)
 	p("\tJEQ %s_pf", name)
-	p("\tMOVQ $%d, DI", 2*x.vbytes)
+	p("\tMOVQ $%d, DI", width)
 	p("%s_pf:", name)
 
-	p("\n\t// acc[i][v] = 0 for the %d×2 accumulators", h)
+	p("\n\t// acc[i][v] = 0 for the %d×%d accumulators", h, nv)
 	for i := 0; i < h; i++ {
-		for v := 0; v < 2; v++ {
+		for v := 0; v < nv; v++ {
 			p("\t%s %s, %s, %s", x.zero, acc(i, v), acc(i, v), acc(i, v))
 		}
 	}
@@ -194,9 +209,10 @@ func kernel(w *bytes.Buffer, e elem, x isa, rows bool, h int) {
 
 	p("\n\t// for p := 0; p < kc; p++ {")
 	p("%s_loop:", name)
-	p("\t// b0, b1 = b[p*sb : p*sb+nr]")
-	p("\t%s (BX), %s", mov, b0)
-	p("\t%s %d(BX), %s", mov, x.vbytes, b1)
+	p("\t// b_v = b[p*sb : p*sb+nr], %d vector(s)", nv)
+	for v := 0; v < nv; v++ {
+		p("\t%s %d(BX), %s", mov, v*x.vbytes, bv[v])
+	}
 	if rows {
 		p("\t// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i")
 	} else {
@@ -212,12 +228,12 @@ func kernel(w *bytes.Buffer, e elem, x isa, rows bool, h int) {
 		} else {
 			p("\t%s %d(AX), %s", e.bcast, i*e.size, t)
 		}
-		p("\tVFMADD231%s %s, %s, %s", e.sfx, b0, t, acc(i, 0))
-		p("\tVFMADD231%s %s, %s, %s", e.sfx, b1, t, acc(i, 1))
+		for v := 0; v < nv; v++ {
+			p("\tVFMADD231%s %s, %s, %s", e.sfx, bv[v], t, acc(i, v))
+		}
 	}
-	p("\tPREFETCHT0 (BX)(DI*1) // B, ahead")
-	if 2*x.vbytes > 64 {
-		p("\tPREFETCHT0 64(BX)(DI*1)")
+	for off := 0; off < width; off += 64 {
+		p("\tPREFETCHT0 %d(BX)(DI*1) // B, ahead", off)
 	}
 	if rows {
 		p("\tADDQ $%d, AX // next column of A", e.size)
@@ -248,12 +264,11 @@ func kernel(w *bytes.Buffer, e elem, x isa, rows bool, h int) {
 	p("\t%s beta+%d(FP), %s", e.bcast, 56+e.size, t0)
 	p("\t// c[i*ldc : i*ldc+nr] = beta*c[...] + alpha*acc[i], row by row")
 	for i := 0; i < h; i++ {
-		p("\tVMULP%s (DX), %s, %s", e.sfx[1:], t0, b0)
-		p("\tVMULP%s %d(DX), %s, %s", e.sfx[1:], x.vbytes, t0, b1)
-		p("\tVFMADD231%s %s, %s, %s", e.sfx, t1, acc(i, 0), b0)
-		p("\tVFMADD231%s %s, %s, %s", e.sfx, t1, acc(i, 1), b1)
-		p("\t%s %s, (DX)", mov, b0)
-		p("\t%s %s, %d(DX)", mov, b1, x.vbytes)
+		for v := 0; v < nv; v++ {
+			p("\tVMULP%s %d(DX), %s, %s", e.sfx[1:], v*x.vbytes, t0, bv[v])
+			p("\tVFMADD231%s %s, %s, %s", e.sfx, t1, acc(i, v), bv[v])
+			p("\t%s %s, %d(DX)", mov, bv[v], v*x.vbytes)
+		}
 		if i < h-1 {
 			p("\tADDQ R8, DX")
 		}
@@ -263,10 +278,10 @@ func kernel(w *bytes.Buffer, e elem, x isa, rows bool, h int) {
 	p("\n%s_beta0:", name)
 	p("\t// c[i*ldc : i*ldc+nr] = alpha*acc[i], row by row, without reading C")
 	for i := 0; i < h; i++ {
-		p("\tVMULP%s %s, %s, %s", e.sfx[1:], t1, acc(i, 0), b0)
-		p("\tVMULP%s %s, %s, %s", e.sfx[1:], t1, acc(i, 1), b1)
-		p("\t%s %s, (DX)", mov, b0)
-		p("\t%s %s, %d(DX)", mov, b1, x.vbytes)
+		for v := 0; v < nv; v++ {
+			p("\tVMULP%s %s, %s, %s", e.sfx[1:], t1, acc(i, v), bv[v])
+			p("\t%s %s, %d(DX)", mov, bv[v], v*x.vbytes)
+		}
 		if i < h-1 {
 			p("\tADDQ R8, DX")
 		}
