@@ -53,11 +53,7 @@ func (l *Linear) Base(x *Tensor) *Tensor {
 	if l.merged != "" {
 		w = NewConst(l.unmerged)
 	}
-	y := MatMulT(x, w) // (n×out)
-	if l.B != nil {
-		y = AddRow(y, l.B)
-	}
-	return y
+	return Affine(x, w, l.B) // (n×out)
 }
 
 // Forward returns the layer's output for x (n×in) → (n×out): the base x·Wᵀ + b,
@@ -69,11 +65,7 @@ func (l *Linear) Forward(x *Tensor) *Tensor {
 		if _, k := x.Dims(); k != in {
 			l.Base(x) // panics with the shape error
 		}
-		y := MatMulT(x, l.W)
-		if l.B != nil {
-			y = AddRow(y, l.B)
-		}
-		return y
+		return Affine(x, l.W, l.B)
 	}
 	base := l.Base(x)
 	if l.Disabled || l.Active == "" {

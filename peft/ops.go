@@ -148,6 +148,50 @@ func Div(a, b *Tensor) *Tensor {
 	}, a, b)
 }
 
+// Affine returns x·Wᵀ + b, a Linear layer's product in one op: x (n×k),
+// w (m×k), b (1×m) or nil → (n×m).
+func Affine(x, w, b *Tensor) *Tensor {
+	n, k := x.Dims()
+	m, k2 := w.Dims()
+	if k != k2 {
+		panic(ShapeError{Op: "Affine", Got: shape2(x, w, "·ᵀ"), Want: "x (n×k), W (m×k)"})
+	}
+	var bd []float64
+	if b != nil {
+		if br, bc := b.Dims(); br != 1 || bc != m {
+			panic(ShapeError{Op: "Affine", Got: "W " + shapeOf(m, k) + ", b " + shapeOf(br, bc), Want: fmt.Sprintf("b (1×%d)", m)})
+		}
+		bd = vals(b.Value)
+	}
+	xd, wd := vals(x.Value), vals(w.Value)
+	out, od := newDense(n, m)
+	beta := 0.0
+	if bd != nil {
+		for i := 0; i < n; i++ {
+			copy(od[i*m:(i+1)*m], bd) // start every row from b
+		}
+		beta = 1
+	}
+	gemm(false, true, n, m, k, 1, xd, k, wd, k, beta, od, m) // += x·Wᵀ
+	return newOp(out, func(o *Tensor) {
+		dY := gdata(o) // (n×m)
+		if x.NeedsGrad() {
+			gemm(false, false, n, k, m, 1, dY, m, wd, k, 1, gdata(x), k) // dX (n×k) += dY·W
+		}
+		if w.NeedsGrad() {
+			gemm(true, false, m, k, n, 1, dY, m, xd, k, 1, gdata(w), k) // dW (m×k) += dYᵀ·x
+		}
+		if b != nil && b.NeedsGrad() {
+			dB := gdata(b) // (1×m) += column sums of dY
+			for i := 0; i < n; i++ {
+				for j, g := range dY[i*m : (i+1)*m] {
+					dB[j] += g
+				}
+			}
+		}
+	}, x, w, b)
+}
+
 // rowShape panics unless row is (1×m) for a (n×m).
 func rowShape(op string, a, row *Tensor) (n, m int) {
 	n, m = a.Dims()

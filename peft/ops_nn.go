@@ -30,12 +30,23 @@ func unary(a *Tensor, f func(x float64) float64, df func(x, y float64) float64) 
 // GELU returns x·Φ(x) elementwise, Φ the standard normal CDF (the exact
 // form, PyTorch's nn.GELU() default).
 func GELU(a *Tensor) *Tensor {
-	return unary(a,
-		func(x float64) float64 { return 0.5 * x * (1 + math.Erf(x/math.Sqrt2)) },
-		func(x, _ float64) float64 {
+	n, m := a.Dims()
+	ad := vals(a.Value)
+	out, od := newDense(n, m)
+	cdf := make([]float64, n*m) // Φ(x), kept for backward
+	for i, x := range ad {
+		cdf[i] = 0.5 * (1 + math.Erf(x*(1/math.Sqrt2)))
+		od[i] = x * cdf[i]
+	}
+	return newOp(out, func(o *Tensor) {
+		dC, dA := gdata(o), gdata(a)
+		const invSqrt2Pi = 0.3989422804014327 // 1/√(2π)
+		for i, g := range dC {
+			x := ad[i]
 			// d/dx x·Φ(x) = Φ(x) + x·φ(x)
-			return 0.5*(1+math.Erf(x/math.Sqrt2)) + x*math.Exp(-0.5*x*x)/math.Sqrt(2*math.Pi)
-		})
+			dA[i] += g * (cdf[i] + x*invSqrt2Pi*math.Exp(-0.5*x*x))
+		}
+	}, a)
 }
 
 // ReLU returns max(x, 0) elementwise (gradient 0 at x = 0).
@@ -83,7 +94,9 @@ func Softmax(a *Tensor) *Tensor {
 func softmaxRow(y, x []float64) {
 	mx := math.Inf(-1)
 	for _, v := range x {
-		mx = math.Max(mx, v)
+		if v > mx {
+			mx = v
+		}
 	}
 	var s float64
 	for j, v := range x {

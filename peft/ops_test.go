@@ -108,7 +108,7 @@ func TestOpGradients(t *testing.T) {
 			vals(away.Value)[i] = -v
 		}
 	}
-	gain, bias := P("gain", 1, 5), P("bias", 1, 5)
+	gain, bias, bias4 := P("gain", 1, 5), P("bias", 1, 5), P("bias4", 1, 4)
 	table := P("table", 7, 3)
 	logits := P("logits", 4, 7)
 	// Attention: B = 2 sequences of T = 3, C = 6, 2 heads of hd = 3.
@@ -121,6 +121,8 @@ func TestOpGradients(t *testing.T) {
 	}{
 		{"MatMul", []*Tensor{a53, b34}, func() *Tensor { return MatMul(a53, b34) }},
 		{"MatMulT", []*Tensor{a53, b43}, func() *Tensor { return MatMulT(a53, b43) }},
+		{"Affine", []*Tensor{a53, b43, bias4}, func() *Tensor { return Affine(a53, b43, bias4) }},
+		{"AffineNoBias", []*Tensor{a53, b43}, func() *Tensor { return Affine(a53, b43, nil) }},
 		{"Add", []*Tensor{x35, y35}, func() *Tensor { return Add(x35, y35) }},
 		{"Sub", []*Tensor{x35, y35}, func() *Tensor { return Sub(x35, y35) }},
 		{"Mul", []*Tensor{x35, y35}, func() *Tensor { return Mul(x35, y35) }},
@@ -281,6 +283,8 @@ func TestOpShapeErrors(t *testing.T) {
 	}{
 		{"MatMul", func() { MatMul(a, b) }, []string{"MatMul", "(2×3)", "(4×5)"}},
 		{"MatMulT", func() { MatMulT(a, b) }, []string{"MatMulT", "(2×3)", "(4×5)"}},
+		{"Affine", func() { Affine(a, b, nil) }, []string{"Affine", "(2×3)", "(4×5)"}},
+		{"AffineBias", func() { Affine(a, a, b) }, []string{"Affine", "(2×3)", "(4×5)"}},
 		{"Add", func() { Add(a, b) }, []string{"Add", "(2×3)", "(4×5)"}},
 		{"Sub", func() { Sub(a, b) }, []string{"Sub", "(2×3)", "(4×5)"}},
 		{"Mul", func() { Mul(a, b) }, []string{"Mul", "(2×3)", "(4×5)"}},
