@@ -3,10 +3,13 @@ package viz
 import (
 	"bytes"
 	"fmt"
+	"image"
 	"image/color"
 	"math"
 	"strings"
 
+	"git.sr.ht/~sbinet/gg"
+	xdraw "golang.org/x/image/draw"
 	xfont "golang.org/x/image/font"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/font"
@@ -118,9 +121,21 @@ func (c *Chart) Render(format string) (out []byte, err error) {
 	var buf bytes.Buffer
 	switch strings.ToLower(format) {
 	case "png":
-		img := vgimg.NewWith(vgimg.UseWH(pxLen(w), pxLen(h)), vgimg.UseDPI(int(math.Round(96*scale))))
+		dpi := int(math.Round(96 * scale))
+		pw, ph := int(math.Round(float64(w)*scale)), int(math.Round(float64(h)*scale))
+		// Our own gg context, to scale heat-map rasters by nearest neighbour
+		// (crisp cells) instead of gg's default bilinear filter.
+		ctx := gg.NewContext(pw, ph)
+		ctx.SetLineCapButt()
+		ctx.InvertY()
+		ctx.SetInterpolator(xdraw.NearestNeighbor)
+		img := vgimg.NewWith(vgimg.UseImageWithContext(ctx.Image().(xdraw.Image), ctx), vgimg.UseDPI(dpi))
 		c.drawInto(draw.New(img))
-		if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(&buf); err != nil {
+		rgba, ok := img.Image().(*image.RGBA)
+		if !ok {
+			return nil, fmt.Errorf("viz: Render %q: canvas image is %T, want *image.RGBA", c.Title, img.Image())
+		}
+		if err := encodePNG(&buf, rgba); err != nil {
 			return nil, fmt.Errorf("viz: Render %q as PNG: %w", c.Title, err)
 		}
 	case "svg":
@@ -224,6 +239,7 @@ func drawRow(rc draw.Canvas, row []cell) {
 // top right with a translucent background.
 func newPlot(title, xlabel, ylabel string) *plot.Plot {
 	p := plot.New()
+	p.BackgroundColor = nil // the figure is white already: no full-size fill per panel
 	p.Title.Text = title
 	p.Title.TextStyle.Font.Size = 12
 	p.X.Label.Text = xlabel
@@ -286,4 +302,13 @@ func seriesName(name string, i int) string {
 		return fmt.Sprintf("series %d", i+1)
 	}
 	return name
+}
+
+// widenLog gives a log axis whose data is one value a range around it
+// (gonum/plot would widen it by ±1, through zero, which a log axis cannot
+// draw).
+func widenLog(a *plot.Axis) {
+	if a.Min == a.Max && a.Min > 0 {
+		a.Min, a.Max = a.Min/2, a.Max*2
+	}
 }

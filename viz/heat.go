@@ -2,6 +2,7 @@ package viz
 
 import (
 	"fmt"
+	"image"
 	"image/color"
 	"math"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
 )
 
 // cellGrid is a heat map plotter: z[row][col] is drawn as the unit cell
@@ -33,10 +35,27 @@ func (g *cellGrid) color(v float64) color.Color {
 	return g.pal[min(max(i, 0), len(g.pal)-1)]
 }
 
-// Plot implements plot.Plotter.
+// Plot implements plot.Plotter. On a raster canvas it draws one pixel per
+// cell into an image that the canvas scales by nearest neighbour (fast for
+// 100×200 cells and more); on a vector canvas (SVG) it fills rectangles.
 func (g *cellGrid) Plot(c draw.Canvas, p *plot.Plot) {
 	trX, trY := p.Transforms(&c)
 	rows := len(g.z)
+	if isRaster(c.Canvas) && rows > 0 {
+		cols := len(g.z[0])
+		img := image.NewRGBA(image.Rect(0, 0, cols, rows))
+		for r, row := range g.z {
+			for j, v := range row {
+				img.Set(j, r, g.color(v))
+			}
+		}
+		rect := vg.Rectangle{
+			Min: vg.Point{X: trX(-0.5), Y: trY(-0.5)},
+			Max: vg.Point{X: trX(float64(cols) - 0.5), Y: trY(float64(rows) - 0.5)},
+		}
+		c.DrawImage(rect, img)
+		return
+	}
 	for r, row := range g.z {
 		y := float64(rows - 1 - r)
 		y0, y1 := trY(y-0.5), trY(y+0.5)
@@ -48,6 +67,23 @@ func (g *cellGrid) Plot(c draw.Canvas, p *plot.Plot) {
 			x0, x1 := trX(float64(j)-0.5), trX(float64(k-1)+0.5)
 			c.FillPolygon(g.color(row[j]), []vg.Point{{X: x0, Y: y0}, {X: x1, Y: y0}, {X: x1, Y: y1}, {X: x0, Y: y1}})
 			j = k
+		}
+	}
+}
+
+// isRaster says whether cv draws to an image (through any draw.Canvas
+// wrappers, which gonum/plot adds).
+func isRaster(cv vg.Canvas) bool {
+	for {
+		switch c := cv.(type) {
+		case *vgimg.Canvas:
+			return true
+		case draw.Canvas:
+			cv = c.Canvas
+		case *draw.Canvas:
+			cv = c.Canvas
+		default:
+			return false
 		}
 	}
 }

@@ -164,6 +164,9 @@ func lossPlot(chart string, opt LossOptions, runs []*peft.History) (*plot.Plot, 
 	if drawn == 0 {
 		return nil, fmt.Errorf("viz: %s: nothing to draw (training and eval hidden or empty)", chart)
 	}
+	if opt.LogY {
+		widenLog(&p.Y)
+	}
 	return p, nil
 }
 

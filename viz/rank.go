@@ -59,15 +59,15 @@ func RankHeatmap(opt RankOptions, tr *peft.RankTrace) (*Chart, error) {
 	hp.X.Padding, hp.Y.Padding = 0, 0
 
 	cb := colorBar("rank", 0, float64(maxRank), pal, true)
-	row := []cell{{p: hp, weight: 0.93}}
+	row := []cell{{p: hp, weight: 0.91}}
 	if !opt.HideBars {
 		bp, err := finalRankPlot(tr, z, false, fit)
 		if err != nil {
 			return nil, err
 		}
-		row = []cell{{p: hp, weight: 0.63}, {p: bp, weight: 0.30}}
+		row = []cell{{p: hp, weight: 0.62}, {p: bp, weight: 0.29}}
 	}
-	row = append(row, cell{p: cb, weight: 0.07})
+	row = append(row, cell{p: cb, weight: 0.09})
 	return &Chart{Title: opt.Title, Width: w, Height: h, rows: [][]cell{row}}, nil
 }
 

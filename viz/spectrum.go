@@ -142,8 +142,13 @@ func SpectrumChart(opt SpectrumOptions, spectra ...*peft.Spectrum) (*Chart, erro
 	if !opt.LogY {
 		yLo = min(yLo, 0)
 	}
-	if yHi == yLo {
-		yHi = yLo + 1
+	if yHi == yLo { // a flat spectrum: give the axis a range
+		if opt.LogY {
+			yLo, yHi = yLo/2, yHi*2
+		} else {
+			yHi = yLo + 1
+		}
+		sp.Y.Min, sp.Y.Max = yLo, yHi
 	}
 
 	var ep *plot.Plot
@@ -443,6 +448,10 @@ func ESDChart(opt ESDOptions, e *peft.ESD) (*Chart, error) {
 			}
 			p.Title.Text = fmt.Sprintf("%s: α = %.2f", title, pl.Alpha)
 		}
+	}
+	if logAxes {
+		widenLog(&p.X)
+		widenLog(&p.Y)
 	}
 	lp := legendPanel(p)
 	return &Chart{Title: opt.Title, rows: [][]cell{{{p: p, weight: 0.68}, {p: lp, weight: 0.32}}},

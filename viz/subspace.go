@@ -34,7 +34,7 @@ func SimilarityHeatmap(opt SubspaceOptions, phi mat.Matrix) (*Chart, error) {
 		return nil, err
 	}
 	return &Chart{Title: opt.Title, Width: orDefault(opt.Width, 520), Height: orDefault(opt.Height, 460),
-		rows: [][]cell{{{p: p, weight: 0.86}, {p: cb, weight: 0.14}}}}, nil
+		rows: [][]cell{{{p: p, weight: 0.84}, {p: cb, weight: 0.16}}}}, nil
 }
 
 // AnglesChart draws principal angles (radians, as peft.PrincipalAngles
@@ -67,7 +67,7 @@ func SubspaceChart(opt SubspaceOptions, phi mat.Matrix, angles []float64) (*Char
 		return nil, err
 	}
 	return &Chart{Title: opt.Title, Width: orDefault(opt.Width, 960), Height: orDefault(opt.Height, 420),
-		rows: [][]cell{{{p: p, weight: 0.46}, {p: cb, weight: 0.08}, {p: ap, weight: 0.46}}}}, nil
+		rows: [][]cell{{{p: p, weight: 0.45}, {p: cb, weight: 0.10}, {p: ap, weight: 0.45}}}}, nil
 }
 
 func similarityPlots(chart string, opt SubspaceOptions, phi mat.Matrix) (*plot.Plot, *plot.Plot, error) {
