@@ -125,9 +125,22 @@ func (l *rotLog) apply(x panels) {
 }
 
 // applyPanel applies every logged sequence to one panel.
+// Two consecutive forward sequences on the same rows (the common case: QR
+// sweeps repeat on a block until its last entry deflates) go through
+// rotSeq2Fwd, which passes over the rows once for both.
 func (l *rotLog) applyPanel(x []float64) {
-	for _, q := range l.seqs {
-		rotSeq(x[q.lo*rotChunk:], rotChunk, rotChunk, l.cs[q.off:q.off+2*q.count], q.backward)
+	for j := 0; j < len(l.seqs); j++ {
+		q := l.seqs[j]
+		csq := l.cs[q.off : q.off+2*q.count]
+		if j+1 < len(l.seqs) {
+			r := l.seqs[j+1]
+			if !q.backward && !r.backward && r.lo == q.lo && r.count > 0 && (r.count == q.count || r.count == q.count-1) {
+				rotSeq2Fwd(x[q.lo*rotChunk:], rotChunk, rotChunk, csq, l.cs[r.off:r.off+2*r.count])
+				j++
+				continue
+			}
+		}
+		rotSeq(x[q.lo*rotChunk:], rotChunk, rotChunk, csq, q.backward)
 	}
 }
 

@@ -34,6 +34,41 @@ func rotSeqFwdAVX2(a *float64, lda int, cs *float64, count int)
 //go:noescape
 func rotSeqBwdAVX2(a *float64, lda int, cs *float64, count int)
 
+// rotSeq2FwdAVX512 is
+//
+//	rotSeqFwdGeneric(a, lda, 32, csA[:2*count])
+//	rotSeqFwdGeneric(a, lda, 32, csB[:2*count]) // csB[:2*count-2] unless fullB
+//
+// in one pass over the rows.
+//
+//go:noescape
+func rotSeq2FwdAVX512(a *float64, lda int, csA, csB *float64, count int, fullB bool)
+
+// rotSeq2Fwd applies the forward sequence csA (count rotations on rows
+// 0…count) and then the forward sequence csB (count or count−1 rotations) to
+// the w-column block a; with AVX-512, in one pass over the rows.
+func rotSeq2Fwd(a []float64, lda, w int, csA, csB []float64) {
+	count := len(csA) / 2
+	cb := len(csB) / 2
+	if count == 0 || w == 0 {
+		return
+	}
+	if cb != count && cb != count-1 {
+		panic("accel: rotSeq2Fwd: sequences of different lengths")
+	}
+	_ = a[count*lda+w-1]
+	i := 0
+	if useRotAVX512 && cb > 0 {
+		for ; i+32 <= w; i += 32 {
+			rotSeq2FwdAVX512(&a[i], lda, &csA[0], &csB[0], count, cb == count)
+		}
+	}
+	if i < w {
+		rotSeq(a[i:], lda, w-i, csA, false)
+		rotSeq(a[i:], lda, w-i, csB, false)
+	}
+}
+
 // rotSeq applies the rotations cs (pairs c, s) to rows k, k+1 of the
 // w-column block a (row stride lda), k ascending, or descending when
 // backward; see rotSeqFwdGeneric. Full strips go to the widest kernel the

@@ -15,3 +15,11 @@ func rotSeq(a []float64, lda, w int, cs []float64, backward bool) {
 		rotSeqFwdGeneric(a, lda, w, cs)
 	}
 }
+
+// rotSeq2Fwd applies the forward sequence csA (count rotations on rows
+// 0…count) and then the forward sequence csB (count or count−1 rotations) to
+// the w-column block a.
+func rotSeq2Fwd(a []float64, lda, w int, csA, csB []float64) {
+	rotSeqFwdGeneric(a, lda, w, csA)
+	rotSeqFwdGeneric(a, lda, w, csB)
+}

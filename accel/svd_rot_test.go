@@ -132,3 +132,65 @@ func TestThinSVDRotPaths(t *testing.T) {
 		})
 	}
 }
+
+// TestRotSeq2Fwd checks the fused two-sequence path against rotSeqRef
+// applied twice, with B as long as A and one shorter, on every path.
+func TestRotSeq2Fwd(t *testing.T) {
+	for _, p := range rotPaths() {
+		t.Run(p.name, func(t *testing.T) {
+			p.set(t)
+			rng := rand.New(rand.NewPCG(13, 14))
+			for _, w := range []int{1, 16, 31, 32, 33, 64, 70} {
+				for _, count := range []int{1, 2, 3, 9, 40} {
+					for _, short := range []bool{false, true} {
+						cb := count
+						if short {
+							cb = count - 1
+						}
+						lda := w + 3
+						const guard = 29
+						buf := make([]float64, guard+(count+1)*lda+guard)
+						for i := range buf {
+							buf[i] = math.NaN()
+						}
+						a := buf[guard : guard+(count+1)*lda]
+						for r := 0; r <= count; r++ {
+							for i := 0; i < w; i++ {
+								a[r*lda+i] = rng.NormFloat64()
+							}
+						}
+						rot := func(n int) []float64 {
+							cs := make([]float64, 2*n)
+							for k := 0; k < n; k++ {
+								th := rng.Float64() * 2 * math.Pi
+								cs[2*k], cs[2*k+1] = math.Cos(th), math.Sin(th)
+							}
+							return cs
+						}
+						csA, csB := rot(count), rot(cb)
+						want := append([]float64(nil), a...)
+						rotSeqRef(want, lda, w, csA, false)
+						rotSeqRef(want, lda, w, csB, false)
+						rotSeq2Fwd(a, lda, w, csA, csB)
+						for i := range a {
+							if i%lda >= w {
+								if !math.IsNaN(a[i]) {
+									t.Fatalf("w=%d count=%d short=%v: wrote into the gap", w, count, short)
+								}
+								continue
+							}
+							if d := math.Abs(a[i] - want[i]); d > 1e-13*(1+math.Abs(want[i])) {
+								t.Fatalf("w=%d count=%d short=%v: entry %d = %v, want %v", w, count, short, i, a[i], want[i])
+							}
+						}
+						for i := 0; i < guard; i++ {
+							if !math.IsNaN(buf[i]) || !math.IsNaN(buf[len(buf)-1-i]) {
+								t.Fatalf("w=%d count=%d: guard band modified", w, count)
+							}
+						}
+					}
+				}
+			}
+		})
+	}
+}
