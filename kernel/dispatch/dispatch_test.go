@@ -463,6 +463,19 @@ func TestStopOnErrorLateArrivals(t *testing.T) {
 	if r := h.reply(wire.Shell, late.Header.MsgID); r["status"] != "aborted" {
 		t.Errorf("late-delivered queued cell: %v", r["status"])
 	}
+	// A failure with stop_on_error=false aborts nothing, even within the
+	// window of an earlier stop_on_error failure.
+	fail = exec("fail stop")
+	h.cl.Send(wire.Shell, fail)
+	h.reply(wire.Shell, fail.Header.MsgID)
+	early := exec("print early")
+	quiet := h.cl.NewRequest("execute_request", map[string]any{"code": "fail quietly", "stop_on_error": false})
+	h.cl.Send(wire.Shell, quiet)
+	h.reply(wire.Shell, quiet.Header.MsgID)
+	h.cl.Send(wire.Shell, early)
+	if r := h.reply(wire.Shell, early.Header.MsgID); r["status"] != "ok" {
+		t.Errorf("after a stop_on_error=false failure: %v", r)
+	}
 	// Sent after the client saw the error reply: runs.
 	fail = exec("fail again")
 	h.cl.Send(wire.Shell, fail)
@@ -490,6 +503,11 @@ func TestInterrupt(t *testing.T) {
 		if parentID(m) == id && m.Header.MsgType == "execute_input" {
 			break
 		}
+	}
+	// Control is served while shell is busy.
+	kid := h.send(wire.Control, "kernel_info_request", map[string]any{})
+	if r := h.reply(wire.Control, kid); r["status"] != "ok" {
+		t.Errorf("kernel_info on control during a cell: %v", r)
 	}
 	t0 := time.Now()
 	iid := h.send(wire.Control, "interrupt_request", map[string]any{})

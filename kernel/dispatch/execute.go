@@ -48,7 +48,12 @@ func (k *Kernel) execute(m *wire.Message) {
 
 	var outText *string
 	if res.Error != nil {
-		k.failedAt = time.Now()
+		stop := req.StopOnError == nil || *req.StopOnError
+		if stop {
+			k.failedAt = time.Now()
+		} else {
+			k.abortUntil = time.Time{} // this failure aborts nothing
+		}
 		e := res.Error
 		tb := e.Traceback
 		if tb == nil {
@@ -64,7 +69,7 @@ func (k *Kernel) execute(m *wire.Message) {
 		if store {
 			k.history.add(count, req.Code, nil)
 		}
-		if req.StopOnError == nil || *req.StopOnError {
+		if stop {
 			k.abortPending = true // after this request's idle
 		}
 		return

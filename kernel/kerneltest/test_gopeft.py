@@ -13,7 +13,7 @@ comms and heartbeat.
 """
 
 import os
-import queue
+import signal
 import time
 import unittest
 
@@ -148,7 +148,7 @@ class StdinTests(KernelCase):
 
 
 class InterruptTests(KernelCase):
-    def interrupt_after_start(self, code):
+    def interrupt_after_start(self, code, interrupt=None):
         msg_id = self.kc.execute(code)
         # Wait until the cell is running, then a little more.
         while True:
@@ -157,7 +157,7 @@ class InterruptTests(KernelCase):
                 break
         time.sleep(0.5)
         t0 = time.time()
-        self.km.interrupt_kernel()
+        (interrupt or self.km.interrupt_kernel)()
         reply = shell_reply(self.kc, msg_id, timeout=10)
         elapsed = time.time() - t0
         collect(self.kc, msg_id)
@@ -186,6 +186,19 @@ class InterruptTests(KernelCase):
         self.assertLess(elapsed, 1.0)
         self.assertEqual(self.text_result("before"), "still here")
 
+    def test_sigint_fallback(self):
+        # Front-ends that signal instead of sending interrupt_request.
+        pid = self.km.provisioner.process.pid
+        self.assertEqual(self.text_result("sig := 1\nsig"), "1")
+        reply, elapsed = self.interrupt_after_start("for {\n}", lambda: os.kill(pid, signal.SIGINT))
+        self.assertEqual(reply["content"]["status"], "error")
+        self.assertLess(elapsed, 1.0)
+        self.assertTrue(self.km.is_alive())
+        os.kill(pid, signal.SIGINT)  # idle: ignored, not fatal
+        time.sleep(0.2)
+        self.assertTrue(self.km.is_alive())
+        self.assertEqual(self.text_result("sig + 1"), "2")
+
     def test_interrupt_when_idle_is_harmless(self):
         self.km.interrupt_kernel()
         time.sleep(0.2)
@@ -194,7 +207,8 @@ class InterruptTests(KernelCase):
 
 class ProtocolTests(KernelCase):
     def test_stop_on_error_aborts_queued(self):
-        ids = [self.kc.execute('panic("first")'),
+        # Like "run all": the later cells are queued while the first runs.
+        ids = [self.kc.execute('time.Sleep(300 * time.Millisecond)\npanic("first")'),
                self.kc.execute("abortedVar := 1"),
                self.kc.execute("2")]
         statuses = [shell_reply(self.kc, i)["content"]["status"] for i in ids]
@@ -252,6 +266,11 @@ class ProtocolTests(KernelCase):
         validate_message(reply, "kernel_info_reply", msg["header"]["msg_id"])
         self.assertEqual(reply["content"]["protocol_version"], "5.3")
         self.assertEqual(reply["content"]["language_info"]["name"], "go")
+
+    def test_large_message(self):
+        # A 4 MB cell is well under the 256 MiB frame limit: it runs.
+        payload = "a" * (4 << 20)
+        self.assertEqual(self.text_result('big := "%s"\nlen(big)' % payload), str(4 << 20))
 
     def test_heartbeat(self):
         self.assertTrue(self.kc.hb_channel.is_beating())
