@@ -178,7 +178,7 @@ func gebrdBlocked(ctx context.Context, m, n int, a []float64, lda int, d, e, tau
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		impl.Dlabrd(m-i, n-i, nb, a[i*lda+i:], lda, d[i:], e[i:], tauQ[i:], tauP[i:], x, nb, y, nb)
+		labrd(m-i, n-i, nb, a[i*lda+i:], lda, d[i:], e[i:], tauQ[i:], tauP[i:], x, nb, y, nb)
 		// A[i+nb:, i+nb:] −= V·Y[nb:]ᵀ + X[nb:]·U, with V = A[i+nb:, i:i+nb]
 		// and U = A[i:i+nb, i+nb:]: one GEMM on [V X]·[Y[nb:]ᵀ; U].
 		mr, nr := m-i-nb, n-i-nb

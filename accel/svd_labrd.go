@@ -1,0 +1,125 @@
+package accel
+
+import (
+	"sync"
+
+	"gonum.org/v1/gonum/blas"
+	blasgonum "gonum.org/v1/gonum/blas/gonum"
+	"gonum.org/v1/gonum/lapack/gonum"
+)
+
+// labrd is lapack dlabrd for m ≥ n (upper bidiagonal), row-major, as gonum's
+// Dlabrd computes it: it reduces the first nb rows and columns of the m×n
+// matrix a to bidiagonal form, Qᵀ·A·P, returning d, e, tauQ, tauP, the
+// reflectors in a, and X (m×nb, row stride ldx) and Y (n×nb, row stride
+// ldy) for the trailing update A₂₂ −= V·Yᵀ + X·Uᵀ.
+//
+// Its two products with the whole trailing matrix per column (Aᵀ·v and A·u,
+// half of the flops of the bidiagonalization, and bound by memory bandwidth)
+// run on Threads() goroutines, each on a band of rows; the small products
+// with the nb-wide panels are gonum's Dgemv.
+func labrd(m, n, nb int, a []float64, lda int, d, e, tauQ, tauP, x []float64, ldx int, y []float64, ldy int) {
+	var impl gonum.Implementation
+	var bi blasgonum.Implementation
+	for i := 0; i < nb; i++ {
+		// Update A[i:m, i]: −= A[i:m, :i]·Y[i, :i]ᵀ + X[i:m, :i]·A[:i, i].
+		bi.Dgemv(blas.NoTrans, m-i, i, -1, a[i*lda:], lda, y[i*ldy:], 1, 1, a[i*lda+i:], lda)
+		bi.Dgemv(blas.NoTrans, m-i, i, -1, x[i*ldx:], ldx, a[i:], lda, 1, a[i*lda+i:], lda)
+
+		// Reflector H_i annihilating A[i+1:m, i].
+		aii, tq := impl.Dlarfg(m-i, a[i*lda+i], a[min(i+1, m-1)*lda+i:], lda)
+		d[i], tauQ[i] = aii, tq
+		if i >= n-1 {
+			continue
+		}
+		a[i*lda+i] = 1
+		v := a[i*lda+i:] // v = A[i:m, i], stride lda
+
+		// Y[i+1:n, i] = τ·(A[i:m, i+1:n]ᵀ·v − Y[i+1:n, :i]·(A[i:m, :i]ᵀ·v)
+		//                 − A[:i, i+1:n]ᵀ·(X[i:m, :i]ᵀ·v))
+		yi := y[(i+1)*ldy+i:] // column i of Y from row i+1, stride ldy
+		gemvTPar(m-i, n-i-1, a[i*lda+i+1:], lda, v, lda, yi, ldy)
+		bi.Dgemv(blas.Trans, m-i, i, 1, a[i*lda:], lda, v, lda, 0, y[i:], ldy)
+		bi.Dgemv(blas.NoTrans, n-i-1, i, -1, y[(i+1)*ldy:], ldy, y[i:], ldy, 1, yi, ldy)
+		bi.Dgemv(blas.Trans, m-i, i, 1, x[i*ldx:], ldx, v, lda, 0, y[i:], ldy)
+		bi.Dgemv(blas.Trans, i, n-i-1, -1, a[i+1:], lda, y[i:], ldy, 1, yi, ldy)
+		bi.Dscal(n-i-1, tq, yi, ldy)
+
+		// Update A[i, i+1:n] −= Y[i+1:n, :i+1]·A[i, :i+1]ᵀ + A[:i, i+1:n]ᵀ·X[i, :i]ᵀ.
+		bi.Dgemv(blas.NoTrans, n-i-1, i+1, -1, y[(i+1)*ldy:], ldy, a[i*lda:], 1, 1, a[i*lda+i+1:], 1)
+		bi.Dgemv(blas.Trans, i, n-i-1, -1, a[i+1:], lda, x[i*ldx:], 1, 1, a[i*lda+i+1:], 1)
+
+		// Reflector G_i annihilating A[i, i+2:n].
+		aij, tp := impl.Dlarfg(n-i-1, a[i*lda+i+1], a[i*lda+min(i+2, n-1):], 1)
+		e[i], tauP[i] = aij, tp
+		a[i*lda+i+1] = 1
+		u := a[i*lda+i+1:] // u = A[i, i+1:n], stride 1
+
+		// X[i+1:m, i] = τ·(A[i+1:m, i+1:n]·u − A[i+1:m, :i+1]·(Y[i+1:n, :i+1]ᵀ·u)
+		//                 − X[i+1:m, :i]·(A[:i, i+1:n]·u))
+		xi := x[(i+1)*ldx+i:] // column i of X from row i+1, stride ldx
+		gemvNPar(m-i-1, n-i-1, a[(i+1)*lda+i+1:], lda, u, xi, ldx)
+		bi.Dgemv(blas.Trans, n-i-1, i+1, 1, y[(i+1)*ldy:], ldy, u, 1, 0, x[i:], ldx)
+		bi.Dgemv(blas.NoTrans, m-i-1, i+1, -1, a[(i+1)*lda:], lda, x[i:], ldx, 1, xi, ldx)
+		bi.Dgemv(blas.NoTrans, i, n-i-1, 1, a[i+1:], lda, u, 1, 0, x[i:], ldx)
+		bi.Dgemv(blas.NoTrans, m-i-1, i, -1, x[(i+1)*ldx:], ldx, x[i:], ldx, 1, xi, ldx)
+		bi.Dscal(m-i-1, tp, xi, ldx)
+	}
+}
+
+// gemvParMin is the smallest matrix (entries) whose product labrd splits
+// across goroutines.
+const gemvParMin = 1 << 15
+
+// gemvTPar computes y = Aᵀ·v for the r×c matrix a (row stride lda), v of
+// length r (stride incV) and y of length c (stride incY), splitting the rows
+// of A across goroutines and summing their partial products.
+func gemvTPar(r, c int, a []float64, lda int, v []float64, incV int, y []float64, incY int) {
+	var bi blasgonum.Implementation
+	parts := min(Threads(), max(1, r*c/gemvParMin))
+	if parts <= 1 || r < 2*parts {
+		bi.Dgemv(blas.Trans, r, c, 1, a, lda, v, incV, 0, y, incY)
+		return
+	}
+	partial := make([][]float64, parts)
+	var wg sync.WaitGroup
+	for p := 1; p < parts; p++ {
+		r0, r1 := p*r/parts, (p+1)*r/parts
+		partial[p] = make([]float64, c)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			bi.Dgemv(blas.Trans, r1-r0, c, 1, a[r0*lda:], lda, v[r0*incV:], incV, 0, partial[p], 1)
+		}()
+	}
+	bi.Dgemv(blas.Trans, r/parts, c, 1, a, lda, v, incV, 0, y, incY)
+	wg.Wait()
+	for p := 1; p < parts; p++ {
+		for j, s := range partial[p] {
+			y[j*incY] += s
+		}
+	}
+}
+
+// gemvNPar computes x = A·u for the r×c matrix a (row stride lda), u of
+// length c (stride 1) and x of length r (stride incX), each goroutine taking
+// a band of rows.
+func gemvNPar(r, c int, a []float64, lda int, u []float64, x []float64, incX int) {
+	var bi blasgonum.Implementation
+	parts := min(Threads(), max(1, r*c/gemvParMin))
+	if parts <= 1 || r < 2*parts {
+		bi.Dgemv(blas.NoTrans, r, c, 1, a, lda, u, 1, 0, x, incX)
+		return
+	}
+	var wg sync.WaitGroup
+	for p := 1; p < parts; p++ {
+		r0, r1 := p*r/parts, (p+1)*r/parts
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			bi.Dgemv(blas.NoTrans, r1-r0, c, 1, a[r0*lda:], lda, u, 1, 0, x[r0*incX:], incX)
+		}()
+	}
+	bi.Dgemv(blas.NoTrans, r/parts, c, 1, a, lda, u, 1, 0, x, incX)
+	wg.Wait()
+}
