@@ -341,3 +341,28 @@ func TestSeveralNamedAdapters(t *testing.T) {
 		t.Errorf("Params has %d tensors, want 16", n)
 	}
 }
+
+// TestProbeMergedWeight checks the identity probe against LoRA's own merge,
+// and a CustomAdapter merged by probing against its forward.
+func TestProbeMergedWeight(t *testing.T) {
+	rng := rand.New(rand.NewSource(9))
+	l, _ := NewLoRA("m", "default", 5, 4, LoRAConfig{R: 2, Alpha: 3}, rng)
+	l.B.Value.Copy(randDense(rng, 5, 2))
+	w0 := randDense(rng, 5, 4)
+	if !mat.EqualApprox(ProbeMergedWeight(l, w0), l.MergedWeight(w0), 1e-13) {
+		t.Error("probe ≠ W₀ + s·B·A")
+	}
+	m := newChain(1, []string{"fc1"}, 4, 5)
+	c := &CustomAdapter{Tensors: l.Params(), ForwardFunc: l.Forward}
+	if err := m.mods[0].Attach("c", c); err != nil {
+		t.Fatal(err)
+	}
+	x := NewConst(randDense(rng, 3, 4))
+	y := mat.DenseCopyOf(m.forward(x).Value)
+	if err := m.mods[0].Merge(); err != nil {
+		t.Fatal(err)
+	}
+	if !mat.EqualApprox(m.forward(x).Value, y, 1e-12) {
+		t.Error("custom adapter merged by probing differs from its forward")
+	}
+}
