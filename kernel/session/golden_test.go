@@ -72,17 +72,18 @@ func parseGolden(src string) (cells []string, output, errLines []string) {
 	return cells, output, errLines
 }
 
-// TestGolden runs kernel/testdata/*.go: cells separated by //--- lines, run
+// TestGolden runs kernel/testdata/*.gocell (Go cells, not Go files, hence
+// not .go: gofmt would reject them): cells separated by //--- lines, run
 // in one session, then `// Output:` (the transcript of streams, displays
 // and shown values) and/or `// Error:` (first line "Name: Value" of the
 // failing cell, then lines its traceback must contain).
 func TestGolden(t *testing.T) {
-	files, err := filepath.Glob("../testdata/*.go")
+	files, err := filepath.Glob("../testdata/*.gocell")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no golden files: %v", err)
 	}
 	for _, f := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(f), ".go"), func(t *testing.T) {
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".gocell"), func(t *testing.T) {
 			b, err := os.ReadFile(f)
 			if err != nil {
 				t.Fatal(err)

@@ -36,17 +36,17 @@ func (s *Session) magic(ctx context.Context, c *cell, code string) Result {
 	arg := strings.TrimSpace(strings.TrimPrefix(first, name))
 	switch name {
 	case "%help", "%lsmagic", "%quickref":
-		c.pub.Stream("stdout", magicHelp+"\n")
+		c.out.write("stdout", []byte(magicHelp+"\n"))
 		return Result{}
 	case "%who", "%whos":
-		c.pub.Stream("stdout", s.who())
+		c.out.write("stdout", []byte(s.who()))
 		return Result{}
 	case "%reset":
 		if err := s.reset(); err != nil {
 			return errorResult("ResetError", err.Error(), nil)
 		}
 		c.errFilter = s.errf
-		c.pub.Stream("stdout", "session reset: all names are forgotten\n")
+		c.out.write("stdout", []byte("session reset: all names are forgotten\n"))
 		return Result{}
 	case "%time":
 		body := arg
@@ -66,8 +66,7 @@ func (s *Session) timed(ctx context.Context, c *cell, code string) Result {
 	t0 := time.Now()
 	res := s.evalCell(ctx, c, code)
 	d := time.Since(t0)
-	c.out.flush()
-	c.pub.Stream("stdout", fmt.Sprintf("Wall time: %s\n", formatDuration(d)))
+	c.out.write("stdout", []byte(fmt.Sprintf("Wall time: %s\n", formatDuration(d))))
 	return res
 }
 

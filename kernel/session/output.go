@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -55,12 +56,17 @@ func (p *lockedPub) Input(prompt string, password bool) (string, error) {
 	return p.pub.Input(prompt, password)
 }
 
-// stdProxy writes to whatever *f is at the time of the write, so that
-// interpreted fmt.Print* follows the per-cell redirection of os.Stdout and
-// shares its pipe (and ordering) with compiled libraries.
-type stdProxy struct{ f **os.File }
+// stdProxy is the interpreter's stdout: interpreted fmt.Print* goes into the
+// running cell's output, or to the process's stdout between cells.
+type stdProxy struct{ s *Session }
 
-func (p stdProxy) Write(b []byte) (int, error) { return (*p.f).Write(b) }
+func (p stdProxy) Write(b []byte) (int, error) {
+	if c := p.s.running(); c != nil {
+		c.out.write("stdout", b)
+		return len(b), nil
+	}
+	return os.Stdout.Write(b)
+}
 
 // panicLine matches the line yaegi writes to its stderr for each
 // interpreted frame a panic unwinds ("12:3: panic: main.f(...)").
@@ -72,6 +78,7 @@ type panicFrame struct{ line, col int }
 // (the error reply says it all, and Jupyter's tests want the error as the
 // single output) and keeps their positions for the traceback.
 type stderrFilter struct {
+	s      *Session
 	mu     sync.Mutex
 	frames []panicFrame
 }
@@ -83,6 +90,10 @@ func (f *stderrFilter) Write(b []byte) (int, error) {
 		f.mu.Lock()
 		f.frames = append(f.frames, panicFrame{line: l - 1, col: c})
 		f.mu.Unlock()
+		return len(b), nil
+	}
+	if c := f.s.running(); c != nil {
+		c.out.write("stderr", b)
 		return len(b), nil
 	}
 	return os.Stderr.Write(b)
@@ -129,31 +140,53 @@ func (p *stdinProxy) Read(b []byte) (int, error) {
 	return n, nil
 }
 
-// capture redirects os.Stdout, os.Stderr and the standard logger to pipes
-// for the duration of a cell and streams what arrives to the publisher as
-// it comes.
+// capture collects a cell's output in the order it was produced and
+// streams it to the publisher while the cell runs (every 50 ms, and before
+// any display, clear or input request, so that these come after the text
+// printed before them).
+//
+// Interpreted fmt.Print* and log go straight into the buffer. os.Stdout,
+// os.Stderr and the standard logger are redirected to pipes for the
+// duration of the cell, so that compiled libraries' output is caught too; a
+// reader per pipe moves what arrives into the buffer. Before taking an
+// interpreted write, the pipes are drained, so compiled output written
+// earlier comes first.
 type capture struct {
-	pub            *lockedPub
+	pub *lockedPub
+
+	mu    sync.Mutex // guards segs
+	segs  []segText  // pending output, in order
+	pubMu sync.Mutex // held while publishing, keeps the order
+
 	oldOut, oldErr *os.File
 	oldLog         io.Writer
 	readers        []*streamReader
 	wOut, wErr     *os.File
 	wg             sync.WaitGroup
 	ok             bool
+	stopTick       chan struct{}
+	tickDone       chan struct{}
 }
+
+type segText struct{ name, text string }
 
 type streamReader struct {
-	name string
-	r    *os.File
-	mu   sync.Mutex // held while a chunk is being published
+	name    string
+	r       *os.File
+	reading atomic.Bool // blocked in Read, nothing in hand
 }
 
+// tickEvery is how often pending output is published while a cell runs.
+const tickEvery = 50 * time.Millisecond
+
 func startCapture(pub *lockedPub) *capture {
-	c := &capture{pub: pub}
+	c := &capture{pub: pub, stopTick: make(chan struct{}), tickDone: make(chan struct{})}
+	go c.tick()
 	rOut, wOut, err1 := os.Pipe()
 	rErr, wErr, err2 := os.Pipe()
 	if err1 != nil || err2 != nil {
-		// Without pipes output goes to the process streams; the cell still runs.
+		// Without pipes compiled output goes to the process streams; the
+		// cell still runs.
 		return c
 	}
 	c.ok = true
@@ -162,6 +195,7 @@ func startCapture(pub *lockedPub) *capture {
 	os.Stdout, os.Stderr = wOut, wErr
 	log.SetOutput(wErr)
 	for _, sr := range []*streamReader{{name: "stdout", r: rOut}, {name: "stderr", r: rErr}} {
+		sr.reading.Store(true) // empty pipe, nothing in hand
 		c.readers = append(c.readers, sr)
 		c.wg.Add(1)
 		go c.pump(sr)
@@ -169,16 +203,73 @@ func startCapture(pub *lockedPub) *capture {
 	return c
 }
 
-// pump publishes what arrives on one pipe, never splitting a UTF-8
-// sequence between two stream messages.
+func (c *capture) tick() {
+	defer close(c.tickDone)
+	t := time.NewTicker(tickEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stopTick:
+			return
+		case <-t.C:
+			c.publish()
+		}
+	}
+}
+
+// add appends text to the pending output.
+func (c *capture) add(name, text string) {
+	if text == "" {
+		return
+	}
+	c.mu.Lock()
+	if n := len(c.segs); n > 0 && c.segs[n-1].name == name {
+		c.segs[n-1].text += text
+	} else {
+		c.segs = append(c.segs, segText{name, text})
+	}
+	c.mu.Unlock()
+}
+
+// write is an interpreted write: after what compiled code wrote before.
+func (c *capture) write(name string, b []byte) {
+	c.waitPipes()
+	c.add(name, string(b))
+}
+
+// publish sends the pending output.
+func (c *capture) publish() {
+	c.pubMu.Lock()
+	defer c.pubMu.Unlock()
+	c.mu.Lock()
+	segs := c.segs
+	c.segs = nil
+	c.mu.Unlock()
+	for _, sg := range segs {
+		c.pub.Stream(sg.name, sg.text)
+	}
+}
+
+// flush publishes everything written so far, compiled output included.
+func (c *capture) flush() {
+	if c == nil {
+		return
+	}
+	c.waitPipes()
+	c.publish()
+}
+
+// pump moves what arrives on one pipe into the buffer, never splitting a
+// UTF-8 sequence.
 func (c *capture) pump(sr *streamReader) {
 	defer c.wg.Done()
 	buf := make([]byte, 64<<10)
 	var carry []byte
 	for {
+		sr.reading.Store(true)
 		n, err := sr.r.Read(buf)
+		sr.reading.Store(false)
 		if n > 0 {
-			sr.mu.Lock()
 			data := append(carry, buf[:n]...)
 			cut := len(data)
 			for cut > 0 && cut > len(data)-utf8.UTFMax && !utf8.Valid(data[:cut]) {
@@ -187,52 +278,46 @@ func (c *capture) pump(sr *streamReader) {
 			if cut == 0 || !utf8.Valid(data[:cut]) {
 				cut = len(data)
 			}
-			c.pub.Stream(sr.name, string(data[:cut]))
+			c.add(sr.name, string(data[:cut]))
 			carry = append([]byte(nil), data[cut:]...)
-			sr.mu.Unlock()
 		}
 		if err != nil {
-			if len(carry) > 0 {
-				c.pub.Stream(sr.name, string(carry))
-			}
+			c.add(sr.name, string(carry))
 			return
 		}
 	}
 }
 
-// flush waits (up to 200 ms) until everything written so far to the pipes
-// has been published, so that a display or an error follows the text
-// printed before it.
-func (c *capture) flush() {
+// waitPipes waits (at most 100 ms) until the pipes are empty and their
+// readers have handed over what they read.
+func (c *capture) waitPipes() {
 	if c == nil || !c.ok {
 		return
 	}
-	deadline := time.Now().Add(200 * time.Millisecond)
+	deadline := time.Now().Add(100 * time.Millisecond)
 	for _, sr := range c.readers {
 		for time.Now().Before(deadline) {
-			if pipeBuffered(sr.r) == 0 {
-				sr.mu.Lock() // wait for a chunk being published
-				sr.mu.Unlock()
-				if pipeBuffered(sr.r) == 0 {
-					break
-				}
+			if sr.reading.Load() && pipeBuffered(sr.r) == 0 {
+				break
 			}
-			time.Sleep(50 * time.Microsecond)
+			time.Sleep(20 * time.Microsecond)
 		}
 	}
 }
 
 // stop restores the process streams and publishes what is left.
 func (c *capture) stop() {
-	if !c.ok {
-		return
+	if c.ok {
+		os.Stdout, os.Stderr = c.oldOut, c.oldErr
+		log.SetOutput(c.oldLog)
+		c.wOut.Close()
+		c.wErr.Close()
+		c.wg.Wait()
+		for _, sr := range c.readers {
+			sr.r.Close()
+		}
 	}
-	os.Stdout, os.Stderr = c.oldOut, c.oldErr
-	log.SetOutput(c.oldLog)
-	c.wOut.Close()
-	c.wErr.Close()
-	c.wg.Wait()
-	for _, sr := range c.readers {
-		sr.r.Close()
-	}
+	close(c.stopTick)
+	<-c.tickDone
+	c.publish()
 }

@@ -21,7 +21,6 @@ import (
 	"context"
 	"fmt"
 	"go/token"
-	"os"
 	"path"
 	"reflect"
 	"runtime"
@@ -100,9 +99,9 @@ func New() (*Session, error) {
 
 // reset replaces the interpreter by a fresh one (New and %reset).
 func (s *Session) reset() error {
-	s.errf = &stderrFilter{}
+	s.errf = &stderrFilter{s: s}
 	it := interp.New(interp.Options{
-		Stdout:       stdProxy{&os.Stdout},
+		Stdout:       stdProxy{s},
 		Stderr:       s.errf,
 		Stdin:        &stdinProxy{s: s},
 		Unrestricted: true,
@@ -192,8 +191,7 @@ func (s *Session) goPanic(r any) {
 	}
 	s.curMu.Unlock()
 	if c != nil {
-		c.out.flush()
-		c.pub.Stream("stderr", msg)
+		c.out.write("stderr", []byte(msg))
 	}
 }
 
@@ -207,6 +205,13 @@ func goroutineID() uint64 {
 	}
 	id, _ := strconv.ParseUint(string(b), 10, 64)
 	return id
+}
+
+// running returns the running cell, or nil.
+func (s *Session) running() *cell {
+	s.curMu.Lock()
+	defer s.curMu.Unlock()
+	return s.cur
 }
 
 // Close releases the session. The interpreter has no resources beyond
@@ -231,6 +236,7 @@ func (s *Session) Execute(ctx context.Context, code string, count int, pub Publi
 	c := s.startCell(ctx, count, pub)
 	res := s.runCell(ctx, c, code)
 	s.endCell(c)
+	dropRoots(s.it)
 	return res
 }
 
@@ -467,7 +473,7 @@ func (s *Session) startCell(ctx context.Context, count int, pub Publisher) *cell
 	s.pending = nil
 	s.curMu.Unlock()
 	for _, m := range pending {
-		lp.Stream("stderr", m)
+		c.out.add("stderr", m)
 	}
 	nb.SetFrontend(&frontend{ctx: ctx, c: c})
 	return c
