@@ -62,16 +62,28 @@ func (e SVDArgError) Error() string {
 }
 
 // ThinSVD returns the thin SVD A = U·diag(S)·VT of the m×n matrix a
-// (U m×p, S p, VT p×n, p = min(m,n)). It returns ctx.Err() if ctx is
-// cancelled before it completes, a *NonFiniteError if a holds NaN or Inf, and
-// an error wrapping ErrNoConvergence if the iteration does not converge.
+// (U m×p, S p, VT p×n, p = min(m,n)), computed as LAPACK's dgesvd does, on
+// accel's GEMM: Householder bidiagonalization (QR first when m ≥ 1.6n),
+// bidiagonal QR iteration (Demmel & Kahan) with its rotations applied in
+// cache-resident panels by the assembly kernels, and blocked
+// back-transformation; see svd_driver.go. The result is backward stable:
+// ‖A − U·diag(S)·VT‖ and the departures of U and V from orthonormality are
+// a modest multiple of p·ε (tested at 1e-12 up to 400×400 in
+// accel/acceltest). It does not depend on accel.Use().
+//
+// It returns ctx.Err() if ctx is cancelled before it completes (checked
+// between panels and batches of rotations), a *NonFiniteError if a holds NaN
+// or Inf, and an error wrapping ErrNoConvergence if the iteration does not
+// converge.
 func ThinSVD(ctx context.Context, a mat.Matrix) (SVD, error) {
 	return thinSVD(ctx, "ThinSVD", a, true)
 }
 
 // SingularValues returns the singular values of the m×n matrix a in
-// descending order (length min(m,n)), without computing vectors. Errors are
-// those of ThinSVD.
+// descending order (length min(m,n)), without computing vectors: the
+// bidiagonalization of ThinSVD followed by the dqds algorithm (LAPACK
+// dlasq1), which computes the values of the bidiagonal to high relative
+// accuracy. Errors are those of ThinSVD.
 func SingularValues(ctx context.Context, a mat.Matrix) ([]float64, error) {
 	r, err := thinSVD(ctx, "SingularValues", a, false)
 	return r.S, err
@@ -97,33 +109,6 @@ func thinSVD(ctx context.Context, op string, a mat.Matrix, wantVectors bool) (SV
 // svdDense computes the thin SVD of a (which it may overwrite).
 func svdDense(ctx context.Context, op string, a *mat.Dense, wantVectors bool) (SVD, error) {
 	return svdFast(ctx, op, a, wantVectors)
-}
-
-// svdGonum is the reference path: gonum's mat.SVD (LAPACK dgesvd, bidiagonal
-// QR). It serves as the oracle in tests and benchmarks.
-func svdGonum(ctx context.Context, op string, a *mat.Dense, wantVectors bool) (SVD, error) {
-	if err := ctx.Err(); err != nil {
-		return SVD{}, err
-	}
-	kind := mat.SVDNone
-	if wantVectors {
-		kind = mat.SVDThin
-	}
-	var f mat.SVD
-	if !f.Factorize(a, kind) {
-		m, n := a.Dims()
-		return SVD{}, fmt.Errorf("accel: %s (%d×%d): %w", op, m, n, ErrNoConvergence)
-	}
-	r := SVD{S: f.Values(nil)}
-	if wantVectors {
-		var u, v mat.Dense
-		f.UTo(&u)
-		f.VTo(&v)
-		vt := mat.DenseCopyOf(v.T())
-		r.U, r.VT = &u, vt
-		fixSigns(r.U, r.VT)
-	}
-	return r, nil
 }
 
 // denseCopy returns a fresh row-major copy of a.

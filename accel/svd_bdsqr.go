@@ -144,6 +144,10 @@ func (l *rotLog) applyPanel(x []float64) {
 	}
 }
 
+// bdsqrMaxSweeps bounds the QR iteration at bdsqrMaxSweeps·n² inner steps
+// (LAPACK's MAXITR); a variable so that tests can force non-convergence.
+var bdsqrMaxSweeps = 6
+
 // bdsqrVectors computes the SVD B = Q·diag(σ)·Pᵀ of the n×n upper bidiagonal
 // B with diagonal d and superdiagonal e (length n−1), overwriting d with σ
 // (non-negative, descending), destroying e, and overwriting vt (n×n, row
@@ -158,8 +162,8 @@ func bdsqrVectors(ctx context.Context, n int, d, e []float64, vt []float64, ldvt
 	const (
 		eps    = 0x1p-53   // relative machine precision (LAPACK's dlamch('E'))
 		unfl   = 0x1p-1022 // smallest normal number
-		maxitr = 6
 	)
+	maxitr := float64(bdsqrMaxSweeps)
 	// Relative accuracy tolerance, as in LAPACK: tol = max(10, min(100, ε^(-1/8)))·ε.
 	tol := math.Max(10, math.Min(100, math.Pow(eps, -0.125))) * eps
 
@@ -191,7 +195,7 @@ func bdsqrVectors(ctx context.Context, n int, d, e []float64, vt []float64, ldvt
 	csU := make([]float64, 2*n)
 	csV := make([]float64, 2*n)
 
-	maxit := maxitr * n * n
+	maxit := bdsqrMaxSweeps * n * n
 	iter := 0
 	sinceCheck := 0
 	oldll, oldm := -1, -1

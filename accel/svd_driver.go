@@ -15,17 +15,19 @@ import (
 // its transpose), in three stages, as LAPACK's dgesvd organises them:
 //
 //  1. Householder reduction A = Q·B·Pᵀ to an n×n upper bidiagonal B,
-//     blocked (gebrdBlocked: lapack dlabrd panels of gebrdBlock columns, the
-//     trailing update as one accel.Dgemm per panel). A tall matrix
+//     blocked (gebrdBlocked: dlabrd panels of gebrdBlock columns with their
+//     matrix-vector products on all cores, svd_labrd.go; the trailing update
+//     as one accel.Dgemm per panel). A tall matrix
 //     (m ≥ 1.6n) is first factored A = Q₀·R and R is reduced instead.
 //  2. B = Uᵦ·Σ·VTᵦ by the bidiagonal QR iteration with deferred, blocked
 //     rotations (bdsqrVectors), or, for values only, by dqds (lapack dlasq1).
 //  3. Back-transformation U = Q·Uᵦ, VT = VTᵦ·Pᵀ by blocked Householder
 //     products in compact WY form on accel.Dgemm (svd_householder.go).
 //
-// The gonum lapack routines used inside stages 0, 1 and 3 (dgeqrf, the
-// dlabrd panels and their matrix-vector products, dlarft) run on gonum's
-// installed BLAS: after accel.Use() on accel's.
+// Pieces taken from gonum's lapack (dgeqr2 and dgebd2 on narrow panels,
+// dlarft, dlarfg, dlartg, dlas2, dlasv2, dlasq1) are O(n²) or
+// O(n·block²); those that call BLAS use gonum's installed one, so the
+// speed of the whole does not depend on accel.Use().
 
 const (
 	gebrdBlock = 32  // panel width of the blocked bidiagonalization

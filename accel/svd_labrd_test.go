@@ -1,12 +1,16 @@
 package accel
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"gonum.org/v1/gonum/lapack/gonum"
+	"gonum.org/v1/gonum/mat"
 )
 
 // TestLabrd checks labrd against gonum's Dlabrd (the reference here) on the
@@ -48,5 +52,30 @@ func TestLabrd(t *testing.T) {
 				cmp("y", got.y, want.y)
 			})
 		}
+	}
+}
+
+// TestSVDNoConvergence forces the QR iteration to give up and checks that
+// ThinSVD reports ErrNoConvergence, naming the shape, instead of an answer.
+func TestSVDNoConvergence(t *testing.T) {
+	old := bdsqrMaxSweeps
+	bdsqrMaxSweeps = 0
+	defer func() { bdsqrMaxSweeps = old }()
+	rng := rand.New(rand.NewPCG(23, 24))
+	a := mat.NewDense(50, 40, nil)
+	for i := 0; i < 50; i++ {
+		for j := 0; j < 40; j++ {
+			a.Set(i, j, rng.NormFloat64())
+		}
+	}
+	r, err := ThinSVD(context.Background(), a)
+	if !errors.Is(err, ErrNoConvergence) {
+		t.Fatalf("err = %v, want ErrNoConvergence", err)
+	}
+	if !strings.Contains(err.Error(), "50×40") {
+		t.Errorf("error %q does not name the shape 50×40", err)
+	}
+	if r.U != nil || r.S != nil {
+		t.Errorf("returned a result with the error")
 	}
 }
