@@ -160,8 +160,8 @@ func bdsqrVectors(ctx context.Context, n int, d, e []float64, vt []float64, ldvt
 	}
 	var impl gonum.Implementation
 	const (
-		eps    = 0x1p-53   // relative machine precision (LAPACK's dlamch('E'))
-		unfl   = 0x1p-1022 // smallest normal number
+		eps  = 0x1p-53   // relative machine precision (LAPACK's dlamch('E'))
+		unfl = 0x1p-1022 // smallest normal number
 	)
 	maxitr := float64(bdsqrMaxSweeps)
 	// Relative accuracy tolerance, as in LAPACK: tol = max(10, min(100, ε^(-1/8)))·ε.
