@@ -39,6 +39,7 @@ type result struct {
 	startups             []time.Duration
 	p50, p99, mean       time.Duration
 	rssWarm, rssEnd      int64 // KiB
+	rssAt                []int64
 	roundTrips, memLoops int
 	firstExecute         time.Duration
 }
@@ -270,9 +271,12 @@ func bench(name string, argv []string, startups, n, mem int, code string) (resul
 	res.p50, res.p99, res.mean = ds[n/2], ds[n*99/100], sum/time.Duration(n)
 	res.rssWarm = rssKiB(r.cmd.Process.Pid)
 	fmt.Fprintf(os.Stderr, "%s: %d executes for memory...\n", name, mem)
-	for i := 0; i < mem; i++ {
+	for i := 1; i <= mem; i++ {
 		if _, err := r.execute(code); err != nil {
 			return res, err
+		}
+		if i%(max(mem/5, 1)) == 0 {
+			res.rssAt = append(res.rssAt, rssKiB(r.cmd.Process.Pid))
 		}
 	}
 	res.rssEnd = rssKiB(r.cmd.Process.Pid)
@@ -298,6 +302,9 @@ func report(rs []result) {
 		growth := float64(r.rssEnd-r.rssWarm) / float64(r.rssWarm) * 100
 		fmt.Printf("%-10s %14s %14s %12s %12s %12s %9d KiB %9d KiB %7.1f%%\n", r.name, ms(median(r.startups)), ms(mx),
 			ms(r.p50), ms(r.p99), ms(r.mean), r.rssWarm, r.rssEnd, growth)
+	}
+	for _, r := range rs {
+		fmt.Printf("%-10s RSS KiB every %d executes: %v\n", r.name, max(r.memLoops/5, 1), r.rssAt)
 	}
 	if len(rs) >= 2 {
 		a, b := rs[0], rs[1]
