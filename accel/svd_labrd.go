@@ -73,43 +73,66 @@ const gemvParMin = 1 << 15
 
 // gemvTPar computes y = Aᵀ·v for the r×c matrix a (row stride lda), v of
 // length r (stride incV) and y of length c (stride incY), splitting the rows
-// of A across goroutines and summing their partial products.
+// of A across goroutines and summing their partial products. The products
+// run on accel's Dgemv kernels (Implementation.Dgemv) on unit-stride copies
+// of the vectors.
 func gemvTPar(r, c int, a []float64, lda int, v []float64, incV int, y []float64, incY int) {
-	var bi blasgonum.Implementation
-	parts := min(Threads(), max(1, r*c/gemvParMin))
-	if parts <= 1 || r < 2*parts {
-		bi.Dgemv(blas.Trans, r, c, 1, a, lda, v, incV, 0, y, incY)
+	var impl Implementation
+	if r == 0 || c == 0 {
+		for j := 0; j < c; j++ {
+			y[j*incY] = 0
+		}
 		return
+	}
+	vv := make([]float64, r)
+	for i := range vv {
+		vv[i] = v[i*incV]
+	}
+	parts := min(Threads(), max(1, r*c/gemvParMin))
+	if r < 2*parts {
+		parts = 1
 	}
 	partial := make([][]float64, parts)
 	var wg sync.WaitGroup
+	partial[0] = make([]float64, c)
 	for p := 1; p < parts; p++ {
 		r0, r1 := p*r/parts, (p+1)*r/parts
 		partial[p] = make([]float64, c)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			bi.Dgemv(blas.Trans, r1-r0, c, 1, a[r0*lda:], lda, v[r0*incV:], incV, 0, partial[p], 1)
+			impl.Dgemv(blas.Trans, r1-r0, c, 1, a[r0*lda:], lda, vv[r0:r1], 1, 0, partial[p], 1)
 		}()
 	}
-	bi.Dgemv(blas.Trans, r/parts, c, 1, a, lda, v, incV, 0, y, incY)
+	impl.Dgemv(blas.Trans, r/parts, c, 1, a, lda, vv[:r/parts], 1, 0, partial[0], 1)
 	wg.Wait()
-	for p := 1; p < parts; p++ {
-		for j, s := range partial[p] {
-			y[j*incY] += s
+	for j := 0; j < c; j++ {
+		s := partial[0][j]
+		for p := 1; p < parts; p++ {
+			s += partial[p][j]
 		}
+		y[j*incY] = s
 	}
 }
 
 // gemvNPar computes x = A·u for the r×c matrix a (row stride lda), u of
 // length c (stride 1) and x of length r (stride incX), each goroutine taking
-// a band of rows.
+// a band of rows, on accel's Dgemv kernels.
 func gemvNPar(r, c int, a []float64, lda int, u []float64, x []float64, incX int) {
-	var bi blasgonum.Implementation
-	parts := min(Threads(), max(1, r*c/gemvParMin))
-	if parts <= 1 || r < 2*parts {
-		bi.Dgemv(blas.NoTrans, r, c, 1, a, lda, u, 1, 0, x, incX)
+	var impl Implementation
+	if r == 0 {
 		return
+	}
+	if c == 0 {
+		for i := 0; i < r; i++ {
+			x[i*incX] = 0
+		}
+		return
+	}
+	xx := make([]float64, r)
+	parts := min(Threads(), max(1, r*c/gemvParMin))
+	if r < 2*parts {
+		parts = 1
 	}
 	var wg sync.WaitGroup
 	for p := 1; p < parts; p++ {
@@ -117,9 +140,12 @@ func gemvNPar(r, c int, a []float64, lda int, u []float64, x []float64, incX int
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			bi.Dgemv(blas.NoTrans, r1-r0, c, 1, a[r0*lda:], lda, u, 1, 0, x[r0*incX:], incX)
+			impl.Dgemv(blas.NoTrans, r1-r0, c, 1, a[r0*lda:], lda, u[:c], 1, 0, xx[r0:r1], 1)
 		}()
 	}
-	bi.Dgemv(blas.NoTrans, r/parts, c, 1, a, lda, u, 1, 0, x, incX)
+	impl.Dgemv(blas.NoTrans, r/parts, c, 1, a, lda, u[:c], 1, 0, xx[:r/parts], 1)
 	wg.Wait()
+	for i, v := range xx {
+		x[i*incX] = v
+	}
 }
