@@ -125,3 +125,44 @@ func TestSVDCancel(t *testing.T) {
 		}
 	}
 }
+
+// TestThinSVDLarge runs the checks of the conformance suite on matrices
+// large enough for several panels of every blocked stage (bidiagonalization,
+// QR, back-transformation) and many rotation batches: square graded, tall
+// (QR first) and wide.
+func TestThinSVDLarge(t *testing.T) {
+	if testing.Short() {
+		t.Skip("large SVD")
+	}
+	rng := rand.New(rand.NewPCG(9, 10))
+	s := make([]float64, 450)
+	for i := range s {
+		s[i] = math.Pow(10, -12*float64(i)/449)
+	}
+	for _, c := range []struct {
+		name string
+		a    *mat.Dense
+	}{
+		{"graded/450x450", acceltest.WithSpectrum(rng, 450, 450, s)},
+		{"random/900x400", acceltest.Gaussian(rng, 900, 400)},
+		{"random/300x520", acceltest.Gaussian(rng, 300, 520)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r, err := accel.ThinSVD(context.Background(), c.a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			acceltest.CheckValues(t, c.a, r.S, svdTol)
+			if e := acceltest.Reconstruction(c.a, r.U, r.S, r.VT); e > svdTol {
+				t.Errorf("‖A − UΣVᵀ‖_F/‖A‖_F = %.3g", e)
+			}
+			if e := acceltest.OrthoCols(r.U); e > svdTol {
+				t.Errorf("max|UᵀU − I| = %.3g", e)
+			}
+			if e := acceltest.OrthoCols(r.VT.T()); e > svdTol {
+				t.Errorf("max|VVᵀ − I| = %.3g", e)
+			}
+			acceltest.CheckSigns(t, r.U)
+		})
+	}
+}
