@@ -76,6 +76,12 @@ func (c *Chart) Plots() []*plot.Plot {
 	return ps
 }
 
+// DisplaySize returns the size in CSS pixels at which the chart is meant to
+// be shown: Width×Height. The PNG has Scale times as many pixels (and says
+// so in its pHYs chunk: 96·Scale dots per inch), so a front-end that shows
+// it at DisplaySize shows it crisp.
+func (c *Chart) DisplaySize() (w, h int) { return c.Width, c.Height }
+
 // PNG returns the chart as a PNG image of Width·Scale × Height·Scale
 // pixels, or nil if it cannot be drawn (Render says why).
 func (c *Chart) PNG() []byte {
@@ -135,7 +141,7 @@ func (c *Chart) Render(format string) (out []byte, err error) {
 		if !ok {
 			return nil, fmt.Errorf("viz: Render %q: canvas image is %T, want *image.RGBA", c.Title, img.Image())
 		}
-		if err := encodePNG(&buf, rgba); err != nil {
+		if err := encodePNG(&buf, rgba, dpi); err != nil {
 			return nil, fmt.Errorf("viz: Render %q as PNG: %w", c.Title, err)
 		}
 	case "svg":

@@ -289,3 +289,46 @@ func ExampleChart_Render() {
 	// 400×300
 	// viz: Render "LoRA rank vs. full fine-tuning": unknown format "gif", want "png" or "svg"
 }
+
+func ExampleSpectrumValues() {
+	describe(viz.SpectrumValues(viz.SpectrumOptions{LogY: true, Energy: true, Rank: 2},
+		[]string{"W", "ΔW"}, []float64{5, 4, 3, 2, 1}, []float64{3, 1, 0, 0, 0}))
+	_, err := viz.SpectrumValues(viz.SpectrumOptions{}, []string{"ΔW"}, []float64{1, math.NaN()})
+	fmt.Println(err)
+	// Output:
+	// png 2160×840, svg true
+	// viz: SpectrumValues: series "ΔW": peft: SpectrumOf: singular value 1 is NaN
+}
+
+func ExampleSpectrumMatrices() {
+	w := mat.NewDense(3, 3, []float64{2, 0, 0, 0, 1, 0, 0, 0, 0.5})
+	describe(viz.SpectrumMatrices(viz.SpectrumOptions{Normalize: true}, []string{"W"}, w))
+	// Output: png 1440×840, svg true
+}
+
+func ExampleSubspaceMatrices() {
+	a8, a64 := subspaceMatrices()
+	describe(viz.SubspaceMatrices(viz.SubspaceOptions{A: "A r=8", B: "A r=64"}, a8, a64, peft.Right, 8, 16))
+	// Output: png 1920×840, svg true
+}
+
+func ExampleLossValues() {
+	describe(viz.LossValues(viz.LossOptions{Smooth: 0.5}, []string{"r=4"}, []float64{3, 2.5, 2.2, 2.1}))
+	// Output: png 1440×800, svg true
+}
+
+func ExampleRankValues() {
+	describe(viz.RankValues(viz.RankOptions{}, []string{"q", "v"}, []int{100, 200}, [][]int{{8, 6}, {8, 2}}))
+	// Output: png 1920×720, svg true
+}
+
+func ExampleESDMatrix() {
+	w := mat.NewDense(20, 10, nil)
+	for i := 0; i < 20; i++ {
+		for j := 0; j < 10; j++ {
+			w.Set(i, j, math.Sin(float64(i*10+j)))
+		}
+	}
+	describe(viz.ESDMatrix(viz.ESDOptions{Bins: 10}, "sin", w))
+	// Output: png 1920×840, svg true
+}

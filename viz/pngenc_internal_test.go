@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"image"
 	"image/color"
+	"image/draw"
 	"image/png"
 	"testing"
+
+	"github.com/gopeft/gopeft/peft"
 )
 
 // encodePNG's output decodes to the very pixels it was given.
@@ -17,7 +20,7 @@ func TestEncodePNGRoundTrip(t *testing.T) {
 		}
 	}
 	var buf bytes.Buffer
-	if err := encodePNG(&buf, img); err != nil {
+	if err := encodePNG(&buf, img, 192); err != nil {
 		t.Fatal(err)
 	}
 	got, err := png.Decode(&buf)
@@ -32,5 +35,57 @@ func TestEncodePNGRoundTrip(t *testing.T) {
 				t.Fatalf("pixel (%d,%d): got %v, want %v", x, y, got.At(x, y), img.At(x, y))
 			}
 		}
+	}
+}
+
+// BenchmarkEncodePNG encodes the 100×200 rank heat map's image (1920×2600)
+// with image/png at its default and fastest levels and with encodePNG.
+func BenchmarkEncodePNG(b *testing.B) {
+	tr := &peft.RankTrace{}
+	for i := 0; i < 100; i++ {
+		tr.Modules = append(tr.Modules, "m")
+		row := make([]int, 200)
+		for j := range row {
+			row[j] = max(0, 12-(j*(i%7+1))/150+(i*j)%3)
+		}
+		tr.Ranks = append(tr.Ranks, row)
+	}
+	for j := 0; j < 200; j++ {
+		tr.Steps = append(tr.Steps, j+1)
+	}
+	c, err := RankHeatmap(RankOptions{}, tr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw, err := c.Render("png")
+	if err != nil {
+		b.Fatal(err)
+	}
+	src, err := png.Decode(bytes.NewReader(raw))
+	if err != nil {
+		b.Fatal(err)
+	}
+	img := image.NewRGBA(src.Bounds())
+	draw.Draw(img, img.Bounds(), src, image.Point{}, draw.Src)
+	for _, e := range []struct {
+		name string
+		enc  func(*bytes.Buffer) error
+	}{
+		{"image-png-default", func(w *bytes.Buffer) error { return png.Encode(w, img) }},
+		{"image-png-bestspeed", func(w *bytes.Buffer) error {
+			return (&png.Encoder{CompressionLevel: png.BestSpeed}).Encode(w, img)
+		}},
+		{"encodePNG", func(w *bytes.Buffer) error { return encodePNG(w, img, 192) }},
+	} {
+		b.Run(e.name, func(b *testing.B) {
+			var buf bytes.Buffer
+			for b.Loop() {
+				buf.Reset()
+				if err := e.enc(&buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(buf.Len())/1024, "KiB")
+		})
 	}
 }
