@@ -163,3 +163,15 @@ func ExampleTrain() {
 	// Output:
 	// accuracy on all ten digits after LoRA: above 0.9: true
 }
+
+// ExampleCharVocab encodes text for the tiny GPT: curly quotes and dashes
+// become their ASCII forms.
+func ExampleCharVocab() {
+	v := peft.CharVocab()
+	ids := v.Encode("Call me “Ishmael”—")
+	fmt.Println(v.Size(), ids[:4])
+	fmt.Println(v.Decode(ids))
+	// Output:
+	// 96 [36 66 77 77]
+	// Call me "Ishmael"-
+}
