@@ -1,6 +1,7 @@
 package peft
 
 import (
+	"errors"
 	"math"
 	"math/rand"
 	"strings"
@@ -364,5 +365,30 @@ func TestProbeMergedWeight(t *testing.T) {
 	}
 	if !mat.EqualApprox(m.forward(x).Value, y, 1e-12) {
 		t.Error("custom adapter merged by probing differs from its forward")
+	}
+}
+
+func TestLinearShapeError(t *testing.T) {
+	m := newChain(1, attnNames, 3, 4, 5, 6, 2)
+	x := NewConst(mat.NewDense(2, 7, nil))
+	for _, merged := range []bool{false, true} {
+		if merged {
+			if _, err := AddLoRA(m, LoRAConfig{R: 1, Targets: []string{"q"}}); err != nil {
+				t.Fatal(err)
+			}
+			if err := MergeAdapters(m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		err := Maybe(func() { m.mods[0].Forward(x) })
+		var se ShapeError
+		if !errors.As(err, &se) {
+			t.Fatalf("got %v, want a ShapeError", err)
+		}
+		for _, w := range []string{"blocks.0.attn.q", "(2×7)", "(4×3)", "(n×3)"} {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("error %q does not name %s", err, w)
+			}
+		}
 	}
 }
