@@ -121,12 +121,20 @@ func (k *Kernel) Run(ctx context.Context) (restart bool) {
 		case <-k.done:
 		}
 	}()
+	// Shell requests run in their own goroutine, so that a shutdown ends Run
+	// even while a cell is stuck in a compiled call that ignores its context.
+	go k.shellLoop()
+	<-k.done
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.restart
+}
+
+func (k *Kernel) shellLoop() {
 	for {
 		select {
 		case <-k.done:
-			k.mu.Lock()
-			defer k.mu.Unlock()
-			return k.restart
+			return
 		case m := <-k.shellQ:
 			k.handle(wire.Shell, m)
 			if k.abortPending {

@@ -55,6 +55,8 @@ func (f *fakeEngine) Execute(ctx context.Context, code string, count int, pub se
 		case "sleep":
 			d, _ := time.ParseDuration(arg)
 			time.Sleep(d)
+		case "stuck": // a compiled call that ignores its context
+			time.Sleep(5 * time.Second)
 		case "loop":
 			<-ctx.Done()
 			return fail("Interrupted", "interrupted by the user")
@@ -783,5 +785,22 @@ func TestNoMemoryGrowthPerExecute(t *testing.T) {
 	t.Logf("heap %d KiB -> %d KiB over %d executes (%.0f B each)", before>>10, after>>10, n, per)
 	if per > 300 {
 		t.Errorf("heap grows by %.0f bytes per execute", per)
+	}
+}
+
+func TestShutdownWhileCellIgnoresContext(t *testing.T) {
+	h := start(t)
+	h.send(wire.Shell, "execute_request", map[string]any{"code": "stuck"})
+	time.Sleep(100 * time.Millisecond)
+	t0 := time.Now()
+	sid := h.send(wire.Control, "shutdown_request", map[string]any{"restart": false})
+	h.reply(wire.Control, sid)
+	select {
+	case <-h.ret:
+		if d := time.Since(t0); d > time.Second {
+			t.Errorf("shutdown took %v", d)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Run did not return while the cell was stuck")
 	}
 }
