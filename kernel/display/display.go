@@ -49,9 +49,26 @@ const MaxText = 8000
 
 // Bundle returns the MIME bundle and metadata that show v. Image data are
 // base64 strings, as Jupyter's JSON wants them.
-func Bundle(v any) (data, metadata map[string]any) {
+func Bundle(v any) (data, metadata map[string]any) { return BundleWith(v, nil) }
+
+// BundleWith is Bundle with some representations already computed, by MIME
+// type (the kernel calls the methods of interpreted types in interpreted
+// code, where they are visible, and passes the results here). image/png
+// may be given as []byte. The methods for the given types are not called
+// again.
+func BundleWith(v any, have map[string]any) (data, metadata map[string]any) {
 	data = map[string]any{}
 	metadata = map[string]any{}
+	for k, x := range have {
+		if b, ok := x.([]byte); ok && k == "image/png" {
+			if len(b) > 0 {
+				addPNG(data, metadata, b)
+			}
+			continue
+		}
+		data[k] = x
+	}
+	has := func(k string) bool { _, ok := have[k]; return ok }
 	defer func() {
 		// A broken method must not take the kernel down: show the text.
 		if r := recover(); r != nil {
@@ -59,26 +76,26 @@ func Bundle(v any) (data, metadata map[string]any) {
 			metadata = map[string]any{}
 		}
 	}()
-	if x, ok := v.(pnger); ok {
+	if x, ok := v.(pnger); ok && !has("image/png") {
 		if b := x.PNG(); len(b) > 0 {
 			addPNG(data, metadata, b)
 		}
 	}
-	if x, ok := v.(svger); ok {
+	if x, ok := v.(svger); ok && !has("image/svg+xml") {
 		if s := x.SVG(); s != "" {
 			data["image/svg+xml"] = s
 		}
 	}
-	if x, ok := v.(htmler); ok {
+	if x, ok := v.(htmler); ok && !has("text/html") {
 		data["text/html"] = x.HTML()
 	}
-	if x, ok := v.(markdowner); ok {
+	if x, ok := v.(markdowner); ok && !has("text/markdown") {
 		data["text/markdown"] = x.Markdown()
 	}
-	if x, ok := v.(jsoner); ok {
+	if x, ok := v.(jsoner); ok && !has("application/json") {
 		data["application/json"] = x.JSON()
 	}
-	if x, ok := v.(texter); ok {
+	if x, ok := v.(texter); ok && !has("text/plain") {
 		data["text/plain"] = x.Text()
 	}
 	switch x := v.(type) {

@@ -136,3 +136,22 @@ func TestBundleText(t *testing.T) {
 		t.Errorf("long text not cut: %d", len(long))
 	}
 }
+
+type counted struct{ n *int }
+
+func (c counted) HTML() string { *c.n++; return "<p>x</p>" }
+
+func TestBundleWith(t *testing.T) {
+	n := 0
+	d, _ := BundleWith(counted{&n}, map[string]any{"text/html": "<p>given</p>", "image/png": []byte{}})
+	if d["text/html"] != "<p>given</p>" || n != 0 {
+		t.Errorf("given representation not used (%v, method called %d times)", d["text/html"], n)
+	}
+	if _, ok := d["image/png"]; ok {
+		t.Error("empty PNG kept")
+	}
+	d, _ = Bundle(counted{&n})
+	if d["text/html"] != "<p>x</p>" || n != 1 {
+		t.Errorf("method not used: %v %d", d["text/html"], n)
+	}
+}

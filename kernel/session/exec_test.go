@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strings"
 	"sync"
@@ -219,3 +220,21 @@ func TestCellShapes(t *testing.T) {
 		}
 	}
 }
+
+func TestInputHelper(t *testing.T) {
+	s := newSession(t)
+	rec := &recorder{inputs: []string{"LoRA"}}
+	res := s.Execute(context.Background(), "m := input(\"method? \")\n\"using \" + m", 1, rec)
+	if res.Error != nil || text(res) != "using LoRA" {
+		t.Errorf("got %q %+v", text(res), res.Error)
+	}
+	// Without a front-end that allows input, the cell fails with a clear error.
+	res = s.Execute(context.Background(), "input(\"x\")", 2, noInput{})
+	if res.Error == nil || !strings.Contains(res.Error.Value, "input: stdin not allowed") {
+		t.Errorf("got %+v", res.Error)
+	}
+}
+
+type noInput struct{ nopPub }
+
+func (noInput) Input(string, bool) (string, error) { return "", errors.New("stdin not allowed") }

@@ -1,24 +1,71 @@
 // Package session is the execution side of the gopeft kernel: it runs
-// notebook cells in a yaegi interpreter that keeps its state from cell to
-// cell, and turns what a cell produces (output streams, displays, its final
-// value, compile errors, panics, interrupts) into what the dispatcher sends
-// to the front-end. It also answers completion, inspection and is_complete
-// requests from the same state.
+// notebook cells in a yaegi (v0.16.1) interpreter that keeps its state from
+// cell to cell, and turns what a cell produces (output streams, displays,
+// its final value, compile errors, panics, interrupts) into what the
+// dispatcher sends to the front-end. It also answers completion, inspection
+// and is_complete requests from the same state.
 //
-// A cell mixes imports, declarations and statements in any order: it is
-// split with go/scanner into runs of declarations (evaluated as a file) and
-// runs of statements (evaluated as the body of main), in order. The value of
-// a final expression is shown (see [Result]); `name?` alone shows help in the
-// pager; a first line starting with % is a magic (%help lists them).
+// # Cells
 //
-// Interpreted code sees a predeclared `ctx` (the cell's context, cancelled
-// on interrupt; nb.Context() returns the same), can call os.Exit without
-// ending the kernel, and may start goroutines that panic without killing it.
+// A cell mixes imports, declarations and statements in any order: it is cut
+// with go/scanner at its top-level statement boundaries into runs of
+// imports, of declarations (evaluated as a file) and of statements
+// (evaluated as the body of main), evaluated in order, with positions kept
+// so errors name cell lines. Re-importing a package is a no-op. A later
+// cell may redefine a func or a var; a type can get new methods, but
+// redefining a struct type with other fields keeps yaegi's first
+// definition (a yaegi limitation: use a new name).
+//
+// The value of a final expression is shown as execute_result (several
+// values as a tuple); statements, declarations, void calls and fmt.Print*
+// calls show nothing. `name?` (or `?name`) alone shows help in the pager;
+// a first line starting with % is a magic (%help lists them: %who, %time,
+// %%time, %reset).
+//
+// # What cells can use
+//
+// Preloaded without import: context errors fmt math math/rand os sort
+// strconv strings time, gonum's mat, and gopeft's nb accel peft viz; the
+// rest of the standard library, gonum stat/floats/distuv and gonum/plot
+// are importable (kernel/symbols). gonum's matrix code runs on accel.
+// Predeclared: ctx, the cell's context (nb.Context() returns the same),
+// cancelled on interrupt; input(prompt) and inputPassword(prompt), which
+// ask the front-end for a line (Jupyter's input_request); fmt.Scan,
+// Scanln and Scanf read the same way. Reading os.Stdin directly is not
+// connected.
+//
+// # Output
+//
+// Interpreted fmt.Print* and log go straight into the cell's output;
+// os.Stdout, os.Stderr and the standard logger are redirected to pipes
+// while a cell runs, so compiled libraries' output is caught too. Output is
+// published in order, every 50 ms while the cell runs and before each
+// display. The kernel's own logging should therefore not use os.Stderr or
+// the standard logger during a cell (keep a *log.Logger made at start-up).
+//
+// Displays: nb.Display, nb.DisplayWithID, nb.Update and nb.ClearOutput, and
+// final values, are turned into MIME bundles by kernel/display. Methods of
+// types declared in cells are invisible to compiled code, so such values
+// show as text: wrap what their methods return (nb.HTML(v.HTML())).
+//
+// # Failures
+//
+// Compile errors and panics become an ExecError whose traceback names the
+// cell lines (yaegi's own panic lines on stderr are removed, the error is
+// the cell's only output). os.Exit panics with an "Exit" error instead of
+// ending the process. A panic in a goroutine started by a cell is
+// recovered (go statements are rewritten to recover) and reported on the
+// cell's stderr, or the next cell's if it ended; a panic in a goroutine a
+// compiled library starts cannot be caught here and ends the process, so
+// libraries recover in their goroutines (house style 12). On interrupt,
+// interpreted code stops at its next step and Execute returns at once;
+// compiled calls stop only if they watch ctx (peft and accel do).
 package session
 
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"go/token"
 	"path"
@@ -78,8 +125,9 @@ type Session struct {
 		msg string
 	}
 
-	shown    []any // values passed to the Show rewrite of the last run
-	hasShown bool
+	shown     []any // values passed to the Show rewrite of the last run
+	shownRich []map[string]any
+	hasShown  bool
 }
 
 // rtPath is the import path under which the session's runtime helpers are
@@ -129,6 +177,7 @@ func (s *Session) reset() error {
 		s.index.addImport(path.Base(p), p)
 	}
 	imports.WriteString(")\nvar ctx context.Context = context.Background()\n")
+	imports.WriteString(preludeFuncs)
 	if _, err := s.evalSafe(context.Background(), imports.String()); err != nil {
 		return fmt.Errorf("session: prelude: %w", err)
 	}
@@ -147,6 +196,15 @@ var preloaded = []string{
 	"github.com/gopeft/gopeft/viz",
 }
 
+// preludeFuncs are interpreted helpers every cell sees.
+const preludeFuncs = `
+// input asks the user for a line of text (Jupyter's input box).
+func input(prompt string) string { return gopeftk.Input(prompt, false) }
+
+// inputPassword asks for a line of text without showing it.
+func inputPassword(prompt string) string { return gopeftk.Input(prompt, true) }
+`
+
 // exitPanic is what os.Exit panics with inside a cell.
 type exitPanic struct{ code int }
 
@@ -163,6 +221,18 @@ func (s *Session) runtimeSymbols() interp.Exports {
 			"Show": reflect.ValueOf(func(v ...any) {
 				s.shown = v
 				s.hasShown = true
+			}),
+			"Input": reflect.ValueOf(func(prompt string, password bool) string {
+				c := s.running()
+				if c == nil {
+					panic(errors.New("input: no cell is running"))
+				}
+				c.out.flush()
+				line, err := c.pub.Input(prompt, password)
+				if err != nil {
+					panic(fmt.Errorf("input: %w", err))
+				}
+				return line
 			}),
 			"GoPanic": reflect.ValueOf(func(r any) { s.goPanic(r) }),
 			"Context": reflect.ValueOf(func() context.Context { return nb.Context() }),
@@ -266,6 +336,7 @@ func (s *Session) evalCell(ctx context.Context, c *cell, code string) Result {
 		}
 	}
 	var shown []any
+	var shownRich []map[string]any
 	hasShown := false
 	for ri, r := range runs {
 		last := ri == len(runs)-1
@@ -284,7 +355,7 @@ func (s *Session) evalCell(ctx context.Context, c *cell, code string) Result {
 		}
 		s.index.learn(r)
 		if final != "" {
-			s.shown, s.hasShown = nil, false
+			s.shown, s.shownRich, s.hasShown = nil, nil, false
 			fr := r
 			fr.line = r.finalLine
 			wrapped := pad(fr.line) + "gopeftk.Show(" + final + ")"
@@ -299,21 +370,27 @@ func (s *Session) evalCell(ctx context.Context, c *cell, code string) Result {
 			if _, err := s.execute(ctx, prog); err != nil {
 				return s.failure(ctx, err, code, fr)
 			}
-			shown, hasShown = s.shown, s.hasShown
+			shown, shownRich, hasShown = s.shown, s.shownRich, s.hasShown
 		}
 	}
 	res := Result{}
 	if hasShown {
-		res.Data, res.Metadata = showBundle(shown)
+		res.Data, res.Metadata = showBundle(shown, shownRich)
 	}
 	return res
 }
 
 // showBundle is the execute_result bundle of the values of a final
 // expression: the value itself, or the values' text side by side.
-func showBundle(vals []any) (map[string]any, map[string]any) {
+func showBundle(vals []any, rich []map[string]any) (map[string]any, map[string]any) {
+	richOf := func(i int) map[string]any {
+		if i < len(rich) {
+			return rich[i]
+		}
+		return nil
+	}
 	if len(vals) == 1 {
-		return display.Bundle(vals[0])
+		return display.BundleWith(vals[0], richOf(0))
 	}
 	parts := make([]string, len(vals))
 	for i, v := range vals {
@@ -321,7 +398,7 @@ func showBundle(vals []any) (map[string]any, map[string]any) {
 			parts[i] = strconv.Quote(str)
 			continue
 		}
-		data, _ := display.Bundle(v)
+		data, _ := display.BundleWith(v, richOf(i))
 		parts[i], _ = data["text/plain"].(string)
 	}
 	return map[string]any{"text/plain": "(" + strings.Join(parts, ", ") + ")"}, map[string]any{}
