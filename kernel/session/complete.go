@@ -281,6 +281,12 @@ func (s *Session) helpText(name string) (string, bool) {
 		}
 		return text, true
 	}
+	if v, ok := s.globals()[parts[0]]; ok && v.IsValid() && len(parts) == 2 {
+		// v.Method or v.Field of a variable of a compiled type.
+		if text, ok := memberDoc(v, parts[1]); ok {
+			return text, true
+		}
+	}
 	if v, ok := s.globals()[parts[0]]; ok && v.IsValid() && v.CanInterface() && len(parts) == 1 {
 		return fmt.Sprintf("%s %s = %s", parts[0], v.Type(), clipText(fmt.Sprintf("%+v", v.Interface()), 600)), true
 	}
@@ -293,6 +299,33 @@ func (s *Session) helpText(name string) (string, bool) {
 		if b == name {
 			return fmt.Sprintf("%s is predeclared in Go: see https://pkg.go.dev/builtin#%s", b, b), true
 		}
+	}
+	return "", false
+}
+
+// memberDoc finds the documentation of a method of v's (compiled) type, or
+// describes a field.
+func memberDoc(v reflect.Value, member string) (string, bool) {
+	if v.Kind() == reflect.Interface && !v.IsNil() {
+		v = v.Elem()
+	}
+	t := v.Type()
+	named := t
+	if named.Kind() == reflect.Pointer {
+		named = named.Elem()
+	}
+	if pd, ok := symbols.Docs()[named.PkgPath()]; ok && named.Name() != "" {
+		if e, ok := pd.Members[named.Name()+"."+member]; ok {
+			return formatEntry(e), true
+		}
+	}
+	if named.Kind() == reflect.Struct {
+		if f, ok := named.FieldByName(member); ok {
+			return fmt.Sprintf("field %s %s of %s", f.Name, f.Type, t), true
+		}
+	}
+	if m, ok := t.MethodByName(member); ok {
+		return fmt.Sprintf("method %s of %s: %s", member, t, m.Type), true
 	}
 	return "", false
 }

@@ -49,7 +49,7 @@ func TestComplete(t *testing.T) {
 
 func TestInspectAndHelp(t *testing.T) {
 	s := newSession(t)
-	runOK(t, s, "// scale doubles things.\nfunc scale(x float64) float64 { return 2 * x }\nalpha := 16.0")
+	runOK(t, s, "// scale doubles things.\nfunc scale(x float64) float64 { return 2 * x }\nalpha := 16.0\ndense := mat.NewDense(2, 2, nil)")
 	cases := []struct {
 		code   string
 		cursor int
@@ -61,6 +61,8 @@ func TestInspectAndHelp(t *testing.T) {
 		{"y := scale(alpha)", 8, []string{"func scale(x float64) float64", "scale doubles things"}},
 		{"alpha", 2, []string{"alpha := 16.0", "float64", "16"}},
 		{"m.SVD", 3, nil},
+		{"dense.Mul(a, b)", 7, []string{"func (m *Dense) Mul(a, b Matrix)", "Mul takes the matrix product"}},
+		{"dense.Nope", 8, nil},
 	}
 	for _, c := range cases {
 		data, found := s.Inspect(c.code, c.cursor, 0)
