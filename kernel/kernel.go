@@ -9,6 +9,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -60,6 +61,7 @@ func Run(connectionFile string) error {
 		ImplementationVersion: Version,
 		HelpLinks:             HelpLinks,
 		Log:                   lg,
+		HistoryFile:           historyFile(),
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -87,6 +89,26 @@ func Run(connectionFile string) error {
 		lg.Printf("shutdown for restart")
 	}
 	return nil
+}
+
+// historyFile is where the history of cells is kept across sessions:
+// $GOPEFT_HISTORY ("off": memory only), else $XDG_DATA_HOME/gopeft or
+// ~/.local/share/gopeft, file history.jsonl.
+func historyFile() string {
+	if f, ok := os.LookupEnv("GOPEFT_HISTORY"); ok {
+		if f == "off" || f == "" {
+			return ""
+		}
+		return f
+	}
+	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "gopeft", "history.jsonl")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(home, ".local", "share", "gopeft", "history.jsonl")
 }
 
 // lazyEngine creates the session in the background and makes the first

@@ -45,7 +45,10 @@ type Config struct {
 	Banner                string
 	LanguageVersion       string // Go version, without the "go" prefix
 	HelpLinks             []HelpLink
-	Log                   *log.Logger // default: discard-free stderr logger
+	Log                   *log.Logger // default: the connection's logger
+	// HistoryFile, when set, keeps the history across kernel sessions
+	// (JSON lines); otherwise it lives in memory only.
+	HistoryFile string
 }
 
 // HelpLink is an entry of kernel_info_reply's help_links.
@@ -70,6 +73,7 @@ type Kernel struct {
 	cancel    context.CancelFunc // of the running cell; nil when idle
 	cellCtx   context.Context    // of the running cell; nil when idle
 	done      chan struct{}      // closed on shutdown
+	shellDone chan struct{}      // closed when the shell loop has ended
 	restart   bool
 	closeOnce sync.Once
 
@@ -94,15 +98,16 @@ func New(conn *wire.Conn, eng Engine, cfg Config) *Kernel {
 		lg = conn.Log()
 	}
 	return &Kernel{
-		conn:    conn,
-		eng:     eng,
-		cfg:     cfg,
-		log:     lg,
-		session: wire.NewID(),
-		shellQ:  make(chan *wire.Message, 4096),
-		stdinQ:  make(chan *wire.Message, 16),
-		done:    make(chan struct{}),
-		history: history{session: 1},
+		conn:      conn,
+		eng:       eng,
+		cfg:       cfg,
+		log:       lg,
+		session:   wire.NewID(),
+		shellQ:    make(chan *wire.Message, 4096),
+		stdinQ:    make(chan *wire.Message, 16),
+		done:      make(chan struct{}),
+		shellDone: make(chan struct{}),
+		history:   history{file: cfg.HistoryFile, log: lg},
 	}
 }
 
@@ -125,12 +130,24 @@ func (k *Kernel) Run(ctx context.Context) (restart bool) {
 	// even while a cell is stuck in a compiled call that ignores its context.
 	go k.shellLoop()
 	<-k.done
+	k.closeHistory()
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.restart
 }
 
+// closeHistory closes the history file once the shell loop is out of
+// handle (or after a grace period when a cell is stuck).
+func (k *Kernel) closeHistory() {
+	select {
+	case <-k.shellDone:
+		k.history.close()
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
 func (k *Kernel) shellLoop() {
+	defer close(k.shellDone)
 	for {
 		select {
 		case <-k.done:

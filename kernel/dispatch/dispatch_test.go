@@ -3,8 +3,10 @@ package dispatch
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -143,7 +145,9 @@ func (s *syncBuf) String() string {
 	return s.b.String()
 }
 
-func start(t *testing.T) *harness {
+func start(t *testing.T) *harness { return startWith(t, Config{}) }
+
+func startWith(t *testing.T, cfg Config) *harness {
 	t.Helper()
 	logs := &syncBuf{}
 	lg := log.New(io.Writer(logs), "", 0)
@@ -153,7 +157,8 @@ func start(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	h := &harness{t: t, eng: &fakeEngine{}, logs: logs, ret: make(chan bool, 1)}
-	h.k = New(conn, h.eng, Config{ImplementationVersion: "test", Log: lg})
+	cfg.ImplementationVersion, cfg.Log = "test", lg
+	h.k = New(conn, h.eng, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { h.ret <- h.k.Run(ctx) }()
 	cl, err := wire.Dial(conn.Info())
@@ -639,6 +644,38 @@ func TestHistory(t *testing.T) {
 	}
 	if s := hist(map[string]any{"hist_access_type": "search", "pattern": "result*", "n": 2}); len(s) != 2 || s[1].([]any)[2] != "result 1+1" {
 		t.Errorf("search n %v", s)
+	}
+}
+
+func TestHistoryPersistsAcrossSessions(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "gopeft", "history.jsonl")
+	h := startWith(t, Config{HistoryFile: file})
+	h.execute("result first", nil)
+	h.execute("print second", nil)
+	id := h.send(wire.Control, "shutdown_request", map[string]any{"restart": true})
+	h.reply(wire.Control, id)
+	<-h.ret
+
+	h = startWith(t, Config{HistoryFile: file})
+	h.execute("result third", nil)
+	query := func(c map[string]any) []any {
+		c["output"], c["raw"] = false, true
+		id := h.send(wire.Shell, "history_request", c)
+		return h.reply(wire.Shell, id)["history"].([]any)
+	}
+	tail := query(map[string]any{"hist_access_type": "tail", "n": 3})
+	want := "[[1 1 result first] [1 2 print second] [2 1 result third]]"
+	if got := fmt.Sprint(tail); got != want {
+		t.Errorf("tail across sessions %s, want %s", got, want)
+	}
+	if got := fmt.Sprint(query(map[string]any{"hist_access_type": "range", "session": -1, "start": 1})); got != "[[1 1 result first] [1 2 print second]]" {
+		t.Errorf("range session -1: %s", got)
+	}
+	if got := fmt.Sprint(query(map[string]any{"hist_access_type": "range", "session": 0, "start": 1})); got != "[[2 1 result third]]" {
+		t.Errorf("range current session: %s", got)
+	}
+	if got := query(map[string]any{"hist_access_type": "search", "pattern": "result *"}); len(got) != 2 {
+		t.Errorf("search across sessions: %v", got)
 	}
 }
 

@@ -1,32 +1,117 @@
 package dispatch
 
 import (
+	"bufio"
+	"encoding/json"
+	"log"
+	"os"
+	"path/filepath"
+
 	"github.com/gopeft/gopeft/kernel/wire"
 )
 
-// history keeps the cells run with store_history in memory, for
-// history_request (tail, range and search).
+// history keeps the cells run with store_history, for history_request
+// (tail, range and search). With a file, entries of earlier kernel sessions
+// are loaded from it (lazily, at first use) and new ones appended to it, one
+// JSON object per line; this kernel's session number is one more than the
+// largest found.
 type history struct {
-	session int
+	session int // this kernel's session number
 	entries []histEntry
+	file    string
+	log     *log.Logger
+	loaded  bool
+	w       *os.File
+	failed  bool // the file could not be written: stop trying
 }
 
 type histEntry struct {
-	line   int
-	input  string
-	output *string // text/plain of the execute_result, if any
+	Session int     `json:"session"`
+	Line    int     `json:"line"`
+	Input   string  `json:"input"`
+	Output  *string `json:"output,omitempty"` // text/plain of the execute_result
 }
 
-// maxHistory bounds the memory kept; the oldest entries go first.
-const maxHistory = 100000
+// maxHistory bounds the entries kept in memory (and loaded from the file).
+const maxHistory = 20000
+
+func (h *history) load() {
+	if h.loaded {
+		return
+	}
+	h.loaded = true
+	h.session = 1
+	if h.file == "" {
+		return
+	}
+	f, err := os.Open(h.file)
+	if err != nil {
+		if !os.IsNotExist(err) {
+			h.log.Printf("history: %v", err)
+		}
+		return
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	var old []histEntry
+	for sc.Scan() {
+		var e histEntry
+		if json.Unmarshal(sc.Bytes(), &e) != nil || e.Session <= 0 {
+			continue // a torn or foreign line
+		}
+		old = append(old, e)
+		h.session = max(h.session, e.Session+1)
+		if len(old) >= 2*maxHistory {
+			old = append(old[:0], old[len(old)-maxHistory:]...)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		h.log.Printf("history %s: %v", h.file, err)
+	}
+	if len(old) > maxHistory {
+		old = old[len(old)-maxHistory:]
+	}
+	h.entries = append(old, h.entries...)
+}
 
 func (h *history) add(line int, input string, output *string) {
+	h.load()
 	if len(h.entries) >= maxHistory {
 		n := copy(h.entries, h.entries[len(h.entries)/10:])
 		clear(h.entries[n:])
 		h.entries = h.entries[:n]
 	}
-	h.entries = append(h.entries, histEntry{line, input, output})
+	e := histEntry{h.session, line, input, output}
+	h.entries = append(h.entries, e)
+	h.persist(e)
+}
+
+func (h *history) persist(e histEntry) {
+	if h.file == "" || h.failed {
+		return
+	}
+	if h.w == nil {
+		if err := os.MkdirAll(filepath.Dir(h.file), 0o700); err == nil {
+			h.w, err = os.OpenFile(h.file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		}
+		if h.w == nil {
+			h.log.Printf("history: cannot write %s; keeping history in memory only", h.file)
+			h.failed = true
+			return
+		}
+	}
+	b, _ := json.Marshal(e)
+	if _, err := h.w.Write(append(b, '\n')); err != nil {
+		h.log.Printf("history: %v; keeping history in memory only", err)
+		h.failed = true
+	}
+}
+
+func (h *history) close() {
+	if h.w != nil {
+		h.w.Close()
+	}
 }
 
 type historyRequest struct {
@@ -49,9 +134,10 @@ func (k *Kernel) historyRequest(m *wire.Message) {
 	k.reply(wire.Shell, m, map[string]any{"status": "ok", "history": k.history.query(req)})
 }
 
-// query answers a history request. Sessions: this kernel's is 1; 0 and
-// negative numbers (relative, as in IPython) also mean the current one.
+// query answers a history request. As in IPython, a range's session 0 (or
+// absent) is the current one and a negative session counts back from it.
 func (h *history) query(req historyRequest) [][]any {
+	h.load()
 	var sel []histEntry
 	switch req.HistAccessType {
 	case "tail":
@@ -62,11 +148,12 @@ func (h *history) query(req historyRequest) [][]any {
 		n = clamp(n, 0, len(h.entries))
 		sel = h.entries[len(h.entries)-n:]
 	case "range":
-		if req.Session > 0 && req.Session != h.session {
-			break
+		session := req.Session
+		if session <= 0 {
+			session += h.session
 		}
 		for _, e := range h.entries {
-			if e.line >= req.Start && (req.Stop == nil || e.line < *req.Stop) {
+			if e.Session == session && e.Line >= req.Start && (req.Stop == nil || e.Line < *req.Stop) {
 				sel = append(sel, e)
 			}
 		}
@@ -76,7 +163,7 @@ func (h *history) query(req historyRequest) [][]any {
 			pattern = "*"
 		}
 		for _, e := range h.entries {
-			if globMatch(pattern, e.input) {
+			if globMatch(pattern, e.Input) {
 				sel = append(sel, e)
 			}
 		}
@@ -84,8 +171,8 @@ func (h *history) query(req historyRequest) [][]any {
 			seen := map[string]bool{}
 			var u []histEntry
 			for i := len(sel) - 1; i >= 0; i-- {
-				if !seen[sel[i].input] {
-					seen[sel[i].input] = true
+				if !seen[sel[i].Input] {
+					seen[sel[i].Input] = true
 					u = append(u, sel[i])
 				}
 			}
@@ -103,12 +190,12 @@ func (h *history) query(req historyRequest) [][]any {
 	for _, e := range sel {
 		if req.Output {
 			var o any
-			if e.output != nil {
-				o = *e.output
+			if e.Output != nil {
+				o = *e.Output
 			}
-			out = append(out, []any{h.session, e.line, []any{e.input, o}})
+			out = append(out, []any{e.Session, e.Line, []any{e.Input, o}})
 		} else {
-			out = append(out, []any{h.session, e.line, e.input})
+			out = append(out, []any{e.Session, e.Line, e.Input})
 		}
 	}
 	return out
