@@ -35,9 +35,9 @@ func Dial(info ConnectionInfo) (*Client, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cl := &Client{Session: NewID(), signer: signer, ctx: ctx, cancel: cancel}
-	// Retry every 5 ms for up to 20 s, so that a client started together
+	// Retry every 5 ms for up to 60 s, so that a client started together
 	// with a kernel connects as soon as the kernel listens.
-	retry := []zmq4.Option{zmq4.WithDialerRetry(5 * time.Millisecond), zmq4.WithDialerMaxRetries(4000)}
+	retry := []zmq4.Option{zmq4.WithDialerRetry(5 * time.Millisecond), zmq4.WithDialerMaxRetries(12000)}
 	id := append([]zmq4.Option{zmq4.WithID(zmq4.SocketIdentity(cl.Session))}, retry...)
 	cl.socks[Shell] = zmq4.NewDealer(ctx, id...)
 	cl.socks[Control] = zmq4.NewDealer(ctx, id...)
