@@ -58,6 +58,22 @@ func packageMembers(importPath string) []string {
 	return members[importPath]
 }
 
+// uniquePackage returns the import path of the only importable package
+// named name ("stat" → gonum.org/v1/gonum/stat), if there is exactly one.
+func uniquePackage(name string) (string, bool) {
+	packageMembers("") // fills members
+	found := ""
+	for p := range members {
+		if path.Base(p) == name && !strings.Contains(p, "internal") {
+			if found != "" {
+				return "", false
+			}
+			found = p
+		}
+	}
+	return found, found != ""
+}
+
 // byteOffset converts a cursor position in code points to a byte offset.
 func byteOffset(code string, cursor int) int {
 	if cursor < 0 {
@@ -151,6 +167,11 @@ func (s *Session) globals() (g map[string]reflect.Value) {
 func (s *Session) memberNames(qual string) []string {
 	if p, ok := s.index.imports[qual]; ok {
 		return packageMembers(p)
+	}
+	if p, ok := uniquePackage(qual); ok {
+		if _, isVar := s.globals()[qual]; !isVar {
+			return packageMembers(p) // not imported yet: the cell will import it
+		}
 	}
 	v, ok := s.globals()[qual]
 	if !ok || !v.IsValid() {

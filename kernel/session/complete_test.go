@@ -40,6 +40,10 @@ func TestComplete(t *testing.T) {
 			t.Errorf("Complete(%q): range %d:%d, want %d:%d", c.code, start, end, c.start, len([]rune(c.code)))
 		}
 	}
+	// A package not imported yet completes by its name.
+	if m, _, _ := s.Complete("distuv.Nor", 10); !slices.Contains(m, "Normal") {
+		t.Errorf("distuv.Nor: %v", m)
+	}
 	// Completion in the middle of a cell, before other text.
 	m, start, _ := s.Complete("stat.Mea\nfmt.Println()", 8)
 	if start != 5 || !slices.Contains(m, "Mean") {

@@ -329,6 +329,7 @@ func (s *Session) evalCell(ctx context.Context, c *cell, code string) Result {
 	if err != nil {
 		return compileErrorResult(err, code, 0)
 	}
+	s.autoImport(ctx, code)
 	if mentionsIdent(code, "ctx") {
 		// Rebind the predeclared ctx to this cell's context.
 		if _, err := s.evalSafe(ctx, "ctx = gopeftk.Context()"); err != nil {
@@ -378,6 +379,49 @@ func (s *Session) evalCell(ctx context.Context, c *cell, code string) Result {
 		res.Data, res.Metadata = showBundle(shown, shownRich)
 	}
 	return res
+}
+
+// autoImport imports the packages a cell uses as pkg.Name without
+// importing them, when exactly one importable package has that name
+// (stat → gonum.org/v1/gonum/stat), as goimports would. Names the session
+// or the cell declares are left alone.
+func (s *Session) autoImport(ctx context.Context, code string) {
+	toks, _, err := scanCell(code)
+	if err != nil {
+		return
+	}
+	heads := map[string]bool{}
+	plain := map[string]bool{}
+	for i, t := range toks {
+		if t.tok != token.IDENT {
+			continue
+		}
+		selected := i > 0 && toks[i-1].tok == token.PERIOD
+		if !selected && i+1 < len(toks) && toks[i+1].tok == token.PERIOD {
+			heads[t.lit] = true
+		} else if !selected {
+			plain[t.lit] = true
+		}
+	}
+	g := s.globals()
+	for name := range heads {
+		if plain[name] {
+			continue
+		}
+		if _, ok := s.index.names[name]; ok {
+			continue
+		}
+		if _, ok := g[name]; ok {
+			continue
+		}
+		p, ok := uniquePackage(name)
+		if !ok {
+			continue
+		}
+		if _, err := s.evalSafe(ctx, fmt.Sprintf("import %q", p)); err == nil {
+			s.index.addImport(name, p)
+		}
+	}
 }
 
 // showBundle is the execute_result bundle of the values of a final
