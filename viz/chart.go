@@ -281,6 +281,16 @@ var palette10 = []color.Color{
 
 func seriesColor(i int) color.Color { return palette10[i%len(palette10)] }
 
+// seriesColors returns the colours of n series: the distinct Okabe–Ito
+// colours for up to 8, and for more (one layer over many training steps)
+// viridis from dark to light, so that order reads as a gradient.
+func seriesColors(n int) []color.Color {
+	if n <= 8 {
+		return palette10[:n]
+	}
+	return viridis(n)
+}
+
 // faded returns c with opacity a (0…1), premultiplied.
 func faded(c color.Color, a float64) color.Color {
 	r, g, b, _ := c.RGBA()

@@ -2,6 +2,7 @@ package viz_test
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"strings"
 	"sync"
@@ -179,6 +180,18 @@ func TestEdgeCasesRender(t *testing.T) {
 	rc.Width, rc.Scale = 300, 100
 	if _, err := rc.Render("png"); err == nil || !strings.Contains(err.Error(), "Scale") {
 		t.Errorf("scale 100: %v", err)
+	}
+	// One layer over 12 checkpoints: more series than distinct colours.
+	var over [][]float64
+	var names []string
+	for k := 1; k <= 12; k++ {
+		over = append(over, []float64{float64(k), float64(k) / 2, float64(k) / 8})
+		names = append(names, fmt.Sprintf("step %d", 100*k))
+	}
+	if c, err := viz.SpectrumValues(viz.SpectrumOptions{LogY: true, Energy: true}, names, over...); err != nil {
+		t.Error(err)
+	} else if svg, _ := svgTexts(c.SVG()); !strings.Contains(svg, "step 1200") {
+		t.Error("12-series spectrum: legend lacks the last series")
 	}
 	// One point on log axes, all-equal eigenvalues: still drawn.
 	single := &peft.History{Name: "one step", Loss: []float64{2.5}, EvalSteps: []int{1}, EvalLoss: []float64{2.5}}

@@ -69,6 +69,7 @@ func lossPlot(chart string, opt LossOptions, runs []*peft.History) (*plot.Plot, 
 		p.Y.Tick.Marker = logTicks{}
 	}
 	drawn := 0
+	colors := seriesColors(len(runs))
 	for i, h := range runs {
 		if h == nil {
 			return nil, fmt.Errorf("viz: %s: run %d is nil", chart, i+1)
@@ -116,7 +117,7 @@ func lossPlot(chart string, opt LossOptions, runs []*peft.History) (*plot.Plot, 
 			}
 			return float64(steps[k])
 		}
-		c := seriesColor(i)
+		c := colors[i]
 		if !opt.HideTrain && len(h.Loss) > 0 {
 			raw := make(plotter.XYs, len(h.Loss))
 			for k, v := range h.Loss {

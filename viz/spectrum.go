@@ -164,8 +164,9 @@ func SpectrumChart(opt SpectrumOptions, spectra ...*peft.Spectrum) (*Chart, erro
 		}
 	}
 
+	colors := seriesColors(len(spectra))
 	for i, s := range spectra {
-		c := seriesColor(i)
+		c := colors[i]
 		label := seriesName(s.Name, i)
 		y := ys[i]
 		xy := make(plotter.XYs, len(y))

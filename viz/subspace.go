@@ -125,6 +125,7 @@ func anglesPlot(chart string, names []string, angles [][]float64) (*plot.Plot, e
 	p := newPlot("principal angles", "index", "angle (degrees)")
 	p.Y.Min, p.Y.Max = 0, 90
 	p.Y.Tick.Marker = plot.ConstantTicks([]plot.Tick{{Value: 0, Label: "0"}, {Value: 30, Label: "30"}, {Value: 45, Label: "45"}, {Value: 60, Label: "60"}, {Value: 90, Label: "90"}})
+	colors := seriesColors(len(angles))
 	for s, th := range angles {
 		name := ""
 		if names != nil {
@@ -144,11 +145,11 @@ func anglesPlot(chart string, names []string, angles [][]float64) (*plot.Plot, e
 			}
 			xy[k] = plotter.XY{X: float64(k + 1), Y: v * 180 / math.Pi}
 		}
-		if err := addLine(p, xy, seriesColor(s), 1.6, nil, name); err != nil {
+		if err := addLine(p, xy, colors[s], 1.6, nil, name); err != nil {
 			return nil, err
 		}
 		if len(th) <= 64 {
-			if err := addPoints(p, xy, seriesColor(s), draw.CircleGlyph{}, 2, ""); err != nil {
+			if err := addPoints(p, xy, colors[s], draw.CircleGlyph{}, 2, ""); err != nil {
 				return nil, err
 			}
 		}
