@@ -338,3 +338,39 @@ func summary(ds []display) []bool {
 	}
 	return u
 }
+
+// Live.Callback is a peft.TrainConfig.Callback, and a real training run
+// drives it: the teacher task's student, fine-tuned for 40 steps.
+func TestLiveDrivenByTrain(t *testing.T) {
+	rec := &recorder{}
+	nb.SetFrontend(rec)
+	defer nb.SetFrontend(nil)
+
+	task := peft.NewTeacherTask(8, 6, []float64{3, 1}, 64, 1)
+	live := viz.NewLive("teacher", 40, 10)
+	h, err := peft.Train(context.Background(), task.Model(), task, peft.TrainConfig{
+		Steps: 40, BatchSize: 16, LR: 0.05, EvalEvery: 10, Every: 5, Callback: live.Callback, Name: "full FT",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if live.Err() != nil {
+		t.Fatal(live.Err())
+	}
+	var updates int
+	for _, c := range rec.calls {
+		if c.id == live.ID() && c.update {
+			updates++
+		}
+	}
+	// Callbacks at 5, 10, …, 40; redraws at 5, 15, 25, 35 and 40.
+	if updates != 4 {
+		t.Errorf("%d chart updates, want 4", updates)
+	}
+	if !strings.Contains(live.Progress(), "step 40/40") || !strings.Contains(live.Progress(), "done") {
+		t.Errorf("final progress %q", live.Progress())
+	}
+	if n := len(h.Loss); n != 40 || !(h.Loss[n-1] < h.Loss[0]) {
+		t.Errorf("loss did not fall: %d steps, %v → %v", n, h.Loss[0], h.Loss[len(h.Loss)-1])
+	}
+}
