@@ -192,7 +192,7 @@ func gemmSerial[T float32 | float64](ks *kernelSet[T], tA, tB bool, m, n, k int,
 	if directB {
 		// B read in place is scattered over many pages and lines: keep its
 		// panel, and the packed A panels beside it, well inside L1.
-		kcMax = max(ks.kc/4, 1)
+		kcMax = min(ks.kc, 64)
 	}
 	for jc := 0; jc < n; jc += ks.nc {
 		nc := min(ks.nc, n-jc)
@@ -296,11 +296,7 @@ func packA[T float32 | float64](ap []T, tA bool, a []T, lda, ic, pc, mc, kc, hi,
 		}
 		panel := ap[r0*kc : (r0+h)*kc]
 		if tA {
-			// op(A)[i, p] = a[p*lda+i]: each step of p is a contiguous run of h.
-			for p := 0; p < kc; p++ {
-				src := (pc+p)*lda + ic + r0
-				copy(panel[p*h:p*h+h], a[src:src+h])
-			}
+			// op(A)[i, p] = a[p*lda+i]: done below, row by row of the stored Aᵀ.
 		} else {
 			// op(A)[i, p] = a[i*lda+p]: read four rows at a time, write four
 			// adjacent values per step of p.
@@ -326,52 +322,76 @@ func packA[T float32 | float64](ap []T, tA bool, a []T, lda, ic, pc, mc, kc, hi,
 		}
 		r0 += h
 	}
+	if tA {
+		// Walk the stored Aᵀ row by row (sequential reads) and deal each
+		// row's mc values out to the panels, h at a time.
+		for p := 0; p < kc; p++ {
+			row := a[(pc+p)*lda+ic : (pc+p)*lda+ic+mc]
+			for r0, t := 0, 0; r0 < mc; t++ {
+				h := hi
+				if t >= tall {
+					h = hi - 1
+				}
+				copy(ap[r0*kc+p*h:r0*kc+p*h+h], row[r0:r0+h])
+				r0 += h
+			}
+		}
+	}
 }
 
 // packB packs op(B)[pc:pc+kc, jc:jc+nc] into bp as panels nr columns wide:
 // panel jr/nr occupies bp[jr*kc : (jr+nr)*kc] and holds op(B)[pc+p, jc+jr+j]
 // at p*nr+j, with zeros past column nc.
 func packB[T float32 | float64](bp []T, tB bool, b []T, ldb, pc, jc, kc, nc, nr int) {
+	if !tB {
+		// op(B)[p, j] = b[p*ldb+j]: walk B row by row, so that it is read
+		// sequentially (one page after another, which the hardware
+		// prefetches), and deal each row out to the panels.
+		full := nc / nr * nr // columns in full panels
+		for p := 0; p < kc; p++ {
+			row := b[(pc+p)*ldb+jc : (pc+p)*ldb+jc+nc]
+			off := p * nr // of this row in each panel
+			switch nr {
+			// Full panels of the common widths copy fixed-size arrays:
+			// a few vector moves, no call.
+			case 16:
+				for jr := 0; jr < full; jr += 16 {
+					*(*[16]T)(bp[jr*kc+off:]) = *(*[16]T)(row[jr:])
+				}
+			case 32:
+				for jr := 0; jr < full; jr += 32 {
+					*(*[32]T)(bp[jr*kc+off:]) = *(*[32]T)(row[jr:])
+				}
+			case 8:
+				for jr := 0; jr < full; jr += 8 {
+					*(*[8]T)(bp[jr*kc+off:]) = *(*[8]T)(row[jr:])
+				}
+			default:
+				for jr := 0; jr < full; jr += nr {
+					copy(bp[jr*kc+off:jr*kc+off+nr], row[jr:jr+nr])
+				}
+			}
+			if full < nc {
+				dst := bp[full*kc+off : full*kc+off+nr]
+				copy(dst, row[full:])
+				clear(dst[nc-full:])
+			}
+		}
+		return
+	}
 	for jr := 0; jr < nc; jr += nr {
 		nj := min(nr, nc-jr)
 		panel := bp[jr*kc : (jr+nr)*kc]
-		if tB {
-			// op(B)[p, j] = b[j*ldb+p]: read each stored row, scatter with stride nr.
-			for j := 0; j < nj; j++ {
-				src := (jc+jr+j)*ldb + pc
-				for p, v := range b[src : src+kc] {
-					panel[p*nr+j] = v
-				}
+		// op(B)[p, j] = b[j*ldb+p]: read each stored row, scatter with stride nr.
+		for j := 0; j < nj; j++ {
+			src := (jc+jr+j)*ldb + pc
+			for p, v := range b[src : src+kc] {
+				panel[p*nr+j] = v
 			}
-			if nj < nr {
-				for p := 0; p < kc; p++ {
-					clear(panel[p*nr+nj : p*nr+nr])
-				}
-			}
-		} else if nj == nr && nr == 16 {
-			// Full panels of the common widths copy fixed-size arrays, which
-			// compile to a few vector moves instead of a call to memmove.
+		}
+		if nj < nr {
 			for p := 0; p < kc; p++ {
-				src := (pc+p)*ldb + jc + jr
-				*(*[16]T)(panel[p*16:]) = *(*[16]T)(b[src:])
-			}
-		} else if nj == nr && nr == 32 {
-			for p := 0; p < kc; p++ {
-				src := (pc+p)*ldb + jc + jr
-				*(*[32]T)(panel[p*32:]) = *(*[32]T)(b[src:])
-			}
-		} else if nj == nr && nr == 8 {
-			for p := 0; p < kc; p++ {
-				src := (pc+p)*ldb + jc + jr
-				*(*[8]T)(panel[p*8:]) = *(*[8]T)(b[src:])
-			}
-		} else {
-			// op(B)[p, j] = b[p*ldb+j]: each step of p is a contiguous run of nj.
-			for p := 0; p < kc; p++ {
-				src := (pc+p)*ldb + jc + jr
-				dst := panel[p*nr : p*nr+nr]
-				copy(dst, b[src:src+nj])
-				clear(dst[nj:])
+				clear(panel[p*nr+nj : p*nr+nr])
 			}
 		}
 	}

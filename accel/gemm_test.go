@@ -217,8 +217,9 @@ func smallGemmCases() []gemmCase {
 	return cases
 }
 
-// largeGemmCases cross the cache block sizes (kc = 256; mc = 128, 288, 336;
-// nc = 1024, 2048) and the split across goroutines.
+// largeGemmCases cross the cache block sizes (kc = 64 when B is read in
+// place, 256, 512; mc = 112, 128, 240; nc = 1024, 2048) and the split across
+// goroutines.
 func largeGemmCases() []gemmCase {
 	var cases []gemmCase
 	add := func(m, n, k int) {
@@ -242,6 +243,12 @@ func largeGemmCases() []gemmCase {
 	add(130, 150, 101) // split across goroutines by rows
 	add(20, 400, 130)  // by columns
 	add(61, 67, 271)   // odd primes across kc, split
+	add(41, 37, 515)   // packed, across kc = 512
+	add(111, 40, 20)
+	add(113, 45, 20)   // across mc = 112
+	add(239, 20, 10)
+	add(241, 21, 10)   // across mc = 240
+	add(30, 1030, 9)   // packed B across nc = 1024
 	return cases
 }
 
