@@ -245,10 +245,10 @@ func largeGemmCases() []gemmCase {
 	add(61, 67, 271)   // odd primes across kc, split
 	add(41, 37, 515)   // packed, across kc = 512
 	add(111, 40, 20)
-	add(113, 45, 20)   // across mc = 112
+	add(113, 45, 20) // across mc = 112
 	add(239, 20, 10)
-	add(241, 21, 10)   // across mc = 240
-	add(30, 1030, 9)   // packed B across nc = 1024
+	add(241, 21, 10) // across mc = 240
+	add(30, 1030, 9) // packed B across nc = 1024
 	return cases
 }
 
