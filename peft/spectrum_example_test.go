@@ -3,6 +3,7 @@ package peft_test
 import (
 	"context"
 	"fmt"
+	"math"
 
 	"github.com/gopeft/gopeft/peft"
 	"gonum.org/v1/gonum/mat"
@@ -62,4 +63,42 @@ func ExampleMarchenkoPastur() {
 	fmt.Printf("bulk [%.4f, %.4f], ρ(1) = %.4f\n", lo, hi, mp.Density(1))
 	// Output:
 	// bulk [0.2500, 2.2500], ρ(1) = 0.6164
+}
+
+func ExampleAmplification() {
+	// W = diag(10, 5, 0.5, 0.1); ΔW = 4·e₃e₃ᵀ amplifies W's third direction.
+	w := mat.NewDiagDense(4, []float64{10, 5, 0.5, 0.1})
+	dw := mat.NewDense(4, 4, nil)
+	dw.Set(2, 2, 4)
+	a, err := peft.Amplification(context.Background(), w, dw, 1)
+	fmt.Printf("%.4f %v\n", a, err) // ‖ΔW‖_F / |w₃₃| = 4 / 0.5
+	// Output: 8.0000 <nil>
+}
+
+func ExampleUpdateSparsity() {
+	dw := mat.NewDense(2, 3, []float64{0, 1e-9, 0.3, 0, -2, 1e-4})
+	exact, _ := peft.UpdateSparsity(dw, 0)
+	small, _ := peft.UpdateSparsity(dw, 1e-3)
+	fmt.Printf("%.4f %.4f\n", exact, small)
+	// Output: 0.3333 0.6667
+}
+
+func ExampleFitPowerLawXMin() {
+	// Quantiles of a Pareto law with α = 3 and xmin = 1: x_i = (1−u_i)^(−1/2).
+	x := make([]float64, 1000)
+	for i := range x {
+		u := (float64(i) + 0.5) / 1000
+		x[i] = math.Pow(1-u, -0.5)
+	}
+	p, err := peft.FitPowerLawXMin(x, 1)
+	fmt.Printf("α = %.2f ± %.2f over %d values, %v\n", p.Alpha, p.Sigma, p.NTail, err)
+	// Output: α = 3.00 ± 0.06 over 1000 values, <nil>
+}
+
+func ExampleSpectrum_ESD() {
+	s, _ := peft.SpectrumOf([]float64{4, 2})
+	s.Rows, s.Cols = 8, 2 // W is 8×2: N = 8, M = 2
+	e, err := s.ESD()
+	fmt.Println(e.Lambda, e.N, e.M, err) // σ²/N
+	// Output: [2 0.5] 8 2 <nil>
 }
