@@ -152,6 +152,11 @@ func (c *Chart) Render(format string) (out []byte, err error) {
 		if _, err := s.WriteTo(&buf); err != nil {
 			return nil, fmt.Errorf("viz: Render %q as SVG: %w", c.Title, err)
 		}
+		// Browsers rarely have Liberation Sans; Arial has the same metrics
+		// (Liberation Sans was made to match them), so text keeps its width.
+		out := bytes.ReplaceAll(buf.Bytes(), []byte("font-family:Liberation Sans;"),
+			[]byte("font-family:'Liberation Sans',Arial,Helvetica,sans-serif;"))
+		return out, nil
 	default:
 		return nil, fmt.Errorf("viz: Render %q: unknown format %q, want \"png\" or \"svg\"", c.Title, format)
 	}
