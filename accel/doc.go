@@ -19,10 +19,18 @@
 //
 // # gonum
 //
-// [Implementation] is a gonum blas.Float64 whose Dgemm (and the level-1/2
-// routines that dominate QR and SVD) use accel; everything else is gonum's
-// own pure-Go BLAS. [Use] installs it with blas64.Use, after which
-// mat.Dense.Mul, gonum's QR, eigen and SVD factorizations run on accel.
+// [Implementation] is a gonum blas.Float64 whose Dgemm and Dgemv (the
+// matrix-vector product behind half the work of gonum's bidiagonal and
+// tridiagonal reductions) use accel; everything else is gonum's own BLAS.
+// [Use] installs it with blas64.Use, after which mat.Dense.Mul and gonum's
+// QR, eigen and SVD factorizations run on accel.
+//
+// # Threads
+//
+// Products of at least 96³ multiply-adds run on up to [Threads] goroutines
+// (default runtime.GOMAXPROCS, see [SetThreads]). A product that starts while
+// another is running in parallel stays on its caller's goroutine, so callers
+// that are already parallel do not oversubscribe the cores.
 //
 // # Errors
 //
