@@ -5,10 +5,45 @@ package accel
 // tridiagonal reduction (Dlabrd, Dlatrd) and for every Householder
 // reflection applied one at a time (Dlarf).
 
+// minParallelGemv is the size m·n from which matrix-vector products are
+// split across goroutines: 1 MiB of A, about 100 µs of work.
+const minParallelGemv = 1 << 17
+
+// gemvParallel splits [0, total) into up to Threads() chunks, multiples of
+// 16 long, and runs f on each, in parallel when the work (size) is large
+// enough and no other product is running in parallel. It reports whether it
+// ran f at all.
+func gemvParallel(size, total int, f func(lo, hi int)) bool {
+	nt := min(Threads(), total/16)
+	if nt < 2 || size < minParallelGemv || !parallelBusy.CompareAndSwap(false, true) {
+		return false
+	}
+	defer parallelBusy.Store(false)
+	step := (total + nt - 1) / nt
+	step = (step + 15) &^ 15
+	parallel(nt, func(t int) {
+		if lo, hi := t*step, min(total, (t+1)*step); lo < hi {
+			f(lo, hi)
+		}
+	})
+	return true
+}
+
 // gemvN computes y = alpha·A·x + beta·y for a row-major m×n matrix A with
 // stride lda and unit-stride x (n) and y (m), not reading y when beta == 0.
-// Arguments are checked, m, n > 0.
+// Arguments are checked, m, n > 0. Large products split the rows across
+// goroutines.
 func gemvN(m, n int, alpha float64, a []float64, lda int, x []float64, beta float64, y []float64) {
+	if gemvParallel(m*n, m, func(lo, hi int) {
+		gemvNSerial(hi-lo, n, alpha, a[lo*lda:], lda, x, beta, y[lo:hi])
+	}) {
+		return
+	}
+	gemvNSerial(m, n, alpha, a, lda, x, beta, y)
+}
+
+// gemvNSerial is gemvN on the caller's goroutine.
+func gemvNSerial(m, n int, alpha float64, a []float64, lda int, x []float64, beta float64, y []float64) {
 	var dots [4]float64
 	i := 0
 	for ; i+4 <= m; i += 4 {
@@ -36,8 +71,19 @@ func gemvN(m, n int, alpha float64, a []float64, lda int, x []float64, beta floa
 
 // gemvT computes y = alpha·Aᵀ·x + beta·y for a row-major m×n matrix A with
 // stride lda and unit-stride x (m) and y (n), not reading y when beta == 0.
-// Arguments are checked, m, n > 0.
+// Arguments are checked, m, n > 0. Large products split the columns of A
+// (the elements of y) across goroutines.
 func gemvT(m, n int, alpha float64, a []float64, lda int, x []float64, beta float64, y []float64) {
+	if gemvParallel(m*n, n, func(lo, hi int) {
+		gemvTSerial(m, hi-lo, alpha, a[lo:], lda, x, beta, y[lo:hi])
+	}) {
+		return
+	}
+	gemvTSerial(m, n, alpha, a, lda, x, beta, y)
+}
+
+// gemvTSerial is gemvT on the caller's goroutine.
+func gemvTSerial(m, n int, alpha float64, a []float64, lda int, x []float64, beta float64, y []float64) {
 	y = y[:n]
 	switch beta {
 	case 0:

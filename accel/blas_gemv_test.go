@@ -94,6 +94,37 @@ func TestDgemvPaths(t *testing.T) {
 	}
 }
 
+// TestDgemvParallel checks products large enough to be split across
+// goroutines, against the same product on one goroutine and gemvNaive.
+func TestDgemvParallel(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	for _, mn := range [][2]int{{700, 301}, {263, 999}} {
+		m, n := mn[0], mn[1]
+		lda := n + 3
+		a := randSlice[float64](rng, (m-1)*lda+n)
+		for _, tr := range []blas.Transpose{blas.NoTrans, blas.Trans} {
+			lenX, lenY := n, m
+			if tr == blas.Trans {
+				lenX, lenY = m, n
+			}
+			x, y0 := randSlice[float64](rng, lenX), randSlice[float64](rng, lenY)
+			want := append([]float64(nil), y0...)
+			scale := gemvNaive(tr == blas.Trans, m, n, 0.5, a, lda, x, -1, want)
+			for _, threads := range []int{1, 2, 3} {
+				prev := SetThreads(threads)
+				y := append([]float64(nil), y0...)
+				Implementation{}.Dgemv(tr, m, n, 0.5, a, lda, x, 1, -1, y, 1)
+				SetThreads(prev)
+				for i := range y {
+					if math.Abs(y[i]-want[i]) > 4*float64(max(m, n))*0x1p-52*scale[i] {
+						t.Fatalf("%c m=%d n=%d threads=%d: y[%d] = %v, want %v", tr, m, n, threads, i, y[i], want[i])
+					}
+				}
+			}
+		}
+	}
+}
+
 // TestImplementationDgemv runs gonum's Dgemv conformance test (which covers
 // non-unit and negative increments, delegated to gonum) on every path.
 func TestImplementationDgemv(t *testing.T) {
