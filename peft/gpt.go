@@ -241,3 +241,15 @@ func (g *GPT) Generate(ctx context.Context, prompt []int, n int, temperature flo
 	}
 	return out, nil
 }
+
+// Complete returns prompt continued by n characters sampled from g at
+// temperature (0: always the most likely), tokenized with v and drawn from
+// a generator seeded with seed. It stops early with ctx's error if ctx is
+// cancelled, returning the text so far.
+func (g *GPT) Complete(ctx context.Context, v *Vocab, prompt string, n int, temperature float64, seed int64) (string, error) {
+	if v.Size() != g.Config.Vocab {
+		return "", fmt.Errorf("peft: GPT.Complete: vocabulary of %d tokens for a model of %d", v.Size(), g.Config.Vocab)
+	}
+	ids, err := g.Generate(ctx, v.Encode(prompt), n, temperature, rand.New(rand.NewSource(seed)))
+	return v.Decode(ids), err
+}

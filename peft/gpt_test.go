@@ -125,3 +125,32 @@ func TestGPTCausalAndAdapters(t *testing.T) {
 		t.Error("Generate ignored a cancelled context")
 	}
 }
+
+func TestTinyGPTComplete(t *testing.T) {
+	g, err := LoadTinyGPT()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := CharVocab()
+	s, err := g.Complete(context.Background(), v, "Call me Ishmael. ", 80, 0.8, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%q", s)
+	if !strings.HasPrefix(s, "Call me Ishmael. ") || len(s) != len("Call me Ishmael. ")+80 {
+		t.Errorf("completion %q", s)
+	}
+	// A model of Moby-Dick writes mostly letters and spaces.
+	letters := 0
+	for _, r := range s {
+		if r == ' ' || (r >= 'a' && r <= 'z') {
+			letters++
+		}
+	}
+	if float64(letters) < 0.75*float64(len(s)) {
+		t.Errorf("only %d of %d characters are lower-case letters or spaces: %q", letters, len(s), s)
+	}
+	if _, err := g.Complete(context.Background(), &Vocab{}, "x", 1, 0, 1); err == nil {
+		t.Error("a vocabulary of the wrong size was accepted")
+	}
+}
