@@ -7,6 +7,7 @@ import (
 	"image/color"
 	"math"
 	"strings"
+	"sync"
 
 	"git.sr.ht/~sbinet/gg"
 	xdraw "golang.org/x/image/draw"
@@ -27,7 +28,8 @@ import (
 // keep appending to the History it came from).
 //
 // A notebook shows a Chart inline by itself: it has PNG() []byte and
-// SVG() string, the display contract of package nb.
+// SVG() string, the display contract of package nb. Renderings of one chart
+// from several goroutines are serialized.
 type Chart struct {
 	// Title is drawn over the whole figure ("" for none). Panels have their
 	// own titles.
@@ -42,6 +44,7 @@ type Chart struct {
 	Scale float64
 
 	rows [][]cell
+	mu   sync.Mutex // serializes drawing: gonum/plot adjusts axes while it draws
 }
 
 // cell is one panel of a figure: a plot, or a nested chart (Grid), taking
@@ -124,6 +127,8 @@ func (c *Chart) Render(format string) (out []byte, err error) {
 			out, err = nil, fmt.Errorf("viz: Render %q: %v", c.Title, r)
 		}
 	}()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	var buf bytes.Buffer
 	switch strings.ToLower(format) {
 	case "png":
@@ -235,7 +240,9 @@ func drawRow(rc draw.Canvas, row []cell) {
 	}
 	for i, cl := range row {
 		if cl.sub != nil {
+			cl.sub.mu.Lock()
 			cl.sub.drawInto(cs[i])
+			cl.sub.mu.Unlock()
 			continue
 		}
 		d := cl.p.DataCanvas(cs[i])

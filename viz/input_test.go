@@ -374,3 +374,26 @@ func TestLiveDrivenByTrain(t *testing.T) {
 		t.Errorf("loss did not fall: %d steps, %v → %v", n, h.Loss[0], h.Loss[len(h.Loss)-1])
 	}
 }
+
+// Rendering one chart from several goroutines is safe (run with -race).
+func TestConcurrentRender(t *testing.T) {
+	c, err := lossChart()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := viz.Grid("two", 2, c, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if i%2 == 0 && len(c.PNG()) == 0 || i%2 == 1 && g.SVG() == "" {
+				t.Error("render failed")
+			}
+		}()
+	}
+	wg.Wait()
+}
