@@ -238,3 +238,31 @@ func TestInputHelper(t *testing.T) {
 type noInput struct{ nopPub }
 
 func (noInput) Input(string, bool) (string, error) { return "", errors.New("stdin not allowed") }
+
+// An interrupted cell must not go on running beside later cells (its
+// top-level code shares yaegi's global frame with them).
+func TestInterruptedCellStaysStopped(t *testing.T) {
+	s := newSession(t)
+	runOK(t, s, "counter := 0\nresumed := false")
+	for _, code := range []string{"for {\n\tcounter++\n}", "time.Sleep(20 * time.Second)\nresumed = true"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		t0 := time.Now()
+		res := s.Execute(ctx, code, 2, &recorder{})
+		cancel()
+		if res.Error == nil || res.Error.Name != "Interrupted" {
+			t.Fatalf("%q: %+v", code, res)
+		}
+		if d := time.Since(t0); d > 1200*time.Millisecond {
+			t.Errorf("%q: interrupt took %v", code, d)
+		}
+	}
+	res1, _ := runOK(t, s, "counter")
+	time.Sleep(100 * time.Millisecond)
+	res2, _ := runOK(t, s, "time.Sleep(50 * time.Millisecond)\ncounter")
+	if text(res1) != text(res2) {
+		t.Errorf("interrupted loop still running: counter %s then %s", text(res1), text(res2))
+	}
+	if res, _ := runOK(t, s, "resumed"); text(res) != "false" {
+		t.Errorf("the rest of the interrupted cell ran: resumed = %s", text(res))
+	}
+}

@@ -125,6 +125,9 @@ type Session struct {
 		msg string
 	}
 
+	noop   *interp.Program // arms yaegi's cancellation before each run
+	zombie chan struct{}   // closed when an interrupted cell's goroutine ends
+
 	shown     []any // values passed to the Show rewrite of the last run
 	shownRich []map[string]any
 	hasShown  bool
@@ -178,6 +181,11 @@ func (s *Session) reset() error {
 	}
 	imports.WriteString(")\nvar ctx context.Context = context.Background()\n")
 	imports.WriteString(preludeFuncs)
+	noop, err := s.compile("var _ = 0")
+	if err != nil {
+		return fmt.Errorf("session: %w", err)
+	}
+	s.noop = noop
 	if _, err := s.evalSafe(context.Background(), imports.String()); err != nil {
 		return fmt.Errorf("session: prelude: %w", err)
 	}
@@ -239,6 +247,17 @@ func (s *Session) runtimeSymbols() interp.Exports {
 		},
 		"os/os": {
 			"Exit": reflect.ValueOf(func(code int) { panic(exitPanic{code}) }),
+		},
+		"time/time": {
+			// An interrupt ends a sleep at once.
+			"Sleep": reflect.ValueOf(func(d time.Duration) {
+				t := time.NewTimer(d)
+				defer t.Stop()
+				select {
+				case <-t.C:
+				case <-nb.Context().Done():
+				}
+			}),
 		},
 	}
 }
@@ -303,7 +322,13 @@ func (s *Session) Execute(ctx context.Context, code string, count int, pub Publi
 	if s.it == nil {
 		return errorResult("SessionClosed", "the session is closed", nil)
 	}
-	c := s.startCell(ctx, count, pub)
+	// The cell's own context is cancelled only after yaegi has been told to
+	// stop (see execute), so that code returning early on cancellation
+	// (compiled calls, time.Sleep) does not run one more statement.
+	cellCtx, cellCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cellCancel()
+	c := s.startCell(cellCtx, count, pub)
+	c.cancel = cellCancel
 	res := s.runCell(ctx, c, code)
 	s.endCell(c)
 	dropRoots(s.it)
@@ -488,8 +513,70 @@ func (s *Session) compile(src string) (prog *interp.Program, err error) {
 }
 
 // execute runs prog until it ends or ctx is cancelled.
+//
+// yaegi's ExecuteWithContext returns at cancellation but leaves its
+// goroutine running until the interpreted code notices; code at the top
+// level of a cell shares the global frame with the next cell and would
+// resume when the next cell starts. So the program runs on a goroutine of
+// ours: at cancellation yaegi's stop is called and we wait (up to
+// zombieWait) for that goroutine to end. Interpreted code ends within a
+// step; a compiled call that ignores ctx is waited for at the start of the
+// next cell.
 func (s *Session) execute(ctx context.Context, prog *interp.Program) (reflect.Value, error) {
-	return s.it.ExecuteWithContext(ctx, prog)
+	s.waitZombie()
+	// A no-op run through ExecuteWithContext arms yaegi's cancellation (a
+	// fresh done channel, cancellable channel operations).
+	if s.noop != nil {
+		if _, err := s.it.ExecuteWithContext(context.Background(), s.noop); err != nil {
+			return reflect.Value{}, err
+		}
+	}
+	var res reflect.Value
+	var err error
+	fin := make(chan struct{})
+	go func() {
+		defer close(fin)
+		res, err = s.it.Execute(prog) // recovers panics into interp.Panic
+	}()
+	select {
+	case <-fin:
+		return res, err
+	case <-ctx.Done():
+	}
+	interpStop(s.it)
+	if c := s.running(); c != nil && c.cancel != nil {
+		c.cancel()
+	}
+	select {
+	case <-fin:
+	case <-time.After(zombieWait):
+		s.zombie = fin
+	}
+	return reflect.Value{}, ctx.Err()
+}
+
+// zombieWait is how long an interrupted cell is waited for before Execute
+// returns anyway, and how long the next cell waits again.
+const zombieWait = 800 * time.Millisecond
+
+// waitZombie waits for the goroutine of an interrupted cell that was still
+// in a compiled call, so that its remaining statements do not resume
+// alongside the new cell. After a longer wait it gives up with a warning.
+func (s *Session) waitZombie() {
+	if s.zombie == nil {
+		return
+	}
+	select {
+	case <-s.zombie:
+		s.zombie = nil
+		return
+	case <-time.After(5 * zombieWait):
+	}
+	if c := s.running(); c != nil {
+		c.out.add("stderr", "warning: a compiled call of an interrupted cell is still running (it does not watch ctx); "+
+			"when it returns, the rest of that cell may run too. Restart the kernel to stop it.\n")
+	}
+	s.zombie = nil
 }
 
 // failure turns an evaluation error into the cell's error result.
@@ -574,6 +661,7 @@ func compileErrorResult(err error, code string, _ int) Result {
 // cell is the state of a running cell.
 type cell struct {
 	ctx       context.Context
+	cancel    context.CancelFunc
 	count     int
 	pub       *lockedPub
 	out       *capture

@@ -2,6 +2,9 @@ package session
 
 import (
 	"context"
+
+	"github.com/gopeft/gopeft/accel"
+	"gonum.org/v1/gonum/blas/blas64"
 	"strings"
 	"sync"
 	"testing"
@@ -109,5 +112,12 @@ func TestBasics(t *testing.T) {
 	res, _ = runOK(t, s, "fmt.Println(x)")
 	if got := text(res); got != "<none>" {
 		t.Errorf("println shows %q", got)
+	}
+}
+
+func TestGonumRunsOnAccel(t *testing.T) {
+	newSession(t)
+	if _, ok := blas64.Implementation().(accel.Implementation); !ok {
+		t.Errorf("gonum's BLAS is %T, want accel.Implementation", blas64.Implementation())
 	}
 }
