@@ -841,3 +841,16 @@ func TestShutdownWhileCellIgnoresContext(t *testing.T) {
 		t.Fatal("Run did not return while the cell was stuck")
 	}
 }
+
+// BenchmarkExecuteRoundTrip times execute_request → idle over loopback with
+// the fake engine: the protocol's own cost, without an interpreter.
+func BenchmarkExecuteRoundTrip(b *testing.B) {
+	h := start(&testing.T{}) // the harness wants a *testing.T; sockets live until exit
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		id := h.send(wire.Shell, "execute_request", map[string]any{"code": "result 1"})
+		h.drainIOPubFor(id, 5*time.Second)
+		h.reply(wire.Shell, id)
+	}
+}
