@@ -120,7 +120,7 @@ func (f *fakeEngine) IsComplete(code string) (string, string) {
 
 // harness is a kernel on loopback with a client connected to it.
 type harness struct {
-	t    *testing.T
+	t    testing.TB
 	eng  *fakeEngine
 	k    *Kernel
 	cl   *wire.Client
@@ -145,9 +145,9 @@ func (s *syncBuf) String() string {
 	return s.b.String()
 }
 
-func start(t *testing.T) *harness { return startWith(t, Config{}) }
+func start(t testing.TB) *harness { return startWith(t, Config{}) }
 
-func startWith(t *testing.T, cfg Config) *harness {
+func startWith(t testing.TB, cfg Config) *harness {
 	t.Helper()
 	logs := &syncBuf{}
 	lg := log.New(io.Writer(logs), "", 0)
@@ -845,7 +845,7 @@ func TestShutdownWhileCellIgnoresContext(t *testing.T) {
 // BenchmarkExecuteRoundTrip times execute_request → idle over loopback with
 // the fake engine: the protocol's own cost, without an interpreter.
 func BenchmarkExecuteRoundTrip(b *testing.B) {
-	h := start(&testing.T{}) // the harness wants a *testing.T; sockets live until exit
+	h := start(b)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
