@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"image"
 	"image/color"
+	stddraw "image/draw"
 	"math"
 	"strconv"
 
@@ -35,26 +36,18 @@ func (g *cellGrid) color(v float64) color.Color {
 	return g.pal[min(max(i, 0), len(g.pal)-1)]
 }
 
-// Plot implements plot.Plotter. On a raster canvas it draws one pixel per
-// cell into an image that the canvas scales by nearest neighbour (fast for
-// 100×200 cells and more); on a vector canvas (SVG) it fills rectangles.
+// Plot implements plot.Plotter. On a raster canvas it fills the cells'
+// pixels directly (runs of equal cells as one rectangle: fast for 100×200
+// cells and more, and crisp); on a vector canvas (SVG) it fills rectangles.
 func (g *cellGrid) Plot(c draw.Canvas, p *plot.Plot) {
 	trX, trY := p.Transforms(&c)
 	rows := len(g.z)
-	if isRaster(c.Canvas) && rows > 0 {
-		cols := len(g.z[0])
-		img := image.NewRGBA(image.Rect(0, 0, cols, rows))
-		for r, row := range g.z {
-			for j, v := range row {
-				img.Set(j, r, g.color(v))
-			}
+	if vc := rasterOf(c.Canvas); vc != nil {
+		img, ok := vc.Image().(*image.RGBA)
+		if ok {
+			g.fillPixels(img, vc.DPI(), c, trX, trY)
+			return
 		}
-		rect := vg.Rectangle{
-			Min: vg.Point{X: trX(-0.5), Y: trY(-0.5)},
-			Max: vg.Point{X: trX(float64(cols) - 0.5), Y: trY(float64(rows) - 0.5)},
-		}
-		c.DrawImage(rect, img)
-		return
 	}
 	for r, row := range g.z {
 		y := float64(rows - 1 - r)
@@ -71,19 +64,43 @@ func (g *cellGrid) Plot(c draw.Canvas, p *plot.Plot) {
 	}
 }
 
-// isRaster says whether cv draws to an image (through any draw.Canvas
-// wrappers, which gonum/plot adds).
-func isRaster(cv vg.Canvas) bool {
+// fillPixels paints the cells into img, whose canvas has dpi dots per inch
+// and y pointing up from the bottom edge (vgimg's convention), clipped to
+// the data area c.
+func (g *cellGrid) fillPixels(img *image.RGBA, dpi float64, c draw.Canvas, trX, trY func(float64) vg.Length) {
+	h := img.Bounds().Dy()
+	px := func(x vg.Length) int { return int(math.Round(x.Dots(dpi))) }
+	py := func(y vg.Length) int { return h - int(math.Round(y.Dots(dpi))) }
+	clip := image.Rect(px(c.Min.X), py(c.Max.Y), px(c.Max.X), py(c.Min.Y))
+	rows := len(g.z)
+	for r, row := range g.z {
+		y := float64(rows - 1 - r)
+		top, bottom := py(trY(y+0.5)), py(trY(y-0.5))
+		for j := 0; j < len(row); {
+			k := j + 1
+			for k < len(row) && row[k] == row[j] {
+				k++
+			}
+			rect := image.Rect(px(trX(float64(j)-0.5)), top, px(trX(float64(k-1)+0.5)), bottom).Intersect(clip)
+			stddraw.Draw(img, rect, image.NewUniform(g.color(row[j])), image.Point{}, stddraw.Src)
+			j = k
+		}
+	}
+}
+
+// rasterOf returns the image canvas under cv (through the draw.Canvas
+// wrappers gonum/plot adds), or nil for a vector canvas.
+func rasterOf(cv vg.Canvas) *vgimg.Canvas {
 	for {
 		switch c := cv.(type) {
 		case *vgimg.Canvas:
-			return true
+			return c
 		case draw.Canvas:
 			cv = c.Canvas
 		case *draw.Canvas:
 			cv = c.Canvas
 		default:
-			return false
+			return nil
 		}
 	}
 }
