@@ -12,14 +12,20 @@ func init() {
 		// function, constant and variable definitions
 		"AnglesChart":       reflect.ValueOf(viz.AnglesChart),
 		"ESDChart":          reflect.ValueOf(viz.ESDChart),
+		"ESDMatrix":         reflect.ValueOf(viz.ESDMatrix),
 		"FinalRanks":        reflect.ValueOf(viz.FinalRanks),
 		"Grid":              reflect.ValueOf(viz.Grid),
 		"LossChart":         reflect.ValueOf(viz.LossChart),
+		"LossValues":        reflect.ValueOf(viz.LossValues),
 		"NewLive":           reflect.ValueOf(viz.NewLive),
 		"RankHeatmap":       reflect.ValueOf(viz.RankHeatmap),
+		"RankValues":        reflect.ValueOf(viz.RankValues),
 		"SimilarityHeatmap": reflect.ValueOf(viz.SimilarityHeatmap),
 		"SpectrumChart":     reflect.ValueOf(viz.SpectrumChart),
+		"SpectrumMatrices":  reflect.ValueOf(viz.SpectrumMatrices),
+		"SpectrumValues":    reflect.ValueOf(viz.SpectrumValues),
 		"SubspaceChart":     reflect.ValueOf(viz.SubspaceChart),
+		"SubspaceMatrices":  reflect.ValueOf(viz.SubspaceMatrices),
 
 		// type definitions
 		"Chart":           reflect.ValueOf((*viz.Chart)(nil)),
