@@ -11,7 +11,8 @@
 
 Each bench line is "BenchmarkX/<impl>/<case> 1 <wall ns/op> ns/op <cpu ns/op>
 cpu-ns/op [<relerr> relerr]", the format `go test -bench` prints for
-accel/svd_bench_test.go, so the table reads both alike. The matrices:
+accel/svd_bench_test.go (which reports log10relerr instead: its fixed-point
+output would print 1e-14 as 0), so the table reads both alike. The matrices:
 Gaussian (numpy's generator; accel uses Go's, statistically the same) and
 the Cauchy-like kernel matrix 1/(1 + 100·(i/m − j/n)²), identical in both.
 """
@@ -96,12 +97,15 @@ def parse(paths):
                 name, wall, rest = m.group(1), float(m.group(2)), m.group(3)
                 cpu = re.search(r"(\d+(?:\.\d+)?) cpu-ns/op", rest)
                 rel = re.search(r"(\S+) relerr", rest)
+                lrel = re.search(r"(\S+) log10relerr", rest)
                 r = runs.setdefault(name, {"wall": [], "cpu": [], "rel": []})
                 r["wall"].append(wall / 1e9)
                 if cpu:
                     r["cpu"].append(float(cpu.group(1)) / 1e9)
                 if rel:
                     r["rel"].append(float(rel.group(1)))
+                elif lrel:
+                    r["rel"].append(10 ** float(lrel.group(1)))
     return runs
 
 
