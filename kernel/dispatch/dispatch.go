@@ -80,7 +80,8 @@ type Kernel struct {
 	// Owned by the shell goroutine.
 	count        int
 	history      history
-	abortPending bool      // stop_on_error: abort the queued executes
+	abortPending bool      // stop_on_error: a cell failed; after its idle,
+	abortQueuedN int       // abort this many queued requests
 	abortUntil   time.Time // and late arrivals before this time,
 	failedAt     time.Time // if sent before the last failure
 }
@@ -155,7 +156,6 @@ func (k *Kernel) shellLoop() {
 		case m := <-k.shellQ:
 			k.handle(wire.Shell, m)
 			if k.abortPending {
-				k.abortPending = false
 				k.abortQueued()
 			}
 		}

@@ -50,7 +50,10 @@ func (k *Kernel) execute(m *wire.Message) {
 	if res.Error != nil {
 		stop := req.StopOnError == nil || *req.StopOnError
 		if stop {
+			// Abort, after this request's idle, what was queued before
+			// the client could see this error.
 			k.failedAt = time.Now()
+			k.abortPending, k.abortQueuedN = true, len(k.shellQ)
 		} else {
 			k.abortUntil = time.Time{} // this failure aborts nothing
 		}
@@ -68,9 +71,6 @@ func (k *Kernel) execute(m *wire.Message) {
 		})
 		if store {
 			k.history.add(count, req.Code, nil)
-		}
-		if stop {
-			k.abortPending = true // after this request's idle
 		}
 		return
 	}
@@ -168,25 +168,24 @@ func (k *Kernel) lateQueued(m *wire.Message) bool {
 	return err == nil && sent.Before(k.failedAt)
 }
 
-// abortQueued answers every execute_request already queued on shell, and
-// those arriving within abortWindow, with status "aborted" (stop_on_error);
-// other queued requests are served in order.
+// abortQueued answers the execute_requests that were queued on shell when
+// a cell failed with stop_on_error, and those arriving within abortWindow
+// that were sent before the failure, with status "aborted"; other queued
+// requests are served in order.
 func (k *Kernel) abortQueued() {
-	defer func() { k.abortUntil = time.Now().Add(abortWindow) }()
-	for {
-		select {
-		case m := <-k.shellQ:
-			if m.Header.MsgType != "execute_request" {
-				k.handle(wire.Shell, m)
-				continue
-			}
-			k.publish(m, "status", map[string]string{"execution_state": "busy"})
-			k.reply(wire.Shell, m, map[string]any{"status": "aborted", "execution_count": k.count})
-			k.publish(m, "status", map[string]string{"execution_state": "idle"})
-		default:
-			return
+	n := k.abortQueuedN
+	k.abortPending, k.abortQueuedN = false, 0
+	for i := 0; i < n; i++ {
+		m := <-k.shellQ // only this goroutine takes from shellQ: n are there
+		if m.Header.MsgType != "execute_request" {
+			k.handle(wire.Shell, m)
+			continue
 		}
+		k.publish(m, "status", map[string]string{"execution_state": "busy"})
+		k.reply(wire.Shell, m, map[string]any{"status": "aborted", "execution_count": k.count})
+		k.publish(m, "status", map[string]string{"execution_state": "idle"})
 	}
+	k.abortUntil = time.Now().Add(abortWindow)
 }
 
 // cellPublisher sends what a running cell produces to IOPub, with the
