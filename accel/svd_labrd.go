@@ -2,6 +2,7 @@ package accel
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"gonum.org/v1/gonum/blas"
 	blasgonum "gonum.org/v1/gonum/blas/gonum"
@@ -71,14 +72,52 @@ func labrd(m, n, nb int, a []float64, lda int, d, e, tauQ, tauP, x []float64, ld
 // across goroutines.
 const gemvParMin = 1 << 15
 
+// splitRows runs f(worker, r0, r1) over bands of the rows 0…r−1 on up to
+// maxWorkers goroutines (the caller's among them). The bands are several per
+// worker and handed out on demand, so a worker whose thread the OS puts
+// aside on a busy machine does not hold the others up. It reports the number
+// of workers used (f's worker index is below it).
+func splitRows(r, c, maxWorkers int, f func(worker, r0, r1 int)) int {
+	workers := min(maxWorkers, max(1, r*c/gemvParMin))
+	if workers <= 1 || r < 8*workers {
+		f(0, 0, r)
+		return 1
+	}
+	bands := 4 * workers
+	var next atomic.Int64
+	run := func(w int) {
+		for {
+			b := int(next.Add(1)) - 1
+			if b >= bands {
+				return
+			}
+			f(w, b*r/bands, (b+1)*r/bands)
+		}
+	}
+	var wg sync.WaitGroup
+	for w := 1; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			run(w)
+		}()
+	}
+	run(0)
+	wg.Wait()
+	return workers
+}
+
 // gemvTPar computes y = Aᵀ·v for the r×c matrix a (row stride lda), v of
 // length r (stride incV) and y of length c (stride incY), splitting the rows
-// of A across goroutines and summing their partial products. The products
-// run on accel's Dgemv kernels (Implementation.Dgemv) on unit-stride copies
-// of the vectors.
+// of A across goroutines (splitRows) and summing their partial products. The
+// products run on accel's Dgemv kernels (Implementation.Dgemv) on
+// unit-stride copies of the vectors.
 func gemvTPar(r, c int, a []float64, lda int, v []float64, incV int, y []float64, incY int) {
 	var impl Implementation
-	if r == 0 || c == 0 {
+	if c == 0 {
+		return
+	}
+	if r == 0 {
 		for j := 0; j < c; j++ {
 			y[j*incY] = 0
 		}
@@ -88,36 +127,30 @@ func gemvTPar(r, c int, a []float64, lda int, v []float64, incV int, y []float64
 	for i := range vv {
 		vv[i] = v[i*incV]
 	}
-	parts := min(Threads(), max(1, r*c/gemvParMin))
-	if r < 2*parts {
-		parts = 1
-	}
-	partial := make([][]float64, parts)
-	var wg sync.WaitGroup
-	partial[0] = make([]float64, c)
-	for p := 1; p < parts; p++ {
-		r0, r1 := p*r/parts, (p+1)*r/parts
-		partial[p] = make([]float64, c)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			impl.Dgemv(blas.Trans, r1-r0, c, 1, a[r0*lda:], lda, vv[r0:r1], 1, 0, partial[p], 1)
-		}()
-	}
-	impl.Dgemv(blas.Trans, r/parts, c, 1, a, lda, vv[:r/parts], 1, 0, partial[0], 1)
-	wg.Wait()
+	maxW := Threads()
+	partial := make([]float64, maxW*c)
+	used := make([]bool, maxW)
+	workers := splitRows(r, c, maxW, func(w, r0, r1 int) {
+		beta := 1.0
+		if !used[w] {
+			beta, used[w] = 0, true
+		}
+		impl.Dgemv(blas.Trans, r1-r0, c, 1, a[r0*lda:], lda, vv[r0:r1], 1, beta, partial[w*c:(w+1)*c], 1)
+	})
 	for j := 0; j < c; j++ {
-		s := partial[0][j]
-		for p := 1; p < parts; p++ {
-			s += partial[p][j]
+		s := 0.0
+		for w := 0; w < workers; w++ {
+			if used[w] {
+				s += partial[w*c+j]
+			}
 		}
 		y[j*incY] = s
 	}
 }
 
 // gemvNPar computes x = A·u for the r×c matrix a (row stride lda), u of
-// length c (stride 1) and x of length r (stride incX), each goroutine taking
-// a band of rows, on accel's Dgemv kernels.
+// length c (stride 1) and x of length r (stride incX), bands of rows on
+// goroutines (splitRows), on accel's Dgemv kernels.
 func gemvNPar(r, c int, a []float64, lda int, u []float64, x []float64, incX int) {
 	var impl Implementation
 	if r == 0 {
@@ -130,21 +163,9 @@ func gemvNPar(r, c int, a []float64, lda int, u []float64, x []float64, incX int
 		return
 	}
 	xx := make([]float64, r)
-	parts := min(Threads(), max(1, r*c/gemvParMin))
-	if r < 2*parts {
-		parts = 1
-	}
-	var wg sync.WaitGroup
-	for p := 1; p < parts; p++ {
-		r0, r1 := p*r/parts, (p+1)*r/parts
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			impl.Dgemv(blas.NoTrans, r1-r0, c, 1, a[r0*lda:], lda, u[:c], 1, 0, xx[r0:r1], 1)
-		}()
-	}
-	impl.Dgemv(blas.NoTrans, r/parts, c, 1, a, lda, u[:c], 1, 0, xx[:r/parts], 1)
-	wg.Wait()
+	splitRows(r, c, Threads(), func(_, r0, r1 int) {
+		impl.Dgemv(blas.NoTrans, r1-r0, c, 1, a[r0*lda:], lda, u[:c], 1, 0, xx[r0:r1], 1)
+	})
 	for i, v := range xx {
 		x[i*incX] = v
 	}
