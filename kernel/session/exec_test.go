@@ -266,3 +266,18 @@ func TestInterruptedCellStaysStopped(t *testing.T) {
 		t.Errorf("the rest of the interrupted cell ran: resumed = %s", text(res))
 	}
 }
+
+// Funcs declared in one cell that use ctx see the running cell's context.
+func TestCtxRebound(t *testing.T) {
+	s := newSession(t)
+	runOK(t, s, "func alive() bool { return ctx.Err() == nil }")
+	for i := 0; i < 3; i++ {
+		if res, _ := runOK(t, s, "alive()"); text(res) != "true" {
+			t.Fatalf("cell %d: ctx of an ended cell: %s", i, text(res))
+		}
+	}
+	// A cell may still redeclare ctx as something else.
+	if res, _ := runOK(t, s, "ctx := 3\nctx + 1"); text(res) != "4" {
+		t.Errorf("redeclared ctx: %s", text(res))
+	}
+}

@@ -355,12 +355,7 @@ func (s *Session) evalCell(ctx context.Context, c *cell, code string) Result {
 		return compileErrorResult(err, code, 0)
 	}
 	s.autoImport(ctx, code)
-	if mentionsIdent(code, "ctx") {
-		// Rebind the predeclared ctx to this cell's context.
-		if _, err := s.evalSafe(ctx, "ctx = gopeftk.Context()"); err != nil {
-			return errorResult("InternalError", "binding ctx: "+err.Error(), nil)
-		}
-	}
+	s.bindCtx(c.ctx)
 	var shown []any
 	var shownRich []map[string]any
 	hasShown := false
@@ -404,6 +399,20 @@ func (s *Session) evalCell(ctx context.Context, c *cell, code string) Result {
 		res.Data, res.Metadata = showBundle(shown, shownRich)
 	}
 	return res
+}
+
+// bindCtx sets the predeclared ctx to the cell's context, unless a cell
+// redeclared ctx with another type. Funcs declared in earlier cells that
+// use ctx see the running cell's context too.
+func (s *Session) bindCtx(ctx context.Context) {
+	defer func() { _ = recover() }()
+	v, ok := s.globals()["ctx"]
+	if !ok || !v.IsValid() || !v.CanSet() {
+		return
+	}
+	if cv := reflect.ValueOf(ctx); cv.Type().AssignableTo(v.Type()) {
+		v.Set(cv)
+	}
 }
 
 // autoImport imports the packages a cell uses as pkg.Name without

@@ -209,20 +209,6 @@ func splitFinalExpr(r *run) (rest, final string) {
 	return rest, text
 }
 
-// mentionsIdent reports whether code uses the identifier name.
-func mentionsIdent(code, name string) bool {
-	if !strings.Contains(code, name) {
-		return false
-	}
-	toks, _, _ := scanCell(code)
-	for _, t := range toks {
-		if t.tok == token.IDENT && t.lit == name {
-			return true
-		}
-	}
-	return false
-}
-
 // yaegiPos matches a position in a yaegi or go/parser message.
 var yaegiPos = regexp.MustCompile(`(^|[\s(\[])(?:_\.go:)?(\d+):(\d+)`)
 
