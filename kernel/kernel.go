@@ -148,8 +148,12 @@ func (e *lazyEngine) wait(ctx context.Context) error {
 
 func (e *lazyEngine) Execute(ctx context.Context, code string, count int, pub session.Publisher) session.Result {
 	if err := e.wait(ctx); err != nil {
-		return session.Result{Error: &session.ExecError{Name: "KernelError", Value: err.Error(),
-			Traceback: []string{"KernelError: " + err.Error()}}}
+		name := "KernelError"
+		if ctx.Err() != nil {
+			name, err = "Interrupted", fmt.Errorf("interrupted while the interpreter was starting")
+		}
+		return session.Result{Error: &session.ExecError{Name: name, Value: err.Error(),
+			Traceback: []string{name + ": " + err.Error()}}}
 	}
 	return e.s.Execute(ctx, code, count, pub)
 }
