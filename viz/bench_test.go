@@ -22,7 +22,7 @@ func BenchmarkSpectrumPNG(b *testing.B) {
 	}
 	sp.Name = "W"
 	b.ReportAllocs()
-	defer reportCPU(b)()
+	defer viz.ReportCPU(b)()
 	for b.Loop() {
 		c, err := viz.SpectrumChart(viz.SpectrumOptions{LogY: true, Energy: true, Rank: 16,
 			Thresholds: []float64{0.9, 0.99}, Elbow: true, EffectiveRank: true}, sp)
@@ -52,7 +52,7 @@ func BenchmarkRankHeatmapPNG(b *testing.B) {
 		tr.Steps = append(tr.Steps, 10*(j+1))
 	}
 	b.ReportAllocs()
-	defer reportCPU(b)()
+	defer viz.ReportCPU(b)()
 	for b.Loop() {
 		c, err := viz.RankHeatmap(viz.RankOptions{}, tr)
 		if err != nil {
@@ -61,15 +61,5 @@ func BenchmarkRankHeatmapPNG(b *testing.B) {
 		if len(c.PNG()) == 0 {
 			b.Fatal("no PNG")
 		}
-	}
-}
-
-// reportCPU reports the process's CPU time (user + system) per operation as
-// "cpu-ms/op", next to the wall time: on a machine shared with other jobs
-// the wall time also counts waiting for a core. Use: defer reportCPU(b)().
-func reportCPU(b *testing.B) func() {
-	start := cpuTime()
-	return func() {
-		b.ReportMetric(float64((cpuTime()-start).Microseconds())/1000/float64(b.N), "cpu-ms/op")
 	}
 }

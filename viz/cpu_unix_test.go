@@ -1,6 +1,6 @@
 //go:build unix
 
-package viz_test
+package viz
 
 import (
 	"syscall"
