@@ -8,7 +8,9 @@ Times, in the same shapes as the Go benchmarks:
   mlp_epoch  one epoch (22 steps of 64 rows, 1348 rows) of LoRA r=8 on fc1, fc2 of the
              64-64-10 digits MLP
 Usage: python3 torch_peer.py THREADS [SECONDS]
-Prints one line per case and dtype: name dtype seconds_per_op
+Prints one line per case and dtype: name dtype wall_seconds_per_op cpu_seconds_per_op
+(CPU time of the whole process, all threads: on a shared machine it tells the code's
+cost apart from waiting for a core).
 Both float64 (gopeft's precision) and float32 are timed. Written for torch 1.13 (Debian's
 python3-torch), CPU only.
 """
@@ -79,13 +81,13 @@ def add_lora(model, names, r, alpha):
 
 def timeit(step, seconds):
     step()  # warm up
-    n, start = 0, time.perf_counter()
+    n, start, cpu = 0, time.perf_counter(), time.process_time()
     while True:
         step()
         n += 1
         el = time.perf_counter() - start
         if el >= seconds and n >= 3:
-            return el / n
+            return "%g %g" % (el / n, (time.process_time() - cpu) / n)
 
 
 def gpt_case(lora, dtype, seconds):
