@@ -392,3 +392,29 @@ func TestLinearShapeError(t *testing.T) {
 		}
 	}
 }
+
+func TestBakeAndDetach(t *testing.T) {
+	rng := rand.New(rand.NewSource(10))
+	m := newChain(1, attnNames, 3, 4, 5, 6, 2)
+	ls, _ := AddLoRA(m, LoRAConfig{R: 2, Targets: []string{"q", "head"}})
+	randomizeB(rng, ls)
+	x := NewConst(randDense(rng, 4, 3))
+	y := mat.DenseCopyOf(m.forward(x).Value)
+	q := m.mods[0]
+	if err := q.Bake(); err != nil {
+		t.Fatal(err)
+	}
+	if len(q.Adapters) != 0 || q.Active != "" || q.Merged() != "" {
+		t.Errorf("after Bake: adapters %v, active %q, merged %q", q.AdapterNames(), q.Active, q.Merged())
+	}
+	if !mat.EqualApprox(m.forward(x).Value, y, 1e-12) {
+		t.Error("baked output differs")
+	}
+	head := m.mods[3]
+	if err := head.Detach("default"); err != nil || head.Active != "" {
+		t.Fatalf("Detach: %v, active %q", err, head.Active)
+	}
+	if err := head.Detach("default"); err == nil {
+		t.Error("detaching twice succeeded")
+	}
+}
