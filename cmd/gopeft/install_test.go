@@ -34,6 +34,16 @@ func TestInstallPrefix(t *testing.T) {
 	}
 }
 
+func TestInstallSysPrefixUsesTheActiveEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("VIRTUAL_ENV", dir)
+	var out, errb bytes.Buffer
+	if code := mainArgs([]string{"install", "--sys-prefix"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	checkSpec(t, filepath.Join(dir, "share", "jupyter", "kernels", "gopeft"))
+}
+
 func checkSpec(t *testing.T, dir string) {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dir, "kernel.json"))
