@@ -281,3 +281,19 @@ func TestCtxRebound(t *testing.T) {
 		t.Errorf("redeclared ctx: %s", text(res))
 	}
 }
+
+// A panic in a func declared by an earlier cell names that cell's line.
+func TestTracebackAcrossCells(t *testing.T) {
+	s := newSession(t)
+	if res := s.Execute(context.Background(), "func check(v int) {\n\tif v < 0 {\n\t\tpanic(\"negative\")\n\t}\n}", 4, &recorder{}); res.Error != nil {
+		t.Fatal(res.Error)
+	}
+	res := s.Execute(context.Background(), "x := -1\n\ncheck(x)", 5, &recorder{})
+	if res.Error == nil {
+		t.Fatal("no error")
+	}
+	tb := strings.Join(res.Error.Traceback, "\n")
+	if !strings.Contains(tb, "cell [4] line 2: if v < 0 {") || !strings.Contains(tb, "cell line 3: check(x)") {
+		t.Errorf("traceback:\n%s", tb)
+	}
+}

@@ -30,6 +30,7 @@ func (k declKind) String() string {
 // and inspection: yaegi has no API listing funcs and types.
 type declIndex struct {
 	names   map[string]declInfo
+	funcs   map[string]funcOrigin // func name → the cell that declared it
 	imports map[string]string // local name → import path
 }
 
@@ -40,7 +41,7 @@ type declInfo struct {
 }
 
 func newDeclIndex() *declIndex {
-	return &declIndex{names: map[string]declInfo{}, imports: map[string]string{}}
+	return &declIndex{names: map[string]declInfo{}, imports: map[string]string{}, funcs: map[string]funcOrigin{}}
 }
 
 func (x *declIndex) add(name string, k declKind, decl string) {
@@ -67,8 +68,15 @@ func (x *declIndex) sorted(k declKind, all bool) []string {
 	return ns
 }
 
-// learn indexes what a run that ran declared.
-func (x *declIndex) learn(r run) {
+// funcOrigin is where a func was declared, for tracebacks through funcs of
+// earlier cells.
+type funcOrigin struct {
+	count int    // execution count of the cell
+	code  string // the cell's source
+}
+
+// learn indexes what a run that ran declared; code and count are its cell's.
+func (x *declIndex) learn(r run, code string, count int) {
 	fset := token.NewFileSet()
 	if r.decl {
 		f, err := parser.ParseFile(fset, "", "package main\n"+r.src, parser.ParseComments)
@@ -77,6 +85,9 @@ func (x *declIndex) learn(r run) {
 		}
 		for _, d := range f.Decls {
 			x.learnDecl(fset, d)
+			if fd, ok := d.(*ast.FuncDecl); ok && fd.Recv == nil {
+				x.funcs[fd.Name.Name] = funcOrigin{count: count, code: code}
+			}
 		}
 		return
 	}

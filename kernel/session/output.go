@@ -70,9 +70,14 @@ func (p stdProxy) Write(b []byte) (int, error) {
 
 // panicLine matches the line yaegi writes to its stderr for each
 // interpreted frame a panic unwinds ("12:3: panic: main.f(...)").
-var panicLine = regexp.MustCompile(`^(?:[^\s:]*:)?(\d+):(\d+): panic`)
+var panicLine = regexp.MustCompile(`^(?:[^\s:]*:)?(\d+):(\d+): panic(?:: ([^\s(]*))?`)
 
-type panicFrame struct{ line, col int }
+// panicFrame is one interpreted frame a panic left: its position and the
+// function yaegi names ("main.f").
+type panicFrame struct {
+	line, col int
+	fn        string
+}
 
 // stderrFilter is the interpreter's stderr. It drops yaegi's own panic lines
 // (the error reply says it all, and Jupyter's tests want the error as the
@@ -88,7 +93,7 @@ func (f *stderrFilter) Write(b []byte) (int, error) {
 		l, _ := strconv.Atoi(string(m[1]))
 		c, _ := strconv.Atoi(string(m[2]))
 		f.mu.Lock()
-		f.frames = append(f.frames, panicFrame{line: l - 1, col: c})
+		f.frames = append(f.frames, panicFrame{line: l - 1, col: c, fn: string(m[3])})
 		f.mu.Unlock()
 		return len(b), nil
 	}

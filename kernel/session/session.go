@@ -374,7 +374,7 @@ func (s *Session) evalCell(ctx context.Context, c *cell, code string) Result {
 				return s.failure(ctx, err, code, r)
 			}
 		}
-		s.index.learn(r)
+		s.index.learn(r, code, c.count)
 		if final != "" {
 			s.shown, s.shownRich, s.hasShown = nil, nil, false
 			fr := r
@@ -637,11 +637,18 @@ func (s *Session) panicResult(p interp.Panic, code string) Result {
 		frames = c.errFilter.take()
 	}
 	for _, f := range frames {
-		src := ""
-		if f.line >= 1 && f.line <= len(lines) {
-			src = strings.TrimSpace(lines[f.line-1])
+		srcLines, where := lines, "cell line"
+		// A frame in a func declared by an earlier cell shows that cell.
+		if fn := strings.TrimPrefix(f.fn, "main."); fn != f.fn {
+			if o, ok := s.index.funcs[fn]; ok && o.code != code {
+				srcLines, where = strings.Split(o.code, "\n"), fmt.Sprintf("cell [%d] line", o.count)
+			}
 		}
-		tb = append(tb, fmt.Sprintf("  cell line %d: %s", f.line, src))
+		src := ""
+		if f.line >= 1 && f.line <= len(srcLines) {
+			src = strings.TrimSpace(srcLines[f.line-1])
+		}
+		tb = append(tb, fmt.Sprintf("  %s %d: %s", where, f.line, src))
 	}
 	return errorResult(name, value, tb)
 }
