@@ -31,7 +31,7 @@ func (k declKind) String() string {
 type declIndex struct {
 	names   map[string]declInfo
 	funcs   map[string]funcOrigin // func name → the cell that declared it
-	imports map[string]string // local name → import path
+	imports map[string]string     // local name → import path
 }
 
 type declInfo struct {
