@@ -85,6 +85,25 @@ func (c *Chart) Plots() []*plot.Plot {
 // it at DisplaySize shows it crisp.
 func (c *Chart) DisplaySize() (w, h int) { return c.Width, c.Height }
 
+// Text describes the chart in a line of text (text/plain, next to the
+// images): its title, display size and, for a live chart, the footer.
+func (c *Chart) Text() string {
+	name := c.Title
+	if name == "" {
+		for _, p := range c.Plots() {
+			if p.Title.Text != "" {
+				name = p.Title.Text
+				break
+			}
+		}
+	}
+	s := fmt.Sprintf("viz.Chart %q, %d×%d px", name, c.Width, c.Height)
+	if c.Footer != "" {
+		s += "; " + c.Footer
+	}
+	return s
+}
+
 // PNG returns the chart as a PNG image of Width·Scale × Height·Scale
 // pixels, or nil if it cannot be drawn (Render says why).
 func (c *Chart) PNG() []byte {

@@ -397,3 +397,17 @@ func TestConcurrentRender(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestChartText(t *testing.T) {
+	c, err := lossChart()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.Text(), `viz.Chart "LoRA rank vs. full fine-tuning", 720×400 px`; got != want {
+		t.Errorf("Text() = %q, want %q", got, want)
+	}
+	l, _ := liveChart()
+	if !strings.Contains(l.Text(), "step 200/200") {
+		t.Errorf("live chart text %q lacks its progress line", l.Text())
+	}
+}
