@@ -297,3 +297,27 @@ func TestTracebackAcrossCells(t *testing.T) {
 		t.Errorf("traceback:\n%s", tb)
 	}
 }
+
+// blockingInput never answers, like a front-end whose user walked away.
+type blockingInput struct{ nopPub }
+
+func (blockingInput) Input(string, bool) (string, error) { select {} }
+
+func TestInterruptWhileWaitingForInput(t *testing.T) {
+	s := newSession(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	t0 := time.Now()
+	res := s.Execute(ctx, "name := input(\"name? \")\nfmt.Println(name)", 1, blockingInput{})
+	if res.Error == nil || res.Error.Name != "Interrupted" {
+		t.Fatalf("got %+v", res)
+	}
+	if d := time.Since(t0); d > time.Second {
+		t.Errorf("took %v", d)
+	}
+	t0 = time.Now()
+	runOK(t, s, "1")
+	if d := time.Since(t0); d > 200*time.Millisecond {
+		t.Errorf("next cell waited %v", d)
+	}
+}

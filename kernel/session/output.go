@@ -2,6 +2,7 @@ package session
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"log"
@@ -19,6 +20,7 @@ import (
 type lockedPub struct {
 	mu  sync.Mutex
 	pub Publisher
+	ctx context.Context // the cell's: cancelled on interrupt
 }
 
 func (p *lockedPub) Stream(name, text string) {
@@ -53,7 +55,25 @@ func (p *lockedPub) Input(prompt string, password bool) (string, error) {
 		return "", errors.New("no front-end to read input from")
 	}
 	// Not under mu: a goroutine of the cell may print while we wait.
-	return p.pub.Input(prompt, password)
+	if p.ctx == nil {
+		return p.pub.Input(prompt, password)
+	}
+	// An interrupt ends the wait, even if the front-end never answers.
+	type answer struct {
+		line string
+		err  error
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		line, err := p.pub.Input(prompt, password)
+		ch <- answer{line, err}
+	}()
+	select {
+	case a := <-ch:
+		return a.line, a.err
+	case <-p.ctx.Done():
+		return "", errors.New("interrupted while waiting for input")
+	}
 }
 
 // stdProxy is the interpreter's stdout: interpreted fmt.Print* goes into the

@@ -687,7 +687,7 @@ type cell struct {
 
 // startCell redirects output to pub and installs the nb front-end.
 func (s *Session) startCell(ctx context.Context, count int, pub Publisher) *cell {
-	lp := &lockedPub{pub: pub}
+	lp := &lockedPub{pub: pub, ctx: ctx}
 	c := &cell{ctx: ctx, count: count, pub: lp, start: time.Now()}
 	c.out = startCapture(lp)
 	c.errFilter = s.errf
