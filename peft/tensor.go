@@ -1,6 +1,8 @@
 package peft
 
 import (
+	"sync"
+
 	"gonum.org/v1/gonum/mat"
 )
 
@@ -77,9 +79,41 @@ func (t *Tensor) ZeroGrad() {
 func (t *Tensor) grad() *mat.Dense {
 	if t.Grad == nil {
 		r, c := t.Dims()
-		t.Grad = mat.NewDense(r, c, nil)
+		t.Grad = mat.NewDense(r, c, getGradBuf(r*c))
 	}
 	return t.Grad
+}
+
+// gradPools recycles the gradient buffers of intermediate nodes, which
+// Backward releases as soon as their backward function has run, so that a
+// training step does not allocate (and the collector does not sweep) a
+// fresh buffer for every intermediate gradient. Keyed by length.
+var gradPools sync.Map // int → *sync.Pool of *[]float64
+
+// getGradBuf returns a zeroed slice of length n, recycled if possible.
+func getGradBuf(n int) []float64 {
+	if p, ok := gradPools.Load(n); ok {
+		if b, ok := p.(*sync.Pool).Get().(*[]float64); ok {
+			clear(*b)
+			return *b
+		}
+	}
+	return make([]float64, n)
+}
+
+// putGradBuf gives g's storage back for reuse; g must not be used after.
+func putGradBuf(g *mat.Dense) {
+	rm := g.RawMatrix()
+	if rm.Stride != rm.Cols || len(rm.Data) != rm.Rows*rm.Cols {
+		return
+	}
+	n := len(rm.Data)
+	p, ok := gradPools.Load(n)
+	if !ok {
+		p, _ = gradPools.LoadOrStore(n, &sync.Pool{})
+	}
+	b := rm.Data
+	p.(*sync.Pool).Put(&b)
 }
 
 // newOp returns the tensor of an op's result value v computed from inputs.
@@ -117,6 +151,10 @@ func (t *Tensor) Backward() {
 		n := order[i]
 		if n.backward != nil && n.Grad != nil {
 			n.backward(n)
+			// Every node that adds into n.Grad comes later in order, so
+			// n's gradient is complete and now spent: recycle it.
+			putGradBuf(n.Grad)
+			n.Grad = nil
 		}
 	}
 	// Free the gradients of intermediates so the graph can be collected.
