@@ -9,16 +9,21 @@ package accel
 // split across goroutines: 1 MiB of A, about 100 µs of work.
 const minParallelGemv = 1 << 17
 
-// gemvParallel splits [0, total) into up to Threads() chunks, multiples of
-// 16 long, and runs f on each, in parallel when the work (size) is large
-// enough and no other product is running in parallel. It reports whether it
-// ran f at all.
-func gemvParallel(size, total int, f func(lo, hi int)) bool {
+// gemvThreads returns how many goroutines a matrix-vector product of the
+// given size (m·n) should use to split total rows or columns, and when that
+// is more than one, claims the parallel slot: the caller must then run
+// gemvSplit and release it with parallelBusy.Store(false).
+func gemvThreads(size, total int) int {
 	nt := min(Threads(), total/16)
 	if nt < 2 || size < minParallelGemv || !parallelBusy.CompareAndSwap(false, true) {
-		return false
+		return 1
 	}
-	defer parallelBusy.Store(false)
+	return nt
+}
+
+// gemvSplit splits [0, total) into nt chunks, multiples of 16 long, and
+// runs f on each in parallel.
+func gemvSplit(nt, total int, f func(lo, hi int)) {
 	step := (total + nt - 1) / nt
 	step = (step + 15) &^ 15
 	parallel(nt, func(t int) {
@@ -26,7 +31,6 @@ func gemvParallel(size, total int, f func(lo, hi int)) bool {
 			f(lo, hi)
 		}
 	})
-	return true
 }
 
 // gemvN computes y = alpha·A·x + beta·y for a row-major m×n matrix A with
@@ -34,9 +38,11 @@ func gemvParallel(size, total int, f func(lo, hi int)) bool {
 // Arguments are checked, m, n > 0. Large products split the rows across
 // goroutines.
 func gemvN(m, n int, alpha float64, a []float64, lda int, x []float64, beta float64, y []float64) {
-	if gemvParallel(m*n, m, func(lo, hi int) {
-		gemvNSerial(hi-lo, n, alpha, a[lo*lda:], lda, x, beta, y[lo:hi])
-	}) {
+	if nt := gemvThreads(m*n, m); nt > 1 {
+		defer parallelBusy.Store(false)
+		gemvSplit(nt, m, func(lo, hi int) {
+			gemvNSerial(hi-lo, n, alpha, a[lo*lda:], lda, x, beta, y[lo:hi])
+		})
 		return
 	}
 	gemvNSerial(m, n, alpha, a, lda, x, beta, y)
@@ -74,9 +80,11 @@ func gemvNSerial(m, n int, alpha float64, a []float64, lda int, x []float64, bet
 // Arguments are checked, m, n > 0. Large products split the columns of A
 // (the elements of y) across goroutines.
 func gemvT(m, n int, alpha float64, a []float64, lda int, x []float64, beta float64, y []float64) {
-	if gemvParallel(m*n, n, func(lo, hi int) {
-		gemvTSerial(m, hi-lo, alpha, a[lo:], lda, x, beta, y[lo:hi])
-	}) {
+	if nt := gemvThreads(m*n, n); nt > 1 {
+		defer parallelBusy.Store(false)
+		gemvSplit(nt, n, func(lo, hi int) {
+			gemvTSerial(m, hi-lo, alpha, a[lo:], lda, x, beta, y[lo:hi])
+		})
 		return
 	}
 	gemvTSerial(m, n, alpha, a, lda, x, beta, y)
