@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"strings"
@@ -248,5 +249,34 @@ func TestFullFineTune(t *testing.T) {
 	}
 	if _, err := FullFineTune(context.Background(), m, task, TrainConfig{Steps: 1, BatchSize: 1, LR: 1}); err == nil {
 		t.Error("FullFineTune accepted a model with an adapter")
+	}
+}
+
+func TestTrainCallbackAndEval(t *testing.T) {
+	task := NewTeacherTask(4, 3, []float64{1}, 50, 1)
+	var calls []int
+	h, err := Train(context.Background(), task.Model(), task, TrainConfig{Steps: 10, BatchSize: 5, LR: 1e-2, Schedule: "constant", EvalEvery: 4, Every: 3,
+		Callback: func(step int, h *History) {
+			if len(h.Loss) != step {
+				t.Errorf("callback at step %d sees %d losses", step, len(h.Loss))
+			}
+			calls = append(calls, step)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(calls); got != "[3 6 9 10]" {
+		t.Errorf("callbacks at %s, want [3 6 9 10]", got)
+	}
+	if got := fmt.Sprint(h.EvalSteps); got != "[4 8 10]" {
+		t.Errorf("evaluations at %s, want [4 8 10]", got)
+	}
+	if h.MetricName != "" || !math.IsNaN(h.EvalMetric[0]) || h.EvalLoss[2] >= h.EvalLoss[0] {
+		t.Errorf("metric %q %v, eval loss %v", h.MetricName, h.EvalMetric, h.EvalLoss)
+	}
+	for i, lr := range h.LR {
+		if lr != 1e-2 {
+			t.Errorf("constant schedule: lr[%d] = %g", i, lr)
+		}
 	}
 }
