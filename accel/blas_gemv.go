@@ -26,7 +26,7 @@ func gemvThreads(size, total int) int {
 func gemvSplit(nt, total int, f func(lo, hi int)) {
 	step := (total + nt - 1) / nt
 	step = (step + 15) &^ 15
-	parallel(nt, func(t int) {
+	parallel(nt, nil, func(t int) {
 		if lo, hi := t*step, min(total, (t+1)*step); lo < hi {
 			f(lo, hi)
 		}

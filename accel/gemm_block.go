@@ -1,6 +1,7 @@
 package accel
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -60,54 +61,126 @@ var parallelBusy atomic.Bool
 func gemmBlocked[T float32 | float64](ks *kernelSet[T], tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
 	nt := Threads()
 	if nt > 1 && m*n*k >= minParallelFlops {
-		// Split the larger dimension of C, measured in tiles.
+		// Split the larger dimension of C, measured in tiles, into nt
+		// non-empty parts.
 		rowTiles, colTiles := (m+ks.mr-1)/ks.mr, (n+ks.nr-1)/ks.nr
-		nt = min(nt, max(rowTiles, colTiles))
+		tiles := max(rowTiles, colTiles)
+		nt = min(nt, tiles)
+		stepTiles := (tiles + nt - 1) / nt
+		nt = (tiles + stepTiles - 1) / stepTiles
 		if nt > 1 && parallelBusy.CompareAndSwap(false, true) {
 			defer parallelBusy.Store(false)
 			if rowTiles >= colTiles {
-				step := (rowTiles + nt - 1) / nt * ks.mr
-				parallel(nt, func(t int) {
+				// Every part multiplies its rows of A by all of B: the parts
+				// pack the blocks of B together, each a share of the panels,
+				// into two buffers used in turn.
+				step := stepTiles * ks.mr
+				bufs := make([]*gemmBuf[T], nt)
+				for t := range bufs {
+					bufs[t] = getBuf(ks)
+				}
+				coop := &gemmCoop[T]{nt: nt, bar: newBarrier(nt), bp: [2][]T{bufs[0].bp, bufs[1].bp}}
+				parallel(nt, coop.bar.abort, func(t int) {
 					i0, i1 := t*step, min(m, (t+1)*step)
-					if i0 >= i1 {
-						return
-					}
 					off := i0 * lda // first row of A, or first column when tA
 					if tA {
 						off = i0
 					}
-					gemmSerial(ks, tA, tB, i1-i0, n, k, alpha, a[off:], lda, b, ldb, beta, c[i0*ldc:], ldc)
+					gemmSerial(ks, bufs[t], &gemmCoop[T]{t: t, nt: nt, bar: coop.bar, bp: coop.bp},
+						tA, tB, i1-i0, n, k, alpha, a[off:], lda, b, ldb, beta, c[i0*ldc:], ldc)
 				})
+				for _, buf := range bufs {
+					putBuf(buf)
+				}
 			} else {
-				step := (colTiles + nt - 1) / nt * ks.nr
-				parallel(nt, func(t int) {
+				step := stepTiles * ks.nr
+				parallel(nt, nil, func(t int) {
 					j0, j1 := t*step, min(n, (t+1)*step)
-					if j0 >= j1 {
-						return
-					}
 					off := j0 // first column of B, or first row when tB
 					if tB {
 						off = j0 * ldb
 					}
-					gemmSerial(ks, tA, tB, m, j1-j0, k, alpha, a, lda, b[off:], ldb, beta, c[j0:], ldc)
+					gemmSerial(ks, nil, nil, tA, tB, m, j1-j0, k, alpha, a, lda, b[off:], ldb, beta, c[j0:], ldc)
 				})
 			}
 			return
 		}
 	}
-	gemmSerial(ks, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	gemmSerial(ks, nil, nil, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// gemmCoop is what one of nt goroutines needs to pack blocks of B together
+// with the others: its index t, the barrier, and the two shared buffers.
+type gemmCoop[T float32 | float64] struct {
+	t, nt int
+	bar   *barrier
+	bp    [2][]T
+}
+
+// errAborted is the panic of goroutines released from a barrier because
+// another one panicked; parallel reports the other one's panic instead.
+var errAborted = errors.New("accel: GEMM worker aborted")
+
+// barrier makes n goroutines wait until all have arrived. abort releases
+// them for good: every wait then panics with errAborted, so a panic in one
+// goroutine cannot leave the others waiting forever.
+type barrier struct {
+	mu         sync.Mutex
+	cond       sync.Cond
+	n, count   int
+	generation int
+	broken     bool
+}
+
+func newBarrier(n int) *barrier {
+	b := &barrier{n: n}
+	b.cond.L = &b.mu
+	return b
+}
+
+func (b *barrier) wait() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.broken {
+		panic(errAborted)
+	}
+	gen := b.generation
+	if b.count++; b.count == b.n {
+		b.count = 0
+		b.generation++
+		b.cond.Broadcast()
+		return
+	}
+	for gen == b.generation && !b.broken {
+		b.cond.Wait()
+	}
+	if gen == b.generation {
+		panic(errAborted)
+	}
+}
+
+func (b *barrier) abort() {
+	b.mu.Lock()
+	b.broken = true
+	b.cond.Broadcast()
+	b.mu.Unlock()
 }
 
 // parallel runs f(0), …, f(nt-1) concurrently, f(0) on the caller's
-// goroutine, and waits for all of them. If any panics, parallel re-panics on
-// the caller's goroutine with the first value, after all have finished.
-func parallel(nt int, f func(t int)) {
+// goroutine, and waits for all of them. If any panics, parallel calls
+// onPanic (if not nil) to release the others, and after all have finished
+// re-panics on the caller's goroutine with the first panic that is not
+// errAborted.
+func parallel(nt int, onPanic func(), f func(t int)) {
 	var wg sync.WaitGroup
 	panics := make([]any, nt)
 	run := func(t int) {
 		defer func() {
 			if r := recover(); r != nil {
 				panics[t] = r
+				if onPanic != nil {
+					onPanic()
+				}
 			}
 		}()
 		f(t)
@@ -117,10 +190,14 @@ func parallel(nt int, f func(t int)) {
 	}
 	run(0)
 	wg.Wait()
+	var first any
 	for _, r := range panics {
-		if r != nil {
-			panic(fmt.Errorf("accel: panic in GEMM worker: %v", r))
+		if r != nil && (first == nil || first == errAborted) {
+			first = r
 		}
+	}
+	if first != nil {
+		panic(fmt.Errorf("accel: panic in GEMM worker: %v", first))
 	}
 }
 
@@ -180,20 +257,26 @@ func putBuf[T float32 | float64](buf *gemmBuf[T]) {
 	}
 }
 
-// gemmSerial is gemmBlocked on the caller's goroutine alone.
-func gemmSerial[T float32 | float64](ks *kernelSet[T], tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
-	buf := getBuf(ks)
-	defer putBuf(buf)
+// gemmSerial is gemmBlocked on the caller's goroutine alone, with buffers
+// buf (nil: its own). With coop not nil, it is one of coop.nt goroutines
+// that pack each block of B together (see gemmBlocked).
+func gemmSerial[T float32 | float64](ks *kernelSet[T], buf *gemmBuf[T], coop *gemmCoop[T], tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+	if buf == nil {
+		buf = getBuf(ks)
+		defer putBuf(buf)
+	}
 	mr, nr := ks.mr, ks.nr
 	// A packed panel of B serves every row tile of C; with only a couple of
 	// them, the kernels read B in place (rows of B are contiguous unless tB).
-	directB := !tB && m <= 2*mr
+	// Goroutines that pack together must all pack.
+	directB := !tB && m <= 2*mr && coop == nil
 	kcMax := ks.kc
 	if directB {
 		// B read in place is scattered over many pages and lines: keep its
 		// panel, and the packed A panels beside it, well inside L1.
 		kcMax = min(ks.kc, 64)
 	}
+	blockIdx := 0 // blocks of B so far
 	for jc := 0; jc < n; jc += ks.nc {
 		nc := min(ks.nc, n-jc)
 		// Likewise a packed panel of A serves every column tile of C: with a
@@ -201,13 +284,28 @@ func gemmSerial[T float32 | float64](ks *kernelSet[T], tA, tB bool, m, n, k int,
 		// by the contiguous columns of the stored Aᵀ.
 		directA := nc <= 2*nr
 		lastJ := (nc - 1) / nr * nr // first column of the last B panel
-		for pc := 0; pc < k; pc += kcMax {
+		for pc := 0; pc < k; pc, blockIdx = pc+kcMax, blockIdx+1 {
 			kc := min(kcMax, k-pc)
 			betaK := beta // the first block of k applies beta, later ones add
 			if pc > 0 {
 				betaK = 1
 			}
+			bpBlock := buf.bp
 			switch {
+			case coop != nil:
+				// Pack this goroutine's share of the panels into the buffer
+				// not used by the previous block, then wait for the others.
+				// (Two buffers: a goroutine may start packing block q+1
+				// while another still computes with block q, but not before
+				// all have finished block q-1, since they passed the
+				// barrier of block q after it.)
+				bpBlock = coop.bp[blockIdx%2]
+				panels := (nc + nr - 1) / nr
+				p0, p1 := coop.t*panels/coop.nt, (coop.t+1)*panels/coop.nt
+				if p0 < p1 {
+					packB(bpBlock[p0*nr*kc:], tB, b, ldb, pc, jc+p0*nr, kc, min(p1*nr, nc)-p0*nr, nr)
+				}
+				coop.bar.wait()
 			case !directB:
 				packB(buf.bp, tB, b, ldb, pc, jc, kc, nc, nr)
 			case nc-lastJ < nr:
@@ -229,7 +327,7 @@ func gemmSerial[T float32 | float64](ks *kernelSet[T], tA, tB bool, m, n, k int,
 				}
 				for jr := 0; jr < nc; jr += nr {
 					nj := min(nr, nc-jr)
-					bp, sb := buf.bp[jr*kc:(jr+nr)*kc], nr
+					bp, sb := bpBlock[jr*kc:(jr+nr)*kc], nr
 					if directB {
 						if nj == nr {
 							bp, sb = b[pc*ldb+jc+jr:], ldb

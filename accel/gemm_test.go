@@ -247,8 +247,11 @@ func largeGemmCases() []gemmCase {
 	add(111, 40, 20)
 	add(113, 45, 20) // across mc = 112
 	add(239, 20, 10)
-	add(241, 21, 10) // across mc = 240
-	add(30, 1030, 9) // packed B across nc = 1024
+	add(241, 21, 10)  // across mc = 240
+	add(30, 1030, 9)  // packed B across nc = 1024
+	add(200, 40, 600) // split by rows, B packed together, several depth blocks
+	add(200, 30, 600) // the same with A read in place
+	add(900, 1030, 8) // split by rows across nc
 	return cases
 }
 
@@ -460,10 +463,30 @@ func catch(f func()) (err error) {
 // caller's goroutine.
 func TestParallelPanic(t *testing.T) {
 	err := catch(func() {
-		parallel(3, func(i int) {
+		parallel(3, nil, func(i int) {
 			if i == 2 {
 				panic("boom")
 			}
+		})
+	})
+	if err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("got %v, want the worker's panic", err)
+	}
+}
+
+// TestParallelPanicBarrier checks that a worker's panic releases the others
+// waiting at a barrier, and that the worker's panic, not the others'
+// errAborted, reaches the caller.
+func TestParallelPanicBarrier(t *testing.T) {
+	bar := newBarrier(3)
+	err := catch(func() {
+		parallel(3, bar.abort, func(i int) {
+			bar.wait()
+			if i == 1 {
+				panic("boom")
+			}
+			bar.wait()
+			bar.wait()
 		})
 	})
 	if err == nil || !strings.Contains(err.Error(), "boom") {
