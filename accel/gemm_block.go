@@ -22,15 +22,27 @@ import (
 //				pack op(A)[ic:ic+mc, pc:pc+kc] into panels ≤ mr rows high (L2)
 //				for each B panel jr:                                      (L1)
 //					for each A panel ir:
-//						C[ir, jr] += alpha · Ap[ir] · Bp[jr]
+//						C[ir, jr] = alpha · Ap[ir] · Bp[jr] + β · C[ir, jr]
 //
-// Packing reads A and B through their transposes and strides once per
+// where β is the caller's beta for the first depth block (pc = 0) and 1
+// after, so C is never scaled in a separate pass and, when beta == 0, never
+// read. Packing reads A and B through their transposes and strides once per
 // block, so the kernel sees one layout: an A panel of height h stores op(A)
 // column by column (h values per step of p), a B panel stores op(B) row by
 // row (nr values per step of p), zero-padded at the right edge of B. Row
 // panels of one block have balanced heights (16 rows become 8+8, not 14+2),
 // and the kernels exist for every height up to mr, so only the right edge of
-// C, when n is not a multiple of nr, goes through a scratch tile.
+// C, when n is not a multiple of nr, goes through a scratch tile (or a
+// half-width kernel).
+//
+// A panel that would serve only a couple of tiles is not packed: the kernels
+// read A by rows or B by rows in place (see gemmSerial), which is what the
+// tall-skinny and short-wide LoRA products need.
+//
+// Large products are split across goroutines by rows of C (or by columns
+// when C is wide). Goroutines splitting by rows all need the same blocks of
+// B, so they pack each block together, a share of the panels each, into two
+// buffers used in turn, meeting at a barrier once per block.
 
 // kernelSet is one microkernel with its blocking parameters.
 type kernelSet[T float32 | float64] struct {
