@@ -255,39 +255,57 @@ func largeGemmCases() []gemmCase {
 	return cases
 }
 
+// packingModes selects, for a test, whether small operands are read in place
+// (the default) or packed like large ones, so that both code paths run on
+// the small sizes that cross the tile widths.
+var packingModes = []struct {
+	name   string
+	direct bool
+}{{"small-in-place", true}, {"all-packed", false}}
+
 func TestDgemmPaths(t *testing.T) {
 	for _, path := range gemmPaths() {
-		t.Run(path.name, func(t *testing.T) {
-			path.setup(t)
-			rng := rand.New(rand.NewPCG(1, 2)) // Always the same seed for reproducible results.
-			for _, tc := range smallGemmCases() {
-				runGemmCase(t, rng, tc, Dgemm)
-			}
-			for _, threads := range []int{1, 2, 3} {
-				prev := SetThreads(threads)
-				for _, tc := range largeGemmCases() {
+		for _, mode := range packingModes {
+			t.Run(path.name+"/"+mode.name, func(t *testing.T) {
+				path.setup(t)
+				setDuringTest(t, &useSmallDirect, mode.direct)
+				rng := rand.New(rand.NewPCG(1, 2)) // Always the same seed for reproducible results.
+				for _, tc := range smallGemmCases() {
 					runGemmCase(t, rng, tc, Dgemm)
 				}
-				SetThreads(prev)
-			}
-		})
+				threadCounts := []int{1, 2, 3}
+				if path.name == "generic" {
+					threadCounts = threadCounts[:2] // the slow path: the split is the same code
+				}
+				for _, threads := range threadCounts {
+					prev := SetThreads(threads)
+					for _, tc := range largeGemmCases() {
+						runGemmCase(t, rng, tc, Dgemm)
+					}
+					SetThreads(prev)
+				}
+			})
+		}
 	}
 }
 
 func TestSgemmPaths(t *testing.T) {
 	for _, path := range gemmPaths() {
-		t.Run(path.name, func(t *testing.T) {
-			path.setup(t)
-			rng := rand.New(rand.NewPCG(3, 4))
-			for _, tc := range smallGemmCases() {
-				runGemmCase(t, rng, tc, Sgemm)
-			}
-			prev := SetThreads(2)
-			defer SetThreads(prev)
-			for _, tc := range largeGemmCases() {
-				runGemmCase(t, rng, tc, Sgemm)
-			}
-		})
+		for _, mode := range packingModes {
+			t.Run(path.name+"/"+mode.name, func(t *testing.T) {
+				path.setup(t)
+				setDuringTest(t, &useSmallDirect, mode.direct)
+				rng := rand.New(rand.NewPCG(3, 4))
+				for _, tc := range smallGemmCases() {
+					runGemmCase(t, rng, tc, Sgemm)
+				}
+				prev := SetThreads(2)
+				defer SetThreads(prev)
+				for _, tc := range largeGemmCases() {
+					runGemmCase(t, rng, tc, Sgemm)
+				}
+			})
+		}
 	}
 }
 
@@ -295,18 +313,21 @@ func TestSgemmPaths(t *testing.T) {
 // BLAS allows since both are read-only.
 func TestGemmAliasing(t *testing.T) {
 	for _, path := range gemmPaths() {
-		t.Run(path.name, func(t *testing.T) {
-			path.setup(t)
-			rng := rand.New(rand.NewPCG(5, 6))
-			for _, mk := range [][2]int{{1, 1}, {5, 3}, {15, 17}, {33, 29}, {140, 60}} {
-				m, k := mk[0], mk[1]
-				// A·Aᵀ: A is m×k, B = A read transposed (n = m).
-				runGemmCase(t, rng, gemmCase{tB: true, m: m, n: m, k: k, alpha: 1, beta: 0.5, extra: [3]int{1, 1, 0}, sameAB: true}, Dgemm)
-				// Aᵀ·A: A stored k×m... here stored m×k, op(A) = Aᵀ is k×m.
-				runGemmCase(t, rng, gemmCase{tA: true, m: k, n: k, k: m, alpha: -1, beta: 0, extra: [3]int{2, 2, 1}, sameAB: true}, Dgemm)
-				runGemmCase(t, rng, gemmCase{tB: true, m: m, n: m, k: k, alpha: 1, beta: 1, sameAB: true}, Sgemm)
-			}
-		})
+		for _, mode := range packingModes {
+			t.Run(path.name+"/"+mode.name, func(t *testing.T) {
+				path.setup(t)
+				setDuringTest(t, &useSmallDirect, mode.direct)
+				rng := rand.New(rand.NewPCG(5, 6))
+				for _, mk := range [][2]int{{1, 1}, {5, 3}, {15, 17}, {33, 29}, {140, 60}} {
+					m, k := mk[0], mk[1]
+					// A·Aᵀ: A is m×k, B = A read transposed (n = m).
+					runGemmCase(t, rng, gemmCase{tB: true, m: m, n: m, k: k, alpha: 1, beta: 0.5, extra: [3]int{1, 1, 0}, sameAB: true}, Dgemm)
+					// Aᵀ·A: A stored k×m... here stored m×k, op(A) = Aᵀ is k×m.
+					runGemmCase(t, rng, gemmCase{tA: true, m: k, n: k, k: m, alpha: -1, beta: 0, extra: [3]int{2, 2, 1}, sameAB: true}, Dgemm)
+					runGemmCase(t, rng, gemmCase{tB: true, m: m, n: m, k: k, alpha: 1, beta: 1, sameAB: true}, Sgemm)
+				}
+			})
+		}
 	}
 }
 
