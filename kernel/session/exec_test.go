@@ -321,3 +321,20 @@ func TestInterruptWhileWaitingForInput(t *testing.T) {
 		t.Errorf("next cell waited %v", d)
 	}
 }
+
+func TestInterruptBlockedChannel(t *testing.T) {
+	s := newSession(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	res := s.Execute(ctx, "ch := make(chan int)\n<-ch", 1, &recorder{})
+	if res.Error == nil || res.Error.Name != "Interrupted" {
+		t.Fatalf("got %+v", res)
+	}
+	t0 := time.Now()
+	if res, _ := runOK(t, s, "2 + 2"); text(res) != "4" {
+		t.Errorf("after: %s", text(res))
+	}
+	if d := time.Since(t0); d > 200*time.Millisecond {
+		t.Errorf("next cell took %v", d)
+	}
+}
