@@ -338,3 +338,14 @@ func TestInterruptBlockedChannel(t *testing.T) {
 		t.Errorf("next cell took %v", d)
 	}
 }
+
+// What a goroutine prints after its cell ended shows with the next cell.
+func TestBackgroundOutput(t *testing.T) {
+	s := newSession(t)
+	runOK(t, s, "go func() {\n\ttime.Sleep(50 * time.Millisecond)\n\tfmt.Println(\"from the background\")\n}()")
+	time.Sleep(150 * time.Millisecond)
+	_, rec := runOK(t, s, "fmt.Println(\"next cell\")")
+	if got := rec.stdout(); got != "from the background\nnext cell\n" {
+		t.Errorf("got %q", got)
+	}
+}

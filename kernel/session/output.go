@@ -85,6 +85,9 @@ func (p stdProxy) Write(b []byte) (int, error) {
 		c.out.write("stdout", b)
 		return len(b), nil
 	}
+	if p.s.background("stdout", b) {
+		return len(b), nil
+	}
 	return os.Stdout.Write(b)
 }
 
@@ -119,6 +122,9 @@ func (f *stderrFilter) Write(b []byte) (int, error) {
 	}
 	if c := f.s.running(); c != nil {
 		c.out.write("stderr", b)
+		return len(b), nil
+	}
+	if f.s.background("stderr", b) {
 		return len(b), nil
 	}
 	return os.Stderr.Write(b)

@@ -119,7 +119,7 @@ type Session struct {
 	errf        *stderrFilter // the interpreter's stderr
 	cur         *cell         // the running cell, nil between cells
 	curMu       sync.Mutex
-	pending     []string // goroutine panics reported after their cell ended
+	pending     []segText // output of goroutines after their cell ended, for the next cell
 	lastGoPanic struct {
 		gid uint64
 		msg string
@@ -276,7 +276,7 @@ func (s *Session) goPanic(r any) {
 	s.lastGoPanic.gid, s.lastGoPanic.msg = gid, msg
 	c := s.cur
 	if c == nil {
-		s.pending = append(s.pending, msg)
+		s.pending = append(s.pending, segText{"stderr", msg})
 	}
 	s.curMu.Unlock()
 	if c != nil {
@@ -294,6 +294,28 @@ func goroutineID() uint64 {
 	}
 	id, _ := strconv.ParseUint(string(b), 10, 64)
 	return id
+}
+
+// maxPending bounds what is kept of background output between cells.
+const maxPending = 1 << 20
+
+// background keeps output that interpreted goroutines write between cells:
+// it is shown at the start of the next cell. It reports false when a cell
+// is running (write to it instead).
+func (s *Session) background(name string, b []byte) bool {
+	s.curMu.Lock()
+	defer s.curMu.Unlock()
+	if s.cur != nil {
+		return false
+	}
+	size := 0
+	for _, p := range s.pending {
+		size += len(p.text)
+	}
+	if size+len(b) <= maxPending {
+		s.pending = append(s.pending, segText{name, string(b)})
+	}
+	return true
 }
 
 // running returns the running cell, or nil.
@@ -698,7 +720,7 @@ func (s *Session) startCell(ctx context.Context, count int, pub Publisher) *cell
 	s.pending = nil
 	s.curMu.Unlock()
 	for _, m := range pending {
-		c.out.add("stderr", m)
+		c.out.add(m.name, m.text)
 	}
 	nb.SetFrontend(&frontend{ctx: ctx, c: c})
 	return c
