@@ -64,13 +64,18 @@ func checkGrad(t *testing.T, params []*Tensor, f func() *Tensor, tol float64) {
 
 	var maxRel float64
 	for i, p := range params {
-		data := vals(p.Value)
-		x0 := append([]float64(nil), data...)
+		x0 := append([]float64(nil), vals(p.Value)...)
+		_, c := p.Dims()
+		set := func(x []float64) { // element by element: p.Value may be a view
+			for j, v := range x {
+				p.Value.Set(j/c, j%c, v)
+			}
+		}
 		num := fd.Gradient(nil, func(x []float64) float64 {
-			copy(data, x)
+			set(x)
 			return loss()
 		}, x0, &fd.Settings{Formula: fd.Central, Step: 1e-6})
-		copy(data, x0)
+		set(x0)
 		for j := range num {
 			a, n := grads[i][j], num[j]
 			rel := math.Abs(a-n) / math.Max(math.Max(math.Abs(a), math.Abs(n)), 1e-3)
@@ -338,5 +343,34 @@ func TestFrozenInputsGetNoGradient(t *testing.T) {
 	}
 	if x.Grad == nil {
 		t.Error("trainable x got no gradient")
+	}
+}
+
+// TestViews checks ops and optimizers on parameters whose values are views
+// into larger matrices (a gonum Slice, row stride wider than the row).
+func TestViews(t *testing.T) {
+	rng := rand.New(rand.NewSource(4))
+	big := mat.NewDense(6, 7, nil)
+	for i := 0; i < 6; i++ {
+		for j := 0; j < 7; j++ {
+			big.Set(i, j, rng.NormFloat64())
+		}
+	}
+	view := big.Slice(1, 4, 2, 6).(*mat.Dense) // (3×4), stride 7
+	w := NewParam("w", view)
+	x := randParam(rng, "x", 5, 4, -1, 1)
+	checkGrad(t, []*Tensor{w, x}, func() *Tensor { return Tanh(MatMulT(x, w)) }, 1e-5)
+
+	before := mat.DenseCopyOf(big)
+	w.Grad = nil
+	SumAll(MatMulT(x, w)).Backward()
+	NewAdamW(0).Step([]*Tensor{w}, 0.1)
+	for i := 0; i < 6; i++ {
+		for j := 0; j < 7; j++ {
+			inView := i >= 1 && i < 4 && j >= 2 && j < 6
+			if changed := big.At(i, j) != before.At(i, j); changed != inView {
+				t.Fatalf("AdamW on a view: element (%d,%d) changed = %v", i, j, changed)
+			}
+		}
 	}
 }
