@@ -194,6 +194,13 @@ func (g *GPT) SetTraining(training bool) {
 // Metric returns the loss on b in bits per character.
 func (g *GPT) Metric(b Batch) float64 { return g.Loss(b).Scalar() / math.Ln2 }
 
+// LossAndMetric returns the loss on b in nats and in bits per character,
+// from one forward pass (Evaluate uses it).
+func (g *GPT) LossAndMetric(b Batch) (loss, bitsPerChar float64) {
+	l := g.Loss(b).Scalar()
+	return l, l / math.Ln2
+}
+
 // MetricName returns "bits/char".
 func (g *GPT) MetricName() string { return "bits/char" }
 

@@ -224,15 +224,25 @@ func Evaluate(ctx context.Context, m Model, data Dataset) (loss, metric float64,
 		return math.NaN(), math.NaN(), nil
 	}
 	mm, hasMetric := m.(Metricer)
+	both, hasBoth := m.(interface {
+		LossAndMetric(b Batch) (loss, metric float64)
+	})
 	total := 0
 	for _, b := range bs {
 		if err := ctx.Err(); err != nil {
 			return math.NaN(), math.NaN(), err
 		}
 		w := b.Items()
-		loss += float64(w) * m.Loss(b).Scalar()
-		if hasMetric {
+		switch {
+		case hasBoth && hasMetric:
+			l, mt := both.LossAndMetric(b) // one forward pass for both
+			loss += float64(w) * l
+			metric += float64(w) * mt
+		case hasMetric:
+			loss += float64(w) * m.Loss(b).Scalar()
 			metric += float64(w) * mm.Metric(b)
+		default:
+			loss += float64(w) * m.Loss(b).Scalar()
 		}
 		total += w
 	}
