@@ -6,8 +6,8 @@ import (
 	"gonum.org/v1/gonum/blas/gonum"
 )
 
-// Implementation is gonum's pure-Go blas.Float64 with Dgemm and Dgemv
-// (unit increments) replaced by accel's. Install it with [Use].
+// Implementation is gonum's pure-Go blas.Float64 with Dgemm, and Dgemv and
+// Dger with unit increments, replaced by accel's. Install it with [Use].
 type Implementation struct{ gonum.Implementation }
 
 var _ blas.Float64 = Implementation{}
@@ -96,4 +96,16 @@ func (impl Implementation) Dgemv(tA blas.Transpose, m, n int, alpha float64, a [
 		return
 	}
 	gemvT(m, n, alpha, a, lda, x, beta, y)
+}
+
+// Dger computes A += alpha·x·yᵀ as gonum's blas.Float64 specifies. With unit
+// increments it runs accel's AVX-512/AVX2 kernels; any other case, and every
+// bad argument, goes to gonum's own Dger, so its checks and panics apply.
+func (impl Implementation) Dger(m, n int, alpha float64, x []float64, incX int, y []float64, incY int, a []float64, lda int) {
+	if incX != 1 || incY != 1 || m <= 0 || n <= 0 || alpha == 0 || lda < n ||
+		len(x) < m || len(y) < n || len(a) < lda*(m-1)+n {
+		impl.Implementation.Dger(m, n, alpha, x, incX, y, incY, a, lda)
+		return
+	}
+	ger(m, n, alpha, x, y, a, lda)
 }

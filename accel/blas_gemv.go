@@ -1,9 +1,10 @@
 package accel
 
-// This file holds the matrix-vector products behind Implementation.Dgemv,
-// which gonum's LAPACK calls for half the work of a bidiagonal or
-// tridiagonal reduction (Dlabrd, Dlatrd) and for every Householder
-// reflection applied one at a time (Dlarf).
+// This file holds the matrix-vector products behind Implementation.Dgemv and
+// the rank-one update behind Implementation.Dger. gonum's LAPACK calls Dgemv
+// for half the work of a bidiagonal or tridiagonal reduction (Dlabrd,
+// Dlatrd), and both for every Householder reflection applied one at a time
+// (Dlarf: the unblocked QR and bidiagonal panels).
 
 // minParallelGemv is the size m·n from which matrix-vector products are
 // split across goroutines: 1 MiB of A, about 100 µs of work.
@@ -148,5 +149,55 @@ func gemvAxpy4Generic(n int, a []float64, lda int, s *[4]float64, y []float64) {
 	s0, s1, s2, s3 := s[0], s[1], s[2], s[3]
 	for j := range y {
 		y[j] += s0*a0[j] + s1*a1[j] + s2*a2[j] + s3*a3[j]
+	}
+}
+
+// ger computes A += alpha·x·yᵀ for a row-major m×n matrix A with stride lda
+// and unit-stride x (m) and y (n). Arguments are checked, m, n > 0. Large
+// updates split the rows across goroutines.
+func ger(m, n int, alpha float64, x, y, a []float64, lda int) {
+	if nt := gemvThreads(m*n, m); nt > 1 {
+		defer parallelBusy.Store(false)
+		gemvSplit(nt, m, func(lo, hi int) {
+			gerSerial(hi-lo, n, alpha, x[lo:hi], y, a[lo*lda:], lda)
+		})
+		return
+	}
+	gerSerial(m, n, alpha, x, y, a, lda)
+}
+
+// gerSerial is ger on the caller's goroutine.
+func gerSerial(m, n int, alpha float64, x, y, a []float64, lda int) {
+	var s [4]float64
+	i := 0
+	for ; i+4 <= m; i += 4 {
+		s = [4]float64{alpha * x[i], alpha * x[i+1], alpha * x[i+2], alpha * x[i+3]}
+		gemvGer4(n, a[i*lda:], lda, &s, y)
+	}
+	for ; i < m; i++ {
+		xi := alpha * x[i]
+		row := a[i*lda : i*lda+n]
+		for j, v := range y[:n] {
+			row[j] += xi * v
+		}
+	}
+}
+
+// gemvGer4Generic is
+//
+//	for r := 0; r < 4; r++ {
+//		for j := 0; j < n; j++ {
+//			a[r*lda+j] += s[r] * y[j]
+//		}
+//	}
+func gemvGer4Generic(n int, a []float64, lda int, s *[4]float64, y []float64) {
+	a0, a1, a2, a3 := a[:n], a[lda:lda+n], a[2*lda:2*lda+n], a[3*lda:3*lda+n]
+	y = y[:n]
+	s0, s1, s2, s3 := s[0], s[1], s[2], s[3]
+	for j, v := range y {
+		a0[j] += s0 * v
+		a1[j] += s1 * v
+		a2[j] += s2 * v
+		a3[j] += s3 * v
 	}
 }

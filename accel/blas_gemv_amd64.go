@@ -84,3 +84,41 @@ func gemvAxpy4(n int, a []float64, lda int, s *[4]float64, y []float64) {
 		gemvAxpy4Generic(n-nv, a[nv:], lda, s, y[nv:])
 	}
 }
+
+// gemvGer4AVX512 is, for n a multiple of 16,
+//
+//	for r := 0; r < 4; r++ {
+//		for j := 0; j < n; j++ {
+//			a[r*lda+j] += s[r] * y[j]
+//		}
+//	}
+//
+//go:noescape
+func gemvGer4AVX512(n int, a *float64, lda int, s *[4]float64, y *float64)
+
+// gemvGer4AVX2 is gemvGer4AVX512 for n a multiple of 8.
+//
+//go:noescape
+func gemvGer4AVX2(n int, a *float64, lda int, s *[4]float64, y *float64)
+
+// gemvGer4 adds s[r]·y to four rows of A: see gemvGer4Generic.
+func gemvGer4(n int, a []float64, lda int, s *[4]float64, y []float64) {
+	var nv int
+	switch {
+	case useAVX512:
+		nv = n &^ 15
+	case useAVX2:
+		nv = n &^ 7
+	}
+	if nv > 0 {
+		_, _ = a[3*lda+n-1], y[n-1] // the kernels do no bounds checks
+		if useAVX512 {
+			gemvGer4AVX512(nv, &a[0], lda, s, &y[0])
+		} else {
+			gemvGer4AVX2(nv, &a[0], lda, s, &y[0])
+		}
+	}
+	if nv < n {
+		gemvGer4Generic(n-nv, a[nv:], lda, s, y[nv:])
+	}
+}

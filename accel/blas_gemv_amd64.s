@@ -2,8 +2,9 @@
 
 #include "textflag.h"
 
-// Matrix-vector kernels behind Implementation.Dgemv; the Go equivalents are
-// gemvDot4Generic and gemvAxpy4Generic in blas_gemv.go. Rows are row-major
+// Matrix-vector kernels behind Implementation.Dgemv and Dger; the Go
+// equivalents are gemvDot4Generic, gemvAxpy4Generic and gemvGer4Generic in
+// blas_gemv.go. Rows are row-major
 // with stride lda (elements); n is a multiple of 16 (AVX-512) or 8 (AVX2).
 
 // func gemvDot4AVX512(n int, a *float64, lda int, x *float64, dst *[4]float64)
@@ -202,5 +203,117 @@ axpy4avx2_loop:
 	JNZ  axpy4avx2_loop
 
 axpy4avx2_done:
+	VZEROUPPER
+	RET
+
+// func gemvGer4AVX512(n int, a *float64, lda int, s *[4]float64, y *float64)
+TEXT ·gemvGer4AVX512(SB), NOSPLIT, $0-40
+	MOVQ n+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ lda+16(FP), R8
+	SHLQ $3, R8               // lda in bytes
+	MOVQ s+24(FP), BX
+	MOVQ y+32(FP), DX
+	LEAQ (AX)(R8*2), SI       // SI = row 2
+	// z8..z11 = broadcast s[0..3]
+	VBROADCASTSD (BX), Z8
+	VBROADCASTSD 8(BX), Z9
+	VBROADCASTSD 16(BX), Z10
+	VBROADCASTSD 24(BX), Z11
+	SHRQ $4, CX               // 16 columns per iteration
+	JZ   ger4avx512_done
+
+ger4avx512_loop:
+	// y0, y1 = y[j : j+16]
+	VMOVUPD (DX), Z0
+	VMOVUPD 64(DX), Z1
+	// a[r*lda+j : r*lda+j+16] += s_r * y[j : j+16], r = 0..3
+	VMOVUPD (AX), Z2
+	VMOVUPD 64(AX), Z3
+	VFMADD231PD Z0, Z8, Z2
+	VFMADD231PD Z1, Z8, Z3
+	VMOVUPD Z2, (AX)
+	VMOVUPD Z3, 64(AX)
+	VMOVUPD (AX)(R8*1), Z4
+	VMOVUPD 64(AX)(R8*1), Z5
+	VFMADD231PD Z0, Z9, Z4
+	VFMADD231PD Z1, Z9, Z5
+	VMOVUPD Z4, (AX)(R8*1)
+	VMOVUPD Z5, 64(AX)(R8*1)
+	VMOVUPD (SI), Z6
+	VMOVUPD 64(SI), Z7
+	VFMADD231PD Z0, Z10, Z6
+	VFMADD231PD Z1, Z10, Z7
+	VMOVUPD Z6, (SI)
+	VMOVUPD Z7, 64(SI)
+	VMOVUPD (SI)(R8*1), Z12
+	VMOVUPD 64(SI)(R8*1), Z13
+	VFMADD231PD Z0, Z11, Z12
+	VFMADD231PD Z1, Z11, Z13
+	VMOVUPD Z12, (SI)(R8*1)
+	VMOVUPD Z13, 64(SI)(R8*1)
+	ADDQ $128, AX
+	ADDQ $128, SI
+	ADDQ $128, DX
+	DECQ CX
+	JNZ  ger4avx512_loop
+
+ger4avx512_done:
+	VZEROUPPER
+	RET
+
+// func gemvGer4AVX2(n int, a *float64, lda int, s *[4]float64, y *float64)
+TEXT ·gemvGer4AVX2(SB), NOSPLIT, $0-40
+	MOVQ n+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ lda+16(FP), R8
+	SHLQ $3, R8               // lda in bytes
+	MOVQ s+24(FP), BX
+	MOVQ y+32(FP), DX
+	LEAQ (AX)(R8*2), SI       // SI = row 2
+	// y8..y11 = broadcast s[0..3]
+	VBROADCASTSD (BX), Y8
+	VBROADCASTSD 8(BX), Y9
+	VBROADCASTSD 16(BX), Y10
+	VBROADCASTSD 24(BX), Y11
+	SHRQ $3, CX               // 8 columns per iteration
+	JZ   ger4avx2_done
+
+ger4avx2_loop:
+	// y0, y1 = y[j : j+8]
+	VMOVUPD (DX), Y0
+	VMOVUPD 32(DX), Y1
+	// a[r*lda+j : r*lda+j+8] += s_r * y[j : j+8], r = 0..3
+	VMOVUPD (AX), Y2
+	VMOVUPD 32(AX), Y3
+	VFMADD231PD Y0, Y8, Y2
+	VFMADD231PD Y1, Y8, Y3
+	VMOVUPD Y2, (AX)
+	VMOVUPD Y3, 32(AX)
+	VMOVUPD (AX)(R8*1), Y4
+	VMOVUPD 32(AX)(R8*1), Y5
+	VFMADD231PD Y0, Y9, Y4
+	VFMADD231PD Y1, Y9, Y5
+	VMOVUPD Y4, (AX)(R8*1)
+	VMOVUPD Y5, 32(AX)(R8*1)
+	VMOVUPD (SI), Y6
+	VMOVUPD 32(SI), Y7
+	VFMADD231PD Y0, Y10, Y6
+	VFMADD231PD Y1, Y10, Y7
+	VMOVUPD Y6, (SI)
+	VMOVUPD Y7, 32(SI)
+	VMOVUPD (SI)(R8*1), Y12
+	VMOVUPD 32(SI)(R8*1), Y13
+	VFMADD231PD Y0, Y11, Y12
+	VFMADD231PD Y1, Y11, Y13
+	VMOVUPD Y12, (SI)(R8*1)
+	VMOVUPD Y13, 32(SI)(R8*1)
+	ADDQ $64, AX
+	ADDQ $64, SI
+	ADDQ $64, DX
+	DECQ CX
+	JNZ  ger4avx2_loop
+
+ger4avx2_done:
 	VZEROUPPER
 	RET

@@ -125,6 +125,65 @@ func TestDgemvParallel(t *testing.T) {
 	}
 }
 
+// TestDgerPaths checks Implementation.Dger on every path against a naive
+// loop, at sizes across the kernel widths, with guard bands around A, x and y,
+// and with updates large enough to be split across goroutines.
+func TestDgerPaths(t *testing.T) {
+	dims := []int{1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 100}
+	big := [][2]int{{700, 301}, {263, 999}}
+	for _, path := range gemmPaths() {
+		t.Run(path.name, func(t *testing.T) {
+			path.setup(t)
+			rng := rand.New(rand.NewPCG(17, 18))
+			var shapes [][2]int
+			for _, m := range dims {
+				for _, n := range dims {
+					shapes = append(shapes, [2]int{m, n})
+				}
+			}
+			for i, mn := range append(shapes, big...) {
+				m, n := mn[0], mn[1]
+				alpha := []float64{1, -0.5, 2}[i%3]
+				lda := n + i%3
+				A := newGuarded[float64](rng, m, n, lda)
+				X := newGuarded[float64](rng, 1, m, m)
+				Y := newGuarded[float64](rng, 1, n, n)
+				x0, y0 := X.clone(), Y.clone()
+				want := append([]float64(nil), A.data...)
+				for r := 0; r < m; r++ {
+					for j := 0; j < n; j++ {
+						want[r*lda+j] += alpha * X.data[r] * Y.data[j]
+					}
+				}
+				Implementation{}.Dger(m, n, alpha, X.data, 1, Y.data, 1, A.data, lda)
+				name := fmt.Sprintf("m=%d n=%d lda=%d alpha=%v", m, n, lda, alpha)
+				if !sameBits(X.all, x0) || !sameBits(Y.all, y0) {
+					t.Fatalf("%s: x or y modified", name)
+				}
+				A.checkGuards(t, name)
+				for r := 0; r < m; r++ {
+					for j := 0; j < n; j++ {
+						got, w := A.data[r*lda+j], want[r*lda+j]
+						if math.Abs(got-w) > 1e-15*(math.Abs(w)+4) {
+							t.Fatalf("%s: A[%d,%d] = %v, want %v", name, r, j, got, w)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestImplementationDger runs gonum's Dger conformance test on every path.
+func TestImplementationDger(t *testing.T) {
+	for _, path := range gemmPaths() {
+		t.Run(path.name, func(t *testing.T) {
+			path.setup(t)
+			testblas.DgerTest(t, Implementation{})
+		})
+	}
+}
+
 // TestImplementationDgemv runs gonum's Dgemv conformance test (which covers
 // non-unit and negative increments, delegated to gonum) on every path.
 func TestImplementationDgemv(t *testing.T) {
@@ -133,6 +192,22 @@ func TestImplementationDgemv(t *testing.T) {
 			path.setup(t)
 			testblas.DgemvTest(t, Implementation{})
 		})
+	}
+}
+
+func BenchmarkDger(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	for _, impl := range []string{"accel", "gonum"} {
+		for _, n := range []int{64, 256, 1024} {
+			b.Run(fmt.Sprintf("%s/n=%d", impl, n), func(b *testing.B) {
+				a, x, y := randSlice[float64](rng, n*n), randSlice[float64](rng, n), randSlice[float64](rng, n)
+				var bl blas.Float64 = Implementation{}
+				if impl == "gonum" {
+					bl = gonum.Implementation{}
+				}
+				benchGemm(b, gemmShape{m: n, n: n, k: 1}, 8, func() { bl.Dger(n, n, 1e-3, x, 1, y, 1, a, n) })
+			})
+		}
 	}
 }
 
