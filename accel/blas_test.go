@@ -1,6 +1,7 @@
 package accel
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -88,5 +89,41 @@ func TestUse(t *testing.T) {
 	got.Mul(a, b)
 	if !mat.EqualApprox(&got, &want, 1e-12) {
 		t.Fatal("mat.Dense.Mul on accel differs from gonum's")
+	}
+}
+
+// BenchmarkFactorize times gonum's own QR and SVD (values only) of an n×n
+// matrix with gonum's BLAS and with accel's Implementation installed.
+func BenchmarkFactorize(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	old := blas64.Implementation()
+	defer blas64.Use(old)
+	for _, impl := range []string{"gonum", "accel"} {
+		var bl blas.Float64 = gonum.Implementation{}
+		if impl == "accel" {
+			bl = Implementation{}
+		}
+		for _, n := range []int{256, 1024} {
+			a := mat.NewDense(n, n, randSlice[float64](rng, n*n))
+			b.Run(fmt.Sprintf("QR/%s/n=%d", impl, n), func(b *testing.B) {
+				blas64.Use(bl)
+				var qr mat.QR
+				for b.Loop() {
+					qr.Factorize(a)
+				}
+			})
+			b.Run(fmt.Sprintf("SVDValues/%s/n=%d", impl, n), func(b *testing.B) {
+				if n > 512 && testing.Short() {
+					b.Skip("slow")
+				}
+				blas64.Use(bl)
+				var svd mat.SVD
+				for b.Loop() {
+					if !svd.Factorize(a, mat.SVDNone) {
+						b.Fatal("SVD failed")
+					}
+				}
+			})
+		}
 	}
 }
