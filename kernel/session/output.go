@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -202,9 +201,11 @@ type capture struct {
 type segText struct{ name, text string }
 
 type streamReader struct {
-	name    string
-	r       *os.File
-	reading atomic.Bool // blocked in Read, nothing in hand
+	name  string
+	r     *os.File
+	mu    sync.Mutex // held while bytes move from the pipe into the buffer
+	carry []byte     // an incomplete UTF-8 sequence read last
+	buf   []byte
 }
 
 // tickEvery is how often pending output is published while a cell runs.
@@ -225,8 +226,7 @@ func startCapture(pub *lockedPub) *capture {
 	c.wOut, c.wErr = wOut, wErr
 	os.Stdout, os.Stderr = wOut, wErr
 	log.SetOutput(wErr)
-	for _, sr := range []*streamReader{{name: "stdout", r: rOut}, {name: "stderr", r: rErr}} {
-		sr.reading.Store(true) // empty pipe, nothing in hand
+	for _, sr := range []*streamReader{{name: "stdout", r: rOut, buf: make([]byte, 64<<10)}, {name: "stderr", r: rErr, buf: make([]byte, 64<<10)}} {
 		c.readers = append(c.readers, sr)
 		c.wg.Add(1)
 		go c.pump(sr)
@@ -290,49 +290,37 @@ func (c *capture) flush() {
 	c.publish()
 }
 
-// pump moves what arrives on one pipe into the buffer, never splitting a
-// UTF-8 sequence.
-func (c *capture) pump(sr *streamReader) {
-	defer c.wg.Done()
-	buf := make([]byte, 64<<10)
-	var carry []byte
-	for {
-		sr.reading.Store(true)
-		n, err := sr.r.Read(buf)
-		sr.reading.Store(false)
-		if n > 0 {
-			data := append(carry, buf[:n]...)
-			cut := len(data)
-			for cut > 0 && cut > len(data)-utf8.UTFMax && !utf8.Valid(data[:cut]) {
-				cut--
-			}
-			if cut == 0 || !utf8.Valid(data[:cut]) {
-				cut = len(data)
-			}
-			c.add(sr.name, string(data[:cut]))
-			carry = append([]byte(nil), data[cut:]...)
+// take moves data read from a pipe into the buffer, never splitting a
+// UTF-8 sequence (sr.mu held). At EOF the carry goes too.
+func (c *capture) take(sr *streamReader, data []byte, eof bool) {
+	data = append(sr.carry, data...)
+	cut := len(data)
+	if !eof {
+		for cut > 0 && cut > len(data)-utf8.UTFMax && !utf8.Valid(data[:cut]) {
+			cut--
 		}
-		if err != nil {
-			c.add(sr.name, string(carry))
-			return
+		if cut == 0 || !utf8.Valid(data[:cut]) {
+			cut = len(data)
 		}
 	}
+	c.add(sr.name, string(data[:cut]))
+	sr.carry = append([]byte(nil), data[cut:]...)
 }
 
-// waitPipes waits (at most 100 ms) until the pipes are empty and their
-// readers have handed over what they read.
+// pump moves what arrives on one pipe into the buffer until EOF.
+func (c *capture) pump(sr *streamReader) {
+	defer c.wg.Done()
+	pumpPipe(sr, func(data []byte, eof bool) { c.take(sr, data, eof) })
+}
+
+// waitPipes moves into the buffer whatever the pipes hold now, so that it
+// comes before what is written next.
 func (c *capture) waitPipes() {
 	if c == nil || !c.ok {
 		return
 	}
-	deadline := time.Now().Add(100 * time.Millisecond)
 	for _, sr := range c.readers {
-		for time.Now().Before(deadline) {
-			if sr.reading.Load() && pipeBuffered(sr.r) == 0 {
-				break
-			}
-			time.Sleep(20 * time.Microsecond)
-		}
+		drainPipe(sr, func(data []byte) { c.take(sr, data, false) })
 	}
 }
 

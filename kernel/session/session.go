@@ -70,6 +70,7 @@ import (
 	"go/token"
 	"path"
 	"reflect"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -229,6 +230,9 @@ func (s *Session) runtimeSymbols() interp.Exports {
 			"Show": reflect.ValueOf(func(v ...any) {
 				s.shown = v
 				s.hasShown = true
+			}),
+			"ShowText": reflect.ValueOf(func(text string) {
+				s.shownRich = []map[string]any{{"text/plain": text}}
 			}),
 			"Input": reflect.ValueOf(func(prompt string, password bool) string {
 				c := s.running()
@@ -401,8 +405,7 @@ func (s *Session) evalCell(ctx context.Context, c *cell, code string) Result {
 			s.shown, s.shownRich, s.hasShown = nil, nil, false
 			fr := r
 			fr.line = r.finalLine
-			wrapped := pad(fr.line) + "gopeftk.Show(" + final + ")"
-			prog, err := s.compile(wrapped)
+			prog, err := s.compile(pad(fr.line) + "gopeftk.Show(" + final + ")")
 			if err != nil {
 				// A call with no result cannot be shown: run it as is.
 				prog, err = s.compile(pad(fr.line) + final)
@@ -412,6 +415,12 @@ func (s *Session) evalCell(ctx context.Context, c *cell, code string) Result {
 			}
 			if _, err := s.execute(ctx, prog); err != nil {
 				return s.failure(ctx, err, code, fr)
+			}
+			if len(s.shown) == 1 && cellType(s.shown[0]) && pureExpr(final) {
+				// A value of a cell type: its String or Error method is
+				// only visible to interpreted code, so the text is made
+				// there (the expression has no side effects to repeat).
+				s.evalSafe(ctx, "gopeftk.ShowText(fmt.Sprintf(\"%+v\", "+final+"))")
 			}
 			shown, shownRich, hasShown = s.shown, s.shownRich, s.hasShown
 		}
@@ -480,6 +489,20 @@ func (s *Session) autoImport(ctx context.Context, code string) {
 	}
 }
 
+// cellFieldNames matches the names yaegi gives unexported fields of cell
+// types in reflect ("Xstep:" for step).
+var cellFieldNames = regexp.MustCompile(`([{ ])X([a-z_][A-Za-z0-9_]*):`)
+
+// cellType reports whether v looks like a value of a struct type declared
+// in a cell: yaegi gives those no name in reflect.
+func cellType(v any) bool {
+	t := reflect.TypeOf(v)
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t != nil && t.Kind() == reflect.Struct && t.Name() == ""
+}
+
 // showBundle is the execute_result bundle of the values of a final
 // expression: the value itself, or the values' text side by side.
 func showBundle(vals []any, rich []map[string]any) (map[string]any, map[string]any) {
@@ -490,7 +513,11 @@ func showBundle(vals []any, rich []map[string]any) (map[string]any, map[string]a
 		return nil
 	}
 	if len(vals) == 1 {
-		return display.BundleWith(vals[0], richOf(0))
+		data, md := display.BundleWith(vals[0], richOf(0))
+		if t, ok := data["text/plain"].(string); ok && cellType(vals[0]) {
+			data["text/plain"] = cellFieldNames.ReplaceAllString(t, "$1$2:")
+		}
+		return data, md
 	}
 	parts := make([]string, len(vals))
 	for i, v := range vals {
