@@ -512,8 +512,38 @@ func packB[T float32 | float64](bp []T, tB bool, b []T, ldb, pc, jc, kc, nc, nr 
 	for jr := 0; jr < nc; jr += nr {
 		nj := min(nr, nc-jr)
 		panel := bp[jr*kc : (jr+nr)*kc]
-		// op(B)[p, j] = b[j*ldb+p]: read each stored row, scatter with stride nr.
-		for j := 0; j < nj; j++ {
+		// op(B)[p, j] = b[j*ldb+p]: read eight (then four) stored rows at a
+		// time, write as many adjacent values per step of p.
+		j := 0
+		for ; j+8 <= nj; j += 8 {
+			src := (jc+jr+j)*ldb + pc
+			x0 := b[src : src+kc]
+			x1 := b[src+ldb : src+ldb+kc][:len(x0)]
+			x2 := b[src+2*ldb : src+2*ldb+kc][:len(x0)]
+			x3 := b[src+3*ldb : src+3*ldb+kc][:len(x0)]
+			x4 := b[src+4*ldb : src+4*ldb+kc][:len(x0)]
+			x5 := b[src+5*ldb : src+5*ldb+kc][:len(x0)]
+			x6 := b[src+6*ldb : src+6*ldb+kc][:len(x0)]
+			x7 := b[src+7*ldb : src+7*ldb+kc][:len(x0)]
+			for p := range x0 {
+				d := panel[p*nr+j : p*nr+j+8 : p*nr+j+8]
+				d[0], d[1], d[2], d[3] = x0[p], x1[p], x2[p], x3[p]
+				d[4], d[5], d[6], d[7] = x4[p], x5[p], x6[p], x7[p]
+			}
+		}
+		for ; j+4 <= nj; j += 4 {
+			src := (jc+jr+j)*ldb + pc
+			x0 := b[src : src+kc]
+			x1 := b[src+ldb : src+ldb+kc]
+			x2 := b[src+2*ldb : src+2*ldb+kc]
+			x3 := b[src+3*ldb : src+3*ldb+kc]
+			x1, x2, x3 = x1[:len(x0)], x2[:len(x0)], x3[:len(x0)]
+			for p := range x0 {
+				d := panel[p*nr+j : p*nr+j+4 : p*nr+j+4]
+				d[0], d[1], d[2], d[3] = x0[p], x1[p], x2[p], x3[p]
+			}
+		}
+		for ; j < nj; j++ {
 			src := (jc+jr+j)*ldb + pc
 			for p, v := range b[src : src+kc] {
 				panel[p*nr+j] = v

@@ -247,11 +247,12 @@ func largeGemmCases() []gemmCase {
 	add(111, 40, 20)
 	add(113, 45, 20) // across mc = 112
 	add(239, 20, 10)
-	add(241, 21, 10)  // across mc = 240
-	add(30, 1030, 9)  // packed B across nc = 1024
-	add(200, 40, 600) // split by rows, B packed together, several depth blocks
-	add(200, 30, 600) // the same with A read in place
-	add(900, 1030, 8) // split by rows across nc
+	add(241, 21, 10)   // across mc = 240
+	add(30, 1030, 9)   // packed B across nc = 1024
+	add(200, 40, 600)  // split by rows, B packed together, several depth blocks
+	add(200, 30, 600)  // the same with A read in place
+	add(900, 1030, 8)  // split by rows across nc
+	add(16, 1030, 200) // x·Wᵀ shape: dot products of rows, split across goroutines
 	return cases
 }
 
