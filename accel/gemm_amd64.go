@@ -78,12 +78,12 @@ func asmTile[K any](h, kc, nr, lenA, rsa, csa, lenB, sb, lenC, ldc int, p, r []K
 
 // dgemm is Dgemm after the argument checks and special cases.
 func dgemm(tA, tB bool, m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, beta float64, c []float64, ldc int) {
-	if !tA && tB {
+	if tB {
 		mr := 6
 		if useAVX512 {
 			mr = 14
 		}
-		if dgemmDotRows(2*mr, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) {
+		if dgemmDotRows(2*mr, tA, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) {
 			return
 		}
 	}

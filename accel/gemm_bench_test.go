@@ -120,3 +120,30 @@ func randSlice[T float32 | float64](rng *rand.Rand, n int) []T {
 	}
 	return x
 }
+
+// BenchmarkDgemmTrans times the LoRA shapes with a transposed operand, as
+// backward passes (Xᵀ·dY) and PyTorch-layout weights (x·Wᵀ) use them, on
+// one goroutine.
+func BenchmarkDgemmTrans(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	prev := SetThreads(1)
+	defer SetThreads(prev)
+	for _, s := range benchShapes[2:] {
+		a, bm, c := randSlice[float64](rng, s.m*s.k), randSlice[float64](rng, s.k*s.n), make([]float64, s.m*s.n)
+		for _, tr := range []struct {
+			name   string
+			tA, tB bool
+		}{{"NN", false, false}, {"TN", true, false}, {"NT", false, true}, {"TT", true, true}} {
+			lda, ldb := s.k, s.n
+			if tr.tA {
+				lda = s.m
+			}
+			if tr.tB {
+				ldb = s.k
+			}
+			b.Run(s.name+"/"+tr.name, func(b *testing.B) {
+				benchGemm(b, s, 8, func() { Dgemm(tr.tA, tr.tB, s.m, s.n, s.k, 1, a, lda, bm, ldb, 0, c, s.n) })
+			})
+		}
+	}
+}

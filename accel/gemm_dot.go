@@ -1,16 +1,27 @@
 package accel
 
-// dgemmDotRows computes C = alpha·A·Bᵀ + beta·C (tA false, tB true) as
-// m·n dot products of rows of A with rows of B, both contiguous along k, so
-// neither operand is packed or transposed. This is the shape of a linear
-// layer's forward pass, x·Wᵀ with W stored out×in, for a small batch: there
-// packing B (transposing it) would cost more than the product. It reports
-// whether it took the product: only for m ≤ maxRows, and when reading in
-// place is allowed (tests turn it off to cover packing). Arguments are
-// checked, m, n, k > 0 and alpha ≠ 0.
-func dgemmDotRows(maxRows, m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, beta float64, c []float64, ldc int) bool {
+// dgemmDotRows computes C = alpha·op(A)·Bᵀ + beta·C (tB true) as m·n dot
+// products of rows of op(A) with rows of B, both contiguous along k, so B is
+// neither packed nor transposed. This is the shape of a linear layer's
+// forward pass, x·Wᵀ with W stored out×in, for a small batch: there packing
+// B (transposing it) would cost more than the product. When tA, the small
+// op(A) is first copied out transposed. It reports whether it took the
+// product: only for m ≤ maxRows, and when reading in place is allowed (tests
+// turn it off to cover packing). Arguments are checked, m, n, k > 0 and
+// alpha ≠ 0.
+func dgemmDotRows(maxRows int, tA bool, m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, beta float64, c []float64, ldc int) bool {
 	if !useSmallDirect || m > maxRows {
 		return false
+	}
+	if tA {
+		// op(A)[i, p] = a[p*lda+i]: gather it into rows (m·k values).
+		at := make([]float64, m*k)
+		for p := 0; p < k; p++ {
+			for i, v := range a[p*lda : p*lda+m] {
+				at[i*k+p] = v
+			}
+		}
+		a, lda = at, k
 	}
 	if nt := gemvThreads(m*n*k/16, n); nt > 1 {
 		// Split the columns of C, that is the rows of B.

@@ -4,9 +4,9 @@ package accel
 
 // dgemm is Dgemm after the argument checks and special cases.
 func dgemm(tA, tB bool, m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, beta float64, c []float64, ldc int) {
-	if !tA && tB {
+	if tB {
 		mr := 4
-		if dgemmDotRows(2*mr, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) {
+		if dgemmDotRows(2*mr, tA, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) {
 			return
 		}
 	}
