@@ -18,9 +18,9 @@ var (
 
 // Kernel sets of the assembly paths. Blocking: an A block mc×kc (≤ 512 KiB)
 // stays in L2 while B panels kc×nr stream through L1; kc and mc were chosen
-// by measurement on the development machine (Sapphire Rapids-class, 48 KiB
-// L1d, 2 MiB L2), where a deeper kc (fewer passes over C) beat a B panel
-// that fits L1.
+// by measurement on the development machine (an AVX-512 Xeon with 48 KiB
+// L1d and 2 MiB L2 per core), where a deeper kc (fewer passes over C) beat a
+// B panel that fits L1.
 var (
 	dgemmAVX512Set = kernelSet[float64]{name: "AVX512", mr: 14, nr: 16, kc: 512, mc: 14 * 8, nc: 1024,
 		tile: func(h, kc int, a []float64, rsa, csa int, b []float64, sb int, c []float64, ldc int, alpha, beta float64) {
