@@ -101,19 +101,24 @@ func (x panels) toRowMajor(dst []float64, ld int) {
 }
 
 // apply applies the logged sequences, in order, to the rows of x, panel by
-// panel on up to Threads() goroutines, and empties the log.
-func (l *rotLog) apply(x panels) {
+// panel on up to Threads() goroutines, and empties the log. It checks ctx
+// before each panel and returns ctx.Err() (leaving x partly updated) when
+// ctx is cancelled.
+func (l *rotLog) apply(ctx context.Context, x panels) error {
 	if len(l.seqs) == 0 {
-		return
+		return nil
 	}
 	np := (x.cols + rotChunk - 1) / rotChunk
 	workers := min(Threads(), np)
 	if workers <= 1 {
 		for p := 0; p < np; p++ {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			l.applyPanel(x.panel(p), &x.low[p])
 		}
 		l.reset()
-		return
+		return nil
 	}
 	var wg sync.WaitGroup
 	next := make(chan int, np)
@@ -126,12 +131,16 @@ func (l *rotLog) apply(x panels) {
 		go func() {
 			defer wg.Done()
 			for p := range next {
+				if ctx.Err() != nil {
+					return
+				}
 				l.applyPanel(x.panel(p), &x.low[p])
 			}
 		}()
 	}
 	wg.Wait()
 	l.reset()
+	return ctx.Err()
 }
 
 // applyPanel applies every logged sequence to one panel whose rows above
@@ -226,9 +235,11 @@ func bdsqrVectors(ctx context.Context, n int, d, e []float64, vt []float64, ldvt
 	vp, up := newPanels(n, n), newPanels(n, n)
 	vp.setIdentity()
 	up.setIdentity()
-	flush := func() {
-		vlog.apply(vp)
-		ulog.apply(up)
+	flush := func() error {
+		if err := vlog.apply(ctx, vp); err != nil {
+			return err
+		}
+		return ulog.apply(ctx, up)
 	}
 	csU := make([]float64, 2*n)
 	csV := make([]float64, 2*n)
@@ -242,7 +253,6 @@ func bdsqrVectors(ctx context.Context, n int, d, e []float64, vt []float64, ldvt
 outer:
 	for m > 0 {
 		if iter > maxit {
-			flush()
 			return ErrNoConvergence
 		}
 		if sinceCheck > 4*n || len(ulog.cs)+len(vlog.cs) > 4*flushAt {
@@ -251,7 +261,9 @@ outer:
 				return err
 			}
 			if len(ulog.cs)+len(vlog.cs) > 4*flushAt {
-				flush()
+				if err := flush(); err != nil {
+					return err
+				}
 			}
 		}
 		sinceCheck++
@@ -458,7 +470,9 @@ outer:
 			}
 		}
 	}
-	flush()
+	if err := flush(); err != nil {
+		return err
+	}
 	vp.toRowMajor(vt, ldvt)
 	up.toRowMajor(ut, ldut)
 
