@@ -231,7 +231,7 @@ func bdsqrVectors(ctx context.Context, n int, d, e []float64, vt []float64, ldvt
 	thresh := math.Max(tol*sminoa, maxitr*float64(n)*float64(n)*unfl)
 
 	var ulog, vlog rotLog
-	flushAt := max(64*n, 1<<14) // rotations per batch
+	flushAt := max(256*n, 1<<14) // rotations per batch
 	vp, up := newPanels(n, n), newPanels(n, n)
 	vp.setIdentity()
 	up.setIdentity()
