@@ -129,10 +129,15 @@ type Session struct {
 	noop   *interp.Program // arms yaegi's cancellation before each run
 	zombie chan struct{}   // closed when an interrupted cell's goroutine ends
 
+	fitFrom int // first global frame slot released since the last run (noFit: none), see roots.go
+
 	shown     []any // values passed to the Show rewrite of the last run
 	shownRich []map[string]any
 	hasShown  bool
 }
+
+// noFit: no global frame slot was released since the last run.
+const noFit = int(^uint(0) >> 1)
 
 // rtPath is the import path under which the session's runtime helpers are
 // visible to interpreted code, as package gopeftk.
@@ -168,6 +173,7 @@ func (s *Session) reset() error {
 		return err
 	}
 	s.it = it
+	s.fitFrom = noFit
 	s.index = newDeclIndex()
 	var imports strings.Builder
 	imports.WriteString("import (\n\t\"gopeft.kernel\"\n")
@@ -405,6 +411,8 @@ func (s *Session) evalCell(ctx context.Context, c *cell, code string) Result {
 			s.shown, s.shownRich, s.hasShown = nil, nil, false
 			fr := r
 			fr.line = r.finalLine
+			fset, base := s.it.FileSet(), s.it.FileSet().Base()
+			slots := globalSlots(s.it)
 			prog, err := s.compile(pad(fr.line) + "gopeftk.Show(" + final + ")")
 			if err != nil {
 				// A call with no result cannot be shown: run it as is.
@@ -423,6 +431,13 @@ func (s *Session) evalCell(ctx context.Context, c *cell, code string) Result {
 				s.evalSafe(ctx, "gopeftk.ShowText(fmt.Sprintf(\"%+v\", "+final+"))")
 			}
 			shown, shownRich, hasShown = s.shown, s.shownRich, s.hasShown
+			if !hasFuncLit(final) {
+				// Nothing of the expression outlives it: its source file
+				// can go (see roots.go).
+				trimFiles(fset, base, false)
+				releaseSlots(s.it, slots)
+				s.fitFrom = min(s.fitFrom, slots)
+			}
 		}
 	}
 	res := Result{}
@@ -430,6 +445,21 @@ func (s *Session) evalCell(ctx context.Context, c *cell, code string) Result {
 		res.Data, res.Metadata = showBundle(shown, shownRich)
 	}
 	return res
+}
+
+// hasFuncLit reports whether expr contains a func literal (which can outlive
+// the expression and may need its positions later).
+func hasFuncLit(expr string) bool {
+	toks, _, err := scanCell(expr)
+	if err != nil {
+		return true
+	}
+	for _, t := range toks {
+		if t.tok == token.FUNC {
+			return true
+		}
+	}
+	return false
 }
 
 // bindCtx sets the predeclared ctx to the cell's context, unless a cell
@@ -538,7 +568,14 @@ func pad(line int) string { return strings.Repeat("\n", line) }
 // evalRun compiles and executes one run of the cell.
 func (s *Session) evalRun(ctx context.Context, r run, src string) (reflect.Value, error) {
 	src = rewriteGo(src)
-	return s.evalSafe(ctx, pad(r.line)+src)
+	fset, base := s.it.FileSet(), s.it.FileSet().Base()
+	v, err := s.evalSafe(ctx, pad(r.line)+src)
+	if !r.decl && !hasFuncLit(src) {
+		// Statements without func literals leave no code behind that
+		// could report a position later (see roots.go).
+		trimFiles(fset, base, false)
+	}
+	return v, err
 }
 
 // evalSafe compiles and executes src, recovering compile-stage panics.
@@ -558,6 +595,9 @@ func (e compileError) Error() string { return e.err.Error() }
 // compile turns src into a program; yaegi's compile stage can panic on
 // some inputs (traefik/yaegi#1560), which becomes an error here.
 func (s *Session) compile(src string) (prog *interp.Program, err error) {
+	fset := s.it.FileSet()
+	base := fset.Base()
+	defer func() { trimFiles(fset, base, err == nil) }()
 	defer func() {
 		if r := recover(); r != nil {
 			err = compileError{fmt.Errorf("%v", r)}
@@ -588,6 +628,9 @@ func (s *Session) execute(ctx context.Context, prog *interp.Program) (reflect.Va
 		if _, err := s.it.ExecuteWithContext(context.Background(), s.noop); err != nil {
 			return reflect.Value{}, err
 		}
+	}
+	if s.fitFrom < noFit {
+		s.fitFrom = fitSlots(s.it, s.fitFrom)
 	}
 	var res reflect.Value
 	var err error
