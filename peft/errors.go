@@ -2,6 +2,7 @@ package peft
 
 import (
 	"fmt"
+	"reflect"
 	"runtime/debug"
 )
 
@@ -37,6 +38,11 @@ func Maybe(fn func()) (err error) {
 		r := recover()
 		if r == nil {
 			return
+		}
+		// An interpreter (yaegi, in the gopeft kernel) hands a panic of
+		// compiled code on through interpreted frames as its reflect.Value.
+		if rv, ok := r.(reflect.Value); ok && rv.IsValid() && rv.CanInterface() {
+			r = rv.Interface()
 		}
 		e, ok := r.(error)
 		if !ok {
