@@ -194,8 +194,8 @@ type capture struct {
 	wOut, wErr     *os.File
 	wg             sync.WaitGroup
 	ok             bool
-	stopTick       chan struct{}
-	tickDone       chan struct{}
+	flushAt        *time.Timer // publishes pending output; nil when none is pending
+	stopped        bool        // the cell ended: no more timed publishing
 }
 
 type segText struct{ name, text string }
@@ -208,12 +208,25 @@ type streamReader struct {
 	buf   []byte
 }
 
-// tickEvery is how often pending output is published while a cell runs.
+// tickEvery is how soon output is published after it was written while
+// a cell runs. The timer is started by the first pending output, so a
+// cell that prints nothing costs no timer and no goroutine.
 const tickEvery = 50 * time.Millisecond
 
+// pipeBufs recycles the pipe readers' buffers: allocated per cell, they
+// were 128 KB of garbage for every cell, a GC every 30 trivial cells.
+var pipeBufs = sync.Pool{New: func() any { return new([64 << 10]byte) }}
+
+func getPipeBuf() []byte { return pipeBufs.Get().(*[64 << 10]byte)[:] }
+
+func putPipeBuf(b []byte) {
+	if len(b) == 64<<10 {
+		pipeBufs.Put((*[64 << 10]byte)(b))
+	}
+}
+
 func startCapture(pub *lockedPub) *capture {
-	c := &capture{pub: pub, stopTick: make(chan struct{}), tickDone: make(chan struct{})}
-	go c.tick()
+	c := &capture{pub: pub}
 	rOut, wOut, err1 := os.Pipe()
 	rErr, wErr, err2 := os.Pipe()
 	if err1 != nil || err2 != nil {
@@ -226,7 +239,7 @@ func startCapture(pub *lockedPub) *capture {
 	c.wOut, c.wErr = wOut, wErr
 	os.Stdout, os.Stderr = wOut, wErr
 	log.SetOutput(wErr)
-	for _, sr := range []*streamReader{{name: "stdout", r: rOut, buf: make([]byte, 64<<10)}, {name: "stderr", r: rErr, buf: make([]byte, 64<<10)}} {
+	for _, sr := range []*streamReader{{name: "stdout", r: rOut, buf: getPipeBuf()}, {name: "stderr", r: rErr, buf: getPipeBuf()}} {
 		c.readers = append(c.readers, sr)
 		c.wg.Add(1)
 		go c.pump(sr)
@@ -234,18 +247,13 @@ func startCapture(pub *lockedPub) *capture {
 	return c
 }
 
-func (c *capture) tick() {
-	defer close(c.tickDone)
-	t := time.NewTicker(tickEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.stopTick:
-			return
-		case <-t.C:
-			c.publish()
-		}
-	}
+// timed publishes the pending output when tickEvery has passed since the
+// first of it was written.
+func (c *capture) timed() {
+	c.mu.Lock()
+	c.flushAt = nil
+	c.mu.Unlock()
+	c.publish()
 }
 
 // add appends text to the pending output.
@@ -258,6 +266,9 @@ func (c *capture) add(name, text string) {
 		c.segs[n-1].text += text
 	} else {
 		c.segs = append(c.segs, segText{name, text})
+	}
+	if c.flushAt == nil && !c.stopped {
+		c.flushAt = time.AfterFunc(tickEvery, c.timed)
 	}
 	c.mu.Unlock()
 }
@@ -333,10 +344,19 @@ func (c *capture) stop() {
 		c.wErr.Close()
 		c.wg.Wait()
 		for _, sr := range c.readers {
+			sr.mu.Lock()
 			sr.r.Close()
+			putPipeBuf(sr.buf)
+			sr.buf = nil
+			sr.mu.Unlock()
 		}
 	}
-	close(c.stopTick)
-	<-c.tickDone
+	c.mu.Lock()
+	c.stopped = true
+	if c.flushAt != nil {
+		c.flushAt.Stop() // a callback already started publishes in order (pubMu)
+		c.flushAt = nil
+	}
+	c.mu.Unlock()
 	c.publish()
 }

@@ -126,7 +126,8 @@ type Session struct {
 		msg string
 	}
 
-	noop   *interp.Program // arms yaegi's cancellation before each run
+	noop   *interp.Program // arms yaegi's cancellation before a run
+	armed  bool            // yaegi's cancellation is armed (no stop since)
 	zombie chan struct{}   // closed when an interrupted cell's goroutine ends
 
 	fitFrom int // first global frame slot released since the last run (noFit: none), see roots.go
@@ -173,6 +174,7 @@ func (s *Session) reset() error {
 		return err
 	}
 	s.it = it
+	s.armed = false
 	s.fitFrom = noFit
 	s.index = newDeclIndex()
 	var imports strings.Builder
@@ -623,11 +625,14 @@ func (s *Session) compile(src string) (prog *interp.Program, err error) {
 func (s *Session) execute(ctx context.Context, prog *interp.Program) (reflect.Value, error) {
 	s.waitZombie()
 	// A no-op run through ExecuteWithContext arms yaegi's cancellation (a
-	// fresh done channel, cancellable channel operations).
-	if s.noop != nil {
+	// fresh done channel, cancellable channel operations); it stays armed
+	// until the next stop. (Arming before every run cost a goroutine and a
+	// run per program.)
+	if !s.armed && s.noop != nil {
 		if _, err := s.it.ExecuteWithContext(context.Background(), s.noop); err != nil {
 			return reflect.Value{}, err
 		}
+		s.armed = true
 	}
 	if s.fitFrom < noFit {
 		s.fitFrom = fitSlots(s.it, s.fitFrom)
@@ -645,6 +650,7 @@ func (s *Session) execute(ctx context.Context, prog *interp.Program) (reflect.Va
 	case <-ctx.Done():
 	}
 	interpStop(s.it)
+	s.armed = false
 	if c := s.running(); c != nil && c.cancel != nil {
 		c.cancel()
 	}
