@@ -1,7 +1,7 @@
 // Opens a notebook in a running Jupyter Notebook (6.x classic UI) in headless Chromium, runs all
 // cells with the gopeft kernel, waits for the kernel to finish, and checks that inline charts
-// render (decoded <img> with a non-zero size) and that no cell shows an error. Saves a full-page
-// screenshot.
+// render (a decoded <img> or an inline <svg> with drawn content, laid out at a visible size) and that
+// no cell shows an error. Saves a screenshot with the first chart in view.
 //
 // usage: node browser.mjs URL SCREENSHOT.png
 import { chromium } from 'playwright-core';
@@ -26,13 +26,22 @@ try {
     const busy = document.querySelector('#kernel_indicator_icon.kernel_busy_icon');
     return !busy && cells.every(c => c.input_prompt_number !== '*' && c.input_prompt_number !== undefined && c.input_prompt_number !== null);
   }, null, { timeout: 240000, polling: 500 });
-  await page.screenshot({ path: shot, fullPage: true });
+  // The notebook scrolls inside its own panel: bring the first chart into view for the screenshot.
+  await page.evaluate(() => {
+    const el = document.querySelector('.output_area .output_svg svg, .output_area img');
+    if (el) el.scrollIntoView({ block: 'center' });
+  });
+  await page.screenshot({ path: shot });
   const result = await page.evaluate(() => {
+    // Charts arrive as PNG (<img>) or SVG (inline <svg>, which Notebook prefers when both are sent).
     const imgs = [...document.querySelectorAll('.output_area img')];
+    const svgs = [...document.querySelectorAll('.output_area .output_svg svg')];
+    const shown = el => { const r = el.getBoundingClientRect(); return r.width > 10 && r.height > 10; };
     return {
       cells: Jupyter.notebook.get_cells().filter(c => c.cell_type === 'code').length,
-      images: imgs.length,
-      rendered: imgs.filter(i => i.complete && i.naturalWidth > 0 && i.naturalHeight > 0).length,
+      images: imgs.length + svgs.length,
+      rendered: imgs.filter(i => i.complete && i.naturalWidth > 0 && shown(i)).length +
+        svgs.filter(s => s.querySelector('path, text') && shown(s)).length,
       errors: [...document.querySelectorAll('.output_error')].map(e => e.innerText.slice(0, 500)),
     };
   });
