@@ -21,6 +21,7 @@ package display
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"fmt"
 	"html"
 	"image"
@@ -42,6 +43,9 @@ type (
 	markdowner interface{ Markdown() string }
 	jsoner     interface{ JSON() any }
 	texter     interface{ Text() string }
+	// A value whose PNG has more pixels than it should take on screen
+	// (viz charts render at 2×) gives its size in CSS pixels.
+	displaySizer interface{ DisplaySize() (w, h int) }
 )
 
 // MaxText is the length beyond which text/plain is cut.
@@ -62,7 +66,7 @@ func BundleWith(v any, have map[string]any) (data, metadata map[string]any) {
 	for k, x := range have {
 		if b, ok := x.([]byte); ok && k == "image/png" {
 			if len(b) > 0 {
-				addPNG(data, metadata, b)
+				addPNG(data, metadata, b, v)
 			}
 			continue
 		}
@@ -78,7 +82,7 @@ func BundleWith(v any, have map[string]any) (data, metadata map[string]any) {
 	}()
 	if x, ok := v.(pnger); ok && !has("image/png") {
 		if b := x.PNG(); len(b) > 0 {
-			addPNG(data, metadata, b)
+			addPNG(data, metadata, b, v)
 		}
 	}
 	if x, ok := v.(svger); ok && !has("image/svg+xml") {
@@ -102,14 +106,14 @@ func BundleWith(v any, have map[string]any) (data, metadata map[string]any) {
 	case *plot.Plot:
 		if _, done := data["image/png"]; !done && x != nil {
 			if b, err := plotPNG(x); err == nil {
-				addPNG(data, metadata, b)
+				addPNG(data, metadata, b, v)
 			}
 		}
 	case image.Image:
 		if _, done := data["image/png"]; !done && x != nil {
 			var buf bytes.Buffer
 			if err := png.Encode(&buf, x); err == nil {
-				addPNG(data, metadata, buf.Bytes())
+				addPNG(data, metadata, buf.Bytes(), v)
 			}
 		}
 	case mat.Matrix:
@@ -174,11 +178,54 @@ func safeText(v any) (s string) {
 
 func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
-func addPNG(data, metadata map[string]any, b []byte) {
+// addPNG adds a PNG to the bundle, with the width and height at which
+// the front-end should show it, in CSS pixels: the value's DisplaySize()
+// when it has one; else the PNG's pixel size scaled by its pHYs density
+// (96 dots per inch is one pixel per CSS pixel); else its pixel size.
+func addPNG(data, metadata map[string]any, b []byte, v any) {
 	data["image/png"] = base64.StdEncoding.EncodeToString(b)
-	if cfg, err := png.DecodeConfig(bytes.NewReader(b)); err == nil {
-		metadata["image/png"] = map[string]any{"width": cfg.Width, "height": cfg.Height}
+	if ds, ok := v.(displaySizer); ok && !isNil(v) {
+		if w, h := ds.DisplaySize(); w > 0 && h > 0 {
+			metadata["image/png"] = map[string]any{"width": w, "height": h}
+			return
+		}
 	}
+	cfg, err := png.DecodeConfig(bytes.NewReader(b))
+	if err != nil {
+		return
+	}
+	w, h := cfg.Width, cfg.Height
+	if dpiX, dpiY, ok := pngDPI(b); ok {
+		w = int(float64(w)*96/dpiX + 0.5)
+		h = int(float64(h)*96/dpiY + 0.5)
+	}
+	metadata["image/png"] = map[string]any{"width": w, "height": h}
+}
+
+// pngDPI reads the pixel density of a PNG's pHYs chunk, when it has one in
+// pixels per metre, in dots per inch.
+func pngDPI(b []byte) (x, y float64, ok bool) {
+	const sig = "\x89PNG\r\n\x1a\n"
+	if len(b) < len(sig) || string(b[:len(sig)]) != sig {
+		return 0, 0, false
+	}
+	for p := len(sig); p+8 <= len(b); {
+		n := int(binary.BigEndian.Uint32(b[p:]))
+		typ := string(b[p+4 : p+8])
+		if n < 0 || p+8+n > len(b) || typ == "IDAT" || typ == "IEND" {
+			return 0, 0, false
+		}
+		if typ == "pHYs" && n == 9 {
+			d := b[p+8 : p+17]
+			px, py := binary.BigEndian.Uint32(d[0:]), binary.BigEndian.Uint32(d[4:])
+			if d[8] != 1 || px == 0 || py == 0 { // unit 1: metre
+				return 0, 0, false
+			}
+			return float64(px) * 0.0254, float64(py) * 0.0254, true
+		}
+		p += 8 + n + 4 // length, type, data, CRC
+	}
+	return 0, 0, false
 }
 
 // PlotSize is the size at which a bare *plot.Plot is drawn.
