@@ -26,7 +26,32 @@ in a tooltip, tab completes.
 Preloaded packages (no import needed): context errors fmt math math/rand os
 sort strconv strings time, gonum mat, and gopeft's nb accel peft viz.
 Every cell has ctx, its context: cancelled when you interrupt the cell,
-pass it to long computations (peft training, accel SVD) so they stop.`
+pass it to long computations (peft training, accel SVD) so they stop. A
+func declared in an earlier cell that uses ctx sees the running cell's.
+
+Showing values: the cell's last expression is shown (a chart as its image,
+a matrix as a table). A call returning (value, error), such as
+viz.SpectrumChart(...) or strconv.Atoi(s), shows the value alone when the
+error is nil, and fails the cell with the error when it is not. Other
+tuples show as (a, b, ...). nb.Display(v) shows a value mid-cell.
+
+Known limits of the interpreter (yaegi v0.16.1) and their workarounds:
+  - a, b := f() inside a loop body at the top level of a cell fails
+    ("undefined: a"): declare first (var a, b int; a, b = f()) or put
+    the loop in a func.
+  - x := s[i] at the top level, with s from compiled code (a []string
+    from strings.Fields, a peft slice) can fail ("constant definition
+    loop"): var x string = s[i], or do it inside a func.
+  - a struct type keeps its first definition: redefining it with other
+    fields fails ("too many values in struct literal"); use a new name
+    or %reset.
+  - methods of types declared in cells are invisible to compiled code:
+    such a value shows as text, not richly; wrap what its method returns
+    (nb.HTML(v.HTML())). fmt still sees String() and Error().
+  - library APIs are not generic (the interpreter cannot call compiled
+    generics); generic funcs declared in cells work.
+  - a panic in a goroutine a compiled library starts ends the kernel;
+    panics in goroutines your cells start are caught and reported.`
 
 // magic runs a cell whose first line starts with %.
 func (s *Session) magic(ctx context.Context, c *cell, code string) Result {

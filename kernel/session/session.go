@@ -17,7 +17,8 @@
 // definition (a yaegi limitation: use a new name).
 //
 // The value of a final expression is shown as execute_result (several
-// values as a tuple); statements, declarations, void calls and fmt.Print*
+// values as a tuple; a (value, error) pair shows the value alone when the
+// error is nil, and fails the cell with the error otherwise); statements, declarations, void calls and fmt.Print*
 // calls show nothing. `name?` (or `?name`) alone shows help in the pager;
 // a first line starting with % is a magic (%help lists them: %who, %time,
 // %%time, %reset).
@@ -444,9 +445,39 @@ func (s *Session) evalCell(ctx context.Context, c *cell, code string) Result {
 	}
 	res := Result{}
 	if hasShown {
+		if v, err, ok := valueAndError(shown); ok {
+			if err != nil {
+				name := strings.TrimPrefix(fmt.Sprintf("%T", err), "*")
+				return errorResult(name, err.Error(), []string{
+					name + ": " + err.Error(),
+					"  (the cell's final expression returned this error as its last value)"})
+			}
+			shown = []any{v}
+			if len(shownRich) > 1 {
+				shownRich = shownRich[:1]
+			}
+		}
 		res.Data, res.Metadata = showBundle(shown, shownRich)
 	}
 	return res
+}
+
+// valueAndError recognizes the values of a final expression of type
+// (T, error), the result of most fallible calls (viz charts, strconv,
+// os.ReadFile): two values, the second a nil interface or an error. The
+// cell then shows the first value as if it were alone (richly: a chart as
+// its image) when the error is nil, and fails with the error otherwise.
+func valueAndError(vals []any) (v any, err error, ok bool) {
+	if len(vals) != 2 {
+		return nil, nil, false
+	}
+	if vals[1] == nil {
+		return vals[0], nil, true
+	}
+	if e, isErr := vals[1].(error); isErr {
+		return vals[0], e, true
+	}
+	return nil, nil, false
 }
 
 // hasFuncLit reports whether expr contains a func literal (which can outlive
