@@ -2,8 +2,11 @@ package session
 
 import (
 	"context"
+	"fmt"
 	"go/token"
+	"os"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -152,5 +155,27 @@ func TestTrivialCellGarbage(t *testing.T) {
 	t.Logf("%d bytes allocated per trivial cell", per)
 	if per > 48<<10 {
 		t.Errorf("a trivial cell allocates %d bytes", per)
+	}
+}
+
+// TestPipesMadeOnce: the output pipes are made once per session, not per
+// cell (per cell they cost a dozen system calls and, at the end of every
+// cell, a wait for their readers to be woken by the network poller, a cause
+// of slow round trips on a loaded machine); compiled output is still
+// caught in every cell.
+func TestPipesMadeOnce(t *testing.T) {
+	s := newSession(t)
+	first, _ := runOK(t, s, `fmt.Sprintf("%p", os.Stdout)`)
+	for i := 0; i < 20; i++ {
+		res, rec := runOK(t, s, `os.Stdout.WriteString("compiled\n")`+"\n"+`fmt.Sprintf("%p", os.Stdout)`)
+		if text(res) != text(first) {
+			t.Fatalf("cell %d writes to %s, the first to %s: a new pipe per cell", i, text(res), text(first))
+		}
+		if got := rec.stdout(); got != "compiled\n" {
+			t.Fatalf("cell %d: compiled output %q", i, got)
+		}
+	}
+	if fmt.Sprintf("%p", os.Stdout) == strings.Trim(text(first), `"`) {
+		t.Error("os.Stdout is still the pipe between cells")
 	}
 }

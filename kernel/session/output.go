@@ -171,41 +171,51 @@ func (p *stdinProxy) Read(b []byte) (int, error) {
 }
 
 // capture collects a cell's output in the order it was produced and
-// streams it to the publisher while the cell runs (every 50 ms, and before
+// streams it to the publisher while the cell runs (within 50 ms, and before
 // any display, clear or input request, so that these come after the text
 // printed before them).
 //
 // Interpreted fmt.Print* and log go straight into the buffer. os.Stdout,
-// os.Stderr and the standard logger are redirected to pipes for the
-// duration of the cell, so that compiled libraries' output is caught too; a
-// reader per pipe moves what arrives into the buffer. Before taking an
-// interpreted write, the pipes are drained, so compiled output written
-// earlier comes first.
+// os.Stderr and the standard logger are redirected to the session's pipes
+// for the duration of the cell, so that compiled libraries' output is
+// caught too; a reader per pipe moves what arrives into the buffer. Before
+// taking an interpreted write, and when the cell ends, the pipes are
+// drained, so compiled output written earlier comes first.
 type capture struct {
 	pub *lockedPub
 
-	mu    sync.Mutex // guards segs
+	mu    sync.Mutex // guards segs, flushAt, stopped
 	segs  []segText  // pending output, in order
 	pubMu sync.Mutex // held while publishing, keeps the order
 
+	pipes          *outPipes // nil: compiled output is not caught
 	oldOut, oldErr *os.File
 	oldLog         io.Writer
-	readers        []*streamReader
-	wOut, wErr     *os.File
-	wg             sync.WaitGroup
-	ok             bool
 	flushAt        *time.Timer // publishes pending output; nil when none is pending
 	stopped        bool        // the cell ended: no more timed publishing
 }
 
 type segText struct{ name, text string }
 
+// outPipes are the pipes os.Stdout and os.Stderr write to while a cell
+// runs. They are made once per session and read by one goroutine each for
+// the session's life: making them per cell cost a dozen system calls, and
+// waiting at the end of each cell for their readers to see EOF put two
+// goroutine wake-ups through the network poller on every round trip.
+type outPipes struct {
+	wOut, wErr *os.File
+	readers    []*streamReader
+}
+
 type streamReader struct {
 	name  string
 	r     *os.File
-	mu    sync.Mutex // held while bytes move from the pipe into the buffer
+	mu    sync.Mutex // held while bytes move from the pipe to the sink
 	carry []byte     // an incomplete UTF-8 sequence read last
 	buf   []byte
+	sink  *capture                         // the running cell's output; nil between cells
+	held  []segText                        // read between cells when background refused it
+	bg    func(name string, b []byte) bool // output between cells (Session.background)
 }
 
 // tickEvery is how soon output is published after it was written while
@@ -213,37 +223,93 @@ type streamReader struct {
 // cell that prints nothing costs no timer and no goroutine.
 const tickEvery = 50 * time.Millisecond
 
-// pipeBufs recycles the pipe readers' buffers: allocated per cell, they
-// were 128 KB of garbage for every cell, a GC every 30 trivial cells.
-var pipeBufs = sync.Pool{New: func() any { return new([64 << 10]byte) }}
+// newOutPipes makes the pipes and starts their readers; nil if the system
+// gives no pipes (compiled output then goes to the process's streams).
+func newOutPipes(bg func(name string, b []byte) bool) *outPipes {
+	rOut, wOut, err := os.Pipe()
+	if err != nil {
+		return nil
+	}
+	rErr, wErr, err := os.Pipe()
+	if err != nil {
+		rOut.Close()
+		wOut.Close()
+		return nil
+	}
+	p := &outPipes{wOut: wOut, wErr: wErr}
+	for _, sr := range []*streamReader{{name: "stdout", r: rOut}, {name: "stderr", r: rErr}} {
+		sr.buf = make([]byte, 64<<10)
+		sr.bg = bg
+		p.readers = append(p.readers, sr)
+		go func() {
+			pumpPipe(sr, sr.take)
+			sr.r.Close()
+		}()
+	}
+	return p
+}
 
-func getPipeBuf() []byte { return pipeBufs.Get().(*[64 << 10]byte)[:] }
-
-func putPipeBuf(b []byte) {
-	if len(b) == 64<<10 {
-		pipeBufs.Put((*[64 << 10]byte)(b))
+// close ends the readers (they read what is left, then EOF).
+func (p *outPipes) close() {
+	if p != nil {
+		p.wOut.Close()
+		p.wErr.Close()
 	}
 }
 
-func startCapture(pub *lockedPub) *capture {
-	c := &capture{pub: pub}
-	rOut, wOut, err1 := os.Pipe()
-	rErr, wErr, err2 := os.Pipe()
-	if err1 != nil || err2 != nil {
-		// Without pipes compiled output goes to the process streams; the
-		// cell still runs.
+// take moves data read from the pipe to the sink, never splitting a UTF-8
+// sequence (sr.mu held). At EOF the carry goes too.
+func (sr *streamReader) take(data []byte, eof bool) {
+	data = append(sr.carry, data...)
+	cut := len(data)
+	if !eof {
+		for cut > 0 && cut > len(data)-utf8.UTFMax && !utf8.Valid(data[:cut]) {
+			cut--
+		}
+		if cut == 0 || !utf8.Valid(data[:cut]) {
+			cut = len(data)
+		}
+	}
+	sr.emit(string(data[:cut]))
+	sr.carry = append(sr.carry[:0], data[cut:]...)
+}
+
+// emit hands text to the running cell, or keeps it for the next (sr.mu
+// held).
+func (sr *streamReader) emit(text string) {
+	if text == "" {
+		return
+	}
+	if sr.sink != nil {
+		sr.sink.add(sr.name, text)
+		return
+	}
+	// Written between cells by compiled code that kept os.Stdout.
+	if len(sr.held) > 0 || !sr.bg(sr.name, []byte(text)) {
+		if len(sr.held) < 1000 {
+			sr.held = append(sr.held, segText{sr.name, text})
+		}
+	}
+}
+
+func startCapture(pub *lockedPub, p *outPipes) *capture {
+	c := &capture{pub: pub, pipes: p}
+	if p == nil {
 		return c
 	}
-	c.ok = true
-	c.oldOut, c.oldErr, c.oldLog = os.Stdout, os.Stderr, log.Writer()
-	c.wOut, c.wErr = wOut, wErr
-	os.Stdout, os.Stderr = wOut, wErr
-	log.SetOutput(wErr)
-	for _, sr := range []*streamReader{{name: "stdout", r: rOut, buf: getPipeBuf()}, {name: "stderr", r: rErr, buf: getPipeBuf()}} {
-		c.readers = append(c.readers, sr)
-		c.wg.Add(1)
-		go c.pump(sr)
+	for _, sr := range p.readers {
+		sr.mu.Lock()
+		sr.sink = c
+		held := sr.held
+		sr.held = nil
+		sr.mu.Unlock()
+		for _, h := range held {
+			c.add(h.name, h.text)
+		}
 	}
+	c.oldOut, c.oldErr, c.oldLog = os.Stdout, os.Stderr, log.Writer()
+	os.Stdout, os.Stderr = p.wOut, p.wErr
+	log.SetOutput(p.wErr)
 	return c
 }
 
@@ -301,53 +367,30 @@ func (c *capture) flush() {
 	c.publish()
 }
 
-// take moves data read from a pipe into the buffer, never splitting a
-// UTF-8 sequence (sr.mu held). At EOF the carry goes too.
-func (c *capture) take(sr *streamReader, data []byte, eof bool) {
-	data = append(sr.carry, data...)
-	cut := len(data)
-	if !eof {
-		for cut > 0 && cut > len(data)-utf8.UTFMax && !utf8.Valid(data[:cut]) {
-			cut--
-		}
-		if cut == 0 || !utf8.Valid(data[:cut]) {
-			cut = len(data)
-		}
-	}
-	c.add(sr.name, string(data[:cut]))
-	sr.carry = append([]byte(nil), data[cut:]...)
-}
-
-// pump moves what arrives on one pipe into the buffer until EOF.
-func (c *capture) pump(sr *streamReader) {
-	defer c.wg.Done()
-	pumpPipe(sr, func(data []byte, eof bool) { c.take(sr, data, eof) })
-}
-
 // waitPipes moves into the buffer whatever the pipes hold now, so that it
 // comes before what is written next.
 func (c *capture) waitPipes() {
-	if c == nil || !c.ok {
+	if c == nil || c.pipes == nil {
 		return
 	}
-	for _, sr := range c.readers {
-		drainPipe(sr, func(data []byte) { c.take(sr, data, false) })
+	for _, sr := range c.pipes.readers {
+		drainPipe(sr, func(data []byte) { sr.take(data, false) })
 	}
 }
 
-// stop restores the process streams and publishes what is left.
+// stop restores the process streams, takes what the pipes hold and
+// publishes what is left.
 func (c *capture) stop() {
-	if c.ok {
+	if c.pipes != nil {
 		os.Stdout, os.Stderr = c.oldOut, c.oldErr
 		log.SetOutput(c.oldLog)
-		c.wOut.Close()
-		c.wErr.Close()
-		c.wg.Wait()
-		for _, sr := range c.readers {
+		c.waitPipes()
+		for _, sr := range c.pipes.readers {
 			sr.mu.Lock()
-			sr.r.Close()
-			putPipeBuf(sr.buf)
-			sr.buf = nil
+			if sr.sink == c {
+				sr.take(nil, true) // the carry: the cell's output ends here
+				sr.sink = nil
+			}
 			sr.mu.Unlock()
 		}
 	}

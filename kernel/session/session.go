@@ -120,6 +120,8 @@ type Session struct {
 
 	errf        *stderrFilter // the interpreter's stderr
 	cur         *cell         // the running cell, nil between cells
+	pipes       *outPipes     // os.Stdout and os.Stderr while a cell runs (made at the first cell)
+	noPipes     bool          // the system gave no pipes
 	curMu       sync.Mutex
 	pending     []segText // output of goroutines after their cell ended, for the next cell
 	lastGoPanic struct {
@@ -338,12 +340,14 @@ func (s *Session) running() *cell {
 	return s.cur
 }
 
-// Close releases the session. The interpreter has no resources beyond
-// memory, so Close only drops it.
+// Close releases the session: it drops the interpreter and closes the
+// output pipes.
 func (s *Session) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.it = nil
+	s.pipes.close()
+	s.pipes = nil
 	return nil
 }
 
@@ -818,7 +822,11 @@ type cell struct {
 func (s *Session) startCell(ctx context.Context, count int, pub Publisher) *cell {
 	lp := &lockedPub{pub: pub, ctx: ctx}
 	c := &cell{ctx: ctx, count: count, pub: lp, start: time.Now()}
-	c.out = startCapture(lp)
+	if s.pipes == nil && !s.noPipes {
+		s.pipes = newOutPipes(s.background)
+		s.noPipes = s.pipes == nil
+	}
+	c.out = startCapture(lp, s.pipes)
 	c.errFilter = s.errf
 	s.errf.reset()
 	s.curMu.Lock()
