@@ -34,6 +34,7 @@ var HelpLinks = []dispatch.HelpLink{
 // or SIGTERM. SIGINT interrupts the running cell instead of ending the
 // process (interrupt_mode "message" is preferred; SIGINT is the fallback).
 func Run(connectionFile string) error {
+	tuneGC()
 	// The session redirects os.Stderr while cells run; kernel logs keep the
 	// real stderr.
 	lg := log.New(os.Stderr, "gopeft kernel: ", log.LstdFlags|log.Lmicroseconds)
