@@ -40,7 +40,7 @@
 // Interpreted fmt.Print* and log go straight into the cell's output;
 // os.Stdout, os.Stderr and the standard logger are redirected to pipes
 // while a cell runs, so compiled libraries' output is caught too. Output is
-// published in order, every 50 ms while the cell runs and before each
+// published in order, within 50 ms while the cell runs and before each
 // display. The kernel's own logging should therefore not use os.Stderr or
 // the standard logger during a cell (keep a *log.Logger made at start-up).
 //
