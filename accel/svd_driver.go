@@ -171,8 +171,11 @@ func gebrdBlocked(ctx context.Context, m, n int, a []float64, lda int, d, e, tau
 	x := make([]float64, m*nb) // X: m×nb
 	y := make([]float64, n*nb) // Y: n×nb
 	var w1, w2 []float64
+	var tm *team // helpers for labrd's matrix-vector products
 	i := 0
 	if n > gebrdCross {
+		tm = newTeam(Threads())
+		defer tm.close()
 		w1 = make([]float64, m*2*nb) // [V X] (m−i−nb)×2nb
 		w2 = make([]float64, 2*nb*n) // [Yᵀ; U] 2nb×(n−i−nb)
 	}
@@ -180,7 +183,7 @@ func gebrdBlocked(ctx context.Context, m, n int, a []float64, lda int, d, e, tau
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		labrd(m-i, n-i, nb, a[i*lda+i:], lda, d[i:], e[i:], tauQ[i:], tauP[i:], x, nb, y, nb)
+		labrd(tm, m-i, n-i, nb, a[i*lda+i:], lda, d[i:], e[i:], tauQ[i:], tauP[i:], x, nb, y, nb)
 		// A[i+nb:, i+nb:] −= V·Y[nb:]ᵀ + X[nb:]·U, with V = A[i+nb:, i:i+nb]
 		// and U = A[i:i+nb, i+nb:]: one GEMM on [V X]·[Y[nb:]ᵀ; U].
 		mr, nr := m-i-nb, n-i-nb

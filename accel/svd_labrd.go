@@ -1,9 +1,6 @@
 package accel
 
 import (
-	"sync"
-	"sync/atomic"
-
 	"gonum.org/v1/gonum/blas"
 	blasgonum "gonum.org/v1/gonum/blas/gonum"
 	"gonum.org/v1/gonum/lapack/gonum"
@@ -17,9 +14,10 @@ import (
 //
 // Its two products with the whole trailing matrix per column (Aᵀ·v and A·u,
 // half of the flops of the bidiagonalization, and bound by memory bandwidth)
-// run on Threads() goroutines, each on a band of rows; the small products
+// run on the team tm (nil: on the caller alone), each worker on bands of
+// rows; the small products
 // with the nb-wide panels are gonum's Dgemv.
-func labrd(m, n, nb int, a []float64, lda int, d, e, tauQ, tauP, x []float64, ldx int, y []float64, ldy int) {
+func labrd(tm *team, m, n, nb int, a []float64, lda int, d, e, tauQ, tauP, x []float64, ldx int, y []float64, ldy int) {
 	var impl gonum.Implementation
 	var bi blasgonum.Implementation
 	for i := 0; i < nb; i++ {
@@ -39,7 +37,7 @@ func labrd(m, n, nb int, a []float64, lda int, d, e, tauQ, tauP, x []float64, ld
 		// Y[i+1:n, i] = τ·(A[i:m, i+1:n]ᵀ·v − Y[i+1:n, :i]·(A[i:m, :i]ᵀ·v)
 		//                 − A[:i, i+1:n]ᵀ·(X[i:m, :i]ᵀ·v))
 		yi := y[(i+1)*ldy+i:] // column i of Y from row i+1, stride ldy
-		gemvTPar(m-i, n-i-1, a[i*lda+i+1:], lda, v, lda, yi, ldy)
+		gemvTPar(tm, m-i, n-i-1, a[i*lda+i+1:], lda, v, lda, yi, ldy)
 		bi.Dgemv(blas.Trans, m-i, i, 1, a[i*lda:], lda, v, lda, 0, y[i:], ldy)
 		bi.Dgemv(blas.NoTrans, n-i-1, i, -1, y[(i+1)*ldy:], ldy, y[i:], ldy, 1, yi, ldy)
 		bi.Dgemv(blas.Trans, m-i, i, 1, x[i*ldx:], ldx, v, lda, 0, y[i:], ldy)
@@ -59,7 +57,7 @@ func labrd(m, n, nb int, a []float64, lda int, d, e, tauQ, tauP, x []float64, ld
 		// X[i+1:m, i] = τ·(A[i+1:m, i+1:n]·u − A[i+1:m, :i+1]·(Y[i+1:n, :i+1]ᵀ·u)
 		//                 − X[i+1:m, :i]·(A[:i, i+1:n]·u))
 		xi := x[(i+1)*ldx+i:] // column i of X from row i+1, stride ldx
-		gemvNPar(m-i-1, n-i-1, a[(i+1)*lda+i+1:], lda, u, xi, ldx)
+		gemvNPar(tm, m-i-1, n-i-1, a[(i+1)*lda+i+1:], lda, u, xi, ldx)
 		bi.Dgemv(blas.Trans, n-i-1, i+1, 1, y[(i+1)*ldy:], ldy, u, 1, 0, x[i:], ldx)
 		bi.Dgemv(blas.NoTrans, m-i-1, i+1, -1, a[(i+1)*lda:], lda, x[i:], ldx, 1, xi, ldx)
 		bi.Dgemv(blas.NoTrans, i, n-i-1, 1, a[i+1:], lda, u, 1, 0, x[i:], ldx)
@@ -70,41 +68,25 @@ func labrd(m, n, nb int, a []float64, lda int, d, e, tauQ, tauP, x []float64, ld
 
 // gemvParMin is the smallest matrix (entries) whose product labrd splits
 // across goroutines.
-const gemvParMin = 1 << 15
+const gemvParMin = 1 << 17
 
-// splitRows runs f(worker, r0, r1) over bands of the rows 0…r−1 on up to
-// maxWorkers goroutines (the caller's among them). The bands are several per
-// worker and handed out on demand, so a worker whose thread the OS puts
-// aside on a busy machine does not hold the others up. It reports the number
-// of workers used (f's worker index is below it).
-func splitRows(r, c, maxWorkers int, f func(worker, r0, r1 int)) int {
-	workers := min(maxWorkers, max(1, r*c/gemvParMin))
+// splitRows runs f(worker, r0, r1) over bands of the rows 0…r−1 on the team
+// tm (team.run): the bands are several per worker, each worker starts on its
+// own share (so the same rows stay in the same core's cache from one call to
+// the next) and takes over the others' when it is done, and the caller does
+// not wait for a helper the OS has not yet run. It reports the number of
+// workers that may have run (f's worker index is below it).
+func splitRows(tm *team, r, c int, f func(worker, r0, r1 int)) int {
+	workers := min(tm.workers(), max(1, r*c/gemvParMin))
 	if workers <= 1 || r < 8*workers {
 		f(0, 0, r)
 		return 1
 	}
-	bands := 4 * workers
-	var next atomic.Int64
-	run := func(w int) {
-		for {
-			b := int(next.Add(1)) - 1
-			if b >= bands {
-				return
-			}
-			f(w, b*r/bands, (b+1)*r/bands)
-		}
-	}
-	var wg sync.WaitGroup
-	for w := 1; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			run(w)
-		}()
-	}
-	run(0)
-	wg.Wait()
-	return workers
+	bands := 4 * tm.workers()
+	tm.run(bands, func(w, b int) {
+		f(w, b*r/bands, (b+1)*r/bands)
+	})
+	return tm.workers()
 }
 
 // gemvTPar computes y = Aᵀ·v for the r×c matrix a (row stride lda), v of
@@ -112,7 +94,7 @@ func splitRows(r, c, maxWorkers int, f func(worker, r0, r1 int)) int {
 // of A across goroutines (splitRows) and summing their partial products. The
 // products run on accel's Dgemv kernels (Implementation.Dgemv) on
 // unit-stride copies of the vectors.
-func gemvTPar(r, c int, a []float64, lda int, v []float64, incV int, y []float64, incY int) {
+func gemvTPar(tm *team, r, c int, a []float64, lda int, v []float64, incV int, y []float64, incY int) {
 	var impl Implementation
 	if c == 0 {
 		return
@@ -127,10 +109,10 @@ func gemvTPar(r, c int, a []float64, lda int, v []float64, incV int, y []float64
 	for i := range vv {
 		vv[i] = v[i*incV]
 	}
-	maxW := Threads()
+	maxW := tm.workers()
 	partial := make([]float64, maxW*c)
 	used := make([]bool, maxW)
-	workers := splitRows(r, c, maxW, func(w, r0, r1 int) {
+	workers := splitRows(tm, r, c, func(w, r0, r1 int) {
 		beta := 1.0
 		if !used[w] {
 			beta, used[w] = 0, true
@@ -151,7 +133,7 @@ func gemvTPar(r, c int, a []float64, lda int, v []float64, incV int, y []float64
 // gemvNPar computes x = A·u for the r×c matrix a (row stride lda), u of
 // length c (stride 1) and x of length r (stride incX), bands of rows on
 // goroutines (splitRows), on accel's Dgemv kernels.
-func gemvNPar(r, c int, a []float64, lda int, u []float64, x []float64, incX int) {
+func gemvNPar(tm *team, r, c int, a []float64, lda int, u []float64, x []float64, incX int) {
 	var impl Implementation
 	if r == 0 {
 		return
@@ -163,7 +145,7 @@ func gemvNPar(r, c int, a []float64, lda int, u []float64, x []float64, incX int
 		return
 	}
 	xx := make([]float64, r)
-	splitRows(r, c, Threads(), func(_, r0, r1 int) {
+	splitRows(tm, r, c, func(_, r0, r1 int) {
 		impl.Dgemv(blas.NoTrans, r1-r0, c, 1, a[r0*lda:], lda, u[:c], 1, 0, xx[r0:r1], 1)
 	})
 	for i, v := range xx {

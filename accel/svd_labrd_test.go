@@ -18,7 +18,7 @@ import (
 func TestLabrd(t *testing.T) {
 	rng := rand.New(rand.NewPCG(21, 22))
 	for _, threads := range []int{1, 2, 3} {
-		for _, sz := range [][3]int{{5, 5, 2}, {40, 33, 8}, {200, 150, 32}, {300, 300, 32}, {257, 129, 17}} {
+		for _, sz := range [][3]int{{5, 5, 2}, {40, 33, 8}, {200, 150, 32}, {300, 300, 32}, {257, 129, 17}, {520, 400, 32}} {
 			m, n, nb := sz[0], sz[1], sz[2]
 			t.Run(fmt.Sprintf("threads=%d/%dx%d/nb=%d", threads, m, n, nb), func(t *testing.T) {
 				old := SetThreads(threads)
@@ -35,7 +35,11 @@ func TestLabrd(t *testing.T) {
 				}
 				var impl gonum.Implementation
 				want := run(func(o out) { impl.Dlabrd(m, n, nb, o.a, n, o.d, o.e, o.tq, o.tp, o.x, nb, o.y, nb) })
-				got := run(func(o out) { labrd(m, n, nb, o.a, n, o.d, o.e, o.tq, o.tp, o.x, nb, o.y, nb) })
+				got := run(func(o out) {
+					tm := newTeam(threads)
+					defer tm.close()
+					labrd(tm, m, n, nb, o.a, n, o.d, o.e, o.tq, o.tp, o.x, nb, o.y, nb)
+				})
 				cmp := func(name string, g, w []float64) {
 					for i := range w {
 						if math.Abs(g[i]-w[i]) > 1e-12*(1+math.Abs(w[i])) {

@@ -1,0 +1,223 @@
+package accel
+
+import (
+	"fmt"
+	"sync/atomic"
+	"time"
+)
+
+// claimTasks runs f(worker, task) once for every task 0…tasks−1, on the
+// caller's goroutine (worker 0) and on up to workers−1 helper goroutines,
+// and returns when every task has finished.
+//
+// Tasks are claimed one by one (a compare-and-swap per task), each worker
+// starting at its own share — worker w at task w·tasks/workers — and going on
+// cyclically, so that on an idle machine each worker gets the same share call
+// after call (the same rows of a matrix stay in the same core's cache), and
+// on a busy one a worker that runs late takes less. The caller does not wait
+// for helpers that have not started: it returns as soon as the last task is
+// done, whoever ran it, and a helper that starts later finds nothing left to
+// claim. That is what makes many short parallel calls in a row (one per
+// column of a bidiagonalization) pay off when the OS is slow to schedule a
+// helper's thread.
+//
+// A panic in a helper is recovered and re-raised on the caller's goroutine
+// once every task has finished or been abandoned; a panic in the caller's
+// own task propagates at once (helpers still running then finish their
+// current task and stop).
+func claimTasks(tasks, workers int, f func(worker, task int)) {
+	if tasks <= 0 {
+		return
+	}
+	workers = min(workers, tasks)
+	if workers <= 1 {
+		for t := 0; t < tasks; t++ {
+			f(0, t)
+		}
+		return
+	}
+	s := &claimState{tasks: tasks, workers: workers, claimed: make([]atomic.Bool, tasks), finished: make(chan struct{})}
+	for w := 1; w < workers; w++ {
+		go s.run(w, f)
+	}
+	s.work(0, f)
+	if s.done.Load() < int64(tasks) {
+		<-s.finished
+	}
+	if p := s.panicked.Load(); p != nil {
+		panic(fmt.Errorf("accel: panic in SVD worker: %v", *p))
+	}
+}
+
+type claimState struct {
+	tasks, workers int
+	claimed        []atomic.Bool
+	done           atomic.Int64
+	finished       chan struct{} // closed when done reaches tasks
+	panicked       atomic.Pointer[any]
+	stop           atomic.Bool // set after a panic: claim nothing more
+}
+
+// work claims and runs tasks from worker w's start, cyclically.
+func (s *claimState) work(w int, f func(worker, task int)) {
+	start := w * s.tasks / s.workers
+	for i := 0; i < s.tasks; i++ {
+		t := start + i
+		if t >= s.tasks {
+			t -= s.tasks
+		}
+		if s.claimed[t].Load() || !s.claimed[t].CompareAndSwap(false, true) {
+			continue
+		}
+		if s.stop.Load() {
+			s.finish()
+			continue
+		}
+		f(w, t)
+		s.finish()
+	}
+}
+
+// finish counts one task as done.
+func (s *claimState) finish() {
+	if s.done.Add(1) == int64(s.tasks) {
+		close(s.finished)
+	}
+}
+
+// run is a helper goroutine's body: work, with its panic recovered and the
+// task it was running counted as done, so that the caller does not wait.
+func (s *claimState) run(w int, f func(worker, task int)) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.panicked.CompareAndSwap(nil, &r)
+			s.stop.Store(true)
+			s.finish()
+			// Tasks this helper would still have claimed are claimed by the
+			// others, which skip them (stop) but count them.
+		}
+	}()
+	s.work(w, f)
+}
+
+// team is a set of long-lived helper goroutines for a sequence of short
+// parallel steps (the two matrix-vector products per column of labrd): a
+// helper that has just finished a step spins, waiting for the next, for up
+// to teamSpin before it parks on a channel. A spinning helper keeps its
+// core, so on a busy machine the next step finds it running rather than
+// waiting for the OS to schedule a woken thread, as a goroutine started per
+// step would. A nil *team runs everything on the caller.
+type team struct {
+	helpers []*teamHelper
+	gen     atomic.Int64
+	job     atomic.Pointer[teamJob]
+}
+
+type teamJob struct {
+	s    *claimState
+	f    func(worker, task int)
+	quit bool
+}
+
+type teamHelper struct {
+	sleeping atomic.Bool
+	wake     chan struct{}
+}
+
+// teamSpin bounds a helper's busy wait between steps.
+const teamSpin = 200 * time.Microsecond
+
+// newTeam starts workers−1 helpers (none when workers ≤ 1: it returns nil).
+// The caller must call close when done.
+func newTeam(workers int) *team {
+	if workers <= 1 {
+		return nil
+	}
+	t := &team{helpers: make([]*teamHelper, workers-1)}
+	for i := range t.helpers {
+		h := &teamHelper{wake: make(chan struct{}, 1)}
+		t.helpers[i] = h
+		go t.loop(i+1, h)
+	}
+	return t
+}
+
+// workers reports the caller plus the helpers (1 for a nil team).
+func (t *team) workers() int {
+	if t == nil {
+		return 1
+	}
+	return 1 + len(t.helpers)
+}
+
+// close stops the helpers (they exit as soon as they see it).
+func (t *team) close() {
+	if t != nil {
+		t.post(&teamJob{quit: true})
+	}
+}
+
+func (t *team) post(j *teamJob) {
+	t.job.Store(j)
+	t.gen.Add(1)
+	for _, h := range t.helpers {
+		if h.sleeping.Load() && h.sleeping.CompareAndSwap(true, false) {
+			h.wake <- struct{}{}
+		}
+	}
+}
+
+// run is claimTasks on the team: f(worker, task) for every task, the caller
+// taking part, returning when all are done. Steps must not overlap: run is
+// called from one goroutine at a time.
+func (t *team) run(tasks int, f func(worker, task int)) {
+	if tasks <= 0 {
+		return
+	}
+	if t == nil || tasks == 1 {
+		for k := 0; k < tasks; k++ {
+			f(0, k)
+		}
+		return
+	}
+	s := &claimState{tasks: tasks, workers: t.workers(), claimed: make([]atomic.Bool, tasks), finished: make(chan struct{})}
+	t.post(&teamJob{s: s, f: f})
+	s.work(0, f)
+	// A helper's last band is usually a few microseconds from done: spin
+	// for it before parking.
+	spinStart := time.Now()
+	for spins := 0; s.done.Load() < int64(tasks); spins++ {
+		if spins&255 == 255 && time.Since(spinStart) > teamSpin/4 {
+			<-s.finished
+			break
+		}
+	}
+	if p := s.panicked.Load(); p != nil {
+		panic(fmt.Errorf("accel: panic in SVD worker: %v", *p))
+	}
+}
+
+// loop is helper w's body: run each posted job once, spin between jobs,
+// park when the wait gets long.
+func (t *team) loop(w int, h *teamHelper) {
+	seen := t.gen.Load()
+	for {
+		spinStart := time.Now()
+		for spins := 0; t.gen.Load() == seen; spins++ {
+			if spins&1023 == 1023 && time.Since(spinStart) > teamSpin {
+				h.sleeping.Store(true)
+				if t.gen.Load() != seen && h.sleeping.CompareAndSwap(true, false) {
+					break // a job arrived before anyone saw us asleep
+				}
+				<-h.wake
+				break
+			}
+		}
+		seen = t.gen.Load()
+		j := t.job.Load()
+		if j.quit {
+			return
+		}
+		j.s.run(w, j.f)
+	}
+}

@@ -1,0 +1,80 @@
+package accel
+
+import (
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestTeamRun checks that team.run and claimTasks run every task exactly
+// once, with worker indices below the team size, over many short steps in a
+// row (the labrd pattern), including steps with a helper that is slow.
+func TestTeamRun(t *testing.T) {
+	for _, workers := range []int{1, 2, 3} {
+		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
+			tm := newTeam(workers)
+			defer tm.close()
+			for step := 0; step < 300; step++ {
+				tasks := 1 + step%17
+				counts := make([]atomic.Int32, tasks)
+				check := func(name string, run func(int, func(w, k int))) {
+					for k := range counts {
+						counts[k].Store(0)
+					}
+					run(tasks, func(w, k int) {
+						if w < 0 || w >= workers {
+							t.Errorf("%s: worker %d of %d", name, w, workers)
+						}
+						if step%50 == 7 && w == 1 {
+							time.Sleep(time.Millisecond) // a late helper
+						}
+						counts[k].Add(1)
+					})
+					for k := range counts {
+						if c := counts[k].Load(); c != 1 {
+							t.Fatalf("%s: step %d: task %d of %d ran %d times", name, step, k, tasks, c)
+						}
+					}
+				}
+				check("team.run", tm.run)
+				check("claimTasks", func(n int, f func(w, k int)) { claimTasks(n, workers, f) })
+			}
+		})
+	}
+}
+
+// TestTeamPanic checks that a panic in a helper's task reaches the caller
+// (and does not hang it), and that the team still works afterwards.
+func TestTeamPanic(t *testing.T) {
+	tm := newTeam(2)
+	defer tm.close()
+	for _, name := range []string{"team.run", "claimTasks"} {
+		got := func() (r any) {
+			defer func() { r = recover() }()
+			f := func(w, k int) {
+				if w == 1 {
+					panic("boom in helper")
+				}
+				time.Sleep(200 * time.Microsecond) // leave tasks for the helper
+			}
+			if name == "team.run" {
+				tm.run(16, f)
+			} else {
+				claimTasks(16, 2, f)
+			}
+			return nil
+		}()
+		// The helper may not have started before the caller took every
+		// task; then there is no panic to see.
+		if got != nil && !strings.Contains(fmt.Sprint(got), "boom in helper") {
+			t.Fatalf("%s: recovered %v, want the helper's panic", name, got)
+		}
+	}
+	var n atomic.Int32
+	tm.run(8, func(w, k int) { n.Add(1) })
+	if n.Load() != 8 {
+		t.Fatalf("after a panic: %d of 8 tasks ran", n.Load())
+	}
+}
