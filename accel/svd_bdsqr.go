@@ -3,7 +3,6 @@ package accel
 import (
 	"context"
 	"math"
-	"sync"
 
 	"gonum.org/v1/gonum/lapack/gonum"
 )
@@ -100,46 +99,35 @@ func (x panels) toRowMajor(dst []float64, ld int) {
 	}
 }
 
-// apply applies the logged sequences, in order, to the rows of x, panel by
-// panel on up to Threads() goroutines, and empties the log. It checks ctx
-// before each panel and returns ctx.Err() (leaving x partly updated) when
-// ctx is cancelled.
-func (l *rotLog) apply(ctx context.Context, x panels) error {
-	if len(l.seqs) == 0 {
-		return nil
+// applyLogs applies the sequences logged in lv to the rows of xv and those
+// in lu to xu, panel by panel, as tasks of one team.run (tm nil: on the
+// caller alone), and empties both logs. The tasks are xv's panels then
+// xu's, so with two workers the caller starts on V and the helper on U, and
+// each takes over the other's panels when it runs out. Each task checks ctx
+// first; applyLogs returns ctx.Err() (leaving the panels partly updated)
+// when ctx is cancelled.
+func applyLogs(ctx context.Context, tm *team, lv *rotLog, xv panels, lu *rotLog, xu panels) error {
+	npv := (xv.cols + rotChunk - 1) / rotChunk
+	npu := (xu.cols + rotChunk - 1) / rotChunk
+	if len(lv.seqs) == 0 {
+		npv = 0
 	}
-	np := (x.cols + rotChunk - 1) / rotChunk
-	workers := min(Threads(), np)
-	if workers <= 1 {
-		for p := 0; p < np; p++ {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			l.applyPanel(x.panel(p), &x.low[p])
+	if len(lu.seqs) == 0 {
+		npu = 0
+	}
+	tm.run(npv+npu, func(_, k int) {
+		if ctx.Err() != nil {
+			return
 		}
-		l.reset()
-		return nil
-	}
-	var wg sync.WaitGroup
-	next := make(chan int, np)
-	for p := 0; p < np; p++ {
-		next <- p
-	}
-	close(next)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for p := range next {
-				if ctx.Err() != nil {
-					return
-				}
-				l.applyPanel(x.panel(p), &x.low[p])
-			}
-		}()
-	}
-	wg.Wait()
-	l.reset()
+		if k < npv {
+			lv.applyPanel(xv.panel(k), &xv.low[k])
+		} else {
+			k -= npv
+			lu.applyPanel(xu.panel(k), &xu.low[k])
+		}
+	})
+	lv.reset()
+	lu.reset()
 	return ctx.Err()
 }
 
@@ -235,12 +223,9 @@ func bdsqrVectors(ctx context.Context, n int, d, e []float64, vt []float64, ldvt
 	vp, up := newPanels(n, n), newPanels(n, n)
 	vp.setIdentity()
 	up.setIdentity()
-	flush := func() error {
-		if err := vlog.apply(ctx, vp); err != nil {
-			return err
-		}
-		return ulog.apply(ctx, up)
-	}
+	tm := newTeam(min(Threads(), 2*len(vp.low)))
+	defer tm.close()
+	flush := func() error { return applyLogs(ctx, tm, &vlog, vp, &ulog, up) }
 	csU := make([]float64, 2*n)
 	csV := make([]float64, 2*n)
 

@@ -138,21 +138,27 @@ func svdFast(ctx context.Context, op string, a *mat.Dense, wantVectors bool) (SV
 			u[i*n+j] = ut[j*n+i]
 		}
 	}
-	q := reflectors{n: bm, k: n, a: ba, lda: bld, tau: tauQ}
-	if err := q.applyLeft(ctx, u, n, n, false); err != nil {
-		return SVD{}, err
-	}
-	if n > 1 {
+	// U and VT are independent: transform them concurrently (each Dgemm
+	// then runs on its own goroutine, see Dgemm's Threads rule).
+	err := both(func() error {
+		q := reflectors{n: bm, k: n, a: ba, lda: bld, tau: tauQ}
+		if err := q.applyLeft(ctx, u, n, n, false); err != nil {
+			return err
+		}
+		if qrA != nil {
+			q0 := reflectors{n: m, k: n, a: qrA, lda: lda, tau: qrTau}
+			return q0.applyLeft(ctx, u, n, n, false)
+		}
+		return nil
+	}, func() error {
+		if n <= 1 {
+			return nil
+		}
 		p := reflectors{n: n - 1, k: n - 1, a: ba[1:], lda: bld, rowStored: true, tau: tauP}
-		if err := p.applyRightT(ctx, vt[1:], n, n); err != nil {
-			return SVD{}, err
-		}
-	}
-	if qrA != nil {
-		q0 := reflectors{n: m, k: n, a: qrA, lda: lda, tau: qrTau}
-		if err := q0.applyLeft(ctx, u, n, n, false); err != nil {
-			return SVD{}, err
-		}
+		return p.applyRightT(ctx, vt[1:], n, n)
+	})
+	if err != nil {
+		return SVD{}, err
 	}
 	unscale(d)
 	r := SVD{U: mat.NewDense(m, n, u), S: d, VT: mat.NewDense(n, n, vt)}

@@ -221,3 +221,32 @@ func (t *team) loop(w int, h *teamHelper) {
 		j.s.run(w, j.f)
 	}
 }
+
+// both runs f on the caller's goroutine and g on another one when Threads()
+// allows two, and returns the first non-nil error (f's first). A panic in g
+// is recovered and re-raised on the caller once f has returned.
+func both(f, g func() error) error {
+	if Threads() <= 1 {
+		if err := f(); err != nil {
+			return err
+		}
+		return g()
+	}
+	var gErr error
+	var gPanic any
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() { gPanic = recover() }()
+		gErr = g()
+	}()
+	fErr := f()
+	<-done
+	if gPanic != nil {
+		panic(fmt.Errorf("accel: panic in SVD worker: %v", gPanic))
+	}
+	if fErr != nil {
+		return fErr
+	}
+	return gErr
+}
