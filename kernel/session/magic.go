@@ -18,6 +18,13 @@ const magicHelp = `gopeft magics (a cell starting with %):
   %time STMTS    run the statements and print the wall time they took
   %%time         (first line of a cell) run the rest of the cell and print its wall time
   %reset         forget every variable, function, type and import (a fresh interpreter)
+  %memlimit [SIZE]  show or set the kernel's memory limit (2GiB, 500MB, 60%, off, default):
+                 a cell whose Go heap passes it is stopped with a MemoryLimit error, the
+                 variables it declared are reset and the memory is freed; earlier cells'
+                 variables are kept. Default: GOPEFT_MEMORY_LIMIT, else 70% of the
+                 machine's memory (cgroup limit or MemTotal). Not covered: a compiled call
+                 that allocates without watching ctx, and one allocation bigger than the
+                 free memory (Go aborts the process; Jupyter restarts the kernel).
 
 Help: name? or pkg.Name? alone in a cell shows the documentation of a
 package, package member, or session name in the pager; shift-tab shows it
@@ -72,6 +79,13 @@ func (s *Session) magic(ctx context.Context, c *cell, code string) Result {
 		}
 		c.errFilter = s.errf
 		c.out.write("stdout", []byte("session reset: all names are forgotten\n"))
+		return Result{}
+	case "%memlimit":
+		out, err := memlimitMagic(arg)
+		if err != nil {
+			return errorResult("UsageError", err.Error(), nil)
+		}
+		c.out.write("stdout", []byte(out))
 		return Result{}
 	case "%time":
 		body := arg

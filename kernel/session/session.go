@@ -133,6 +133,10 @@ type Session struct {
 	armed  bool            // yaegi's cancellation is armed (no stop since)
 	zombie chan struct{}   // closed when an interrupted cell's goroutine ends
 
+	wd      watchdog // stops a cell whose heap passes the memory limit (memory.go)
+	cellSeq uint64   // the running cell's watchdog sequence number
+	memTrip int64    // heap size when the watchdog stopped the running cell, 0 if it did not
+
 	fitFrom int // first global frame slot released since the last run (noFit: none), see roots.go
 
 	shown     []any // values passed to the Show rewrite of the last run
@@ -346,6 +350,7 @@ func (s *Session) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.it = nil
+	s.wd.stop()
 	s.pipes.close()
 	s.pipes = nil
 	return nil
@@ -368,8 +373,17 @@ func (s *Session) Execute(ctx context.Context, code string, count int, pub Publi
 	defer cellCancel()
 	c := s.startCell(cellCtx, count, pub)
 	c.cancel = cellCancel
+	s.memTrip = 0
+	s.cellSeq = s.wd.begin()
 	res := s.runCell(ctx, c, code)
+	s.wd.end()
 	s.endCell(c)
+	if s.memTrip != 0 {
+		// Stopped by the memory watchdog: free what the cell held.
+		reset, after := s.afterMemTrip(code)
+		res = memLimitResult(s.memTrip, MemoryLimit(), reset, after)
+		s.memTrip = 0
+	}
 	dropRoots(s.it)
 	return res
 }
@@ -659,6 +673,9 @@ func (s *Session) compile(src string) (prog *interp.Program, err error) {
 // next cell.
 func (s *Session) execute(ctx context.Context, prog *interp.Program) (reflect.Value, error) {
 	s.waitZombie()
+	if s.memTrip != 0 {
+		return reflect.Value{}, errMemLimit
+	}
 	// A no-op run through ExecuteWithContext arms yaegi's cancellation (a
 	// fresh done channel, cancellable channel operations); it stays armed
 	// until the next stop. (Arming before every run cost a goroutine and a
@@ -679,10 +696,19 @@ func (s *Session) execute(ctx context.Context, prog *interp.Program) (reflect.Va
 		defer close(fin)
 		res, err = s.it.Execute(prog) // recovers panics into interp.Panic
 	}()
-	select {
-	case <-fin:
-		return res, err
-	case <-ctx.Done():
+wait:
+	for {
+		select {
+		case <-fin:
+			return res, err
+		case <-ctx.Done():
+			break wait
+		case tr := <-s.wd.trip:
+			if tr.seq == s.cellSeq {
+				s.memTrip = tr.heap
+				break wait
+			}
+		}
 	}
 	interpStop(s.it)
 	s.armed = false
@@ -693,6 +719,9 @@ func (s *Session) execute(ctx context.Context, prog *interp.Program) (reflect.Va
 	case <-fin:
 	case <-time.After(zombieWait):
 		s.zombie = fin
+	}
+	if s.memTrip != 0 {
+		return reflect.Value{}, errMemLimit
 	}
 	return reflect.Value{}, ctx.Err()
 }
@@ -723,6 +752,9 @@ func (s *Session) waitZombie() {
 
 // failure turns an evaluation error into the cell's error result.
 func (s *Session) failure(ctx context.Context, err error, code string, r run) Result {
+	if s.memTrip != 0 {
+		return errorResult("MemoryLimit", "", nil) // completed by Execute
+	}
 	if ctx.Err() != nil {
 		msg := "the cell was interrupted; variables from earlier statements are kept"
 		if ctx.Err() == context.DeadlineExceeded {
