@@ -9,11 +9,12 @@ GopeftKernelTests is the official jupyter_kernel_test suite with a sample for
 every optional test it has. The other classes drive the kernel with
 jupyter_client for what that suite does not cover: stdin, interrupts (an
 interpreted infinite loop and a long compiled call), stop_on_error, restart,
-comms and heartbeat.
+comms and heartbeat, and a cell that allocates without bound (memory limit).
 """
 
 import os
 import signal
+import threading
 import time
 import unittest
 
@@ -282,6 +283,80 @@ class ProtocolTests(KernelCase):
         self.assertEqual(reply["content"]["status"], "error")
         self.assertTrue(self.km.is_alive())
         self.assertEqual(self.text_result("survivor"), "5")
+
+
+class MemoryLimitTests(KernelCase):
+    """A cell that allocates without bound, under a kernel started with
+    GOPEFT_MEMORY_LIMIT=300MB: a MemoryLimit error soon after the limit is
+    crossed, earlier variables kept, the memory given back."""
+
+    LIMIT = 300 * 10**6
+
+    @classmethod
+    def setUpClass(cls):
+        env = dict(os.environ, GOPEFT_MEMORY_LIMIT="300MB")
+        cls.km, cls.kc = start_new_kernel(kernel_name=KERNEL_NAME, env=env)
+        cls.kc.execute_interactive("0", timeout=TIMEOUT, output_hook=lambda msg: None)
+
+    def rss(self):
+        with open("/proc/%d/status" % self.km.provisioner.process.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        self.fail("no VmRSS")
+
+    def test_memlimit_shows_env_limit(self):
+        reply, msgs = self.run_cell("%memlimit")
+        self.assertEqual(reply["content"]["status"], "ok", reply["content"])
+        text = "".join(m["content"]["text"] for m in msgs if m["msg_type"] == "stream")
+        self.assertIn("memory limit: 286.1 MiB (GOPEFT_MEMORY_LIMIT=300MB)", text)
+
+    def test_unbounded_allocation(self):
+        self.assertEqual(self.text_result("kept := 41\nkept + 1"), "42")
+        rss0 = self.rss()
+        for cell in ("var xs [][]byte\nfor {\n\txs = append(xs, make([]byte, 1<<20))\n}",
+                     # writes its memory, so that it is resident
+                     "import \"bytes\"\nvar xs [][]byte\nfor {\n\txs = append(xs, bytes.Repeat([]byte{1}, 1<<20))\n}"):
+            crossed, peak = [], [0]
+            done = threading.Event()
+
+            def watch():
+                while not done.is_set():
+                    r = self.rss()
+                    peak[0] = max(peak[0], r)
+                    if r > self.LIMIT and not crossed:
+                        crossed.append(time.time())
+                    time.sleep(0.002)
+
+            th = threading.Thread(target=watch)
+            th.start()
+            t0 = time.time()
+            msg_id = self.kc.execute(cell)
+            try:
+                reply = shell_reply(self.kc, msg_id, timeout=30)
+            finally:
+                t1 = time.time()
+                done.set()
+                th.join()
+            collect(self.kc, msg_id)
+            content = reply["content"]
+            self.assertEqual(content["status"], "error", content)
+            self.assertEqual(content["ename"], "MemoryLimit", content)
+            self.assertIn("over the kernel's limit of 286.1 MiB", content["evalue"])
+            self.assertLess(t1 - t0, 10)
+            if crossed:
+                # RSS crosses a little after the Go heap does.
+                self.assertLess(t1 - crossed[0], 2.0)
+            time.sleep(0.1)
+            rss1 = self.rss()
+            print("\n  memory limit: reply %.0f ms after the cell started, %s ms after RSS crossed the limit;"
+                  " RSS %.0f MiB before, peak %.0f MiB, %.0f MiB after" % (
+                      (t1 - t0) * 1e3, "%.0f" % ((t1 - crossed[0]) * 1e3) if crossed else "-",
+                      rss0 / 2**20, peak[0] / 2**20, rss1 / 2**20))
+            self.assertLess(rss1, rss0 + 64 * 2**20, "RSS stays high after the stopped cell")
+            self.assertEqual(self.text_result("kept"), "41")
+            self.assertEqual(self.text_result("len(xs)"), "0")
+            self.assertEqual(self.text_result("kept * 2"), "82")
 
 
 class RestartTests(KernelCase):
