@@ -100,8 +100,11 @@ func TrainableOf(m Model) []*Tensor {
 //
 // When ctx is cancelled Train stops before the next step and returns the
 // history so far with an error wrapping ctx's. A NaN or infinite loss or
-// gradient stops it with an error naming the step and the parameter. The
-// same model, data, config and seed give the same history and weights.
+// gradient stops Train with an error naming the step and the parameter; so
+// does an optimizer step that panics with an error value (an SVD that does
+// not converge): Train returns the history of the steps before it and an
+// error naming the step and wrapping the panic's. The same model, data,
+// config and seed give the same history and weights.
 func Train(ctx context.Context, m Model, data Dataset, cfg TrainConfig) (*History, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
@@ -171,7 +174,9 @@ func Train(ctx context.Context, m Model, data Dataset, cfg TrainConfig) (*Histor
 			}
 		}
 		lr := LRAt(cfg, step)
-		opt.Step(params, lr)
+		if err := Maybe(func() { opt.Step(params, lr) }); err != nil {
+			return h, fmt.Errorf("peft: training %sstep %d: %w", label(cfg.Name), step, err)
+		}
 		for _, hk := range cfg.Hooks {
 			if err := hk.AfterStep(step); err != nil {
 				return h, fmt.Errorf("peft: training %sstep %d: %w", label(cfg.Name), step, err)

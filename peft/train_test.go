@@ -178,6 +178,43 @@ func TestTrainNonFinite(t *testing.T) {
 	}
 }
 
+// panicOpt is an SGD whose step panics with err at step n, as GaLore's
+// does when an SVD fails.
+type panicOpt struct {
+	n, calls int
+	err      error
+}
+
+func (o *panicOpt) Step(params []*Tensor, lr float64) {
+	o.calls++
+	if o.calls == o.n {
+		panic(o.err)
+	}
+	(&SGD{}).Step(params, lr)
+}
+func (o *panicOpt) StateBytes() int { return 0 }
+
+// TestTrainOptimizerPanic checks that an optimizer step panicking with an
+// error ends Train with an error naming the step, not a crash.
+func TestTrainOptimizerPanic(t *testing.T) {
+	m := NewMLP([]int{64, 8, 10}, 1)
+	bad := errors.New("SVD did not converge")
+	opt := &panicOpt{n: 3, err: bad}
+	var h *History
+	var err error
+	if perr := Maybe(func() {
+		h, err = Train(context.Background(), m, smallDigits(), TrainConfig{Name: "svd", Steps: 10, BatchSize: 4, LR: 1e-3, Optimizer: opt})
+	}); perr != nil {
+		t.Fatalf("Train panicked: %v", perr)
+	}
+	if !errors.Is(err, bad) || !strings.Contains(err.Error(), `peft: training "svd" step 3: `) {
+		t.Fatalf("err = %v, want one naming step 3 and wrapping %q", err, bad)
+	}
+	if h == nil || len(h.Loss) != 2 || opt.calls != 3 {
+		t.Errorf("history of %d steps after %d optimizer calls, want 2 and 3", len(h.Loss), opt.calls)
+	}
+}
+
 func TestTrainConfigErrors(t *testing.T) {
 	m := NewMLP([]int{64, 8, 10}, 1)
 	ok := TrainConfig{Steps: 2, BatchSize: 2, LR: 1e-3}
