@@ -1,6 +1,10 @@
 package peft
 
-import "gonum.org/v1/gonum/mat"
+import (
+	"context"
+
+	"gonum.org/v1/gonum/mat"
+)
 
 // This file holds the interfaces every method plugs into. The training loop
 // knows only these, so a new method is one new file with no special case in
@@ -35,6 +39,16 @@ type Optimizer interface {
 	// StateBytes returns the size of the optimizer's state in bytes
 	// (moments, projectors), for comparing optimizers' memory.
 	StateBytes() int
+}
+
+// ContextOptimizer is implemented by an Optimizer whose steps run long
+// computations that should stop when a context is cancelled (GaLore's
+// SVDs). Train calls SetContext with its own context before the first step,
+// and with context.Background() when it returns; a step whose computation
+// is cancelled panics with an error wrapping ctx's, which Train returns.
+type ContextOptimizer interface {
+	// SetContext sets the context of the following steps.
+	SetContext(ctx context.Context)
 }
 
 // Hook takes part in every training step, for methods whose rules act on the

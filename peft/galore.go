@@ -33,10 +33,12 @@ import (
 // in torch's AdamW. With SGD set, the projected step is W ← W − η·α·back(R):
 // for r = min(m,n) and α = 1 it is plain SGD, W ← W − η·G.
 //
-// GaLore implements Optimizer.
+// GaLore implements Optimizer and ContextOptimizer: Train gives it its
+// context, which stops a projector's SVD when cancelled.
 type GaLore struct {
 	cfg   GaLoreConfig
 	state map[*Tensor]*galoreState
+	ctx   context.Context // of the SVDs; nil: context.Background()
 }
 
 // GaLoreConfig configures NewGaLore. Zero fields select the defaults noted.
@@ -193,9 +195,18 @@ func (g *GaLore) Check(params []*Tensor) error {
 	return nil
 }
 
+// SetContext sets the context of the SVDs of the following steps (Train
+// calls it with its own). Until it is called, they run with
+// context.Background().
+func (g *GaLore) SetContext(ctx context.Context) { g.ctx = ctx }
+
 // Step updates every trainable tensor in params that has a gradient, at
 // learning rate lr. It panics with an ArgError if a targeted matrix is
-// smaller than the rank (see Check).
+// smaller than the rank (see Check), and with an error naming the tensor
+// and the step if the SVD of its gradient fails: it does not converge, or
+// the context set by SetContext is cancelled (the error then wraps the
+// context's). Tensors before that one in params have been updated, the
+// others not; Maybe turns the panic into an error.
 func (g *GaLore) Step(params []*Tensor, lr float64) {
 	for _, p := range params {
 		if !p.Trainable || p.Grad == nil {
@@ -243,7 +254,11 @@ func (g *GaLore) stepProjected(p *Tensor, st *galoreState, lr float64) {
 	r := g.cfg.Rank
 	// refresh the projector from G's SVD at steps 1, T+1, 2T+1, …
 	if st.pq == nil || st.t%g.cfg.UpdateProjGap == 0 {
-		svd, err := accel.ThinSVD(context.Background(), gr)
+		ctx := g.ctx
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		svd, err := accel.ThinSVD(ctx, gr)
 		if err != nil {
 			panic(fmt.Errorf("peft: GaLore(%s): SVD of the %s gradient at step %d: %w", p.Name, shapeOf(m, n), st.t+1, err))
 		}

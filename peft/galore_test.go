@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gopeft/gopeft/accel"
 	"github.com/gopeft/gopeft/peft"
@@ -286,6 +287,59 @@ func TestGaLoreTrainDigits(t *testing.T) {
 	}
 	t.Logf("eval loss: GaLore r=4 %.4f (state %d B), AdamW %.4f (state %d B); accuracy %.3f vs %.3f",
 		last, gl.StateBytes(), ha.EvalLoss[0], adam.StateBytes(), hg.EvalMetric[0], ha.EvalMetric[0])
+}
+
+// cancelHook cancels a context a delay after the first step's backward
+// pass, while the optimizer's step runs.
+type cancelHook struct {
+	cancel func()
+	delay  time.Duration
+	at     *time.Time
+}
+
+func (h cancelHook) Regularizer(int) *peft.Tensor { return nil }
+func (h cancelHook) AfterBackward(step int) {
+	if step == 1 {
+		time.AfterFunc(h.delay, func() { *h.at = time.Now(); h.cancel() })
+	}
+}
+func (h cancelHook) AfterStep(int) error { return nil }
+
+// TestGaLoreTrainCancel cancels Train's context during GaLore's first
+// step, whose SVD of an 800×800 gradient takes far longer than the delay:
+// the SVD stops, and Train returns promptly with the context's error and
+// no step recorded.
+func TestGaLoreTrainCancel(t *testing.T) {
+	m := peft.NewMLP([]int{64, 800, 800, 10}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var at time.Time
+	gl := peft.NewGaLore(peft.GaLoreConfig{Rank: 4, Targets: []string{"fc2"}})
+	h, err := peft.Train(ctx, m, peft.DigitsData(0.2, 1), peft.TrainConfig{Steps: 3, BatchSize: 4, LR: 1e-3, Optimizer: gl,
+		Hooks: []peft.Hook{cancelHook{cancel: cancel, delay: 20 * time.Millisecond, at: &at}}})
+	done := time.Now()
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "step 1") || !strings.Contains(err.Error(), "SVD") {
+		t.Fatalf("err = %v, want the cancelled SVD of step 1", err)
+	}
+	if len(h.Loss) != 0 {
+		t.Errorf("%d steps recorded, want none: the first step's SVD ran to its end", len(h.Loss))
+	}
+	if lag := done.Sub(at); lag > time.Second {
+		t.Errorf("Train returned %v after the cancel, want promptly", lag)
+	}
+	// The SVD takes much longer than the cancel delay on its own.
+	g := mat.NewDense(800, 800, nil)
+	rng := rand.New(rand.NewPCG(1, 1))
+	for i := range 800 {
+		for j := range 800 {
+			g.Set(i, j, rng.NormFloat64())
+		}
+	}
+	start := time.Now()
+	if _, err := accel.ThinSVD(context.Background(), g); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("returned %v after the cancel; the 800×800 SVD alone takes %v", done.Sub(at), time.Since(start))
 }
 
 // BenchmarkGaLoreStep times one optimizer step on an n×n matrix, GaLore at

@@ -99,10 +99,12 @@ func TrainableOf(m Model) []*Tensor {
 // …, which freeze the base.
 //
 // When ctx is cancelled Train stops before the next step and returns the
-// history so far with an error wrapping ctx's. A NaN or infinite loss or
-// gradient stops Train with an error naming the step and the parameter; so
-// does an optimizer step that panics with an error value (an SVD that does
-// not converge): Train returns the history of the steps before it and an
+// history so far with an error wrapping ctx's. An optimizer that is a
+// ContextOptimizer is given ctx first, so that its own long computations
+// (GaLore's SVDs) stop too. A NaN or infinite loss or gradient stops Train
+// with an error naming the step and the parameter; so does an optimizer
+// step that panics with an error value (an SVD that does not converge, or
+// is cancelled): Train returns the history of the steps before it and an
 // error naming the step and wrapping the panic's. The same model, data,
 // config and seed give the same history and weights.
 func Train(ctx context.Context, m Model, data Dataset, cfg TrainConfig) (*History, error) {
@@ -124,6 +126,10 @@ func Train(ctx context.Context, m Model, data Dataset, cfg TrainConfig) (*Histor
 	h := &History{Name: cfg.Name}
 	if mm, ok := m.(Metricer); ok && cfg.EvalEvery > 0 {
 		h.MetricName = mm.MetricName()
+	}
+	if co, ok := opt.(ContextOptimizer); ok {
+		co.SetContext(ctx)
+		defer co.SetContext(context.Background())
 	}
 	rng := rand.New(rand.NewSource(cfg.Seed))
 	m.SetTraining(true)
