@@ -273,7 +273,7 @@ func (w *watchdog) begin() uint64 {
 		w.wake = make(chan struct{}, 1)
 		w.trip = make(chan memTrip, 1)
 		w.quit = make(chan struct{})
-		go w.loop()
+		go w.loop(w.quit)
 	})
 	select {
 	case <-w.trip: // a late trip of an earlier cell
@@ -298,11 +298,10 @@ func (w *watchdog) stop() {
 	}
 }
 
-func (w *watchdog) loop() {
+func (w *watchdog) loop(quit <-chan struct{}) {
 	samples := newHeapSamples()
 	t := time.NewTimer(time.Hour)
 	t.Stop()
-	quit := w.quit
 	for {
 		select {
 		case <-w.wake:
