@@ -207,10 +207,19 @@ func (g *GPT) MetricName() string { return "bits/char" }
 // Generate continues prompt by n tokens, sampling each from the softmax of
 // the logits divided by temperature (0 picks the most likely token), with
 // rng, looking back at most Context tokens. It stops early with ctx's error
-// if ctx is cancelled.
+// if ctx is cancelled. An empty prompt, a prompt token outside [0, Vocab),
+// or a nil rng with temperature > 0 is an error.
 func (g *GPT) Generate(ctx context.Context, prompt []int, n int, temperature float64, rng *rand.Rand) ([]int, error) {
 	if len(prompt) == 0 {
 		return nil, fmt.Errorf("peft: GPT.Generate: empty prompt")
+	}
+	for i, id := range prompt {
+		if id < 0 || id >= g.Config.Vocab {
+			return nil, fmt.Errorf("peft: GPT.Generate: prompt token %d is %d, outside the vocabulary [0, %d)", i, id, g.Config.Vocab)
+		}
+	}
+	if rng == nil && temperature > 0 {
+		return nil, fmt.Errorf("peft: GPT.Generate: nil rng: sampling at temperature %g needs one (or use temperature 0 for the most likely token)", temperature)
 	}
 	out := append([]int(nil), prompt...)
 	probs := make([]float64, g.Config.Vocab)

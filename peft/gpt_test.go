@@ -2,6 +2,7 @@ package peft
 
 import (
 	"context"
+	"fmt"
 	"math/rand"
 	"strings"
 	"testing"
@@ -123,6 +124,35 @@ func TestGPTCausalAndAdapters(t *testing.T) {
 	cancel()
 	if _, err := g.Generate(ctx, []int{1}, 5, 0, nil); err == nil {
 		t.Error("Generate ignored a cancelled context")
+	}
+}
+
+// TestGPTGenerateErrors checks that Generate's bad arguments are errors
+// naming the problem, not panics.
+func TestGPTGenerateErrors(t *testing.T) {
+	g := tinyGPT(4)
+	v := g.Config.Vocab
+	for _, c := range []struct {
+		prompt []int
+		temp   float64
+		rng    *rand.Rand
+		want   string
+	}{
+		{[]int{1, v}, 0, nil, fmt.Sprintf("prompt token 1 is %d, outside the vocabulary [0, %d)", v, v)},
+		{[]int{-1}, 0.8, rand.New(rand.NewSource(1)), "prompt token 0 is -1"},
+		{[]int{1, 2}, 0.8, nil, "nil rng"},
+	} {
+		var err error
+		if perr := Maybe(func() { _, err = g.Generate(context.Background(), c.prompt, 3, c.temp, c.rng) }); perr != nil {
+			t.Errorf("prompt %v, temperature %g: panicked: %v", c.prompt, c.temp, perr)
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("prompt %v, temperature %g: err = %v, want %q", c.prompt, c.temp, err, c.want)
+		}
+	}
+	if out, err := g.Generate(context.Background(), []int{v - 1}, 2, 0, nil); err != nil || len(out) != 3 {
+		t.Errorf("greedy with a nil rng: %v, %d tokens", err, len(out))
 	}
 }
 
