@@ -205,12 +205,21 @@ func TestGoldenDetectsChange(t *testing.T) {
 	ch.Title = "blocks.0.attn.k"
 	want, err := os.ReadFile(filepath.Join("testdata", "spectrum.png"))
 	if err != nil {
-		t.Skip("no golden image yet")
+		t.Fatalf("%v (create the golden images with: go test ./viz -run TestGolden -update)", err)
 	}
-	a, _ := png.Decode(bytes.NewReader(ch.PNG()))
-	b, _ := png.Decode(bytes.NewReader(want))
+	a, err := png.Decode(bytes.NewReader(ch.PNG()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := png.Decode(bytes.NewReader(want))
+	if err != nil {
+		t.Fatal(err)
+	}
 	n, total := diffPixels(a, b, goldenTol)
-	if n >= 0 && float64(n) <= goldenShare*float64(total) {
+	if n < 0 {
+		t.Fatalf("size %v, golden %v: the comparison cannot run", a.Bounds(), b.Bounds())
+	}
+	if float64(n) <= goldenShare*float64(total) {
 		t.Errorf("a changed title differs in only %d of %d pixels: the tolerance hides it", n, total)
 	}
 	t.Logf("changed title: %d of %d pixels differ", n, total)
