@@ -23,8 +23,9 @@ const magicHelp = `gopeft magics (a cell starting with %):
                  variables it declared are reset and the memory is freed; earlier cells'
                  variables are kept. Default: GOPEFT_MEMORY_LIMIT, else 70% of the
                  machine's memory (cgroup limit or MemTotal). Not covered: a compiled call
-                 that allocates without watching ctx, and one allocation bigger than the
-                 free memory (Go aborts the process; Jupyter restarts the kernel).
+                 that allocates without watching ctx, a goroutine that allocates after its
+                 cell ended, and one allocation bigger than the free memory (Go aborts the
+                 process; Jupyter restarts the kernel).
 
 Help: name? or pkg.Name? alone in a cell shows the documentation of a
 package, package member, or session name in the pager; shift-tab shows it

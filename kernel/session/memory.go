@@ -24,7 +24,9 @@ package session
 //
 // Not covered: a compiled call that allocates without watching ctx goes on
 // allocating after the stop (the cell returns, the call is waited for at
-// the next cell), and one single allocation bigger than the free memory:
+// the next cell), a goroutine started by a cell that allocates after its
+// cell ended (the heap is sampled only while a cell runs, so that an idle
+// kernel never wakes), and one single allocation bigger than the free memory:
 // Go's runtime then aborts the process, and Jupyter reports that the
 // kernel died and restarts it.
 
@@ -348,6 +350,9 @@ func memLimitResult(heap, limit int64, reset []string, after int64) Result {
 		tb = append(tb, "  variables the cell declared were reset to their zero values to free memory: "+strings.Join(reset, ", "))
 	}
 	tb = append(tb, fmt.Sprintf("  variables of earlier cells are kept; Go heap now %s", formatBytes(after)))
+	if limit > 0 && after > limit/2 {
+		tb = append(tb, "  the heap is still near the limit: free earlier variables (x = nil) or raise the limit with %memlimit")
+	}
 	return errorResult("MemoryLimit", value, tb)
 }
 

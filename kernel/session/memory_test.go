@@ -131,9 +131,14 @@ func TestMemoryLimitKeepsEarlierVars(t *testing.T) {
 	s := newSession(t)
 	withMemLimit(t, 200<<20)
 	runOK(t, s, "var ys [][]byte\nys = append(ys, []byte(\"first\"))")
-	res := s.Execute(context.Background(), "for i := 0; ; i++ {\n\tys = append(ys, make([]byte, 1<<20))\n}", 2, &recorder{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // without a watchdog
+	defer cancel()
+	res := s.Execute(ctx, "for i := 0; i < 1000; i++ {\n\tys = append(ys, make([]byte, 1<<20))\n}", 2, &recorder{})
 	if res.Error == nil || res.Error.Name != "MemoryLimit" {
 		t.Fatalf("want a MemoryLimit error, got %+v", res)
+	}
+	if tb := strings.Join(res.Error.Traceback, "\n"); !strings.Contains(tb, "still near the limit") {
+		t.Errorf("no hint that ys still holds the memory:\n%s", tb)
 	}
 	res, _ = runOK(t, s, "string(ys[0])")
 	if text(res) != "first" {

@@ -76,9 +76,11 @@
 // MB limit): the error comes 15–40 ms after the heap crosses the limit,
 // and the resident size goes from 335 MiB at the stop back to 34 MiB.
 // Not covered: a compiled call that allocates without watching ctx (it
-// goes on after the stop), and a single allocation bigger than the free
-// memory: Go's runtime aborts the process on out-of-memory, and Jupyter
-// shows that the kernel died and restarts it.
+// goes on after the stop), a goroutine started by a cell that allocates
+// after its cell ended (the heap is watched only while a cell runs), and a
+// single allocation bigger than the free memory: Go's runtime aborts the
+// process on out-of-memory, and Jupyter shows that the kernel died and
+// restarts it.
 package session
 
 import (
