@@ -258,10 +258,14 @@ func ExampleGaLore() {
 }
 
 // TestGaLoreTrainDigits fully fine-tunes an MLP on the digits with GaLore
-// as Train's optimizer: the loss falls and the state is a fraction of
-// AdamW's for the same run.
+// as Train's optimizer: the loss falls, to within a factor of AdamW's on the
+// same run, and the state is a fraction of AdamW's.
 func TestGaLoreTrainDigits(t *testing.T) {
 	data := peft.DigitsData(0.2, 1)
+	initLoss, _, err := peft.Evaluate(context.Background(), peft.NewMLP([]int{64, 32, 10}, 1), data)
+	if err != nil {
+		t.Fatal(err)
+	}
 	run := func(opt peft.Optimizer) *peft.History {
 		m := peft.NewMLP([]int{64, 32, 10}, 1)
 		h, err := peft.Train(context.Background(), m, data, peft.TrainConfig{Steps: 150, BatchSize: 32, LR: 0.01, Optimizer: opt, EvalEvery: 150, Seed: 1})
@@ -277,6 +281,17 @@ func TestGaLoreTrainDigits(t *testing.T) {
 	if !(last < 0.5*first) || hg.EvalMetric[0] < 0.6 {
 		t.Errorf("GaLore: loss %.4f → eval %.4f, accuracy %.3f; want the loss halved and accuracy > 0.6 (chance 0.1)", first, last, hg.EvalMetric[0])
 	}
+	// Measured (seed 1): eval loss 2.313 at init, 0.996 after GaLore r=4,
+	// 0.315 after AdamW. Over model and batch seeds 1–6, GaLore ended at
+	// 0.43–0.57 of the initial eval loss, AdamW at 0.12–0.17, and GaLore
+	// within 3.0–4.1× of AdamW: the bounds below hold with a margin.
+	adamLast := ha.EvalLoss[len(ha.EvalLoss)-1]
+	if !(last < 0.6*initLoss) || !(adamLast < 0.25*initLoss) {
+		t.Errorf("eval loss %.4f at init → GaLore %.4f, AdamW %.4f: want below 0.6× and 0.25× the initial", initLoss, last, adamLast)
+	}
+	if !(last < 5*adamLast) {
+		t.Errorf("GaLore r=4 eval loss %.4f is over 5× AdamW's %.4f", last, adamLast)
+	}
 	// fc1 (32×64) and fc2 (10×32) are projected at r = 4; biases are not.
 	want := 8 * ((2*64*4 + 32*4) + (2*32*4 + 10*4) + 2*32 + 2*10)
 	if gl.StateBytes() != want {
@@ -286,7 +301,7 @@ func TestGaLoreTrainDigits(t *testing.T) {
 		t.Errorf("AdamW state %d bytes, want 2mn floats per tensor, %d", adam.StateBytes(), wantAdam)
 	}
 	t.Logf("eval loss: GaLore r=4 %.4f (state %d B), AdamW %.4f (state %d B); accuracy %.3f vs %.3f",
-		last, gl.StateBytes(), ha.EvalLoss[0], adam.StateBytes(), hg.EvalMetric[0], ha.EvalMetric[0])
+		last, gl.StateBytes(), adamLast, adam.StateBytes(), hg.EvalMetric[0], ha.EvalMetric[0])
 }
 
 // cancelHook cancels a context a delay after the first step's backward
