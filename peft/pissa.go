@@ -10,11 +10,12 @@ import (
 	"gonum.org/v1/gonum/mat"
 )
 
-// PiSSAConfig configures AddPiSSA. PiSSA initializes LoRA from the principal singular values and vectors of
-// the weight it adapts, and freezes only the residual (Meng et al. 2024,
-// "PiSSA: Principal Singular Values and Singular Vectors Adaptation of
-// Large Language Models", arXiv:2404.02948). For W (out×in) with thin SVD
-// W = U·S·Vᵀ and LoRA scale s (α/r, or α/√r with rsLoRA):
+// PiSSAConfig configures AddPiSSA. PiSSA initializes LoRA from the
+// principal singular values and vectors of the weight it adapts, and
+// freezes only the residual (Meng et al. 2024, "PiSSA: Principal Singular
+// Values and Singular Vectors Adaptation of Large Language Models",
+// arXiv:2404.02948). For W (out×in) with thin SVD W = U·S·Vᵀ and LoRA
+// scale s (α/r, or α/√r with rsLoRA):
 //
 //	B = U[:, :r]·(S_r/s)^{1/2}        (out×r)
 //	A = (S_r/s)^{1/2}·V[:, :r]ᵀ       (r×in)
