@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -37,13 +38,21 @@ func TestInterruptInterpretedLoop(t *testing.T) {
 
 func TestInterruptCompiledCall(t *testing.T) {
 	s := newSession(t)
-	runOK(t, s, "kept := \"still here\"\nimport \"math/rand\"\nbig := mat.NewDense(900, 900, nil)\nfor i := 0; i < 900; i++ { for j := 0; j < 900; j++ { big.Set(i, j, rand.NormFloat64()) } }")
-	// Time the SVD uninterrupted, so that the test knows it is long enough.
-	t0 := time.Now()
-	runOK(t, s, "_, err := accel.ThinSVD(ctx, big)\nerr")
-	full := time.Since(t0)
-	if full < 600*time.Millisecond {
-		t.Skipf("SVD too fast (%v) to test interruption", full)
+	runOK(t, s, "kept := \"still here\"\nimport \"math/rand\"\nvar big *mat.Dense")
+	// Grow the matrix until its SVD, timed uninterrupted, runs long enough
+	// for the interrupt at 200 ms to land inside it, however fast the machine.
+	var full time.Duration
+	for n := 900; ; n = n * 3 / 2 {
+		runOK(t, s, fmt.Sprintf("big = mat.NewDense(%d, %d, nil)\nfor i := 0; i < %d; i++ { for j := 0; j < %d; j++ { big.Set(i, j, rand.NormFloat64()) } }", n, n, n, n))
+		t0 := time.Now()
+		runOK(t, s, "_, err := accel.ThinSVD(ctx, big)\nerr")
+		full = time.Since(t0)
+		if full >= 600*time.Millisecond {
+			break
+		}
+		if n > 3000 {
+			t.Fatalf("SVD of %d×%d took only %v: cannot test interruption", n, n, full)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var cancelled time.Time
@@ -60,7 +69,7 @@ func TestInterruptCompiledCall(t *testing.T) {
 	if lag > time.Second {
 		t.Errorf("Execute returned %v after the interrupt", lag)
 	}
-	t.Logf("compiled SVD 900×900: full %v, interrupted call returned %v after cancel", full, lag)
+	t.Logf("compiled SVD: full %v, interrupted call returned %v after cancel", full, lag)
 	res, _ = runOK(t, s, "kept")
 	if text(res) != "still here" {
 		t.Errorf("state lost: %q", text(res))
