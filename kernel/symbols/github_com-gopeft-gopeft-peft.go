@@ -3,6 +3,7 @@
 package symbols
 
 import (
+	"context"
 	"github.com/gopeft/gopeft/peft"
 	"go/constant"
 	"go/token"
@@ -143,6 +144,7 @@ func init() {
 		"ArgError":         reflect.ValueOf((*peft.ArgError)(nil)),
 		"Batch":            reflect.ValueOf((*peft.Batch)(nil)),
 		"Classification":   reflect.ValueOf((*peft.Classification)(nil)),
+		"ContextOptimizer": reflect.ValueOf((*peft.ContextOptimizer)(nil)),
 		"CustomAdapter":    reflect.ValueOf((*peft.CustomAdapter)(nil)),
 		"Dataset":          reflect.ValueOf((*peft.Dataset)(nil)),
 		"DoRA":             reflect.ValueOf((*peft.DoRA)(nil)),
@@ -182,12 +184,13 @@ func init() {
 		"Vocab":            reflect.ValueOf((*peft.Vocab)(nil)),
 
 		// interface wrapper definitions
-		"_Adapter":   reflect.ValueOf((*_github_com_gopeft_gopeft_peft_Adapter)(nil)),
-		"_Dataset":   reflect.ValueOf((*_github_com_gopeft_gopeft_peft_Dataset)(nil)),
-		"_Hook":      reflect.ValueOf((*_github_com_gopeft_gopeft_peft_Hook)(nil)),
-		"_Metricer":  reflect.ValueOf((*_github_com_gopeft_gopeft_peft_Metricer)(nil)),
-		"_Model":     reflect.ValueOf((*_github_com_gopeft_gopeft_peft_Model)(nil)),
-		"_Optimizer": reflect.ValueOf((*_github_com_gopeft_gopeft_peft_Optimizer)(nil)),
+		"_Adapter":          reflect.ValueOf((*_github_com_gopeft_gopeft_peft_Adapter)(nil)),
+		"_ContextOptimizer": reflect.ValueOf((*_github_com_gopeft_gopeft_peft_ContextOptimizer)(nil)),
+		"_Dataset":          reflect.ValueOf((*_github_com_gopeft_gopeft_peft_Dataset)(nil)),
+		"_Hook":             reflect.ValueOf((*_github_com_gopeft_gopeft_peft_Hook)(nil)),
+		"_Metricer":         reflect.ValueOf((*_github_com_gopeft_gopeft_peft_Metricer)(nil)),
+		"_Model":            reflect.ValueOf((*_github_com_gopeft_gopeft_peft_Model)(nil)),
+		"_Optimizer":        reflect.ValueOf((*_github_com_gopeft_gopeft_peft_Optimizer)(nil)),
 	}
 }
 
@@ -211,6 +214,16 @@ func (W _github_com_gopeft_gopeft_peft_Adapter) Params() []*peft.Tensor {
 }
 func (W _github_com_gopeft_gopeft_peft_Adapter) Rank() int {
 	return W.WRank()
+}
+
+// _github_com_gopeft_gopeft_peft_ContextOptimizer is an interface wrapper for ContextOptimizer type
+type _github_com_gopeft_gopeft_peft_ContextOptimizer struct {
+	IValue      interface{}
+	WSetContext func(ctx context.Context)
+}
+
+func (W _github_com_gopeft_gopeft_peft_ContextOptimizer) SetContext(ctx context.Context) {
+	W.WSetContext(ctx)
 }
 
 // _github_com_gopeft_gopeft_peft_Dataset is an interface wrapper for Dataset type
