@@ -99,14 +99,14 @@ func (x panels) toRowMajor(dst []float64, ld int) {
 	}
 }
 
-// applyLogs applies the sequences logged in lv to the rows of xv and those
-// in lu to xu, panel by panel, as tasks of one team.run (tm nil: on the
-// caller alone), and empties both logs. The tasks are xv's panels then
-// xu's, so with two workers the caller starts on V and the helper on U, and
-// each takes over the other's panels when it runs out. Each task checks ctx
-// first; applyLogs returns ctx.Err() (leaving the panels partly updated)
-// when ctx is cancelled.
-func applyLogs(ctx context.Context, tm *team, lv *rotLog, xv panels, lu *rotLog, xu panels) error {
+// startLogs starts applying the sequences logged in lv to the rows of xv
+// and those in lu to xu, panel by panel, as the tasks of one team step (see
+// team.start; with a nil team, join runs them all), and returns the step.
+// The tasks are xv's panels then xu's, so with two workers the caller (once
+// it joins) starts on V and the helper on U, and each takes over the other's
+// when it runs out. The logs and panels must not change until the step is
+// joined. Each task checks ctx first and does nothing once it is cancelled.
+func startLogs(ctx context.Context, tm *team, lv *rotLog, xv panels, lu *rotLog, xu panels) teamStep {
 	npv := (xv.cols + rotChunk - 1) / rotChunk
 	npu := (xu.cols + rotChunk - 1) / rotChunk
 	if len(lv.seqs) == 0 {
@@ -115,7 +115,7 @@ func applyLogs(ctx context.Context, tm *team, lv *rotLog, xv panels, lu *rotLog,
 	if len(lu.seqs) == 0 {
 		npu = 0
 	}
-	tm.run(npv+npu, func(_, k int) {
+	return tm.start(npv+npu, func(_, k int) {
 		if ctx.Err() != nil {
 			return
 		}
@@ -126,9 +126,6 @@ func applyLogs(ctx context.Context, tm *team, lv *rotLog, xv panels, lu *rotLog,
 			lu.applyPanel(xu.panel(k), &xu.low[k])
 		}
 	})
-	lv.reset()
-	lu.reset()
-	return ctx.Err()
 }
 
 // applyPanel applies every logged sequence to one panel whose rows above
@@ -218,14 +215,48 @@ func bdsqrVectors(ctx context.Context, n int, d, e []float64, vt []float64, ldvt
 	sminoa /= math.Sqrt(float64(n))
 	thresh := math.Max(tol*sminoa, maxitr*float64(n)*float64(n)*unfl)
 
-	var ulog, vlog rotLog
+	// Two pairs of logs: while the helpers apply one batch (startLogs), the
+	// caller records the next; at the next flush it joins the first batch's
+	// remaining panels, then starts the new one.
+	var logs [2][2]rotLog
+	cur := 0 // the pair being recorded
+	vlog, ulog := &logs[0][0], &logs[0][1]
 	flushAt := max(256*n, 1<<14) // rotations per batch
 	vp, up := newPanels(n, n), newPanels(n, n)
 	vp.setIdentity()
 	up.setIdentity()
 	tm := newTeam(min(Threads(), 2*len(vp.low)))
 	defer tm.close()
-	flush := func() error { return applyLogs(ctx, tm, &vlog, vp, &ulog, up) }
+	var pending teamStep
+	var pendingLogs *[2]rotLog
+	join := func() {
+		pending.join()
+		pending = teamStep{}
+		if pendingLogs != nil {
+			pendingLogs[0].reset()
+			pendingLogs[1].reset()
+			pendingLogs = nil
+		}
+	}
+	defer join() // on an early return, no helper may still be running
+	// flush waits for the batch in flight, starts the one recorded, and
+	// switches recording to the other pair of logs; with final it also
+	// waits for that batch.
+	flush := func(final bool) error {
+		join()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		pending = startLogs(ctx, tm, vlog, vp, ulog, up)
+		pendingLogs = &logs[cur]
+		if final {
+			join()
+			return ctx.Err()
+		}
+		cur ^= 1
+		vlog, ulog = &logs[cur][0], &logs[cur][1]
+		return nil
+	}
 	csU := make([]float64, 2*n)
 	csV := make([]float64, 2*n)
 
@@ -246,7 +277,7 @@ outer:
 				return err
 			}
 			if len(ulog.cs)+len(vlog.cs) > 4*flushAt {
-				if err := flush(); err != nil {
+				if err := flush(false); err != nil {
 					return err
 				}
 			}
@@ -455,7 +486,7 @@ outer:
 			}
 		}
 	}
-	if err := flush(); err != nil {
+	if err := flush(true); err != nil {
 		return err
 	}
 	vp.toRowMajor(vt, ldvt)

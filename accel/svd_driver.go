@@ -182,6 +182,9 @@ func gebrdBlocked(ctx context.Context, m, n int, a []float64, lda int, d, e, tau
 	if n > gebrdCross {
 		tm = newTeam(Threads())
 		defer tm.close()
+		if tm != nil {
+			tm.adaptive = true
+		}
 		w1 = make([]float64, m*2*nb) // [V X] (m−i−nb)×2nb
 		w2 = make([]float64, 2*nb*n) // [Yᵀ; U] 2nb×(n−i−nb)
 	}

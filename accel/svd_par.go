@@ -107,11 +107,29 @@ func (s *claimState) run(w int, f func(worker, task int)) {
 // core, so on a busy machine the next step finds it running rather than
 // waiting for the OS to schedule a woken thread, as a goroutine started per
 // step would. A nil *team runs everything on the caller.
+//
+// On a busy machine a helper can also be descheduled in the middle of a
+// task, and the caller then waits for the OS to run it again (milliseconds,
+// against microseconds of work). So a team made with adaptive set (for steps
+// of microseconds, where a wait over 50 µs means a stall) backs off: after a
+// step in which the caller had to park waiting for a helper, it runs the
+// next solo steps
+// alone (16 at first, doubling up to 1024 while it keeps happening, back to
+// 16 after a step without waiting).
 type team struct {
 	helpers []*teamHelper
 	gen     atomic.Int64
 	job     atomic.Pointer[teamJob]
+
+	// Caller-side only (steps come from one goroutine at a time).
+	adaptive      bool
+	solo, backoff int
 }
+
+const (
+	teamBackoffMin = 16
+	teamBackoffMax = 1024
+)
 
 type teamJob struct {
 	s    *claimState
@@ -171,25 +189,60 @@ func (t *team) post(j *teamJob) {
 // taking part, returning when all are done. Steps must not overlap: run is
 // called from one goroutine at a time.
 func (t *team) run(tasks int, f func(worker, task int)) {
+	t.start(tasks, f).join()
+}
+
+// teamStep is a step started by team.start; join finishes it.
+type teamStep struct {
+	t *team // nil: not posted to helpers
+	s *claimState
+	f func(worker, task int)
+}
+
+// start posts a step to the helpers and returns without running any of it
+// (with no helpers, it returns the step for join to run). The caller may
+// do other work, then must call join before the next start.
+func (t *team) start(tasks int, f func(worker, task int)) teamStep {
 	if tasks <= 0 {
-		return
-	}
-	if t == nil || tasks == 1 {
-		for k := 0; k < tasks; k++ {
-			f(0, k)
-		}
-		return
+		return teamStep{}
 	}
 	s := &claimState{tasks: tasks, workers: t.workers(), claimed: make([]atomic.Bool, tasks), finished: make(chan struct{})}
+	if t == nil || tasks == 1 {
+		return teamStep{s: s, f: f}
+	}
+	if t.solo > 0 {
+		t.solo--
+		return teamStep{s: s, f: f}
+	}
 	t.post(&teamJob{s: s, f: f})
-	s.work(0, f)
+	return teamStep{t: t, s: s, f: f}
+}
+
+// join runs the step's unclaimed tasks on the caller (worker 0), waits for
+// the helpers' to finish, and re-raises a helper's panic.
+func (st teamStep) join() {
+	s := st.s
+	if s == nil {
+		return
+	}
+	s.work(0, st.f)
 	// A helper's last band is usually a few microseconds from done: spin
 	// for it before parking.
 	spinStart := time.Now()
-	for spins := 0; s.done.Load() < int64(tasks); spins++ {
+	parked := false
+	for spins := 0; s.done.Load() < int64(s.tasks); spins++ {
 		if spins&255 == 255 && time.Since(spinStart) > teamSpin/4 {
 			<-s.finished
+			parked = true
 			break
+		}
+	}
+	if t := st.t; t != nil && t.adaptive {
+		if parked {
+			t.backoff = min(teamBackoffMax, max(teamBackoffMin, 2*t.backoff))
+			t.solo = t.backoff
+		} else {
+			t.backoff = 0
 		}
 	}
 	if p := s.panicked.Load(); p != nil {
