@@ -10,12 +10,20 @@ import (
 
 // TestTeamRun checks that team.run and claimTasks run every task exactly
 // once, with worker indices below the team size, over many short steps in a
-// row (the labrd pattern), including steps with a helper that is slow.
+// row (the labrd pattern), including steps with a helper that is slow
+// (which, on an adaptive team, sends the next steps to the caller alone).
 func TestTeamRun(t *testing.T) {
-	for _, workers := range []int{1, 2, 3} {
-		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
+	for _, c := range []struct {
+		workers  int
+		adaptive bool
+	}{{1, false}, {2, false}, {3, false}, {2, true}, {3, true}} {
+		workers := c.workers
+		t.Run(fmt.Sprintf("workers=%d/adaptive=%v", workers, c.adaptive), func(t *testing.T) {
 			tm := newTeam(workers)
 			defer tm.close()
+			if tm != nil {
+				tm.adaptive = c.adaptive
+			}
 			for step := 0; step < 300; step++ {
 				tasks := 1 + step%17
 				counts := make([]atomic.Int32, tasks)

@@ -3,6 +3,7 @@ package accel_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -153,22 +154,27 @@ func TestThinSVDLarge(t *testing.T) {
 		{"random/900x400", acceltest.Gaussian(rng, 900, 400)},
 		{"random/300x520", acceltest.Gaussian(rng, 300, 520)},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			r, err := accel.ThinSVD(context.Background(), c.a)
-			if err != nil {
-				t.Fatal(err)
-			}
-			acceltest.CheckValues(t, c.a, r.S, svdTol)
-			if e := acceltest.Reconstruction(c.a, r.U, r.S, r.VT); e > svdTol {
-				t.Errorf("‖A − UΣVᵀ‖_F/‖A‖_F = %.3g", e)
-			}
-			if e := acceltest.OrthoCols(r.U); e > svdTol {
-				t.Errorf("max|UᵀU − I| = %.3g", e)
-			}
-			if e := acceltest.OrthoCols(r.VT.T()); e > svdTol {
-				t.Errorf("max|VVᵀ − I| = %.3g", e)
-			}
-			acceltest.CheckSigns(t, r.U)
-		})
+		// 1, 2, 3 threads: the SVD's team with no helper, one, two.
+		for _, threads := range []int{1, 2, 3} {
+			t.Run(fmt.Sprintf("%s/threads=%d", c.name, threads), func(t *testing.T) {
+				old := accel.SetThreads(threads)
+				defer accel.SetThreads(old)
+				r, err := accel.ThinSVD(context.Background(), c.a)
+				if err != nil {
+					t.Fatal(err)
+				}
+				acceltest.CheckValues(t, c.a, r.S, svdTol)
+				if e := acceltest.Reconstruction(c.a, r.U, r.S, r.VT); e > svdTol {
+					t.Errorf("‖A − UΣVᵀ‖_F/‖A‖_F = %.3g", e)
+				}
+				if e := acceltest.OrthoCols(r.U); e > svdTol {
+					t.Errorf("max|UᵀU − I| = %.3g", e)
+				}
+				if e := acceltest.OrthoCols(r.VT.T()); e > svdTol {
+					t.Errorf("max|VVᵀ − I| = %.3g", e)
+				}
+				acceltest.CheckSigns(t, r.U)
+			})
+		}
 	}
 }
