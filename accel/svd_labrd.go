@@ -1,6 +1,8 @@
 package accel
 
 import (
+	"sync"
+
 	"gonum.org/v1/gonum/blas"
 	blasgonum "gonum.org/v1/gonum/blas/gonum"
 	"gonum.org/v1/gonum/lapack/gonum"
@@ -105,12 +107,16 @@ func gemvTPar(tm *team, r, c int, a []float64, lda int, v []float64, incV int, y
 		}
 		return
 	}
-	vv := make([]float64, r)
+	vvBuf := getScratch(r)
+	defer putScratch(vvBuf)
+	vv := *vvBuf
 	for i := range vv {
 		vv[i] = v[i*incV]
 	}
 	maxW := tm.workers()
-	partial := make([]float64, maxW*c)
+	partialBuf := getScratch(maxW * c)
+	defer putScratch(partialBuf)
+	partial := *partialBuf
 	used := make([]bool, maxW)
 	workers := splitRows(tm, r, c, func(w, r0, r1 int) {
 		beta := 1.0
@@ -144,7 +150,9 @@ func gemvNPar(tm *team, r, c int, a []float64, lda int, u []float64, x []float64
 		}
 		return
 	}
-	xx := make([]float64, r)
+	xxBuf := getScratch(r)
+	defer putScratch(xxBuf)
+	xx := *xxBuf
 	splitRows(tm, r, c, func(_, r0, r1 int) {
 		impl.Dgemv(blas.NoTrans, r1-r0, c, 1, a[r0*lda:], lda, u[:c], 1, 0, xx[r0:r1], 1)
 	})
@@ -152,3 +160,19 @@ func gemvNPar(tm *team, r, c int, a []float64, lda int, u []float64, x []float64
 		x[i*incX] = v
 	}
 }
+
+// scratch holds the vectors of gemvTPar and gemvNPar between calls (2048
+// calls for a 1024² bidiagonalization would otherwise allocate ~50 MB).
+var scratch sync.Pool
+
+// getScratch returns a vector of length n (contents undefined).
+func getScratch(n int) *[]float64 {
+	if p, ok := scratch.Get().(*[]float64); ok && cap(*p) >= n {
+		*p = (*p)[:n]
+		return p
+	}
+	b := make([]float64, n)
+	return &b
+}
+
+func putScratch(p *[]float64) { scratch.Put(p) }
