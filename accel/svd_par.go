@@ -155,7 +155,7 @@ func newTeam(workers int) *team {
 	for i := range t.helpers {
 		h := &teamHelper{wake: make(chan struct{}, 1)}
 		t.helpers[i] = h
-		go t.loop(i+1, h)
+		go t.loop(i+1, h, 0)
 	}
 	return t
 }
@@ -251,9 +251,10 @@ func (st teamStep) join() {
 }
 
 // loop is helper w's body: run each posted job once, spin between jobs,
-// park when the wait gets long.
-func (t *team) loop(w int, h *teamHelper) {
-	seen := t.gen.Load()
+// park when the wait gets long. seen is the generation the helper has
+// already handled; it is passed in (0 for a new team) rather than read
+// here, so that a job posted before the goroutine first runs is not missed.
+func (t *team) loop(w int, h *teamHelper, seen int64) {
 	for {
 		spinStart := time.Now()
 		for spins := 0; t.gen.Load() == seen; spins++ {
@@ -293,8 +294,13 @@ func both(f, g func() error) error {
 		defer func() { gPanic = recover() }()
 		gErr = g()
 	}()
-	fErr := f()
-	<-done
+	var fErr error
+	func() {
+		// Wait for g even when f panics: g writes into the caller's
+		// matrices and must not outlive the call.
+		defer func() { <-done }()
+		fErr = f()
+	}()
 	if gPanic != nil {
 		panic(fmt.Errorf("accel: panic in SVD worker: %v", gPanic))
 	}

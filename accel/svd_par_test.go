@@ -3,6 +3,7 @@ package accel
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -59,13 +60,21 @@ func TestTeamPanic(t *testing.T) {
 	tm := newTeam(2)
 	defer tm.close()
 	for _, name := range []string{"team.run", "claimTasks"} {
+		// The caller's first task waits until the helper has taken one, so
+		// the helper's panic always happens and must reach the caller.
+		started := make(chan struct{})
+		var once sync.Once
 		got := func() (r any) {
 			defer func() { r = recover() }()
 			f := func(w, k int) {
 				if w == 1 {
+					once.Do(func() { close(started) })
 					panic("boom in helper")
 				}
-				time.Sleep(200 * time.Microsecond) // leave tasks for the helper
+				select {
+				case <-started:
+				case <-time.After(5 * time.Second):
+				}
 			}
 			if name == "team.run" {
 				tm.run(16, f)
@@ -74,9 +83,7 @@ func TestTeamPanic(t *testing.T) {
 			}
 			return nil
 		}()
-		// The helper may not have started before the caller took every
-		// task; then there is no panic to see.
-		if got != nil && !strings.Contains(fmt.Sprint(got), "boom in helper") {
+		if got == nil || !strings.Contains(fmt.Sprint(got), "boom in helper") {
 			t.Fatalf("%s: recovered %v, want the helper's panic", name, got)
 		}
 	}
@@ -85,4 +92,27 @@ func TestTeamPanic(t *testing.T) {
 	if n.Load() != 8 {
 		t.Fatalf("after a panic: %d of 8 tasks ran", n.Load())
 	}
+}
+
+// TestBothWaitsOnPanic checks that when f panics, both still waits for g
+// (which writes into the caller's matrices) before the panic leaves it.
+func TestBothWaitsOnPanic(t *testing.T) {
+	prev := SetThreads(2)
+	defer SetThreads(prev)
+	var gDone atomic.Bool
+	func() {
+		defer func() {
+			if r := recover(); r == nil {
+				t.Fatal("f's panic did not reach the caller")
+			}
+			if !gDone.Load() {
+				t.Error("both returned (panicking) while g was still running")
+			}
+		}()
+		both(func() error { panic("f fails") }, func() error {
+			time.Sleep(50 * time.Millisecond)
+			gDone.Store(true)
+			return nil
+		})
+	}()
 }
