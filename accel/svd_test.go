@@ -130,6 +130,7 @@ func TestSVDCancel(t *testing.T) {
 		if el > c.deadline+500*time.Millisecond {
 			t.Errorf("vectors=%v: returned %v after the %v deadline", c.vec, el-c.deadline, c.deadline)
 		}
+		t.Logf("vectors=%v deadline %v: returned %v after it", c.vec, c.deadline, el-c.deadline)
 	}
 }
 
