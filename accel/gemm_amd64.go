@@ -23,41 +23,17 @@ var (
 // B panel that fits L1.
 var (
 	dgemmAVX512Set = kernelSet[float64]{name: "AVX512", mr: 14, nr: 16, kc: 512, mc: 14 * 8, nc: 1024,
-		tile: func(h, kc int, a []float64, rsa, csa int, b []float64, sb int, c []float64, ldc int, alpha, beta float64) {
-			k, sa := asmTile(h, kc, 16, len(a), rsa, csa, len(b), sb, len(c), ldc, dgemmAVX512[:], dgemmAVX512R[:])
-			k(kc, &a[0], &b[0], &c[0], ldc, sa, sb, alpha, beta)
-		},
-		half: func(h, kc int, a []float64, rsa, csa int, b []float64, sb int, c []float64, ldc int, alpha, beta float64) {
-			k, sa := asmTile(h, kc, 8, len(a), rsa, csa, len(b), sb, len(c), ldc, dgemmAVX512H[:], dgemmAVX512HR[:])
-			k(kc, &a[0], &b[0], &c[0], ldc, sa, sb, alpha, beta)
-		}}
+		tile: asmTileFunc(16, dgemmAVX512[:], dgemmAVX512R[:]),
+		half: asmTileFunc(8, dgemmAVX512H[:], dgemmAVX512HR[:])}
 	dgemmAVX2Set = kernelSet[float64]{name: "AVX2", mr: 6, nr: 8, kc: 256, mc: 6 * 40, nc: 2048,
-		tile: func(h, kc int, a []float64, rsa, csa int, b []float64, sb int, c []float64, ldc int, alpha, beta float64) {
-			k, sa := asmTile(h, kc, 8, len(a), rsa, csa, len(b), sb, len(c), ldc, dgemmAVX2[:], dgemmAVX2R[:])
-			k(kc, &a[0], &b[0], &c[0], ldc, sa, sb, alpha, beta)
-		},
-		half: func(h, kc int, a []float64, rsa, csa int, b []float64, sb int, c []float64, ldc int, alpha, beta float64) {
-			k, sa := asmTile(h, kc, 4, len(a), rsa, csa, len(b), sb, len(c), ldc, dgemmAVX2H[:], dgemmAVX2HR[:])
-			k(kc, &a[0], &b[0], &c[0], ldc, sa, sb, alpha, beta)
-		}}
+		tile: asmTileFunc(8, dgemmAVX2[:], dgemmAVX2R[:]),
+		half: asmTileFunc(4, dgemmAVX2H[:], dgemmAVX2HR[:])}
 	sgemmAVX512Set = kernelSet[float32]{name: "AVX512", mr: 14, nr: 32, kc: 512, mc: 14 * 8, nc: 1024,
-		tile: func(h, kc int, a []float32, rsa, csa int, b []float32, sb int, c []float32, ldc int, alpha, beta float32) {
-			k, sa := asmTile(h, kc, 32, len(a), rsa, csa, len(b), sb, len(c), ldc, sgemmAVX512[:], sgemmAVX512R[:])
-			k(kc, &a[0], &b[0], &c[0], ldc, sa, sb, alpha, beta)
-		},
-		half: func(h, kc int, a []float32, rsa, csa int, b []float32, sb int, c []float32, ldc int, alpha, beta float32) {
-			k, sa := asmTile(h, kc, 16, len(a), rsa, csa, len(b), sb, len(c), ldc, sgemmAVX512H[:], sgemmAVX512HR[:])
-			k(kc, &a[0], &b[0], &c[0], ldc, sa, sb, alpha, beta)
-		}}
+		tile: asmTileFunc(32, sgemmAVX512[:], sgemmAVX512R[:]),
+		half: asmTileFunc(16, sgemmAVX512H[:], sgemmAVX512HR[:])}
 	sgemmAVX2Set = kernelSet[float32]{name: "AVX2", mr: 6, nr: 16, kc: 256, mc: 6 * 40, nc: 2048,
-		tile: func(h, kc int, a []float32, rsa, csa int, b []float32, sb int, c []float32, ldc int, alpha, beta float32) {
-			k, sa := asmTile(h, kc, 16, len(a), rsa, csa, len(b), sb, len(c), ldc, sgemmAVX2[:], sgemmAVX2R[:])
-			k(kc, &a[0], &b[0], &c[0], ldc, sa, sb, alpha, beta)
-		},
-		half: func(h, kc int, a []float32, rsa, csa int, b []float32, sb int, c []float32, ldc int, alpha, beta float32) {
-			k, sa := asmTile(h, kc, 8, len(a), rsa, csa, len(b), sb, len(c), ldc, sgemmAVX2H[:], sgemmAVX2HR[:])
-			k(kc, &a[0], &b[0], &c[0], ldc, sa, sb, alpha, beta)
-		}}
+		tile: asmTileFunc(16, sgemmAVX2[:], sgemmAVX2R[:]),
+		half: asmTileFunc(8, sgemmAVX2H[:], sgemmAVX2HR[:])}
 )
 
 // asmTile picks the kernel for a tile of height h whose A is read at
@@ -74,6 +50,16 @@ func asmTile[K any](h, kc, nr, lenA, rsa, csa, lenB, sb, lenC, ldc int, p, r []K
 		return p[h-1], csa
 	}
 	return r[h-1], rsa
+}
+
+// asmTileFunc returns a kernelSet's tile function for microkernels nr
+// columns wide: p holds the kernels for a packed A and r those that read A
+// in place, by panel height; asmTile checks the operands and picks one.
+func asmTileFunc[T float32 | float64](nr int, p, r []func(kc int, a, b, c *T, ldc, sa, sb int, alpha, beta T)) func(h, kc int, a []T, rsa, csa int, b []T, sb int, c []T, ldc int, alpha, beta T) {
+	return func(h, kc int, a []T, rsa, csa int, b []T, sb int, c []T, ldc int, alpha, beta T) {
+		k, sa := asmTile(h, kc, nr, len(a), rsa, csa, len(b), sb, len(c), ldc, p, r)
+		k(kc, &a[0], &b[0], &c[0], ldc, sa, sb, alpha, beta)
+	}
 }
 
 // dgemm is Dgemm after the argument checks and special cases.
