@@ -6,49 +6,23 @@ import (
 	"time"
 )
 
-// claimTasks runs f(worker, task) once for every task 0…tasks−1, on the
-// caller's goroutine (worker 0) and on up to workers−1 helper goroutines,
-// and returns when every task has finished.
+// claimState is one parallel step of a team: f(worker, task) runs once for
+// every task 0…tasks−1, on the caller's goroutine (worker 0) and on the
+// team's helpers.
 //
 // Tasks are claimed one by one (a compare-and-swap per task), each worker
 // starting at its own share — worker w at task w·tasks/workers — and going on
-// cyclically, so that on an idle machine each worker gets the same share call
-// after call (the same rows of a matrix stay in the same core's cache), and
+// cyclically, so that on an idle machine each worker gets the same share step
+// after step (the same rows of a matrix stay in the same core's cache), and
 // on a busy one a worker that runs late takes less. The caller does not wait
-// for helpers that have not started: it returns as soon as the last task is
-// done, whoever ran it, and a helper that starts later finds nothing left to
-// claim. That is what makes many short parallel calls in a row (one per
+// for helpers that have not started: the step ends as soon as the last task
+// is done, whoever ran it, and a helper that starts later finds nothing left
+// to claim. That is what makes many short parallel steps in a row (one per
 // column of a bidiagonalization) pay off when the OS is slow to schedule a
 // helper's thread.
 //
 // A panic in a helper is recovered and re-raised on the caller's goroutine
-// once every task has finished or been abandoned; a panic in the caller's
-// own task propagates at once (helpers still running then finish their
-// current task and stop).
-func claimTasks(tasks, workers int, f func(worker, task int)) {
-	if tasks <= 0 {
-		return
-	}
-	workers = min(workers, tasks)
-	if workers <= 1 {
-		for t := 0; t < tasks; t++ {
-			f(0, t)
-		}
-		return
-	}
-	s := &claimState{tasks: tasks, workers: workers, claimed: make([]atomic.Bool, tasks), finished: make(chan struct{})}
-	for w := 1; w < workers; w++ {
-		go s.run(w, f)
-	}
-	s.work(0, f)
-	if s.done.Load() < int64(tasks) {
-		<-s.finished
-	}
-	if p := s.panicked.Load(); p != nil {
-		panic(fmt.Errorf("accel: panic in SVD worker: %v", *p))
-	}
-}
-
+// once every task has finished or been abandoned.
 type claimState struct {
 	tasks, workers int
 	claimed        []atomic.Bool
@@ -185,7 +159,7 @@ func (t *team) post(j *teamJob) {
 	}
 }
 
-// run is claimTasks on the team: f(worker, task) for every task, the caller
+// run runs one step on the team: f(worker, task) for every task, the caller
 // taking part, returning when all are done. Steps must not overlap: run is
 // called from one goroutine at a time.
 func (t *team) run(tasks int, f func(worker, task int)) {

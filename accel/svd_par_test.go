@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// TestTeamRun checks that team.run and claimTasks run every task exactly
+// TestTeamRun checks that team.run runs every task exactly
 // once, with worker indices below the team size, over many short steps in a
 // row (the labrd pattern), including steps with a helper that is slow
 // (which, on an adaptive team, sends the next steps to the caller alone).
@@ -48,7 +48,6 @@ func TestTeamRun(t *testing.T) {
 					}
 				}
 				check("team.run", tm.run)
-				check("claimTasks", func(n int, f func(w, k int)) { claimTasks(n, workers, f) })
 			}
 		})
 	}
@@ -59,7 +58,7 @@ func TestTeamRun(t *testing.T) {
 func TestTeamPanic(t *testing.T) {
 	tm := newTeam(2)
 	defer tm.close()
-	for _, name := range []string{"team.run", "claimTasks"} {
+	for _, name := range []string{"first step", "second step"} {
 		// The caller's first task waits until the helper has taken one, so
 		// the helper's panic always happens and must reach the caller.
 		started := make(chan struct{})
@@ -76,11 +75,7 @@ func TestTeamPanic(t *testing.T) {
 				case <-time.After(5 * time.Second):
 				}
 			}
-			if name == "team.run" {
-				tm.run(16, f)
-			} else {
-				claimTasks(16, 2, f)
-			}
+			tm.run(16, f)
 			return nil
 		}()
 		if got == nil || !strings.Contains(fmt.Sprint(got), "boom in helper") {
