@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/gopeft/gopeft/peft"
+	"github.com/gopeft/gopeft/peft/lora"
 )
 
 // The benchmarks of the training loop. scripts/bench-peft runs them next to
@@ -18,7 +19,7 @@ import (
 func benchGPTSteps(b *testing.B, lora bool) {
 	g := peft.NewGPT(peft.TinyGPTConfig)
 	if lora {
-		if _, err := peft.AddLoRA(g, peft.LoRAConfig{R: 8, Alpha: 16, Targets: []string{"attn.q", "attn.k", "attn.v", "attn.o"}}); err != nil {
+		if _, err := lora.Add(g, lora.Config{R: 8, Alpha: 16, Targets: []string{"attn.q", "attn.k", "attn.v", "attn.o"}}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -59,7 +60,7 @@ func BenchmarkGPTStep(b *testing.B) {
 // rows of all ten digits.
 func BenchmarkDigitsLoRAEpoch(b *testing.B) {
 	m := peft.NewMLP(peft.DigitsMLPSizes, 1)
-	if _, err := peft.AddLoRA(m, peft.LoRAConfig{R: 8, Alpha: 16, Targets: []string{"fc1", "fc2"}}); err != nil {
+	if _, err := lora.Add(m, lora.Config{R: 8, Alpha: 16, Targets: []string{"fc1", "fc2"}}); err != nil {
 		b.Fatal(err)
 	}
 	data := peft.DigitsData(peft.DigitsEvalFrac, peft.DigitsSeed)

@@ -63,7 +63,7 @@ func ProbeMergedWeight(a Adapter, w0 *mat.Dense) *mat.Dense {
 	x := NewConst(eye)
 	y := a.Forward(l, x, l.Base(x)).Value // (k×d): row i is W·e_i
 	if r, c := y.Dims(); r != k || c != d {
-		panic(ShapeError{Op: "ProbeMergedWeight", Got: fmt.Sprintf("adapter output %s for W %s", shapeOf(r, c), shapeOf(d, k)), Want: shapeOf(k, d)})
+		panic(ShapeError{Op: "ProbeMergedWeight", Got: fmt.Sprintf("adapter output %s for W %s", ShapeOf(r, c), ShapeOf(d, k)), Want: ShapeOf(k, d)})
 	}
 	return mat.DenseCopyOf(y.T())
 }

@@ -30,14 +30,38 @@
 // # Adapters
 //
 // An Adapter changes one Linear layer's output and is written as a forward
-// composition of the ops, so it needs no backward pass of its own. AddLoRA,
-// AddDoRA, AddPiSSA, AddAdaLoRA attach one method to every targeted layer
-// (all through AddAdapter) and freeze the base; CustomAdapter defines one
-// from a function in a notebook cell. Several named adapters may sit on a
-// model: SetAdapter switches, DisableAdapters gives the base model exactly,
-// MergeAdapters/UnmergeAdapters fold them into the weights and back.
-// TrainableParams and Ranks report the parameter count and every layer's
-// rank.
+// composition of the ops, so it needs no backward pass of its own.
+// AddAdapter attaches one to every targeted layer and freezes the base;
+// CustomAdapter defines one from a function in a notebook cell. Several
+// named adapters may sit on a model: SetAdapter switches, DisableAdapters
+// gives the base model exactly, MergeAdapters/UnmergeAdapters fold them into
+// the weights and back. TrainableParams and Ranks report the parameter count
+// and every layer's rank.
+//
+// # Methods: one package each
+//
+// This package is the core every method shares. Each method lives in its
+// own package under peft/, named after it, as HuggingFace PEFT keeps one
+// folder per method under tuners/: peft/lora (LoRA and rsLoRA), peft/dora,
+// peft/pissa, peft/adalora, peft/vera, peft/galore, …. In a notebook that is
+// lora.Add(g, lora.Config{R: 4, …}), adalora.Add, galore.New: completion on
+// "lora." lists LoRA's names only, and the core stays small however many
+// methods there are. The kernel imports every method package.
+//
+// A method registers itself from its package's init function (Register,
+// as image formats do), with its paper and, if its adapters can be saved,
+// an AdapterFormat: its peft_type, its tensor names, and how it writes and
+// reads them. SaveAdapter and LoadAdapter know no method; Methods lists the
+// catalogue (%help in the kernel shows it).
+//
+// Adding a method is: its folder with one file (the type, whose doc comment
+// cites the paper and shows the math with shapes; its constructor, which
+// checks its arguments; Add; and the Register call), a test file that calls
+// peft/adaptertest's shared suite and adds the paper's own invariant, one
+// line in this package's README, and go generate ./kernel/... so the kernel
+// sees it. peft/vera is the worked example: VeRA (Kopiczko et al. 2023)
+// shares one frozen random pair A, B across layers and trains two scaling
+// vectors per layer, and its files load in HuggingFace PEFT.
 //
 // # Data and pretrained bases
 //

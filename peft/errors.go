@@ -28,7 +28,8 @@ type ArgError struct {
 
 func (e ArgError) Error() string { return "peft: " + e.Op + ": " + e.Msg }
 
-func shapeOf(r, c int) string { return fmt.Sprintf("(%d×%d)", r, c) }
+// ShapeOf returns "(r×c)", the way errors write a matrix shape.
+func ShapeOf(r, c int) string { return fmt.Sprintf("(%d×%d)", r, c) }
 
 // Maybe calls fn and returns, as an error, a panic of this package (a
 // ShapeError, an ArgError, or any other error value) that fn raises, with the

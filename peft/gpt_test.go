@@ -53,7 +53,7 @@ func TestGPTGradients(t *testing.T) {
 	for _, p := range g.Params() {
 		r, c := p.Dims()
 		if r == 1 {
-			p.Value.Add(p.Value, uniform(rng, r, c, 0.3))
+			p.Value.Add(p.Value, RandUniform(rng, r, c, 0.3))
 		}
 	}
 	b := tinyLMBatch(rng, 2, 5, 7)
@@ -68,7 +68,7 @@ func TestGPTGradients(t *testing.T) {
 	}
 	checkGrad(t, params, func() *Tensor { return g.Loss(b) }, 1e-5)
 
-	ls, err := AddLoRA(g, LoRAConfig{R: 2, Alpha: 2, Targets: []string{"q", "v"}, Seed: 3})
+	ls, err := addLowRank(g, lowRank{R: 2, Alpha: 2, Targets: []string{"q", "v"}, Seed: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func TestGPTCausalAndAdapters(t *testing.T) {
 			t.Errorf("logits of position %d depend on a later token", i)
 		}
 	}
-	ls, err := AddLoRA(g, LoRAConfig{R: 3, Targets: []string{"attn.q", "attn.k", "attn.v", "attn.o"}})
+	ls, err := addLowRank(g, lowRank{R: 3, Targets: []string{"attn.q", "attn.k", "attn.v", "attn.o"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,15 +21,17 @@ func NewLinear(name string, in, out int, bias bool, rng *rand.Rand) *Linear {
 		panic(ArgError{Op: "NewLinear(" + name + ")", Msg: fmt.Sprintf("in = %d, out = %d; both must be ≥ 1", in, out)})
 	}
 	bound := 1 / math.Sqrt(float64(in))
-	l := &Linear{Name: name, W: NewParam(name+".weight", uniform(rng, out, in, bound))}
+	l := &Linear{Name: name, W: NewParam(name+".weight", RandUniform(rng, out, in, bound))}
 	if bias {
-		l.B = NewParam(name+".bias", uniform(rng, 1, out, bound))
+		l.B = NewParam(name+".bias", RandUniform(rng, 1, out, bound))
 	}
 	return l
 }
 
-// uniform returns an r×c matrix with entries uniform in [−bound, bound).
-func uniform(rng *rand.Rand, r, c int, bound float64) *mat.Dense {
+// RandUniform returns an r×c matrix with entries drawn uniformly from
+// [−bound, bound) by rng: PyTorch's Kaiming-uniform init of an (r×c) weight
+// with a = √5 is bound = 1/√c.
+func RandUniform(rng *rand.Rand, r, c int, bound float64) *mat.Dense {
 	d := make([]float64, r*c)
 	for i := range d {
 		d[i] = bound * (2*rng.Float64() - 1)
@@ -47,7 +49,7 @@ func (l *Linear) Base(x *Tensor) *Tensor {
 	out, in := l.W.Dims()
 	n, k := x.Dims()
 	if k != in {
-		panic(ShapeError{Op: l.Name + ".Forward", Got: fmt.Sprintf("x %s for W %s", shapeOf(n, k), shapeOf(out, in)), Want: fmt.Sprintf("x (n×%d)", in)})
+		panic(ShapeError{Op: l.Name + ".Forward", Got: fmt.Sprintf("x %s for W %s", ShapeOf(n, k), ShapeOf(out, in)), Want: fmt.Sprintf("x (n×%d)", in)})
 	}
 	w := l.W
 	if l.merged != "" {
@@ -174,7 +176,7 @@ func (l *Linear) Merge() error {
 	w := a.MergedWeight(w0)
 	r, c := w.Dims()
 	if or, oc := w0.Dims(); r != or || c != oc {
-		return fmt.Errorf("peft: %s: adapter %q merged weight is %s, want %s", l.Name, l.Active, shapeOf(r, c), shapeOf(or, oc))
+		return fmt.Errorf("peft: %s: adapter %q merged weight is %s, want %s", l.Name, l.Active, ShapeOf(r, c), ShapeOf(or, oc))
 	}
 	l.unmerged = w0
 	l.W.Value.Copy(w)
@@ -384,7 +386,7 @@ func quoteList(names []string) string {
 
 // AddAdapter attaches to each module of m matching targets (see Targets) the
 // adapter that build makes for it, under name, and activates it; it first
-// freezes m's base parameters. Every method's AddXxx (AddLoRA, AddDoRA, …)
+// freezes m's base parameters. Every method's Add (lora.Add, dora.Add, …)
 // is this with its own build. If build fails for one module, adapters
 // already attached by this call are removed and the error returned.
 func AddAdapter(m Model, name string, targets []string, build func(l *Linear) (Adapter, error)) ([]Adapter, error) {

@@ -13,7 +13,7 @@ import (
 func shape2(a, b *Tensor, sep string) string {
 	ar, ac := a.Dims()
 	br, bc := b.Dims()
-	return shapeOf(ar, ac) + sep + shapeOf(br, bc)
+	return ShapeOf(ar, ac) + sep + ShapeOf(br, bc)
 }
 
 // MatMul returns a·b: a (n×k), b (k×m) → (n×m).
@@ -159,7 +159,7 @@ func Affine(x, w, b *Tensor) *Tensor {
 	var bd []float64
 	if b != nil {
 		if br, bc := b.Dims(); br != 1 || bc != m {
-			panic(ShapeError{Op: "Affine", Got: "W " + shapeOf(m, k) + ", b " + shapeOf(br, bc), Want: fmt.Sprintf("b (1×%d)", m)})
+			panic(ShapeError{Op: "Affine", Got: "W " + ShapeOf(m, k) + ", b " + ShapeOf(br, bc), Want: fmt.Sprintf("b (1×%d)", m)})
 		}
 		bd = vals(b.Value)
 	}
@@ -435,7 +435,7 @@ func SumRows(a *Tensor) *Tensor {
 func Slice(a *Tensor, r0, r1, c0, c1 int) *Tensor {
 	n, m := a.Dims()
 	if r0 < 0 || r1 > n || r0 >= r1 || c0 < 0 || c1 > m || c0 >= c1 {
-		panic(ShapeError{Op: "Slice", Got: fmt.Sprintf("[%d:%d, %d:%d] of %s", r0, r1, c0, c1, shapeOf(n, m)),
+		panic(ShapeError{Op: "Slice", Got: fmt.Sprintf("[%d:%d, %d:%d] of %s", r0, r1, c0, c1, ShapeOf(n, m)),
 			Want: fmt.Sprintf("0 ≤ r0 < r1 ≤ %d and 0 ≤ c0 < c1 ≤ %d", n, m)})
 	}
 	ad := vals(a.Value)

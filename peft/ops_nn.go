@@ -232,7 +232,7 @@ func Embedding(table *Tensor, ids []int) *Tensor {
 func CrossEntropy(logits *Tensor, targets []int) *Tensor {
 	n, V := logits.Dims()
 	if len(targets) != n {
-		panic(ShapeError{Op: "CrossEntropy", Got: fmt.Sprintf("logits %s, %d targets", shapeOf(n, V), len(targets)), Want: fmt.Sprintf("%d targets, one per row", n)})
+		panic(ShapeError{Op: "CrossEntropy", Got: fmt.Sprintf("logits %s, %d targets", ShapeOf(n, V), len(targets)), Want: fmt.Sprintf("%d targets, one per row", n)})
 	}
 	for i, t := range targets {
 		if t < 0 || t >= V {
@@ -274,10 +274,10 @@ func CausalSelfAttention(q, k, v *Tensor, batch, heads int) *Tensor {
 	kr, kc := k.Dims()
 	vr, vc := v.Dims()
 	if kr != N || kc != C || vr != N || vc != C {
-		panic(ShapeError{Op: "CausalSelfAttention", Got: "q " + shapeOf(N, C) + ", k " + shapeOf(kr, kc) + ", v " + shapeOf(vr, vc), Want: "q, k, v of one shape (B·T×C)"})
+		panic(ShapeError{Op: "CausalSelfAttention", Got: "q " + ShapeOf(N, C) + ", k " + ShapeOf(kr, kc) + ", v " + ShapeOf(vr, vc), Want: "q, k, v of one shape (B·T×C)"})
 	}
 	if batch <= 0 || N%batch != 0 || heads <= 0 || C%heads != 0 {
-		panic(ShapeError{Op: "CausalSelfAttention", Got: fmt.Sprintf("%s with batch %d, heads %d", shapeOf(N, C), batch, heads), Want: "rows divisible by batch and columns by heads"})
+		panic(ShapeError{Op: "CausalSelfAttention", Got: fmt.Sprintf("%s with batch %d, heads %d", ShapeOf(N, C), batch, heads), Want: "rows divisible by batch and columns by heads"})
 	}
 	T, hd := N/batch, C/heads
 	scale := 1 / math.Sqrt(float64(hd))

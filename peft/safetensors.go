@@ -571,7 +571,7 @@ func safetensorsHeader(path string, tensors map[string]*mat.Dense, shapes map[st
 				n *= d
 			}
 			if n != r*c {
-				return nil, nil, &SafetensorsError{File: path, Tensor: name, Msg: fmt.Sprintf("shape %v has %d elements but the matrix is %s", s, n, shapeOf(r, c))}
+				return nil, nil, &SafetensorsError{File: path, Tensor: name, Msg: fmt.Sprintf("shape %v has %d elements but the matrix is %s", s, n, ShapeOf(r, c))}
 			}
 			shape = slices.Clone(s)
 		}

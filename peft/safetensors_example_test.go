@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/gopeft/gopeft/peft"
+	"github.com/gopeft/gopeft/peft/lora"
 	"gonum.org/v1/gonum/mat"
 )
 
@@ -46,7 +47,7 @@ func ExampleSaveAdapter() {
 	dir, _ := os.MkdirTemp("", "example")
 	defer os.RemoveAll(dir)
 	m := peft.NewMLP([]int{4, 8, 3}, 1)
-	if _, err := peft.AddLoRA(m, peft.LoRAConfig{R: 2, Alpha: 4, Targets: []string{"fc1", "fc2"}}); err != nil {
+	if _, err := lora.Add(m, lora.Config{R: 2, Alpha: 4, Targets: []string{"fc1", "fc2"}}); err != nil {
 		fmt.Println(err)
 		return
 	}

@@ -221,7 +221,7 @@ func TestSafetensorsRoundTrip(t *testing.T) {
 			}
 			r, c := want.Dims()
 			if gr, gc := g.Dims(); gr != r || gc != c {
-				t.Errorf("%s: %s is %s, want %s", dtype, name, shapeOf(gr, gc), shapeOf(r, c))
+				t.Errorf("%s: %s is %s, want %s", dtype, name, ShapeOf(gr, gc), ShapeOf(r, c))
 				continue
 			}
 			for i := 0; i < r; i++ {
@@ -523,15 +523,15 @@ func TestSafetensorsNumpyFixture(t *testing.T) {
 		switch len(e.Shape) {
 		case 0:
 			if r != 1 || c != 1 {
-				t.Errorf("%s: 0-D read as %s", name, shapeOf(r, c))
+				t.Errorf("%s: 0-D read as %s", name, ShapeOf(r, c))
 			}
 		case 1:
 			if r != 1 || c != e.Shape[0] {
-				t.Errorf("%s: 1-D read as %s", name, shapeOf(r, c))
+				t.Errorf("%s: 1-D read as %s", name, ShapeOf(r, c))
 			}
 		default:
 			if r != e.Shape[0] || r*c != len(e.Values) {
-				t.Errorf("%s: %v read as %s", name, e.Shape, shapeOf(r, c))
+				t.Errorf("%s: %v read as %s", name, e.Shape, ShapeOf(r, c))
 			}
 		}
 		got := m.RawMatrix().Data
@@ -655,7 +655,7 @@ func FuzzParseSafetensors(f *testing.F) {
 			}
 			r, c := m.Dims()
 			if r*c != n {
-				t.Fatalf("%s: shape %v read as %s", name, shape, shapeOf(r, c))
+				t.Fatalf("%s: shape %v read as %s", name, shape, ShapeOf(r, c))
 			}
 		}
 	})

@@ -38,7 +38,7 @@ func NewSpectrum(ctx context.Context, a mat.Matrix) (*Spectrum, error) {
 	}
 	s, err := singularValues(ctx, a)
 	if err != nil {
-		return nil, fmt.Errorf("peft: NewSpectrum %s: %w", shapeOf(m, n), err)
+		return nil, fmt.Errorf("peft: NewSpectrum %s: %w", ShapeOf(m, n), err)
 	}
 	for i := range s { // clamp tiny negative round-off
 		if s[i] < 0 {
@@ -213,7 +213,7 @@ func checkFiniteMatrix(op, name string, a mat.Matrix) error {
 	for i := 0; i < m; i++ {
 		for j := 0; j < n; j++ {
 			if v := a.At(i, j); math.IsNaN(v) || math.IsInf(v, 0) {
-				return fmt.Errorf("peft: %s: %s %s has %v at (%d, %d)", op, name, shapeOf(m, n), v, i, j)
+				return fmt.Errorf("peft: %s: %s %s has %v at (%d, %d)", op, name, ShapeOf(m, n), v, i, j)
 			}
 		}
 	}

@@ -89,7 +89,7 @@ func LoadModelFrom(f *SafetensorsFile, m Model) error {
 	for _, p := range params {
 		r, c := p.value.Dims()
 		if !shapeFits(f.Shape(p.name), r, c) {
-			return fail("tensor %q: the file's shape %v does not fit the model's %s (PyTorch shape %v)", p.name, f.Shape(p.name), shapeOf(r, c), p.shape)
+			return fail("tensor %q: the file's shape %v does not fit the model's %s (PyTorch shape %v)", p.name, f.Shape(p.name), ShapeOf(r, c), p.shape)
 		}
 	}
 	// Read everything before changing anything, so a failure leaves m whole.
@@ -146,7 +146,7 @@ func modelState(m Model) ([]stateEntry, error) {
 		seen[p] = true
 		if p.Name == "" {
 			r, c := p.Dims()
-			return nil, fmt.Errorf("a base parameter %s has no name", shapeOf(r, c))
+			return nil, fmt.Errorf("a base parameter %s has no name", ShapeOf(r, c))
 		}
 		if byName[p.Name] {
 			return nil, fmt.Errorf("two base parameters are named %q", p.Name)

@@ -169,7 +169,7 @@ func TestLoadModelErrors(t *testing.T) {
 func TestSaveModelMerged(t *testing.T) {
 	m := NewMLP([]int{5, 7, 3}, 1)
 	base := mat.DenseCopyOf(m.Layers[0].W.Value)
-	ls, err := AddLoRA(m, LoRAConfig{R: 2, Targets: []string{"fc1"}, Seed: 3})
+	ls, err := addLowRank(m, lowRank{R: 2, Targets: []string{"fc1"}, Seed: 3})
 	if err != nil {
 		t.Fatal(err)
 	}

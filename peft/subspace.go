@@ -65,10 +65,10 @@ func SubspaceSimilarityBases(u, v mat.Matrix) (*mat.Dense, error) {
 	du, p := u.Dims()
 	dv, q := v.Dims()
 	if du != dv {
-		return nil, fmt.Errorf("peft: SubspaceSimilarity: bases live in different spaces: u %s, v %s (rows must match)", shapeOf(du, p), shapeOf(dv, q))
+		return nil, fmt.Errorf("peft: SubspaceSimilarity: bases live in different spaces: u %s, v %s (rows must match)", ShapeOf(du, p), ShapeOf(dv, q))
 	}
 	if p == 0 || q == 0 {
-		return nil, fmt.Errorf("peft: SubspaceSimilarity: empty basis: u %s, v %s", shapeOf(du, p), shapeOf(dv, q))
+		return nil, fmt.Errorf("peft: SubspaceSimilarity: empty basis: u %s, v %s", ShapeOf(du, p), ShapeOf(dv, q))
 	}
 	if err := checkFiniteMatrix("SubspaceSimilarity", "u", u); err != nil {
 		return nil, err
@@ -113,13 +113,13 @@ func PrincipalAnglesBases(u, v mat.Matrix) ([]float64, error) {
 	du, p := u.Dims()
 	dv, q := v.Dims()
 	if du != dv || p == 0 || q == 0 {
-		return nil, fmt.Errorf("peft: PrincipalAngles: bases u %s and v %s must be non-empty with equal rows", shapeOf(du, p), shapeOf(dv, q))
+		return nil, fmt.Errorf("peft: PrincipalAngles: bases u %s and v %s must be non-empty with equal rows", ShapeOf(du, p), ShapeOf(dv, q))
 	}
 	var g mat.Dense
 	g.Mul(u.T(), v)
 	var svd mat.SVD
 	if !svd.Factorize(&g, mat.SVDNone) {
-		return nil, fmt.Errorf("peft: PrincipalAngles: SVD of UᵀV %s did not converge", shapeOf(p, q))
+		return nil, fmt.Errorf("peft: PrincipalAngles: SVD of UᵀV %s did not converge", ShapeOf(p, q))
 	}
 	s := svd.Values(nil) // descending cosines → ascending angles
 	th := make([]float64, len(s))
@@ -145,7 +145,7 @@ func Amplification(ctx context.Context, w, dw mat.Matrix, r int) (float64, error
 	d, k := w.Dims()
 	dd, dk := dw.Dims()
 	if d != dd || k != dk {
-		return 0, fmt.Errorf("peft: Amplification: W %s and ΔW %s differ in shape", shapeOf(d, k), shapeOf(dd, dk))
+		return 0, fmt.Errorf("peft: Amplification: W %s and ΔW %s differ in shape", ShapeOf(d, k), ShapeOf(dd, dk))
 	}
 	if err := checkFiniteMatrix("Amplification", "W", w); err != nil {
 		return 0, err
@@ -174,7 +174,7 @@ func Amplification(ctx context.Context, w, dw mat.Matrix, r int) (float64, error
 func UpdateSparsity(dw mat.Matrix, tol float64) (float64, error) {
 	m, n := dw.Dims()
 	if m == 0 || n == 0 {
-		return 0, fmt.Errorf("peft: UpdateSparsity: ΔW is empty %s", shapeOf(m, n))
+		return 0, fmt.Errorf("peft: UpdateSparsity: ΔW is empty %s", ShapeOf(m, n))
 	}
 	if !(tol >= 0) || math.IsInf(tol, 0) {
 		return 0, fmt.Errorf("peft: UpdateSparsity: tol = %v, want a finite value ≥ 0", tol)
@@ -184,7 +184,7 @@ func UpdateSparsity(dw mat.Matrix, tol float64) (float64, error) {
 		for j := 0; j < n; j++ {
 			v := dw.At(i, j)
 			if math.IsNaN(v) || math.IsInf(v, 0) {
-				return 0, fmt.Errorf("peft: UpdateSparsity: ΔW %s has %v at (%d, %d)", shapeOf(m, n), v, i, j)
+				return 0, fmt.Errorf("peft: UpdateSparsity: ΔW %s has %v at (%d, %d)", ShapeOf(m, n), v, i, j)
 			}
 			if math.Abs(v) <= tol {
 				c++
@@ -199,17 +199,17 @@ func UpdateSparsity(dw mat.Matrix, tol float64) (float64, error) {
 func singularBasis(ctx context.Context, op, name string, a mat.Matrix, side Side, k int) (*mat.Dense, error) {
 	m, n := a.Dims()
 	if m == 0 || n == 0 {
-		return nil, fmt.Errorf("peft: %s: %s is empty %s", op, name, shapeOf(m, n))
+		return nil, fmt.Errorf("peft: %s: %s is empty %s", op, name, ShapeOf(m, n))
 	}
 	if k < 1 || k > min(m, n) {
-		return nil, fmt.Errorf("peft: %s: rank %d for %s %s is outside [1, %d]", op, k, name, shapeOf(m, n), min(m, n))
+		return nil, fmt.Errorf("peft: %s: rank %d for %s %s is outside [1, %d]", op, k, name, ShapeOf(m, n), min(m, n))
 	}
 	if err := checkFiniteMatrix(op, name, a); err != nil {
 		return nil, err
 	}
 	svd, err := accel.ThinSVD(ctx, a)
 	if err != nil {
-		return nil, fmt.Errorf("peft: %s: SVD of %s %s: %w", op, name, shapeOf(m, n), err)
+		return nil, fmt.Errorf("peft: %s: SVD of %s %s: %w", op, name, ShapeOf(m, n), err)
 	}
 	var full mat.Matrix = svd.U // m×p
 	if side == Right {

@@ -59,7 +59,7 @@ func (t *Tensor) Unfreeze() { t.Trainable = true; t.needs = true }
 func (t *Tensor) Scalar() float64 {
 	r, c := t.Dims()
 	if r != 1 || c != 1 {
-		panic(ShapeError{Op: "Tensor.Scalar", Got: shapeOf(r, c), Want: "(1×1)"})
+		panic(ShapeError{Op: "Tensor.Scalar", Got: ShapeOf(r, c), Want: "(1×1)"})
 	}
 	return t.Value.At(0, 0)
 }
@@ -140,7 +140,7 @@ func newOp(v *mat.Dense, backward func(out *Tensor), inputs ...*Tensor) *Tensor 
 func (t *Tensor) Backward() {
 	r, c := t.Dims()
 	if r != 1 || c != 1 {
-		panic(ShapeError{Op: "Tensor.Backward", Got: shapeOf(r, c), Want: "(1×1), a scalar loss"})
+		panic(ShapeError{Op: "Tensor.Backward", Got: ShapeOf(r, c), Want: "(1×1), a scalar loss"})
 	}
 	if !t.NeedsGrad() {
 		return

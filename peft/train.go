@@ -95,8 +95,8 @@ func TrainableOf(m Model) []*Tensor {
 // and lets the optimizer update at the scheduled rate.
 //
 // Full fine-tuning is Train on a model with every parameter trainable and no
-// adapter (see FullFineTune); a PEFT method is Train after AddLoRA, AddDoRA,
-// …, which freeze the base.
+// adapter (see FullFineTune); a PEFT method is Train after its Add
+// (lora.Add, dora.Add, …), which freezes the base.
 //
 // When ctx is cancelled Train stops before the next step and returns the
 // history so far with an error wrapping ctx's. An optimizer that is a
@@ -166,7 +166,7 @@ func Train(ctx context.Context, m Model, data Dataset, cfg TrainConfig) (*Histor
 			for i, g := range vals(p.Grad) {
 				if math.IsNaN(g) || math.IsInf(g, 0) {
 					r, c := p.Dims()
-					return h, fmt.Errorf("peft: training %sstep %d: the gradient of %s %s is %v at element %d", label(cfg.Name), step, paramName(p), shapeOf(r, c), g, i)
+					return h, fmt.Errorf("peft: training %sstep %d: the gradient of %s %s is %v at element %d", label(cfg.Name), step, paramName(p), ShapeOf(r, c), g, i)
 				}
 				norm2 += g * g
 			}

@@ -95,7 +95,7 @@ func TestTrainDeterministic(t *testing.T) {
 	run := func(seed int64) (*History, *MLP) {
 		m := NewMLP([]int{64, 16, 10}, 1)
 		m.Dropout = 0.1
-		if _, err := AddLoRA(m, LoRAConfig{R: 4, Alpha: 8, Dropout: 0.1, Targets: []string{"fc1", "fc2"}, Seed: 3}); err != nil {
+		if _, err := addLowRank(m, lowRank{R: 4, Alpha: 8, Dropout: 0.1, Targets: []string{"fc1", "fc2"}, Seed: 3}); err != nil {
 			t.Fatal(err)
 		}
 		h, err := Train(context.Background(), m, data, TrainConfig{Steps: 30, BatchSize: 16, LR: 1e-2, WarmupSteps: 3, ClipNorm: 1, EvalEvery: 10, Seed: seed})
@@ -254,7 +254,7 @@ func TestTeacherRecovery(t *testing.T) {
 	}
 	for _, r := range []int{1, 2, 3, 5} {
 		m := task.Model()
-		if _, err := AddLoRA(m, LoRAConfig{R: r, Alpha: float64(r), Targets: []string{"proj"}, Seed: 2}); err != nil {
+		if _, err := addLowRank(m, lowRank{R: r, Alpha: float64(r), Targets: []string{"proj"}, Seed: 2}); err != nil {
 			t.Fatal(err)
 		}
 		_, err := Train(context.Background(), m, task, TrainConfig{Steps: 1500, BatchSize: 64, LR: 2e-2, MinLR: 1e-4, Seed: 1})
@@ -281,7 +281,7 @@ func TestFullFineTune(t *testing.T) {
 	if r := task.RecoveryError(m); r > 1e-3 {
 		t.Errorf("full fine-tuning recovery error %.2e", r)
 	}
-	if _, err := AddLoRA(m, LoRAConfig{R: 1, Targets: []string{"proj"}}); err != nil {
+	if _, err := addLowRank(m, lowRank{R: 1, Targets: []string{"proj"}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := FullFineTune(context.Background(), m, task, TrainConfig{Steps: 1, BatchSize: 1, LR: 1}); err == nil {

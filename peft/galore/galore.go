@@ -146,7 +146,7 @@ func (g *GaLore) projects(p *Tensor) (bool, error) {
 	}
 	if g.cfg.Rank > min(m, n) {
 		return false, ArgError{Op: "GaLore(" + p.Name + ")", Msg: fmt.Sprintf(
-			"rank r = %d out of range [1, %d] for the %s matrix", g.cfg.Rank, min(m, n), shapeOf(m, n))}
+			"rank r = %d out of range [1, %d] for the %s matrix", g.cfg.Rank, min(m, n), ShapeOf(m, n))}
 	}
 	return true, nil
 }
@@ -260,7 +260,7 @@ func (g *GaLore) stepProjected(p *Tensor, st *galoreState, lr float64) {
 		}
 		svd, err := accel.ThinSVD(ctx, gr)
 		if err != nil {
-			panic(fmt.Errorf("peft: GaLore(%s): SVD of the %s gradient at step %d: %w", p.Name, shapeOf(m, n), st.t+1, err))
+			panic(fmt.Errorf("peft: GaLore(%s): SVD of the %s gradient at step %d: %w", p.Name, ShapeOf(m, n), st.t+1, err))
 		}
 		st.left = m < n
 		if st.left {

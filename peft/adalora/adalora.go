@@ -131,7 +131,7 @@ func (a *AdaLoRALayer) check(op string, w mat.Matrix) {
 	er, ec := a.E.Dims()
 	qr, qc := a.Q.Dims()
 	if pr != out || qc != in || pc != er || qr != er || ec != 1 {
-		panic(ShapeError{Op: op, Got: fmt.Sprintf("W %s, P %s, λ %s, Q %s", shapeOf(out, in), shapeOf(pr, pc), shapeOf(er, ec), shapeOf(qr, qc)),
+		panic(ShapeError{Op: op, Got: fmt.Sprintf("W %s, P %s, λ %s, Q %s", ShapeOf(out, in), ShapeOf(pr, pc), ShapeOf(er, ec), ShapeOf(qr, qc)),
 			Want: fmt.Sprintf("P (%d×r), λ (r×1), Q (r×%d)", out, in)})
 	}
 }
@@ -249,7 +249,7 @@ func (cfg AdaLoRAConfig) withDefaults(layers []*Linear) (AdaLoRAConfig, error) {
 		out, in := l.W.Dims()
 		if cfg.InitR > min(out, in) {
 			return cfg, ArgError{Op: "AddAdaLoRA(" + l.Name + ")", Msg: fmt.Sprintf(
-				"InitR = %d out of range [1, %d] for the %s weight", cfg.InitR, min(out, in), shapeOf(out, in))}
+				"InitR = %d out of range [1, %d] for the %s weight", cfg.InitR, min(out, in), ShapeOf(out, in))}
 		}
 	}
 	return cfg, nil

@@ -1,6 +1,10 @@
-package peft
+package peft_test
 
 import (
+	"github.com/gopeft/gopeft/peft"
+	"github.com/gopeft/gopeft/peft/adalora"
+	"github.com/gopeft/gopeft/peft/dora"
+	"github.com/gopeft/gopeft/peft/lora"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -53,13 +57,13 @@ func peftExpected(t *testing.T) (x *mat.Dense, outputs map[string]*mat.Dense) {
 
 // relDiff returns max |a − b| / max(1, max |b|).
 func relDiff(a, b mat.Matrix) float64 {
-	return maxAbsDiff(a, b) / math.Max(1, mat.Norm(b, math.Inf(1)))
+	return peft.MaxAbsDiff(a, b) / math.Max(1, mat.Norm(b, math.Inf(1)))
 }
 
 // readConfig reads an adapter_config.json as a generic map.
 func readConfig(t *testing.T, dir string) map[string]any {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(dir, AdapterConfigFile))
+	raw, err := os.ReadFile(filepath.Join(dir, peft.AdapterConfigFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,40 +80,40 @@ func readConfig(t *testing.T, dir string) map[string]any {
 // the same names, shapes, values and settings.
 func TestPEFTFixtures(t *testing.T) {
 	x, want := peftExpected(t)
-	xt := NewConst(x)
+	xt := peft.NewConst(x)
 	for _, c := range []struct {
 		dir   string
-		check func(t *testing.T, a Adapter)
+		check func(t *testing.T, a peft.Adapter)
 		keys  []string // config fields that must round-trip
 	}{
-		{"lora_rs", func(t *testing.T, a Adapter) {
-			l, ok := a.(*LoRA)
+		{"lora_rs", func(t *testing.T, a peft.Adapter) {
+			l, ok := a.(*lora.LoRA)
 			if !ok || !l.RSLoRA || l.Dropout != 0.1 {
 				t.Errorf("got %T %+v, want an rsLoRA LoRA with dropout 0.1", a, a)
 			}
 		}, []string{"peft_type", "r", "lora_alpha", "lora_dropout", "use_rslora", "use_dora", "rank_pattern", "alpha_pattern", "target_modules"}},
-		{"dora", func(t *testing.T, a Adapter) {
-			if _, ok := a.(*DoRA); !ok {
+		{"dora", func(t *testing.T, a peft.Adapter) {
+			if _, ok := a.(*dora.DoRA); !ok {
 				t.Errorf("got %T, want *DoRA", a)
 			}
 		}, []string{"peft_type", "r", "lora_alpha", "use_dora", "target_modules"}},
-		{"adalora", func(t *testing.T, a Adapter) {
-			al, ok := a.(*AdaLoRALayer)
+		{"adalora", func(t *testing.T, a peft.Adapter) {
+			al, ok := a.(*adalora.Layer)
 			if !ok || al.RInit != 4 {
 				t.Fatalf("got %T %+v, want an AdaLoRA layer with r_init 4", a, a)
 			}
 		}, []string{"peft_type", "init_r", "lora_alpha", "rank_pattern", "target_modules"}},
 	} {
 		t.Run(c.dir, func(t *testing.T) {
-			m := NewMLP([]int{5, 7, 4}, 9)
-			if err := LoadModel(filepath.Join(peftFixtures, "base_mlp.safetensors"), m); err != nil {
+			m := peft.NewMLP([]int{5, 7, 4}, 9)
+			if err := peft.LoadModel(filepath.Join(peftFixtures, "base_mlp.safetensors"), m); err != nil {
 				t.Fatal(err)
 			}
 			if d := relDiff(m.Forward(xt).Value, want["base"]); d > 1e-13 {
 				t.Fatalf("base output differs from numpy's by %g", d)
 			}
 			src := filepath.Join(peftFixtures, c.dir)
-			if err := LoadAdapter(src, m, "ft"); err != nil {
+			if err := peft.LoadAdapter(src, m, "ft"); err != nil {
 				t.Fatal(err)
 			}
 			for _, l := range m.Layers {
@@ -129,32 +133,32 @@ func TestPEFTFixtures(t *testing.T) {
 				t.Error("the adapter changes nothing")
 			}
 			if c.dir == "adalora" {
-				al := m.Layers[0].Adapters["ft"].(*AdaLoRALayer)
+				al := m.Layers[0].Adapters["ft"].(*adalora.Layer)
 				if k := al.Kept(); !slices.Equal(k, []bool{true, false, true, false}) || al.Rank() != 2 {
 					t.Errorf("fc1 kept %v rank %d", k, al.Rank())
 				}
 			}
-			DisableAdapters(m)
+			peft.DisableAdapters(m)
 			if d := relDiff(m.Forward(xt).Value, want["base"]); d > 1e-13 {
 				t.Errorf("disabled: differs from the base by %g", d)
 			}
-			EnableAdapters(m)
+			peft.EnableAdapters(m)
 
 			// Save again: the same files, up to key order and extra fields.
 			out := filepath.Join(t.TempDir(), "saved")
-			if err := SaveAdapter(out, m, "ft"); err != nil {
+			if err := peft.SaveAdapter(out, m, "ft"); err != nil {
 				t.Fatal(err)
 			}
-			orig, _, err := ReadSafetensors(filepath.Join(src, AdapterWeightsFile))
+			orig, _, err := peft.ReadSafetensors(filepath.Join(src, peft.AdapterWeightsFile))
 			if err != nil {
 				t.Fatal(err)
 			}
-			of, err := OpenSafetensors(filepath.Join(src, AdapterWeightsFile))
+			of, err := peft.OpenSafetensors(filepath.Join(src, peft.AdapterWeightsFile))
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer of.Close()
-			sf, err := OpenSafetensors(filepath.Join(out, AdapterWeightsFile))
+			sf, err := peft.OpenSafetensors(filepath.Join(out, peft.AdapterWeightsFile))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -190,14 +194,14 @@ func TestPEFTFixtures(t *testing.T) {
 				}
 			}
 			// And the saved adapter loads back to the same outputs.
-			m2 := NewMLP([]int{5, 7, 4}, 10)
-			if err := LoadModel(filepath.Join(peftFixtures, "base_mlp.safetensors"), m2); err != nil {
+			m2 := peft.NewMLP([]int{5, 7, 4}, 10)
+			if err := peft.LoadModel(filepath.Join(peftFixtures, "base_mlp.safetensors"), m2); err != nil {
 				t.Fatal(err)
 			}
-			if err := LoadAdapter(out, m2, ""); err != nil {
+			if err := peft.LoadAdapter(out, m2, ""); err != nil {
 				t.Fatal(err)
 			}
-			if d := maxAbsDiff(m2.Forward(xt).Value, got); d != 0 {
+			if d := peft.MaxAbsDiff(m2.Forward(xt).Value, got); d != 0 {
 				t.Errorf("reloaded output differs by %g", d)
 			}
 		})
@@ -209,32 +213,32 @@ func TestPEFTFixtures(t *testing.T) {
 // second adapter on the model that must not be saved.
 func TestSaveLoadAdapterGPT(t *testing.T) {
 	targets := []string{"attn.q", "attn.v"}
-	perturb := func(ps []*Tensor) {
+	perturb := func(ps []*peft.Tensor) {
 		for i, p := range ps {
 			r, c := p.Dims()
-			p.Value.Add(p.Value, testMatrix(r, c, uint64(100+i)))
+			p.Value.Add(p.Value, peft.TestMatrix(r, c, uint64(100+i)))
 		}
 	}
 	for _, method := range []string{"lora", "rslora", "dora", "adalora"} {
 		t.Run(method, func(t *testing.T) {
-			g := NewGPT(testGPTConfig(1))
-			if _, err := AddLoRA(g, LoRAConfig{R: 1, Targets: []string{"attn.k"}, Name: "other", Seed: 5}); err != nil {
+			g := peft.NewGPT(peft.TestGPTConfig(1))
+			if _, err := lora.Add(g, lora.Config{R: 1, Targets: []string{"attn.k"}, Name: "other", Seed: 5}); err != nil {
 				t.Fatal(err)
 			}
-			var ctl *AdaLoRA
+			var ctl *adalora.AdaLoRA
 			var err error
 			switch method {
 			case "lora", "rslora":
-				_, err = AddLoRA(g, LoRAConfig{R: 3, Alpha: 5, RSLoRA: method == "rslora", Targets: targets, Name: "ft", Seed: 1})
+				_, err = lora.Add(g, lora.Config{R: 3, Alpha: 5, RSLoRA: method == "rslora", Targets: targets, Name: "ft", Seed: 1})
 			case "dora":
-				_, err = AddDoRA(g, DoRAConfig{R: 2, Alpha: 4, Targets: targets, Name: "ft", Seed: 1})
+				_, err = dora.Add(g, dora.Config{R: 2, Alpha: 4, Targets: targets, Name: "ft", Seed: 1})
 			case "adalora":
-				ctl, err = AddAdaLoRA(g, AdaLoRAConfig{InitR: 3, TargetR: 2, Targets: targets, Name: "ft", Seed: 1, TotalStep: 50, TInit: 5, TFinal: 10})
+				ctl, err = adalora.Add(g, Adalora.Config{InitR: 3, TargetR: 2, Targets: targets, Name: "ft", Seed: 1, TotalStep: 50, TInit: 5, TFinal: 10})
 			}
 			if err != nil {
 				t.Fatal(err)
 			}
-			var ps []*Tensor
+			var ps []*peft.Tensor
 			for _, l := range g.Modules() {
 				if a, ok := l.Adapters["ft"]; ok {
 					ps = append(ps, a.Params()...)
@@ -247,16 +251,16 @@ func TestSaveLoadAdapterGPT(t *testing.T) {
 				al.kept[1] = false
 				al.E.Value.Set(1, 0, 0)
 			}
-			want := g.Forward(testTokens, 2).Value
+			want := g.Forward(peft.TestTokens, 2).Value
 			dir := filepath.Join(t.TempDir(), "adapter")
-			if err := SaveAdapterWith(dir, g, "ft", AdapterOptions{AdaLoRA: ctl, BaseModel: "gopeft/tiny-gpt"}); err != nil {
+			if err := peft.SaveAdapterWith(dir, g, "ft", peft.AdapterOptions{Controller: ctl, BaseModel: "gopeft/tiny-gpt"}); err != nil {
 				t.Fatal(err)
 			}
 			cfg := readConfig(t, dir)
 			if cfg["base_model_name_or_path"] != "gopeft/tiny-gpt" {
 				t.Errorf("base_model_name_or_path %v", cfg["base_model_name_or_path"])
 			}
-			f, err := OpenSafetensors(filepath.Join(dir, AdapterWeightsFile))
+			f, err := peft.OpenSafetensors(filepath.Join(dir, peft.AdapterWeightsFile))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -289,21 +293,21 @@ func TestSaveLoadAdapterGPT(t *testing.T) {
 				}
 			}
 
-			fresh := NewGPT(testGPTConfig(1))
-			if err := LoadAdapter(dir, fresh, "ft"); err != nil {
+			fresh := peft.NewGPT(peft.TestGPTConfig(1))
+			if err := peft.LoadAdapter(dir, fresh, "ft"); err != nil {
 				t.Fatal(err)
 			}
-			if d := maxAbsDiff(fresh.Forward(testTokens, 2).Value, want); d > 1e-14 {
+			if d := peft.MaxAbsDiff(fresh.Forward(peft.TestTokens, 2).Value, want); d > 1e-14 {
 				t.Errorf("reloaded logits differ by %g", d)
 			}
-			if n, _, _ := TrainableParams(fresh); n == 0 {
+			if n, _, _ := peft.TrainableParams(fresh); n == 0 {
 				t.Error("no trainable parameter after loading")
 			}
 			// Merge then forward equals the adapter's forward.
-			if err := MergeAdapters(fresh); err != nil {
+			if err := peft.MergeAdapters(fresh); err != nil {
 				t.Fatal(err)
 			}
-			if d := maxAbsDiff(fresh.Forward(testTokens, 2).Value, want); d > 1e-12 {
+			if d := peft.MaxAbsDiff(fresh.Forward(peft.TestTokens, 2).Value, want); d > 1e-12 {
 				t.Errorf("merged logits differ by %g", d)
 			}
 		})
@@ -313,8 +317,8 @@ func TestSaveLoadAdapterGPT(t *testing.T) {
 // TestSaveAdaLoRANoTruncation: a dropped triplet whose λ has grown back is
 // not dropped from the file (that would change the outputs).
 func TestSaveAdaLoRANoTruncation(t *testing.T) {
-	m := NewMLP([]int{5, 7, 4}, 1)
-	ctl, err := AddAdaLoRA(m, AdaLoRAConfig{InitR: 3, TargetR: 2, Targets: []string{"fc1", "fc2"}, TotalStep: 10})
+	m := peft.NewMLP([]int{5, 7, 4}, 1)
+	ctl, err := adalora.Add(m, Adalora.Config{InitR: 3, TargetR: 2, Targets: []string{"fc1", "fc2"}, TotalStep: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,20 +326,20 @@ func TestSaveAdaLoRANoTruncation(t *testing.T) {
 	al.E.Value.Set(0, 0, 0.5)
 	al.E.Value.Set(2, 0, 0.25)
 	al.kept[2] = false // dropped at the last allocation, nonzero since
-	x := NewConst(testMatrix(4, 5, 2))
+	x := peft.NewConst(peft.TestMatrix(4, 5, 2))
 	want := m.Forward(x).Value
 	dir := t.TempDir()
-	if err := SaveAdapter(dir, m, ""); err != nil {
+	if err := peft.SaveAdapter(dir, m, ""); err != nil {
 		t.Fatal(err)
 	}
 	if rp := readConfig(t, dir)["rank_pattern"]; rp != nil {
 		t.Errorf("rank_pattern %v, want null", rp)
 	}
-	m2 := NewMLP([]int{5, 7, 4}, 1)
-	if err := LoadAdapter(dir, m2, ""); err != nil {
+	m2 := peft.NewMLP([]int{5, 7, 4}, 1)
+	if err := peft.LoadAdapter(dir, m2, ""); err != nil {
 		t.Fatal(err)
 	}
-	if d := maxAbsDiff(m2.Forward(x).Value, want); d != 0 {
+	if d := peft.MaxAbsDiff(m2.Forward(x).Value, want); d != 0 {
 		t.Errorf("outputs differ by %g", d)
 	}
 }
@@ -344,7 +348,7 @@ func TestSaveAdaLoRANoTruncation(t *testing.T) {
 func copyDir(t *testing.T, src string) string {
 	t.Helper()
 	dst := t.TempDir()
-	for _, f := range []string{AdapterConfigFile, AdapterWeightsFile} {
+	for _, f := range []string{peft.AdapterConfigFile, peft.AdapterWeightsFile} {
 		b, err := os.ReadFile(filepath.Join(src, f))
 		if err != nil {
 			t.Fatal(err)
@@ -363,19 +367,19 @@ func TestLoadAdapterErrors(t *testing.T) {
 			c := readConfig(t, dir)
 			edit(c)
 			b, _ := json.Marshal(c)
-			os.WriteFile(filepath.Join(dir, AdapterConfigFile), b, 0o644)
+			os.WriteFile(filepath.Join(dir, peft.AdapterConfigFile), b, 0o644)
 		}
 	}
 	rewrite := func(edit func(ts map[string]*mat.Dense, shapes map[string][]int)) func(t *testing.T, dir string) {
 		return func(t *testing.T, dir string) {
-			p := filepath.Join(dir, AdapterWeightsFile)
-			ts, _, err := ReadSafetensors(p)
+			p := filepath.Join(dir, peft.AdapterWeightsFile)
+			ts, _, err := peft.ReadSafetensors(p)
 			if err != nil {
 				t.Fatal(err)
 			}
 			shapes := map[string][]int{}
 			edit(ts, shapes)
-			if err := WriteSafetensorsShaped(p, ts, shapes, "F32", nil); err != nil {
+			if err := peft.WriteSafetensorsShaped(p, ts, shapes, "F32", nil); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -386,9 +390,9 @@ func TestLoadAdapterErrors(t *testing.T) {
 		spoil func(t *testing.T, dir string)
 		frags []string
 	}{
-		{"no config", loraDir, func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, AdapterConfigFile)) }, []string{AdapterConfigFile, "no such file"}},
+		{"no config", loraDir, func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, peft.AdapterConfigFile)) }, []string{peft.AdapterConfigFile, "no such file"}},
 		{"bad JSON", loraDir, func(t *testing.T, dir string) {
-			os.WriteFile(filepath.Join(dir, AdapterConfigFile), []byte(`{"peft_type": "LORA",`), 0o644)
+			os.WriteFile(filepath.Join(dir, peft.AdapterConfigFile), []byte(`{"peft_type": "LORA",`), 0o644)
 		}, []string{"not a JSON object"}},
 		{"unsupported type", loraDir, editConfig(func(c map[string]any) { c["peft_type"] = "IA3" }), []string{`"peft_type"`, `"IA3"`}},
 		{"fractional r", loraDir, editConfig(func(c map[string]any) { c["r"] = 2.5 }), []string{`"r"`, "2.5"}},
@@ -397,15 +401,15 @@ func TestLoadAdapterErrors(t *testing.T) {
 		{"bias", loraDir, editConfig(func(c map[string]any) { c["bias"] = "all" }), []string{`"bias"`}},
 		{"bad rank_pattern", loraDir, editConfig(func(c map[string]any) { c["rank_pattern"] = map[string]any{"fc2": "x"} }), []string{`"rank_pattern"`, `"fc2"`}},
 		{"rank disagrees with config", loraDir, editConfig(func(c map[string]any) { c["rank_pattern"] = map[string]any{} }), []string{"lora_A.weight", "rank 3", "rank 2"}},
-		{"no weights", loraDir, func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, AdapterWeightsFile)) }, []string{AdapterWeightsFile}},
+		{"no weights", loraDir, func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, peft.AdapterWeightsFile)) }, []string{peft.AdapterWeightsFile}},
 		{"pickle only", loraDir, func(t *testing.T, dir string) {
-			os.Rename(filepath.Join(dir, AdapterWeightsFile), filepath.Join(dir, "adapter_model.bin"))
+			os.Rename(filepath.Join(dir, peft.AdapterWeightsFile), filepath.Join(dir, "adapter_model.bin"))
 		}, []string{"adapter_model.bin"}},
 		{"truncated weights", loraDir, func(t *testing.T, dir string) {
-			p := filepath.Join(dir, AdapterWeightsFile)
+			p := filepath.Join(dir, peft.AdapterWeightsFile)
 			fi, _ := os.Stat(p)
 			os.Truncate(p, fi.Size()-3)
-		}, []string{AdapterWeightsFile, "beyond"}},
+		}, []string{peft.AdapterWeightsFile, "beyond"}},
 		{"unknown module", loraDir, rewrite(func(ts map[string]*mat.Dense, _ map[string][]int) {
 			ts["base_model.model.fc9.lora_A.weight"] = ts["base_model.model.fc1.lora_A.weight"]
 			ts["base_model.model.fc9.lora_B.weight"] = ts["base_model.model.fc1.lora_B.weight"]
@@ -420,13 +424,13 @@ func TestLoadAdapterErrors(t *testing.T) {
 			delete(ts, "base_model.model.fc2.lora_B.weight")
 		}), []string{"fc2", "lora_B.weight"}},
 		{"wrong in-width", loraDir, rewrite(func(ts map[string]*mat.Dense, _ map[string][]int) {
-			ts["base_model.model.fc1.lora_A.weight"] = testMatrix(2, 6, 1)
+			ts["base_model.model.fc1.lora_A.weight"] = peft.TestMatrix(2, 6, 1)
 		}), []string{`"base_model.model.fc1.lora_A.weight"`, "[2 6]", "(7×5)", "(r×5)"}},
 		{"wrong out-width", loraDir, rewrite(func(ts map[string]*mat.Dense, _ map[string][]int) {
-			ts["base_model.model.fc2.lora_B.weight"] = testMatrix(5, 3, 1)
+			ts["base_model.model.fc2.lora_B.weight"] = peft.TestMatrix(5, 3, 1)
 		}), []string{`"base_model.model.fc2.lora_B.weight"`, "[5 3]", "(4×3)"}},
 		{"DoRA magnitude 2-D", filepath.Join(peftFixtures, "dora"), rewrite(func(ts map[string]*mat.Dense, _ map[string][]int) {
-			ts["base_model.model.fc1.lora_magnitude_vector"] = testMatrix(7, 1, 1)
+			ts["base_model.model.fc1.lora_magnitude_vector"] = peft.TestMatrix(7, 1, 1)
 		}), []string{"lora_magnitude_vector", "[7 1]", "[7]"}},
 		{"DoRA magnitude without use_dora", filepath.Join(peftFixtures, "dora"), editConfig(func(c map[string]any) { c["use_dora"] = false }), []string{"lora_magnitude_vector", "use_dora"}},
 		{"AdaLoRA kept count disagrees", filepath.Join(peftFixtures, "adalora"), editConfig(func(c map[string]any) {
@@ -443,8 +447,8 @@ func TestLoadAdapterErrors(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			dir := copyDir(t, c.src)
 			c.spoil(t, dir)
-			m := NewMLP([]int{5, 7, 4}, 1)
-			err := LoadAdapter(dir, m, "")
+			m := peft.NewMLP([]int{5, 7, 4}, 1)
+			err := peft.LoadAdapter(dir, m, "")
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -461,17 +465,17 @@ func TestLoadAdapterErrors(t *testing.T) {
 		})
 	}
 	// Loading twice under one name is an error; under another it is fine.
-	m := NewMLP([]int{5, 7, 4}, 1)
-	if err := LoadAdapter(loraDir, m, "a"); err != nil {
+	m := peft.NewMLP([]int{5, 7, 4}, 1)
+	if err := peft.LoadAdapter(loraDir, m, "a"); err != nil {
 		t.Fatal(err)
 	}
-	if err := LoadAdapter(loraDir, m, "a"); err == nil || !strings.Contains(err.Error(), `"a"`) {
+	if err := peft.LoadAdapter(loraDir, m, "a"); err == nil || !strings.Contains(err.Error(), `"a"`) {
 		t.Errorf("second load under one name: %v", err)
 	}
-	if err := LoadAdapter(loraDir, m, "b"); err != nil {
+	if err := peft.LoadAdapter(loraDir, m, "b"); err != nil {
 		t.Errorf("second adapter: %v", err)
 	}
-	if err := SaveAdapter(t.TempDir(), m, "c"); err == nil || !strings.Contains(err.Error(), `"c"`) {
+	if err := peft.SaveAdapter(t.TempDir(), m, "c"); err == nil || !strings.Contains(err.Error(), `"c"`) {
 		t.Errorf("saving a missing adapter: %v", err)
 	}
 }
@@ -490,7 +494,7 @@ func TestTorchLoadsGoAdapters(t *testing.T) {
 	}
 	dir := t.TempDir()
 	sizes := []int{5, 7, 4}
-	x := testMatrix(3, 5, 11)
+	x := peft.TestMatrix(3, 5, 11)
 	hexes := func(m *mat.Dense) []string {
 		var s []string
 		for _, v := range m.RawMatrix().Data {
@@ -498,54 +502,54 @@ func TestTorchLoadsGoAdapters(t *testing.T) {
 		}
 		return s
 	}
-	if err := SaveModel(filepath.Join(dir, "base.safetensors"), NewMLP(sizes, 1)); err != nil {
+	if err := peft.SaveModel(filepath.Join(dir, "base.safetensors"), peft.NewMLP(sizes, 1)); err != nil {
 		t.Fatal(err)
 	}
 	outputs := map[string][]string{}
 	for _, method := range []string{"lora", "rslora_pattern", "dora", "adalora", "lora_f32"} {
-		m := NewMLP(sizes, 1)
+		m := peft.NewMLP(sizes, 1)
 		var err error
 		switch method {
 		case "lora", "lora_f32":
-			_, err = AddLoRA(m, LoRAConfig{R: 2, Alpha: 3, Targets: []string{"fc1", "fc2"}, Seed: 2})
+			_, err = lora.Add(m, lora.Config{R: 2, Alpha: 3, Targets: []string{"fc1", "fc2"}, Seed: 2})
 		case "rslora_pattern":
-			if _, err = AddLoRA(m, LoRAConfig{R: 2, Alpha: 3, RSLoRA: true, Targets: []string{"fc1"}, Seed: 2}); err == nil {
-				_, err = AddAdapter(m, "default", []string{"fc2"}, func(l *Linear) (Adapter, error) {
+			if _, err = lora.Add(m, lora.Config{R: 2, Alpha: 3, RSLoRA: true, Targets: []string{"fc1"}, Seed: 2}); err == nil {
+				_, err = peft.AddAdapter(m, "default", []string{"fc2"}, func(l *peft.Linear) (peft.Adapter, error) {
 					d, k := l.W.Dims()
-					return NewLoRA(l.Name, "default", d, k, LoRAConfig{R: 3, Alpha: 5, RSLoRA: true}, rand.New(rand.NewSource(3)))
+					return lora.New(l.Name, "default", d, k, lora.Config{R: 3, Alpha: 5, RSLoRA: true}, rand.New(rand.NewSource(3)))
 				})
 			}
 		case "dora":
-			_, err = AddDoRA(m, DoRAConfig{R: 2, Alpha: 2, Targets: []string{"fc1", "fc2"}, Seed: 2})
+			_, err = dora.Add(m, dora.Config{R: 2, Alpha: 2, Targets: []string{"fc1", "fc2"}, Seed: 2})
 		case "adalora":
-			var ctl *AdaLoRA
-			if ctl, err = AddAdaLoRA(m, AdaLoRAConfig{InitR: 3, TargetR: 2, Alpha: 6, Targets: []string{"fc1", "fc2"}, TotalStep: 10, Seed: 2}); err == nil {
+			var ctl *adalora.AdaLoRA
+			if ctl, err = adalora.Add(m, Adalora.Config{InitR: 3, TargetR: 2, Alpha: 6, Targets: []string{"fc1", "fc2"}, TotalStep: 10, Seed: 2}); err == nil {
 				ctl.Layers[1].kept[0] = false // dropped at the final allocation
 			}
 		}
 		if err != nil {
 			t.Fatal(method, err)
 		}
-		for i, p := range AdapterParams(m.Modules()) {
+		for i, p := range peft.AdapterParams(m.Modules()) {
 			r, c := p.Dims()
-			p.Value.Add(p.Value, testMatrix(r, c, uint64(50+i)))
+			p.Value.Add(p.Value, peft.TestMatrix(r, c, uint64(50+i)))
 		}
 		if method == "adalora" {
-			a := m.Layers[1].Adapters["default"].(*AdaLoRALayer)
+			a := m.Layers[1].Adapters["default"].(*adalora.Layer)
 			a.E.Value.Set(0, 0, 0) // λ of the dropped triplet
 		}
-		opt := AdapterOptions{}
+		opt := peft.AdapterOptions{}
 		if method == "lora_f32" {
 			// F32 values: gopeft's output is recomputed from the rounded ones.
 			opt.DType = "F32"
-			for _, p := range AdapterParams(m.Modules()) {
+			for _, p := range peft.AdapterParams(m.Modules()) {
 				p.Value.Apply(func(_, _ int, v float64) float64 { return float64(float32(v)) }, p.Value)
 			}
 		}
-		if err := SaveAdapterWith(filepath.Join(dir, method), m, "default", opt); err != nil {
+		if err := peft.SaveAdapterWith(filepath.Join(dir, method), m, "default", opt); err != nil {
 			t.Fatal(err)
 		}
-		outputs[method] = hexes(m.Forward(NewConst(x)).Value)
+		outputs[method] = hexes(m.Forward(peft.NewConst(x)).Value)
 	}
 	io, _ := json.Marshal(map[string]any{"sizes": sizes, "x": hexes(x), "x_shape": []int{3, 5}, "outputs": outputs})
 	if err := os.WriteFile(filepath.Join(dir, "io.json"), io, 0o644); err != nil {
@@ -560,20 +564,20 @@ func TestTorchLoadsGoAdapters(t *testing.T) {
 
 func TestLoadAdapterBytes(t *testing.T) {
 	src := filepath.Join(peftFixtures, "dora")
-	cfg, _ := os.ReadFile(filepath.Join(src, AdapterConfigFile))
-	w, _ := os.ReadFile(filepath.Join(src, AdapterWeightsFile))
-	m1, m2 := NewMLP([]int{5, 7, 4}, 1), NewMLP([]int{5, 7, 4}, 1)
-	if err := LoadAdapter(src, m1, ""); err != nil {
+	cfg, _ := os.ReadFile(filepath.Join(src, peft.AdapterConfigFile))
+	w, _ := os.ReadFile(filepath.Join(src, peft.AdapterWeightsFile))
+	m1, m2 := peft.NewMLP([]int{5, 7, 4}, 1), peft.NewMLP([]int{5, 7, 4}, 1)
+	if err := peft.LoadAdapter(src, m1, ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := LoadAdapterBytes(cfg, w, m2, ""); err != nil {
+	if err := peft.LoadAdapterBytes(cfg, w, m2, ""); err != nil {
 		t.Fatal(err)
 	}
-	x := NewConst(testMatrix(3, 5, 1))
-	if d := maxAbsDiff(m1.Forward(x).Value, m2.Forward(x).Value); d != 0 {
+	x := peft.NewConst(peft.TestMatrix(3, 5, 1))
+	if d := peft.MaxAbsDiff(m1.Forward(x).Value, m2.Forward(x).Value); d != 0 {
 		t.Errorf("outputs differ by %g", d)
 	}
-	if err := LoadAdapterBytes(cfg[:20], w, NewMLP([]int{5, 7, 4}, 1), ""); err == nil || !strings.Contains(err.Error(), AdapterConfigFile) {
+	if err := peft.LoadAdapterBytes(cfg[:20], w, peft.NewMLP([]int{5, 7, 4}, 1), ""); err == nil || !strings.Contains(err.Error(), peft.AdapterConfigFile) {
 		t.Errorf("cut config: %v", err)
 	}
 }
@@ -582,23 +586,23 @@ func TestLoadAdapterBytes(t *testing.T) {
 // LoadAdapter panic, and a failed load attaches nothing.
 func FuzzLoadAdapter(f *testing.F) {
 	for _, d := range []string{"lora_rs", "dora", "adalora"} {
-		cfg, err1 := os.ReadFile(filepath.Join(peftFixtures, d, AdapterConfigFile))
-		w, err2 := os.ReadFile(filepath.Join(peftFixtures, d, AdapterWeightsFile))
+		cfg, err1 := os.ReadFile(filepath.Join(peftFixtures, d, peft.AdapterConfigFile))
+		w, err2 := os.ReadFile(filepath.Join(peftFixtures, d, peft.AdapterWeightsFile))
 		if err1 != nil || err2 != nil {
 			f.Fatal(err1, err2)
 		}
 		f.Add(cfg, w)
 	}
 	f.Fuzz(func(t *testing.T, cfg, w []byte) {
-		m := NewMLP([]int{5, 7, 4}, 1)
-		err := LoadAdapterBytes(cfg, w, m, "")
+		m := peft.NewMLP([]int{5, 7, 4}, 1)
+		err := peft.LoadAdapterBytes(cfg, w, m, "")
 		for _, l := range m.Layers {
 			if err != nil && len(l.Adapters) != 0 {
 				t.Fatalf("failed (%v) but attached to %s", err, l.Name)
 			}
 		}
 		if err == nil {
-			m.Forward(NewConst(mat.NewDense(2, 5, nil))) // must not panic
+			m.Forward(peft.NewConst(mat.NewDense(2, 5, nil))) // must not panic
 		}
 	})
 }

@@ -88,7 +88,7 @@ func (d *DoRA) check(op string, w mat.Matrix) {
 	br, bc := d.B.Dims()
 	mr, mc := d.M.Dims()
 	if ac != in || br != out || bc != ar || mr != 1 || mc != out {
-		panic(ShapeError{Op: op, Got: fmt.Sprintf("W %s, A %s, B %s, M %s", shapeOf(out, in), shapeOf(ar, ac), shapeOf(br, bc), shapeOf(mr, mc)),
+		panic(ShapeError{Op: op, Got: fmt.Sprintf("W %s, A %s, B %s, M %s", ShapeOf(out, in), ShapeOf(ar, ac), ShapeOf(br, bc), ShapeOf(mr, mc)),
 			Want: fmt.Sprintf("A (r×%d), B (%d×r), M (1×%d)", in, out, out)})
 	}
 }

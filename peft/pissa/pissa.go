@@ -109,7 +109,7 @@ func pissaInit(ctx context.Context, module string, a *LoRA, w *mat.Dense, niter 
 		svd, err = accel.ThinSVD(ctx, w)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("peft: AddPiSSA on %s: SVD of W %s: %w", module, shapeOf(d, k), err)
+		return nil, fmt.Errorf("peft: AddPiSSA on %s: SVD of W %s: %w", module, ShapeOf(d, k), err)
 	}
 	s := a.Scaling()
 	b, av := a.B.Value, a.A.Value // B (d×r), A (r×k)
@@ -141,8 +141,8 @@ func PiSSAToLoRA(a *LoRA, a0, b0 *mat.Dense) *LoRA {
 	ar, ac := a0.Dims()
 	br, bc := b0.Dims()
 	if ar != r || ac != k || br != d || bc != r {
-		panic(ShapeError{Op: "PiSSAToLoRA", Got: fmt.Sprintf("A0 %s, B0 %s", shapeOf(ar, ac), shapeOf(br, bc)),
-			Want: fmt.Sprintf("A0 %s, B0 %s, the trained A's and B's shapes", shapeOf(r, k), shapeOf(d, r))})
+		panic(ShapeError{Op: "PiSSAToLoRA", Got: fmt.Sprintf("A0 %s, B0 %s", ShapeOf(ar, ac), ShapeOf(br, bc)),
+			Want: fmt.Sprintf("A0 %s, B0 %s, the trained A's and B's shapes", ShapeOf(r, k), ShapeOf(d, r))})
 	}
 	an := mat.NewDense(2*r, k, nil) // A' = [A_t; −A_0]
 	an.Slice(0, r, 0, k).(*mat.Dense).Copy(a.A.Value)
