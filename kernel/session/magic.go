@@ -3,11 +3,14 @@ package session
 import (
 	"context"
 	"fmt"
+	"path"
 	"reflect"
 	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/gopeft/gopeft/peft"
 )
 
 // magicHelp is what %help prints.
@@ -32,7 +35,9 @@ package, package member, or session name in the pager; shift-tab shows it
 in a tooltip, tab completes.
 
 Preloaded packages (no import needed): context errors fmt math math/rand os
-sort strconv strings time, gonum mat, and gopeft's nb accel peft viz.
+sort strconv strings time, gonum mat, and gopeft's nb accel peft viz. Each
+PEFT method is a package of its own, imported when a cell first uses it
+(lora.Add, adalora.Add, galore.New, …): the catalogue is at the end.
 Every cell has ctx, its context: cancelled when you interrupt the cell,
 pass it to long computations (peft training, accel SVD) so they stop. A
 func declared in an earlier cell that uses ctx sees the running cell's.
@@ -69,7 +74,7 @@ func (s *Session) magic(ctx context.Context, c *cell, code string) Result {
 	arg := strings.TrimSpace(strings.TrimPrefix(first, name))
 	switch name {
 	case "%help", "%lsmagic", "%quickref":
-		c.out.write("stdout", []byte(magicHelp+"\n"))
+		c.out.write("stdout", []byte(magicHelp+"\n\n"+methodCatalogue()))
 		return Result{}
 	case "%who", "%whos":
 		c.out.write("stdout", []byte(s.who()))
@@ -157,3 +162,14 @@ func (s *Session) who() string {
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// methodCatalogue lists the registered PEFT methods for %help: package,
+// kind, what it changes and its paper.
+func methodCatalogue() string {
+	var b strings.Builder
+	b.WriteString("PEFT methods (peft.Methods()): package, kind, what it does, paper\n")
+	for _, m := range peft.Methods() {
+		fmt.Fprintf(&b, "  %-10s %-9s %s\n             %s\n", path.Base(m.Package), m.Kind, m.Summary, m.Paper)
+	}
+	return b.String()
+}

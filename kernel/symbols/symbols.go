@@ -1,7 +1,7 @@
 // Package symbols holds the yaegi symbol tables of the compiled packages a
 // gopeft notebook can import without a Go toolchain: gonum's mat, stat,
 // floats and distuv, gonum/plot (so users can draw their own charts), and
-// gopeft's peft, viz, accel and nb. The standard library comes from yaegi's
+// gopeft's peft, its method packages (peft/lora, …), viz, accel and nb. The standard library comes from yaegi's
 // own stdlib.Symbols.
 //
 // Every file but this one and docs.go is generated: run
@@ -21,4 +21,4 @@ var Symbols = map[string]map[string]reflect.Value{}
 //go:generate sh -c "rm -f github_com-*.go gonum_org-*.go"
 //go:generate go run github.com/traefik/yaegi/cmd/yaegi extract gonum.org/v1/gonum/mat gonum.org/v1/gonum/stat gonum.org/v1/gonum/floats gonum.org/v1/gonum/stat/distuv
 //go:generate go run github.com/traefik/yaegi/cmd/yaegi extract gonum.org/v1/plot gonum.org/v1/plot/plotter gonum.org/v1/plot/vg gonum.org/v1/plot/vg/draw gonum.org/v1/plot/plotutil
-//go:generate go run github.com/traefik/yaegi/cmd/yaegi extract github.com/gopeft/gopeft/nb github.com/gopeft/gopeft/accel github.com/gopeft/gopeft/peft github.com/gopeft/gopeft/viz
+//go:generate go run github.com/traefik/yaegi/cmd/yaegi extract github.com/gopeft/gopeft/nb github.com/gopeft/gopeft/accel github.com/gopeft/gopeft/peft github.com/gopeft/gopeft/peft/lora github.com/gopeft/gopeft/peft/dora github.com/gopeft/gopeft/peft/pissa github.com/gopeft/gopeft/peft/adalora github.com/gopeft/gopeft/peft/vera github.com/gopeft/gopeft/peft/galore github.com/gopeft/gopeft/viz
