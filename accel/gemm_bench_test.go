@@ -7,6 +7,8 @@ import (
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
+
+	"github.com/gopeft/gopeft/internal/cputime"
 )
 
 // gemmShape is one benchmarked product: op(A) m×k times op(B) k×n.
@@ -102,13 +104,13 @@ func benchGemm(b *testing.B, s gemmShape, elem int, run func()) {
 	b.ReportAllocs()
 	run() // warm the buffer pool and the caches
 	b.ResetTimer()
-	cpu0 := processCPUTime()
+	cpu0 := cputime.Process()
 	for b.Loop() {
 		run()
 	}
 	gflop := 2 * float64(s.m) * float64(s.n) * float64(s.k) * float64(b.N) / 1e9
 	b.ReportMetric(gflop/b.Elapsed().Seconds(), "GFLOP/s")
-	if cpu := processCPUTime() - cpu0; cpu > 0 {
+	if cpu := cputime.Process() - cpu0; cpu > 0 {
 		b.ReportMetric(gflop/cpu.Seconds(), "GFLOP/cpu-s")
 	}
 }

@@ -1,11 +1,6 @@
 package accel
 
-import (
-	"errors"
-	"fmt"
-	"sync"
-	"sync/atomic"
-)
+import "sync/atomic"
 
 // This file holds the GEMM driver shared by every path: cache blocking,
 // packing and the split across goroutines. Only the microkernel, which
@@ -87,7 +82,7 @@ func gemmBlocked[T float32 | float64](ks *kernelSet[T], tA, tB bool, m, n, k int
 				// pack the blocks of B together, each a share of the panels,
 				// into two buffers used in turn.
 				step := stepTiles * ks.mr
-				bufs := make([]*gemmBuf[T], nt)
+				bufs := make([]gemmBuf[T], nt)
 				for t := range bufs {
 					bufs[t] = getBuf(ks)
 				}
@@ -98,11 +93,11 @@ func gemmBlocked[T float32 | float64](ks *kernelSet[T], tA, tB bool, m, n, k int
 					if tA {
 						off = i0
 					}
-					gemmSerial(ks, bufs[t], &gemmCoop[T]{t: t, nt: nt, bar: coop.bar, bp: coop.bp},
+					gemmSerial(ks, &bufs[t], &gemmCoop[T]{t: t, nt: nt, bar: coop.bar, bp: coop.bp},
 						tA, tB, i1-i0, n, k, alpha, a[off:], lda, b, ldb, beta, c[i0*ldc:], ldc)
 				})
-				for _, buf := range bufs {
-					putBuf(buf)
+				for t := range bufs {
+					putBuf(&bufs[t])
 				}
 			} else {
 				step := stepTiles * ks.nr
@@ -129,145 +124,27 @@ type gemmCoop[T float32 | float64] struct {
 	bp    [2][]T
 }
 
-// errAborted is the panic of goroutines released from a barrier because
-// another one panicked; parallel reports the other one's panic instead.
-var errAborted = errors.New("accel: GEMM worker aborted")
-
-// barrier makes n goroutines wait until all have arrived. abort releases
-// them for good: every wait then panics with errAborted, so a panic in one
-// goroutine cannot leave the others waiting forever.
-type barrier struct {
-	mu         sync.Mutex
-	cond       sync.Cond
-	n, count   int
-	generation int
-	broken     bool
-}
-
-func newBarrier(n int) *barrier {
-	b := &barrier{n: n}
-	b.cond.L = &b.mu
-	return b
-}
-
-func (b *barrier) wait() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.broken {
-		panic(errAborted)
-	}
-	gen := b.generation
-	if b.count++; b.count == b.n {
-		b.count = 0
-		b.generation++
-		b.cond.Broadcast()
-		return
-	}
-	for gen == b.generation && !b.broken {
-		b.cond.Wait()
-	}
-	if gen == b.generation {
-		panic(errAborted)
-	}
-}
-
-func (b *barrier) abort() {
-	b.mu.Lock()
-	b.broken = true
-	b.cond.Broadcast()
-	b.mu.Unlock()
-}
-
-// parallel runs f(0), …, f(nt-1) concurrently, f(0) on the caller's
-// goroutine, and waits for all of them. If any panics, parallel calls
-// onPanic (if not nil) to release the others, and after all have finished
-// re-panics on the caller's goroutine with the first panic that is not
-// errAborted.
-func parallel(nt int, onPanic func(), f func(t int)) {
-	var wg sync.WaitGroup
-	panics := make([]any, nt)
-	run := func(t int) {
-		defer func() {
-			if r := recover(); r != nil {
-				panics[t] = r
-				if onPanic != nil {
-					onPanic()
-				}
-			}
-		}()
-		f(t)
-	}
-	for t := 1; t < nt; t++ {
-		wg.Go(func() { run(t) })
-	}
-	run(0)
-	wg.Wait()
-	var first any
-	for _, r := range panics {
-		if r != nil && (first == nil || first == errAborted) {
-			first = r
-		}
-	}
-	if first != nil {
-		panic(fmt.Errorf("accel: panic in GEMM worker: %v", first))
-	}
-}
-
-// gemmBuf holds one goroutine's packing buffers.
+// gemmBuf holds one goroutine's packing buffers, three parts of one slice
+// from the scratch pool (mem).
 type gemmBuf[T float32 | float64] struct {
 	ap, bp, tmp []T
+	mem         *[]T
 }
 
-// Packing buffers are kept for reuse on free lists rather than in a
-// sync.Pool, which drops them at every garbage collection: a few MiB per
-// concurrent product, allocated once.
-var (
-	bufMu          sync.Mutex
-	free64, free32 []any
-)
-
-const maxFreeBufs = 8
-
-func getBuf[T float32 | float64](ks *kernelSet[T]) *gemmBuf[T] {
-	var zero T
-	bufMu.Lock()
-	free := &free64
-	if _, ok := any(zero).(float32); ok {
-		free = &free32
-	}
-	var buf *gemmBuf[T]
-	if n := len(*free); n > 0 {
-		buf = (*free)[n-1].(*gemmBuf[T])
-		*free = (*free)[:n-1]
-	}
-	bufMu.Unlock()
-	if buf == nil {
-		buf = new(gemmBuf[T])
-	}
-	if need := ks.mc * ks.kc; len(buf.ap) < need {
-		buf.ap = make([]T, need)
-	}
-	if need := ks.kc * ((ks.nc + ks.nr - 1) / ks.nr * ks.nr); len(buf.bp) < need {
-		buf.bp = make([]T, need)
-	}
-	if need := ks.mr * ks.nr; len(buf.tmp) < need {
-		buf.tmp = make([]T, need)
-	}
-	return buf
+// getBuf takes packing buffers for kernel set ks from the scratch pool;
+// putBuf gives them back.
+func getBuf[T float32 | float64](ks *kernelSet[T]) gemmBuf[T] {
+	// Each part starts on a 64-byte boundary (16 elements are at least 64 bytes).
+	round := func(n int) int { return (n + 15) &^ 15 }
+	na := round(ks.mc * ks.kc)
+	nb := round(ks.kc * ((ks.nc + ks.nr - 1) / ks.nr * ks.nr))
+	nt := ks.mr * ks.nr
+	mem := getScratch[T](na + nb + nt)
+	m := *mem
+	return gemmBuf[T]{ap: m[:na:na], bp: m[na : na+nb : na+nb], tmp: m[na+nb:], mem: mem}
 }
 
-func putBuf[T float32 | float64](buf *gemmBuf[T]) {
-	var zero T
-	bufMu.Lock()
-	defer bufMu.Unlock()
-	free := &free64
-	if _, ok := any(zero).(float32); ok {
-		free = &free32
-	}
-	if len(*free) < maxFreeBufs {
-		*free = append(*free, buf)
-	}
-}
+func putBuf[T float32 | float64](buf *gemmBuf[T]) { putScratch(buf.mem) }
 
 // smallDirectElems is the size (elements) up to which an operand is read in
 // place rather than packed, and useSmallDirect turns the rule on; tests turn
@@ -281,7 +158,8 @@ var useSmallDirect = true
 // that pack each block of B together (see gemmBlocked).
 func gemmSerial[T float32 | float64](ks *kernelSet[T], buf *gemmBuf[T], coop *gemmCoop[T], tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
 	if buf == nil {
-		buf = getBuf(ks)
+		own := getBuf(ks)
+		buf = &own
 		defer putBuf(buf)
 	}
 	mr, nr := ks.mr, ks.nr

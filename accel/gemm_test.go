@@ -481,41 +481,6 @@ func catch(f func()) (err error) {
 	return nil
 }
 
-// TestParallelPanic checks that a panic in a worker goroutine reaches the
-// caller's goroutine.
-func TestParallelPanic(t *testing.T) {
-	err := catch(func() {
-		parallel(3, nil, func(i int) {
-			if i == 2 {
-				panic("boom")
-			}
-		})
-	})
-	if err == nil || !strings.Contains(err.Error(), "boom") {
-		t.Fatalf("got %v, want the worker's panic", err)
-	}
-}
-
-// TestParallelPanicBarrier checks that a worker's panic releases the others
-// waiting at a barrier, and that the worker's panic, not the others'
-// errAborted, reaches the caller.
-func TestParallelPanicBarrier(t *testing.T) {
-	bar := newBarrier(3)
-	err := catch(func() {
-		parallel(3, bar.abort, func(i int) {
-			bar.wait()
-			if i == 1 {
-				panic("boom")
-			}
-			bar.wait()
-			bar.wait()
-		})
-	})
-	if err == nil || !strings.Contains(err.Error(), "boom") {
-		t.Fatalf("got %v, want the worker's panic", err)
-	}
-}
-
 func TestSetThreads(t *testing.T) {
 	prev := SetThreads(3)
 	defer SetThreads(prev)

@@ -99,21 +99,11 @@ func thinSVD(ctx context.Context, op string, a mat.Matrix, wantVectors bool) (SV
 	if p == 0 {
 		return SVD{U: &mat.Dense{}, S: []float64{}, VT: &mat.Dense{}}, nil
 	}
-	ad := denseCopy(a)
+	ad := mat.DenseCopyOf(a)
 	if err := checkFinite(op, ad); err != nil {
 		return SVD{}, err
 	}
-	return svdDense(ctx, op, ad, wantVectors)
-}
-
-// svdDense computes the thin SVD of a (which it may overwrite).
-func svdDense(ctx context.Context, op string, a *mat.Dense, wantVectors bool) (SVD, error) {
-	return svdFast(ctx, op, a, wantVectors)
-}
-
-// denseCopy returns a fresh row-major copy of a.
-func denseCopy(a mat.Matrix) *mat.Dense {
-	return mat.DenseCopyOf(a)
+	return svdFast(ctx, op, ad, wantVectors)
 }
 
 // checkFinite returns a *NonFiniteError naming the first NaN or Inf of a.

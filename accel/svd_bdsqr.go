@@ -115,7 +115,7 @@ func startLogs(ctx context.Context, tm *team, lv *rotLog, xv panels, lu *rotLog,
 	if len(lu.seqs) == 0 {
 		npu = 0
 	}
-	return tm.start(npv+npu, func(_, k int) {
+	return tm.start(npv+npu, nil, func(_, k int) {
 		if ctx.Err() != nil {
 			return
 		}

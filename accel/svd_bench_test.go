@@ -11,6 +11,7 @@ import (
 
 	"github.com/gopeft/gopeft/accel"
 	"github.com/gopeft/gopeft/accel/acceltest"
+	"github.com/gopeft/gopeft/internal/cputime"
 )
 
 // The benchmarks pit accel's SVD against gonum's mat.SVD (LAPACK dgesvd in
@@ -47,13 +48,13 @@ func benchSVD(b *testing.B, run func() error) {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
-	cpu0 := svdCPUTime()
+	cpu0 := cputime.Process()
 	for b.Loop() {
 		if err := run(); err != nil {
 			b.Fatal(err)
 		}
 	}
-	if cpu := svdCPUTime() - cpu0; cpu > 0 {
+	if cpu := cputime.Process() - cpu0; cpu > 0 {
 		b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
 	}
 }

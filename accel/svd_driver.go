@@ -232,12 +232,3 @@ func maxAbs(g blas64.General) float64 {
 	}
 	return big
 }
-
-// identity returns the n×n identity, row-major.
-func identity(n int) []float64 {
-	x := make([]float64, n*n)
-	for i := 0; i < n; i++ {
-		x[i*n+i] = 1
-	}
-	return x
-}

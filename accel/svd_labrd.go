@@ -1,8 +1,6 @@
 package accel
 
 import (
-	"sync"
-
 	"gonum.org/v1/gonum/blas"
 	blasgonum "gonum.org/v1/gonum/blas/gonum"
 	"gonum.org/v1/gonum/lapack/gonum"
@@ -107,14 +105,14 @@ func gemvTPar(tm *team, r, c int, a []float64, lda int, v []float64, incV int, y
 		}
 		return
 	}
-	vvBuf := getScratch(r)
+	vvBuf := getScratch[float64](r)
 	defer putScratch(vvBuf)
 	vv := *vvBuf
 	for i := range vv {
 		vv[i] = v[i*incV]
 	}
 	maxW := tm.workers()
-	partialBuf := getScratch(maxW * c)
+	partialBuf := getScratch[float64](maxW * c)
 	defer putScratch(partialBuf)
 	partial := *partialBuf
 	used := make([]bool, maxW)
@@ -150,7 +148,7 @@ func gemvNPar(tm *team, r, c int, a []float64, lda int, u []float64, x []float64
 		}
 		return
 	}
-	xxBuf := getScratch(r)
+	xxBuf := getScratch[float64](r)
 	defer putScratch(xxBuf)
 	xx := *xxBuf
 	splitRows(tm, r, c, func(_, r0, r1 int) {
@@ -160,19 +158,3 @@ func gemvNPar(tm *team, r, c int, a []float64, lda int, u []float64, x []float64
 		x[i*incX] = v
 	}
 }
-
-// scratch holds the vectors of gemvTPar and gemvNPar between calls (2048
-// calls for a 1024² bidiagonalization would otherwise allocate ~50 MB).
-var scratch sync.Pool
-
-// getScratch returns a vector of length n (contents undefined).
-func getScratch(n int) *[]float64 {
-	if p, ok := scratch.Get().(*[]float64); ok && cap(*p) >= n {
-		*p = (*p)[:n]
-		return p
-	}
-	b := make([]float64, n)
-	return &b
-}
-
-func putScratch(p *[]float64) { scratch.Put(p) }

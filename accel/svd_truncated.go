@@ -72,7 +72,7 @@ func TruncatedSVD(ctx context.Context, a mat.Matrix, k int, opts *TruncatedOptio
 	}
 	ad, ok := a.(*mat.Dense)
 	if !ok {
-		ad = denseCopy(a) // TruncatedSVD only reads A: a *mat.Dense is used in place
+		ad = mat.DenseCopyOf(a) // TruncatedSVD only reads A: a *mat.Dense is used in place
 	}
 	if err := checkFinite(op, ad); err != nil {
 		return SVD{}, err
@@ -108,7 +108,7 @@ func TruncatedSVD(ctx context.Context, a mat.Matrix, k int, opts *TruncatedOptio
 	// Small SVD: B = Qᵀ·A (l×n) = Ũ·Σ·VT.
 	bm := mat.NewDense(l, n, nil)
 	svdGemm(true, false, 1, q, ad, 0, bm)
-	small, err := svdDense(ctx, op, bm, true)
+	small, err := svdFast(ctx, op, bm, true)
 	if err != nil {
 		return SVD{}, err
 	}

@@ -233,7 +233,7 @@ func TestSaveLoadAdapterGPT(t *testing.T) {
 			case "dora":
 				_, err = dora.Add(g, dora.Config{R: 2, Alpha: 4, Targets: targets, Name: "ft", Seed: 1})
 			case "adalora":
-				ctl, err = adalora.Add(g, Adalora.Config{InitR: 3, TargetR: 2, Targets: targets, Name: "ft", Seed: 1, TotalStep: 50, TInit: 5, TFinal: 10})
+				ctl, err = adalora.Add(g, adalora.Config{InitR: 3, TargetR: 2, Targets: targets, Name: "ft", Seed: 1, TotalStep: 50, TInit: 5, TFinal: 10})
 			}
 			if err != nil {
 				t.Fatal(err)
@@ -247,9 +247,7 @@ func TestSaveLoadAdapterGPT(t *testing.T) {
 			perturb(ps)
 			if ctl != nil {
 				// A final allocation: drop a triplet of the first layer, λ = 0.
-				al := ctl.Layers[0]
-				al.kept[1] = false
-				al.E.Value.Set(1, 0, 0)
+				ctl.Layers[0].SetKept([]bool{true, false, true}) // zeroes λ₁
 			}
 			want := g.Forward(peft.TestTokens, 2).Value
 			dir := filepath.Join(t.TempDir(), "adapter")
@@ -318,14 +316,14 @@ func TestSaveLoadAdapterGPT(t *testing.T) {
 // not dropped from the file (that would change the outputs).
 func TestSaveAdaLoRANoTruncation(t *testing.T) {
 	m := peft.NewMLP([]int{5, 7, 4}, 1)
-	ctl, err := adalora.Add(m, Adalora.Config{InitR: 3, TargetR: 2, Targets: []string{"fc1", "fc2"}, TotalStep: 10})
+	ctl, err := adalora.Add(m, adalora.Config{InitR: 3, TargetR: 2, Targets: []string{"fc1", "fc2"}, TotalStep: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
 	al := ctl.Layers[0]
+	al.SetKept([]bool{true, true, false}) // dropped at the last allocation,
 	al.E.Value.Set(0, 0, 0.5)
-	al.E.Value.Set(2, 0, 0.25)
-	al.kept[2] = false // dropped at the last allocation, nonzero since
+	al.E.Value.Set(2, 0, 0.25) // nonzero since
 	x := peft.NewConst(peft.TestMatrix(4, 5, 2))
 	want := m.Forward(x).Value
 	dir := t.TempDir()
@@ -523,8 +521,8 @@ func TestTorchLoadsGoAdapters(t *testing.T) {
 			_, err = dora.Add(m, dora.Config{R: 2, Alpha: 2, Targets: []string{"fc1", "fc2"}, Seed: 2})
 		case "adalora":
 			var ctl *adalora.AdaLoRA
-			if ctl, err = adalora.Add(m, Adalora.Config{InitR: 3, TargetR: 2, Alpha: 6, Targets: []string{"fc1", "fc2"}, TotalStep: 10, Seed: 2}); err == nil {
-				ctl.Layers[1].kept[0] = false // dropped at the final allocation
+			if ctl, err = adalora.Add(m, adalora.Config{InitR: 3, TargetR: 2, Alpha: 6, Targets: []string{"fc1", "fc2"}, TotalStep: 10, Seed: 2}); err == nil {
+				ctl.Layers[1].SetKept([]bool{false, true, true}) // dropped at the final allocation
 			}
 		}
 		if err != nil {

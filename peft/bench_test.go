@@ -16,9 +16,9 @@ import (
 // benchGPTSteps times training steps of the tiny GPT (TinyGPTConfig) on
 // batches of 16 sequences of 64 characters, with LoRA (r = 8 on the four
 // attention projections) or full fine-tuning.
-func benchGPTSteps(b *testing.B, lora bool) {
+func benchGPTSteps(b *testing.B, useLoRA bool) {
 	g := peft.NewGPT(peft.TinyGPTConfig)
-	if lora {
+	if useLoRA {
 		if _, err := lora.Add(g, lora.Config{R: 8, Alpha: 16, Targets: []string{"attn.q", "attn.k", "attn.v", "attn.o"}}); err != nil {
 			b.Fatal(err)
 		}

@@ -1,6 +1,10 @@
 package viz
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/gopeft/gopeft/internal/cputime"
+)
 
 // ReportCPU is reportCPU, for the benchmarks of package viz_test.
 var ReportCPU = reportCPU
@@ -9,8 +13,8 @@ var ReportCPU = reportCPU
 // "cpu-ms/op", next to the wall time: on a machine shared with other jobs
 // the wall time also counts waiting for a core. Use: defer reportCPU(b)().
 func reportCPU(b *testing.B) func() {
-	start := cpuTime()
+	start := cputime.Process()
 	return func() {
-		b.ReportMetric(float64((cpuTime()-start).Microseconds())/1000/float64(b.N), "cpu-ms/op")
+		b.ReportMetric(float64((cputime.Process()-start).Microseconds())/1000/float64(b.N), "cpu-ms/op")
 	}
 }

@@ -55,47 +55,113 @@ type SpectrumOptions struct {
 // series, a NaN, ±Inf or negative value, a negative rank or a threshold
 // outside (0, 1].
 func SpectrumChart(opt SpectrumOptions, spectra ...*peft.Spectrum) (*Chart, error) {
-	const name = "SpectrumChart"
+	if err := checkSpectrumInput(opt, spectra); err != nil {
+		return nil, err
+	}
+	f := &spectrumFig{opt: opt, spectra: spectra, ys: drawnValues(spectra, opt.Normalize), sp: spectrumPlot(opt, spectra)}
+	if opt.LogY {
+		f.setLogY()
+	}
+	f.setYRange()
+	if opt.Energy {
+		ep, err := energyPlot(opt.Thresholds, maxLen(f.ys))
+		if err != nil {
+			return nil, err
+		}
+		f.ep = ep
+	}
+	if err := f.addAll(); err != nil {
+		return nil, err
+	}
+	return f.chart(), nil
+}
+
+// spectrumChartName names SpectrumChart in its errors.
+const spectrumChartName = "SpectrumChart"
+
+// spectrumFig is a spectrum chart while it is built: its input, the values
+// drawn and its panels. Its add methods each add one element.
+type spectrumFig struct {
+	opt      SpectrumOptions
+	spectra  []*peft.Spectrum
+	ys       [][]float64 // the values drawn: σ, or σ/σ₁ when normalized
+	floor    float64     // where zeros are drawn on a log axis
+	zeros    bool        // some value is drawn on the floor
+	yLo, yHi float64     // the y range the vertical marker lines span
+	sp, ep   *plot.Plot  // the spectrum panel, and the energy panel (nil without)
+}
+
+// spectrumSeries is one series as drawn: its spectrum, values, energy,
+// label and colour.
+type spectrumSeries struct {
+	s     *peft.Spectrum
+	y     []float64 // σ, or σ/σ₁ when normalized
+	e     []float64 // cumulative energy (nil when no element shows it)
+	label string
+	c     color.Color
+}
+
+// checkSpectrumInput returns the first problem of the options or of a series.
+func checkSpectrumInput(opt SpectrumOptions, spectra []*peft.Spectrum) error {
 	if len(spectra) == 0 {
-		return nil, fmt.Errorf("viz: %s: no spectra given", name)
+		return fmt.Errorf("viz: %s: no spectra given", spectrumChartName)
 	}
 	if opt.Rank < 0 {
-		return nil, fmt.Errorf("viz: %s: rank %d is negative", name, opt.Rank)
+		return fmt.Errorf("viz: %s: rank %d is negative", spectrumChartName, opt.Rank)
 	}
 	for _, f := range opt.Thresholds {
 		if !(f > 0 && f <= 1) {
-			return nil, fmt.Errorf("viz: %s: energy threshold %v is outside (0, 1]", name, f)
+			return fmt.Errorf("viz: %s: energy threshold %v is outside (0, 1]", spectrumChartName, f)
 		}
 	}
+	for i, s := range spectra {
+		if err := checkSpectrum(i, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkSpectrum returns an error naming series i if it is nil, empty, not finite, negative or unsorted.
+func checkSpectrum(i int, s *peft.Spectrum) error {
+	if s == nil {
+		return fmt.Errorf("viz: %s: series %d is nil", spectrumChartName, i+1)
+	}
+	label := seriesName(s.Name, i)
+	if len(s.S) == 0 {
+		return fmt.Errorf("viz: %s: series %q is empty", spectrumChartName, label)
+	}
+	if err := checkFinite(spectrumChartName, label, s.S); err != nil {
+		return err
+	}
+	for k, v := range s.S {
+		if v < 0 {
+			return fmt.Errorf("viz: %s: series %q: value %d is negative (%g); singular values are ≥ 0", spectrumChartName, label, k, v)
+		}
+		if k > 0 && v > s.S[k-1] {
+			return fmt.Errorf("viz: %s: series %q is not sorted descending at %d (%g after %g); use peft.SpectrumOf", spectrumChartName, label, k, v, s.S[k-1])
+		}
+	}
+	return nil
+}
+
+// drawnValues copies each series' values, divided by σ₁ when normalize is set (a zero series stays zero).
+func drawnValues(spectra []*peft.Spectrum, normalize bool) [][]float64 {
 	ys := make([][]float64, len(spectra))
 	for i, s := range spectra {
-		if s == nil {
-			return nil, fmt.Errorf("viz: %s: series %d is nil", name, i+1)
-		}
-		label := seriesName(s.Name, i)
-		if len(s.S) == 0 {
-			return nil, fmt.Errorf("viz: %s: series %q is empty", name, label)
-		}
-		if err := checkFinite(name, label, s.S); err != nil {
-			return nil, err
-		}
-		for k, v := range s.S {
-			if v < 0 {
-				return nil, fmt.Errorf("viz: %s: series %q: value %d is negative (%g); singular values are ≥ 0", name, label, k, v)
-			}
-			if k > 0 && v > s.S[k-1] {
-				return nil, fmt.Errorf("viz: %s: series %q is not sorted descending at %d (%g after %g); use peft.SpectrumOf", name, label, k, v, s.S[k-1])
-			}
-		}
 		y := append([]float64(nil), s.S...)
-		if opt.Normalize && y[0] > 0 {
+		if normalize && y[0] > 0 {
 			for k := range y {
 				y[k] /= s.S[0]
 			}
 		}
 		ys[i] = y
 	}
+	return ys
+}
 
+// spectrumPlot returns the empty spectrum panel, titled with the name of a single named series.
+func spectrumPlot(opt SpectrumOptions, spectra []*peft.Spectrum) *plot.Plot {
 	ylabel := "singular value σ"
 	if opt.Normalize {
 		ylabel = "σ / σ₁"
@@ -104,198 +170,280 @@ func SpectrumChart(opt SpectrumOptions, spectra ...*peft.Spectrum) (*Chart, erro
 	if len(spectra) == 1 && spectra[0].Name != "" {
 		title = "singular values of " + spectra[0].Name
 	}
-	sp := newPlot(title, "index k", ylabel)
+	return newPlot(title, "index k", ylabel)
+}
 
-	// On a log axis, zeros go to a floor a decade below the smallest
-	// positive value.
-	floor := 0.0
-	zeros := false
-	if opt.LogY {
-		minPos := math.Inf(1)
-		for _, y := range ys {
-			for _, v := range y {
-				if v > 0 {
-					minPos = min(minPos, v)
-				}
-				zeros = zeros || v == 0
-			}
-		}
-		if math.IsInf(minPos, 1) {
-			minPos = 1
-		}
-		floor = minPos / 10
-		sp.Y.Scale = plot.LogScale{}
-		sp.Y.Tick.Marker = logTicks{}
-	}
-	lift := func(v float64) float64 {
-		if opt.LogY && v <= 0 {
-			return floor
-		}
-		return v
-	}
-	yLo, yHi := math.Inf(1), math.Inf(-1)
-	for _, y := range ys {
+// setLogY puts the spectrum panel's y axis on a log scale, with zeros on a floor a decade under the smallest positive value.
+func (f *spectrumFig) setLogY() {
+	minPos := math.Inf(1)
+	for _, y := range f.ys {
 		for _, v := range y {
-			yLo, yHi = min(yLo, lift(v)), max(yHi, lift(v))
+			if v > 0 {
+				minPos = min(minPos, v)
+			}
+			f.zeros = f.zeros || v == 0
 		}
 	}
-	if !opt.LogY {
-		yLo = min(yLo, 0)
+	if math.IsInf(minPos, 1) {
+		minPos = 1
 	}
-	if yHi == yLo { // a flat spectrum: give the axis a range
-		if opt.LogY {
-			yLo, yHi = yLo/2, yHi*2
-		} else {
-			yHi = yLo + 1
-		}
-		sp.Y.Min, sp.Y.Max = yLo, yHi
-	}
+	f.floor = minPos / 10
+	f.sp.Y.Scale = plot.LogScale{}
+	f.sp.Y.Tick.Marker = logTicks{}
+}
 
-	var ep *plot.Plot
-	if opt.Energy {
-		ep = newPlot("cumulative energy", "rank k", "share of Σσ² in the top k")
-		ep.Y.Min, ep.Y.Max = 0, 1.02
-		ep.Legend.Top = false
-		ep.Legend.YOffs = vg.Points(4)
-		for _, f := range opt.Thresholds {
-			if err := addLine(ep, plotter.XYs{{X: 1, Y: f}, {X: float64(maxLen(ys)), Y: f}}, color.Gray{Y: 0xa0}, 0.8, dashes[2], ""); err != nil {
-				return nil, err
-			}
-		}
+// lift returns where v is drawn: v, or the floor for a zero on a log axis.
+func (f *spectrumFig) lift(v float64) float64 {
+	if f.opt.LogY && v <= 0 {
+		return f.floor
 	}
+	return v
+}
 
-	colors := seriesColors(len(spectra))
-	for i, s := range spectra {
-		c := colors[i]
-		label := seriesName(s.Name, i)
-		y := ys[i]
-		xy := make(plotter.XYs, len(y))
-		var zxy plotter.XYs
-		for k, v := range y {
-			xy[k] = plotter.XY{X: float64(k + 1), Y: lift(v)}
-			if opt.LogY && v == 0 {
-				zxy = append(zxy, xy[k])
-			}
-		}
-		l, err := plotter.NewLine(xy)
-		if err != nil {
-			return nil, fmt.Errorf("viz: %s: series %q: %w", name, label, err)
-		}
-		l.Color, l.Width = c, vg.Points(1.6)
-		sp.Add(l)
-		sp.Legend.Add(label, l)
-		if len(y) <= 64 {
-			if err := addPoints(sp, xy, c, draw.CircleGlyph{}, 1.8, ""); err != nil {
-				return nil, err
-			}
-		}
-		if len(zxy) > 0 {
-			if err := addPoints(sp, zxy, c, draw.CrossGlyph{}, 3.5, ""); err != nil {
-				return nil, err
-			}
-		}
-
-		if opt.Elbow {
-			if e := s.Elbow(); e > 0 {
-				pt := plotter.XYs{{X: float64(e + 1), Y: lift(y[e])}}
-				if err := addPoints(sp, pt, c, draw.RingGlyph{}, 6, ""); err != nil {
-					return nil, err
-				}
-				if err := addLabel(sp, pt, fmt.Sprintf(" elbow r=%d", e), c); err != nil {
-					return nil, err
-				}
-			}
-		}
-		if opt.EffectiveRank {
-			er := s.EffectiveRank()
-			if er > 0 {
-				if err := addLine(sp, plotter.XYs{{X: er, Y: yLo}, {X: er, Y: yHi}}, c, 1, dashes[2], fmt.Sprintf("eff. rank %s = %.1f", label, er)); err != nil {
-					return nil, err
-				}
-			}
-		}
-		var e []float64
-		if len(opt.Thresholds) > 0 || ep != nil {
-			e = s.Energy()
-		}
-		for _, f := range opt.Thresholds {
-			k := s.RankForEnergy(f)
-			if k == 0 {
-				continue // zero matrix: no rank keeps a share of nothing
-			}
-			pt := plotter.XYs{{X: float64(k), Y: lift(y[k-1])}}
-			if err := addPoints(sp, pt, c, draw.TriangleGlyph{}, 4, ""); err != nil {
-				return nil, err
-			}
-			if err := addLabel(sp, pt, fmt.Sprintf(" %g%%", 100*f), c); err != nil {
-				return nil, err
-			}
-			if ep != nil {
-				ept := plotter.XYs{{X: float64(k), Y: e[k-1]}}
-				if err := addPoints(ep, ept, c, draw.TriangleGlyph{}, 4, ""); err != nil {
-					return nil, err
-				}
-				if err := addLabel(ep, ept, fmt.Sprintf(" k=%d", k), c); err != nil {
-					return nil, err
-				}
-			}
-		}
-		if ep != nil {
-			exy := make(plotter.XYs, len(e))
-			for k, v := range e {
-				exy[k] = plotter.XY{X: float64(k + 1), Y: v}
-			}
-			if err := addLine(ep, exy, c, 1.6, nil, label); err != nil {
-				return nil, err
-			}
+// setYRange sets the y range the marker lines span, and gives a flat spectrum's axis a range.
+func (f *spectrumFig) setYRange() {
+	f.yLo, f.yHi = math.Inf(1), math.Inf(-1)
+	for _, y := range f.ys {
+		for _, v := range y {
+			f.yLo, f.yHi = min(f.yLo, f.lift(v)), max(f.yHi, f.lift(v))
 		}
 	}
-	if opt.Rank > 0 {
-		r := float64(opt.Rank)
-		if err := addLine(sp, plotter.XYs{{X: r, Y: yLo}, {X: r, Y: yHi}}, color.Black, 1, dashes[1], fmt.Sprintf("rank r = %d", opt.Rank)); err != nil {
-			return nil, err
-		}
-		if ep != nil {
-			if err := addLine(ep, plotter.XYs{{X: r, Y: 0}, {X: r, Y: 1}}, color.Black, 1, dashes[1], fmt.Sprintf("rank r = %d", opt.Rank)); err != nil {
-				return nil, err
-			}
-		}
+	if !f.opt.LogY {
+		f.yLo = min(f.yLo, 0)
 	}
-	if zeros {
-		n := float64(maxLen(ys))
-		if err := addLine(sp, plotter.XYs{{X: 1, Y: floor}, {X: n, Y: floor}}, color.Gray{Y: 0x80}, 0.8, dashes[1], "σ = 0 (× on this floor)"); err != nil {
-			return nil, err
-		}
+	if f.yHi != f.yLo {
+		return
 	}
-	if opt.Elbow {
-		sp.Legend.Add("○ elbow, ▲ energy share")
-	} else if len(opt.Thresholds) > 0 {
-		sp.Legend.Add("▲ energy share")
-	}
-
-	ch := &Chart{Title: opt.Title, Width: opt.Width, Height: opt.Height}
-	if len(spectra) == 1 && opt.Rank == 0 && !opt.EffectiveRank && !zeros {
-		// One series named in the title, markers labelled where they are:
-		// no legend needed (small multiples stay uncluttered).
-		sp.Legend = plot.NewLegend()
-		ch.rows = [][]cell{{{p: sp, weight: 1}}}
-		if ep != nil {
-			ep.Legend = plot.NewLegend()
-			ch.rows = [][]cell{{{p: sp, weight: 0.55}, {p: ep, weight: 0.45}}}
-		}
-		ch.Width, ch.Height = orDefault(ch.Width, defaultWidth+240*b2i(ep != nil)), orDefault(ch.Height, 420)
-		return ch, nil
-	}
-	lp := legendPanel(sp)
-	if ep != nil {
-		ep.Legend = plot.NewLegend() // the legend panel names the series once
-		ch.rows = [][]cell{{{p: sp, weight: 0.46}, {p: ep, weight: 0.34}, {p: lp, weight: 0.20}}}
-		ch.Width, ch.Height = orDefault(ch.Width, 1080), orDefault(ch.Height, 420)
+	if f.opt.LogY {
+		f.yLo, f.yHi = f.yLo/2, f.yHi*2
 	} else {
-		ch.rows = [][]cell{{{p: sp, weight: 0.75}, {p: lp, weight: 0.25}}}
-		ch.Width, ch.Height = orDefault(ch.Width, 800), orDefault(ch.Height, 420)
+		f.yHi = f.yLo + 1
 	}
-	return ch, nil
+	f.sp.Y.Min, f.sp.Y.Max = f.yLo, f.yHi
+}
+
+// energyPlot returns the cumulative-energy panel with a gray line across ranks 1…n at each threshold.
+func energyPlot(thresholds []float64, n int) (*plot.Plot, error) {
+	ep := newPlot("cumulative energy", "rank k", "share of Σσ² in the top k")
+	ep.Y.Min, ep.Y.Max = 0, 1.02
+	ep.Legend.Top = false
+	ep.Legend.YOffs = vg.Points(4)
+	for _, f := range thresholds {
+		if err := addLine(ep, plotter.XYs{{X: 1, Y: f}, {X: float64(n), Y: f}}, color.Gray{Y: 0xa0}, 0.8, dashes[2], ""); err != nil {
+			return nil, err
+		}
+	}
+	return ep, nil
+}
+
+// addAll adds every series, then the rank line, the zero floor and the marker key.
+func (f *spectrumFig) addAll() error {
+	colors := seriesColors(len(f.spectra))
+	for i := range f.spectra {
+		if err := f.addSeries(i, colors[i]); err != nil {
+			return err
+		}
+	}
+	if err := f.addRank(); err != nil {
+		return err
+	}
+	if err := f.addZeroFloor(); err != nil {
+		return err
+	}
+	f.addMarkerKey()
+	return nil
+}
+
+// addSeries adds the elements of series i in colour c, in drawing order.
+func (f *spectrumFig) addSeries(i int, c color.Color) error {
+	ss := f.series(i, c)
+	for _, add := range []func(*spectrumSeries) error{f.addCurve, f.addElbow, f.addEffectiveRank, f.addEnergyMarks, f.addEnergyCurve} {
+		if err := add(ss); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// series returns series i as drawn in colour c, with its energy when a threshold or the energy panel needs it.
+func (f *spectrumFig) series(i int, c color.Color) *spectrumSeries {
+	s := f.spectra[i]
+	ss := &spectrumSeries{s: s, y: f.ys[i], label: seriesName(s.Name, i), c: c}
+	if len(f.opt.Thresholds) > 0 || f.ep != nil {
+		ss.e = s.Energy()
+	}
+	return ss
+}
+
+// addCurve adds the series' line, named in the legend, with dots for up to 64 values and crosses for zeros on a log axis.
+func (f *spectrumFig) addCurve(ss *spectrumSeries) error {
+	xy := make(plotter.XYs, len(ss.y))
+	var zxy plotter.XYs
+	for k, v := range ss.y {
+		xy[k] = plotter.XY{X: float64(k + 1), Y: f.lift(v)}
+		if f.opt.LogY && v == 0 {
+			zxy = append(zxy, xy[k])
+		}
+	}
+	l, err := plotter.NewLine(xy)
+	if err != nil {
+		return fmt.Errorf("viz: %s: series %q: %w", spectrumChartName, ss.label, err)
+	}
+	l.Color, l.Width = ss.c, vg.Points(1.6)
+	f.sp.Add(l)
+	f.sp.Legend.Add(ss.label, l)
+	if len(ss.y) <= 64 {
+		if err := addPoints(f.sp, xy, ss.c, draw.CircleGlyph{}, 1.8, ""); err != nil {
+			return err
+		}
+	}
+	if len(zxy) > 0 {
+		return addPoints(f.sp, zxy, ss.c, draw.CrossGlyph{}, 3.5, "")
+	}
+	return nil
+}
+
+// addElbow rings the series' elbow and labels it with the rank before the bend.
+func (f *spectrumFig) addElbow(ss *spectrumSeries) error {
+	if !f.opt.Elbow {
+		return nil
+	}
+	e := ss.s.Elbow()
+	if e <= 0 {
+		return nil
+	}
+	pt := plotter.XYs{{X: float64(e + 1), Y: f.lift(ss.y[e])}}
+	if err := addPoints(f.sp, pt, ss.c, draw.RingGlyph{}, 6, ""); err != nil {
+		return err
+	}
+	return addLabel(f.sp, pt, fmt.Sprintf(" elbow r=%d", e), ss.c)
+}
+
+// addEffectiveRank draws the series' entropy effective rank as a dotted vertical line named in the legend.
+func (f *spectrumFig) addEffectiveRank(ss *spectrumSeries) error {
+	if !f.opt.EffectiveRank {
+		return nil
+	}
+	er := ss.s.EffectiveRank()
+	if !(er > 0) {
+		return nil
+	}
+	return addLine(f.sp, plotter.XYs{{X: er, Y: f.yLo}, {X: er, Y: f.yHi}}, ss.c, 1, dashes[2], fmt.Sprintf("eff. rank %s = %.1f", ss.label, er))
+}
+
+// addEnergyMarks marks, for each threshold, the smallest rank keeping that energy share, on both panels.
+func (f *spectrumFig) addEnergyMarks(ss *spectrumSeries) error {
+	for _, fr := range f.opt.Thresholds {
+		k := ss.s.RankForEnergy(fr)
+		if k == 0 {
+			continue // zero matrix: no rank keeps a share of nothing
+		}
+		if err := addMark(f.sp, plotter.XY{X: float64(k), Y: f.lift(ss.y[k-1])}, fmt.Sprintf(" %g%%", 100*fr), ss.c); err != nil {
+			return err
+		}
+		if f.ep == nil {
+			continue
+		}
+		if err := addMark(f.ep, plotter.XY{X: float64(k), Y: ss.e[k-1]}, fmt.Sprintf(" k=%d", k), ss.c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addMark adds a triangle at pt labelled txt.
+func addMark(p *plot.Plot, pt plotter.XY, txt string, c color.Color) error {
+	xy := plotter.XYs{pt}
+	if err := addPoints(p, xy, c, draw.TriangleGlyph{}, 4, ""); err != nil {
+		return err
+	}
+	return addLabel(p, xy, txt, c)
+}
+
+// addEnergyCurve adds the series' cumulative energy to the energy panel, named in its legend.
+func (f *spectrumFig) addEnergyCurve(ss *spectrumSeries) error {
+	if f.ep == nil {
+		return nil
+	}
+	exy := make(plotter.XYs, len(ss.e))
+	for k, v := range ss.e {
+		exy[k] = plotter.XY{X: float64(k + 1), Y: v}
+	}
+	return addLine(f.ep, exy, ss.c, 1.6, nil, ss.label)
+}
+
+// addRank draws the chosen rank as a dashed black vertical line on both panels, named in the legends.
+func (f *spectrumFig) addRank() error {
+	if f.opt.Rank <= 0 {
+		return nil
+	}
+	r, legend := float64(f.opt.Rank), fmt.Sprintf("rank r = %d", f.opt.Rank)
+	if err := addLine(f.sp, plotter.XYs{{X: r, Y: f.yLo}, {X: r, Y: f.yHi}}, color.Black, 1, dashes[1], legend); err != nil {
+		return err
+	}
+	if f.ep == nil {
+		return nil
+	}
+	return addLine(f.ep, plotter.XYs{{X: r, Y: 0}, {X: r, Y: 1}}, color.Black, 1, dashes[1], legend)
+}
+
+// addZeroFloor draws the dashed floor that zeros sit on on a log axis, named in the legend.
+func (f *spectrumFig) addZeroFloor() error {
+	if !f.zeros {
+		return nil
+	}
+	n := float64(maxLen(f.ys))
+	return addLine(f.sp, plotter.XYs{{X: 1, Y: f.floor}, {X: n, Y: f.floor}}, color.Gray{Y: 0x80}, 0.8, dashes[1], "σ = 0 (× on this floor)")
+}
+
+// addMarkerKey explains the elbow and energy-share glyphs in the legend.
+func (f *spectrumFig) addMarkerKey() {
+	switch {
+	case f.opt.Elbow:
+		f.sp.Legend.Add("○ elbow, ▲ energy share")
+	case len(f.opt.Thresholds) > 0:
+		f.sp.Legend.Add("▲ energy share")
+	}
+}
+
+// chart lays the panels out in a Chart, with a legend panel unless one series needs none.
+func (f *spectrumFig) chart() *Chart {
+	ch := &Chart{Title: f.opt.Title, Width: f.opt.Width, Height: f.opt.Height}
+	if f.needsLegend() {
+		f.layoutWithLegend(ch)
+	} else {
+		f.layoutBare(ch)
+	}
+	return ch
+}
+
+// needsLegend reports whether the legend names what the panels do not: several series, a rank, effective ranks or zeros.
+func (f *spectrumFig) needsLegend() bool {
+	return len(f.spectra) != 1 || f.opt.Rank != 0 || f.opt.EffectiveRank || f.zeros
+}
+
+// layoutBare lays out one series, named in the title with its markers labelled where they are: no legend (small multiples stay uncluttered).
+func (f *spectrumFig) layoutBare(ch *Chart) {
+	f.sp.Legend = plot.NewLegend()
+	ch.rows = [][]cell{{{p: f.sp, weight: 1}}}
+	if f.ep != nil {
+		f.ep.Legend = plot.NewLegend()
+		ch.rows = [][]cell{{{p: f.sp, weight: 0.55}, {p: f.ep, weight: 0.45}}}
+	}
+	ch.Width, ch.Height = orDefault(ch.Width, defaultWidth+240*b2i(f.ep != nil)), orDefault(ch.Height, 420)
+}
+
+// layoutWithLegend lays out the panels with the spectrum panel's legend in a panel of its own at the right.
+func (f *spectrumFig) layoutWithLegend(ch *Chart) {
+	lp := legendPanel(f.sp)
+	if f.ep == nil {
+		ch.rows = [][]cell{{{p: f.sp, weight: 0.75}, {p: lp, weight: 0.25}}}
+		ch.Width, ch.Height = orDefault(ch.Width, 800), orDefault(ch.Height, 420)
+		return
+	}
+	f.ep.Legend = plot.NewLegend() // the legend panel names the series once
+	ch.rows = [][]cell{{{p: f.sp, weight: 0.46}, {p: f.ep, weight: 0.34}, {p: lp, weight: 0.20}}}
+	ch.Width, ch.Height = orDefault(ch.Width, 1080), orDefault(ch.Height, 420)
 }
 
 // legendPanel moves p's legend to a plot of its own, with no axes, drawn

@@ -35,6 +35,22 @@ func TestImportsRunOneWay(t *testing.T) {
 	}
 }
 
+// TestDispatchDoesNotImportSession keeps the kernel's protocol logic light:
+// kernel/dispatch names the cell contract through kernel/engine and never
+// depends on the interpreter (kernel/session, and through it yaegi and the
+// symbol tables); kernel/kernel.go wires the two together.
+func TestDispatchDoesNotImportSession(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", mod+"kernel/dispatch").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps kernel/dispatch: %v\n%s", err, out)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if dep == mod+"kernel/session" || strings.HasPrefix(dep, mod+"kernel/session/") {
+			t.Errorf("kernel/dispatch depends on %s: it must use kernel/engine, not kernel/session", dep)
+		}
+	}
+}
+
 func TestNbUsesOnlyTheStandardLibrary(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", mod+"nb").CombinedOutput()
 	if err != nil {

@@ -1,4 +1,6 @@
-package peft
+// Package galore is GaLore: Adam on low-rank projections of the gradients,
+// an optimizer that trains every weight in full with less optimizer state.
+package galore
 
 import (
 	"context"
@@ -9,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/gopeft/gopeft/accel"
+	"github.com/gopeft/gopeft/peft"
 	"gonum.org/v1/gonum/mat"
 )
 
@@ -33,16 +36,16 @@ import (
 // in torch's AdamW. With SGD set, the projected step is W ← W − η·α·back(R):
 // for r = min(m,n) and α = 1 it is plain SGD, W ← W − η·G.
 //
-// GaLore implements Optimizer and ContextOptimizer: Train gives it its
+// GaLore implements peft.Optimizer and peft.ContextOptimizer: Train gives it its
 // context, which stops a projector's SVD when cancelled.
 type GaLore struct {
-	cfg   GaLoreConfig
-	state map[*Tensor]*galoreState
+	cfg   Config
+	state map[*peft.Tensor]*galoreState
 	ctx   context.Context // of the SVDs; nil: context.Background()
 }
 
-// GaLoreConfig configures NewGaLore. Zero fields select the defaults noted.
-type GaLoreConfig struct {
+// Config configures New. Zero fields select the defaults noted.
+type Config struct {
 	// Rank r of the projected gradient, 1 ≤ r ≤ min(m,n) of every targeted
 	// matrix. The paper pre-trains with r = 128 and fine-tunes GLUE with
 	// r = 4 or 8.
@@ -78,10 +81,10 @@ type galoreState struct {
 	t    int        // steps taken
 }
 
-// NewGaLore returns a GaLore optimizer. A configuration out of range (rank
-// r ≤ 0, β outside [0, 1), …) panics with an ArgError; Maybe turns it into
+// New returns a GaLore optimizer. A configuration out of range (rank
+// r ≤ 0, β outside [0, 1), …) panics with an peft.ArgError; Maybe turns it into
 // an error.
-func NewGaLore(cfg GaLoreConfig) *GaLore {
+func New(cfg Config) *GaLore {
 	if cfg.UpdateProjGap == 0 {
 		cfg.UpdateProjGap = 200
 	}
@@ -98,7 +101,7 @@ func NewGaLore(cfg GaLoreConfig) *GaLore {
 		cfg.Eps = 1e-8
 	}
 	bad := func(msg string, args ...any) {
-		panic(ArgError{Op: "NewGaLore", Msg: fmt.Sprintf(msg, args...)})
+		panic(peft.ArgError{Op: "New", Msg: fmt.Sprintf(msg, args...)})
 	}
 	switch {
 	case cfg.Rank <= 0:
@@ -125,15 +128,15 @@ func NewGaLore(cfg GaLoreConfig) *GaLore {
 			bad("target pattern %q: %v", p, err)
 		}
 	}
-	return &GaLore{cfg: cfg, state: map[*Tensor]*galoreState{}}
+	return &GaLore{cfg: cfg, state: map[*peft.Tensor]*galoreState{}}
 }
 
 // Config returns g's configuration with the defaults filled in.
-func (g *GaLore) Config() GaLoreConfig { return g.cfg }
+func (g *GaLore) Config() Config { return g.cfg }
 
 // projects reports whether p is a matrix g projects, or an error when it is
 // targeted but the rank does not fit it.
-func (g *GaLore) projects(p *Tensor) (bool, error) {
+func (g *GaLore) projects(p *peft.Tensor) (bool, error) {
 	m, n := p.Dims()
 	if m < 2 || n < 2 {
 		return false, nil
@@ -145,8 +148,8 @@ func (g *GaLore) projects(p *Tensor) (bool, error) {
 		return false, nil
 	}
 	if g.cfg.Rank > min(m, n) {
-		return false, ArgError{Op: "GaLore(" + p.Name + ")", Msg: fmt.Sprintf(
-			"rank r = %d out of range [1, %d] for the %s matrix", g.cfg.Rank, min(m, n), ShapeOf(m, n))}
+		return false, peft.ArgError{Op: "GaLore(" + p.Name + ")", Msg: fmt.Sprintf(
+			"rank r = %d out of range [1, %d] for the %s matrix", g.cfg.Rank, min(m, n), peft.ShapeOf(m, n))}
 	}
 	return true, nil
 }
@@ -163,7 +166,7 @@ func galoreMatch(patterns []string, name string) bool {
 	for _, p := range patterns {
 		var re *regexp.Regexp
 		if strings.HasPrefix(p, "^") && strings.HasSuffix(p, "$") {
-			re, _ = regexp.Compile(p) // checked by NewGaLore
+			re, _ = regexp.Compile(p) // checked by New
 		}
 		for _, c := range cands {
 			if c == p || strings.HasSuffix(c, "."+p) {
@@ -183,7 +186,7 @@ func galoreMatch(patterns []string, name string) bool {
 // Check returns the error that Step would panic with for params: a targeted
 // matrix whose min(m,n) is below the rank. Call it before training to get
 // the error as a value.
-func (g *GaLore) Check(params []*Tensor) error {
+func (g *GaLore) Check(params []*peft.Tensor) error {
 	for _, p := range params {
 		if !p.Trainable {
 			continue
@@ -201,13 +204,13 @@ func (g *GaLore) Check(params []*Tensor) error {
 func (g *GaLore) SetContext(ctx context.Context) { g.ctx = ctx }
 
 // Step updates every trainable tensor in params that has a gradient, at
-// learning rate lr. It panics with an ArgError if a targeted matrix is
+// learning rate lr. It panics with an peft.ArgError if a targeted matrix is
 // smaller than the rank (see Check), and with an error naming the tensor
 // and the step if the SVD of its gradient fails: it does not converge, or
 // the context set by SetContext is cancelled (the error then wraps the
 // context's). Tensors before that one in params have been updated, the
 // others not; Maybe turns the panic into an error.
-func (g *GaLore) Step(params []*Tensor, lr float64) {
+func (g *GaLore) Step(params []*peft.Tensor, lr float64) {
 	for _, p := range params {
 		if !p.Trainable || p.Grad == nil {
 			continue
@@ -233,7 +236,7 @@ func (g *GaLore) Step(params []*Tensor, lr float64) {
 }
 
 // stepFull is plain Adam (or SGD) on the whole tensor.
-func (g *GaLore) stepFull(p *Tensor, st *galoreState, lr float64) {
+func (g *GaLore) stepFull(p *peft.Tensor, st *galoreState, lr float64) {
 	if g.cfg.SGD {
 		p.Value.Sub(p.Value, scaled(lr, p.Grad))
 		return
@@ -248,7 +251,7 @@ func (g *GaLore) stepFull(p *Tensor, st *galoreState, lr float64) {
 }
 
 // stepProjected is GaLore's projected Adam (or SGD) on a matrix.
-func (g *GaLore) stepProjected(p *Tensor, st *galoreState, lr float64) {
+func (g *GaLore) stepProjected(p *peft.Tensor, st *galoreState, lr float64) {
 	gr := p.Grad // G (m×n)
 	m, n := gr.Dims()
 	r := g.cfg.Rank
@@ -260,7 +263,7 @@ func (g *GaLore) stepProjected(p *Tensor, st *galoreState, lr float64) {
 		}
 		svd, err := accel.ThinSVD(ctx, gr)
 		if err != nil {
-			panic(fmt.Errorf("peft: GaLore(%s): SVD of the %s gradient at step %d: %w", p.Name, ShapeOf(m, n), st.t+1, err))
+			panic(fmt.Errorf("peft: GaLore(%s): SVD of the %s gradient at step %d: %w", p.Name, peft.ShapeOf(m, n), st.t+1, err))
 		}
 		st.left = m < n
 		if st.left {
@@ -300,11 +303,13 @@ func (g *GaLore) stepProjected(p *Tensor, st *galoreState, lr float64) {
 // √(1−β₂ᵗ)/(1−β₁ᵗ) · M/(√V + ε), of gr's shape.
 func (g *GaLore) adam(st *galoreState, gr *mat.Dense) *mat.Dense {
 	b1, b2, eps := g.cfg.Beta1, g.cfg.Beta2, g.cfg.Eps
-	md, vd, gd := vals(st.m), vals(st.v), vals(gr)
+	md, vd := st.m.RawMatrix().Data, st.v.RawMatrix().Data // made by mat.NewDense: contiguous
+	gd := mat.DenseCopyOf(gr).RawMatrix().Data
 	// bias-correct both moments through the step size, as the paper's code
 	bc := math.Sqrt(1-math.Pow(b2, float64(st.t))) / (1 - math.Pow(b1, float64(st.t)))
 	r, c := gr.Dims()
-	out, od := newDense(r, c)
+	out := mat.NewDense(r, c, nil)
+	od := out.RawMatrix().Data
 	for i, x := range gd {
 		md[i] = b1*md[i] + (1-b1)*x   // update the first moment (momentum)
 		vd[i] = b2*vd[i] + (1-b2)*x*x // update the second moment
@@ -339,7 +344,7 @@ func (g *GaLore) StateBytes() int {
 // Projector returns the current projector of p: P (m×r) with left true, or
 // Q (r×n) with left false; nil if p is not projected or not yet stepped.
 // The projected gradient is Pᵀ·G or G·Qᵀ.
-func (g *GaLore) Projector(p *Tensor) (pq *mat.Dense, left bool) {
+func (g *GaLore) Projector(p *peft.Tensor) (pq *mat.Dense, left bool) {
 	st := g.state[p]
 	if st == nil || !st.proj {
 		return nil, false
@@ -347,4 +352,14 @@ func (g *GaLore) Projector(p *Tensor) (pq *mat.Dense, left bool) {
 	return st.pq, st.left
 }
 
-var _ Optimizer = (*GaLore)(nil)
+var _ peft.Optimizer = (*GaLore)(nil)
+
+func init() {
+	peft.Register(peft.Method{
+		Name:    "GaLore",
+		Kind:    peft.OptimizerMethod,
+		Paper:   "Zhao et al. 2024, GaLore: Memory-Efficient LLM Training by Gradient Low-Rank Projection, arXiv:2403.03507",
+		Package: "github.com/gopeft/gopeft/peft/galore",
+		Summary: "Adam on rank-r projections Pᵀ·G of each weight's gradient, the projector refreshed from G's SVD every T steps",
+	})
+}

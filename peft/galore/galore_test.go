@@ -1,4 +1,4 @@
-package peft_test
+package galore_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/gopeft/gopeft/accel"
 	"github.com/gopeft/gopeft/peft"
+	"github.com/gopeft/gopeft/peft/galore"
 	"gonum.org/v1/gonum/mat"
 )
 
@@ -41,7 +42,7 @@ func TestGaLoreStateBytes(t *testing.T) {
 		m, n, r := sh[0], sh[1], 2
 		w := galoreParam(rng, "l.weight", galoreRand(rng, m, n))
 		b := galoreParam(rng, "l.bias", galoreRand(rng, 1, n))
-		opt := peft.NewGaLore(peft.GaLoreConfig{Rank: r, Targets: []string{"l"}})
+		opt := galore.New(galore.Config{Rank: r, Targets: []string{"l"}})
 		if opt.StateBytes() != 0 {
 			t.Fatalf("StateBytes before any step = %d, want 0", opt.StateBytes())
 		}
@@ -69,7 +70,7 @@ func TestGaLoreRefresh(t *testing.T) {
 	for _, sh := range [][2]int{{8, 5}, {5, 8}} {
 		m, n, r := sh[0], sh[1], 2
 		w := galoreParam(rng, "w", galoreRand(rng, m, n))
-		opt := peft.NewGaLore(peft.GaLoreConfig{Rank: r, UpdateProjGap: T, Targets: []string{"w"}})
+		opt := galore.New(galore.Config{Rank: r, UpdateProjGap: T, Targets: []string{"w"}})
 		var prev *mat.Dense
 		for step := 1; step <= 2*T+1; step++ {
 			g := galoreRand(rng, m, n)
@@ -125,7 +126,7 @@ func TestGaLoreFirstStep(t *testing.T) {
 		const r, lr, alpha = 2, 0.1, 0.5
 		w := galoreParam(rng, "w", galoreRand(rng, m, n))
 		w0 := mat.DenseCopyOf(w.Value)
-		opt := peft.NewGaLore(peft.GaLoreConfig{Rank: r, Scale: alpha, Eps: 1e-300, Targets: []string{"w"}})
+		opt := galore.New(galore.Config{Rank: r, Scale: alpha, Eps: 1e-300, Targets: []string{"w"}})
 		opt.Step([]*peft.Tensor{w}, lr)
 		pq, left := opt.Projector(w)
 		var rg, want mat.Dense
@@ -158,7 +159,7 @@ func TestGaLoreFullRankSGD(t *testing.T) {
 		const lr = 0.05
 		w := galoreParam(rng, "blocks.0.mlp.fc.weight", galoreRand(rng, m, n))
 		w0 := mat.DenseCopyOf(w.Value)
-		opt := peft.NewGaLore(peft.GaLoreConfig{Rank: min(m, n), Scale: 1, SGD: true, Targets: []string{"mlp.fc"}})
+		opt := galore.New(galore.Config{Rank: min(m, n), Scale: 1, SGD: true, Targets: []string{"mlp.fc"}})
 		opt.Step([]*peft.Tensor{w}, lr)
 		if pq, _ := opt.Projector(w); pq == nil {
 			t.Fatalf("%d×%d: not projected", m, n)
@@ -179,7 +180,7 @@ func TestGaLoreTrains(t *testing.T) {
 	const m, n = 12, 8
 	target := galoreRand(rng, m, n)
 	w := peft.NewParam("w", mat.NewDense(m, n, nil))
-	opt := peft.NewGaLore(peft.GaLoreConfig{Rank: 2, UpdateProjGap: 5, Scale: 1})
+	opt := galore.New(galore.Config{Rank: 2, UpdateProjGap: 5, Scale: 1})
 	loss := func() float64 {
 		var d mat.Dense
 		d.Sub(w.Value, target)
@@ -202,8 +203,8 @@ func TestGaLoreTrains(t *testing.T) {
 }
 
 func TestGaLoreBadInput(t *testing.T) {
-	for _, cfg := range []peft.GaLoreConfig{{Rank: 0}, {Rank: -1}, {Rank: 2, Beta1: 1}, {Rank: 2, UpdateProjGap: -1}} {
-		err := peft.Maybe(func() { peft.NewGaLore(cfg) })
+	for _, cfg := range []galore.Config{{Rank: 0}, {Rank: -1}, {Rank: 2, Beta1: 1}, {Rank: 2, UpdateProjGap: -1}} {
+		err := peft.Maybe(func() { galore.New(cfg) })
 		var ae peft.ArgError
 		if !errors.As(err, &ae) {
 			t.Errorf("NewGaLore(%+v): err = %v, want an ArgError", cfg, err)
@@ -211,7 +212,7 @@ func TestGaLoreBadInput(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(11, 12))
 	w := galoreParam(rng, "blocks.1.attn.q.weight", galoreRand(rng, 3, 5))
-	opt := peft.NewGaLore(peft.GaLoreConfig{Rank: 4, Targets: []string{"attn.q"}})
+	opt := galore.New(galore.Config{Rank: 4, Targets: []string{"attn.q"}})
 	err := opt.Check([]*peft.Tensor{w})
 	if err == nil {
 		t.Fatal("Check: no error for rank 4 on a 3×5 matrix")
@@ -225,7 +226,7 @@ func TestGaLoreBadInput(t *testing.T) {
 		t.Error("Step did not panic on rank 4 for a 3×5 target")
 	}
 	// Untargeted mode skips matrices too small for the rank.
-	opt = peft.NewGaLore(peft.GaLoreConfig{Rank: 4})
+	opt = galore.New(galore.Config{Rank: 4})
 	opt.Step([]*peft.Tensor{w}, 0.1)
 	if pq, _ := opt.Projector(w); pq != nil {
 		t.Error("all-weights mode projected a matrix with min(m,n) < r")
@@ -244,7 +245,7 @@ func ExampleGaLore() {
 	rng := rand.New(rand.NewPCG(1, 1))
 	w := peft.NewParam("fc.weight", galoreRand(rng, 64, 32))
 	w.Grad = galoreRand(rng, 64, 32)
-	opt := peft.NewGaLore(peft.GaLoreConfig{Rank: 4, UpdateProjGap: 200, Scale: 0.25})
+	opt := galore.New(galore.Config{Rank: 4, UpdateProjGap: 200, Scale: 0.25})
 	opt.Step([]*peft.Tensor{w}, 1e-3)
 	pq, left := opt.Projector(w)
 	r, c := pq.Dims()
@@ -274,7 +275,7 @@ func TestGaLoreTrainDigits(t *testing.T) {
 		}
 		return h
 	}
-	gl := peft.NewGaLore(peft.GaLoreConfig{Rank: 4, UpdateProjGap: 50, Scale: 1})
+	gl := galore.New(galore.Config{Rank: 4, UpdateProjGap: 50, Scale: 1})
 	adam := peft.NewAdamW(0)
 	hg, ha := run(gl), run(adam)
 	first, last := hg.Loss[0], hg.EvalLoss[len(hg.EvalLoss)-1]
@@ -329,7 +330,7 @@ func TestGaLoreTrainCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var at time.Time
-	gl := peft.NewGaLore(peft.GaLoreConfig{Rank: 4, Targets: []string{"fc2"}})
+	gl := galore.New(galore.Config{Rank: 4, Targets: []string{"fc2"}})
 	h, err := peft.Train(ctx, m, peft.DigitsData(0.2, 1), peft.TrainConfig{Steps: 3, BatchSize: 4, LR: 1e-3, Optimizer: gl,
 		Hooks: []peft.Hook{cancelHook{cancel: cancel, delay: 20 * time.Millisecond, at: &at}}})
 	done := time.Now()
@@ -368,7 +369,7 @@ func BenchmarkGaLoreStep(b *testing.B) {
 				w := galoreParam(rng, "w", galoreRand(rng, n, n))
 				var opt peft.Optimizer = peft.NewAdamW(0)
 				if name == "galore" {
-					opt = peft.NewGaLore(peft.GaLoreConfig{Rank: n / 8})
+					opt = galore.New(galore.Config{Rank: n / 8})
 				}
 				ps := []*peft.Tensor{w}
 				b.ReportAllocs()
@@ -381,9 +382,9 @@ func BenchmarkGaLoreStep(b *testing.B) {
 	}
 }
 
-// ExampleGaLoreConfig shows the defaults NewGaLore fills in.
-func ExampleGaLoreConfig() {
-	c := peft.NewGaLore(peft.GaLoreConfig{Rank: 8, Targets: []string{"attn.q", "attn.v"}}).Config()
+// ExampleConfig shows the defaults NewGaLore fills in.
+func ExampleConfig() {
+	c := galore.New(galore.Config{Rank: 8, Targets: []string{"attn.q", "attn.v"}}).Config()
 	fmt.Printf("r = %d, T = %d, α = %g, β = (%g, %g), ε = %g\n", c.Rank, c.UpdateProjGap, c.Scale, c.Beta1, c.Beta2, c.Eps)
 	// Output:
 	// r = 8, T = 200, α = 0.25, β = (0.9, 0.999), ε = 1e-08
@@ -403,7 +404,7 @@ func TestGaLoreTargets(t *testing.T) {
 		{"blocks.*.attn.*", []bool{true, true, true, false, false}},
 		{"v", []bool{false, true, false, false, false}},
 	} {
-		opt := peft.NewGaLore(peft.GaLoreConfig{Rank: 2, Targets: []string{tc.pattern}})
+		opt := galore.New(galore.Config{Rank: 2, Targets: []string{tc.pattern}})
 		var ps []*peft.Tensor
 		for _, n := range names {
 			rows := 6
@@ -419,7 +420,7 @@ func TestGaLoreTargets(t *testing.T) {
 			}
 		}
 	}
-	if err := peft.Maybe(func() { peft.NewGaLore(peft.GaLoreConfig{Rank: 2, Targets: []string{"^(q$"}}) }); err == nil || !strings.Contains(err.Error(), "^(q$") {
+	if err := peft.Maybe(func() { galore.New(galore.Config{Rank: 2, Targets: []string{"^(q$"}}) }); err == nil || !strings.Contains(err.Error(), "^(q$") {
 		t.Errorf("bad regular expression: err = %v", err)
 	}
 }

@@ -1,21 +1,40 @@
-package peft
+// Package pissa is PiSSA: LoRA initialized from the principal singular
+// values and vectors of the weight it adapts, with only the residual frozen.
+// Its adapters are plain *lora.LoRA, trained, merged and saved as LoRA.
+package pissa
 
 import (
 	"context"
 	"fmt"
 	"math"
 	"math/rand"
+	"strings"
 
 	"github.com/gopeft/gopeft/accel"
+	"github.com/gopeft/gopeft/peft"
+	"github.com/gopeft/gopeft/peft/lora"
 	"gonum.org/v1/gonum/mat"
 )
 
-// PiSSAConfig configures AddPiSSA. PiSSA initializes LoRA from the
-// principal singular values and vectors of the weight it adapts, and
-// freezes only the residual (Meng et al. 2024, "PiSSA: Principal Singular
-// Values and Singular Vectors Adaptation of Large Language Models",
-// arXiv:2404.02948). For W (out×in) with thin SVD W = U·S·Vᵀ and LoRA
-// scale s (α/r, or α/√r with rsLoRA):
+func init() {
+	peft.Register(peft.Method{
+		Name:    "PiSSA",
+		Kind:    peft.AdapterMethod,
+		Paper:   "Meng et al. 2024, PiSSA: Principal Singular Values and Singular Vectors Adaptation of Large Language Models, arXiv:2404.02948",
+		Package: "github.com/gopeft/gopeft/peft/pissa",
+		Summary: "LoRA with s·B·A = U_r·S_r·V_rᵀ, W's top-r SVD, at init, and W replaced by the frozen residual W − s·B·A",
+		// nil: the adapters are *lora.LoRA, which LoRA's format saves and
+		// loads (relative to W_res: save the base model too, or export
+		// with ToLoRA).
+		Format: nil,
+	})
+}
+
+// Config configures Add. PiSSA initializes LoRA from the principal singular
+// values and vectors of the weight it adapts, and freezes only the residual
+// (Meng et al. 2024, "PiSSA: Principal Singular Values and Singular Vectors
+// Adaptation of Large Language Models", arXiv:2404.02948). For W (out×in)
+// with thin SVD W = U·S·Vᵀ and LoRA scale s (α/r, or α/√r with rsLoRA):
 //
 //	B = U[:, :r]·(S_r/s)^{1/2}        (out×r)
 //	A = (S_r/s)^{1/2}·V[:, :r]ᵀ       (r×in)
@@ -23,22 +42,22 @@ import (
 //
 // so s·B·A = U_r·S_r·V_rᵀ is the best rank-r approximation of W whatever α
 // is (PEFT divides S_r by s), W_res + s·B·A = W, and the singular values of
-// W_res are the tail σ_{r+1}, σ_{r+2}, …. The adapter is a plain LoRA:
-// training, merging and saving are LoRA's. Because W itself changes,
-// disabling the adapter gives the residual model, as in PEFT.
+// W_res are the tail σ_{r+1}, σ_{r+2}, …. The adapter is a plain
+// *lora.LoRA: training, merging and saving are LoRA's. Because W itself
+// changes, disabling the adapter gives the residual model, as in PEFT.
 //
 // The fast init (PEFT's "pissa_niter_K") takes the top r triplets from a
 // randomized SVD with K subspace iterations (accel.TruncatedSVD) instead of
 // the exact one.
 //
 // Trained factors B_t, A_t can be exported as a plain LoRA of rank 2r
-// relative to the original W (see PiSSAToLoRA).
-type PiSSAConfig struct {
+// relative to the original W (see ToLoRA).
+type Config struct {
 	R       int      // rank r, 1 ≤ r ≤ min(out, in) of every target
 	Alpha   float64  // α; 0 means α = r (scaling 1)
 	Dropout float64  // dropout on the adapter's input, in [0, 1)
 	RSLoRA  bool     // scale by α/√r
-	Targets []string // target modules, by name or pattern (see Targets)
+	Targets []string // target modules, by name or pattern (see peft.Targets)
 	Name    string   // adapter name, "default" if empty
 	Seed    int64    // seeds the dropout masks and the randomized SVD
 	// NIter > 0 selects the fast init: a randomized SVD with NIter subspace
@@ -46,37 +65,44 @@ type PiSSAConfig struct {
 	NIter int
 }
 
-// AddPiSSA attaches to every module of m matching cfg.Targets a LoRA adapter
-// with PiSSA's init, and replaces each module's W by W_res = W − s·B·A. On
-// error (rank out of range, an unknown module, a module that already has an
+// Add attaches to every module of m matching cfg.Targets a LoRA adapter with
+// PiSSA's init, and replaces each module's W by W_res = W − s·B·A. On error
+// (rank out of range, an unknown module, a module that already has an
 // adapter, an SVD failure) no weight is changed.
-func AddPiSSA(m Model, cfg PiSSAConfig) ([]*LoRA, error) {
-	return AddPiSSAContext(context.Background(), m, cfg)
+func Add(m peft.Model, cfg Config) ([]*lora.LoRA, error) {
+	return AddContext(context.Background(), m, cfg)
 }
 
-// AddPiSSAContext is AddPiSSA with a context: cancelling ctx stops the SVDs
-// and returns its error, with no weight changed.
-func AddPiSSAContext(ctx context.Context, m Model, cfg PiSSAConfig) ([]*LoRA, error) {
+// AddContext is Add with a context: cancelling ctx stops the SVDs and
+// returns its error, with no weight changed.
+func AddContext(ctx context.Context, m peft.Model, cfg Config) ([]*lora.LoRA, error) {
 	name := cfg.Name
 	if name == "" {
 		name = "default"
 	}
 	if cfg.NIter < 0 {
-		return nil, fmt.Errorf("peft: AddPiSSA: NIter = %d out of range: want 0 (exact SVD) or K ≥ 1 subspace iterations", cfg.NIter)
+		return nil, fmt.Errorf("peft: PiSSA: NIter = %d out of range: want 0 (exact SVD) or K ≥ 1 subspace iterations", cfg.NIter)
 	}
-	lcfg := LoRAConfig{R: cfg.R, Alpha: cfg.Alpha, Dropout: cfg.Dropout, RSLoRA: cfg.RSLoRA, Targets: cfg.Targets, Name: name, Seed: cfg.Seed}
+	lcfg := lora.Config{R: cfg.R, Alpha: cfg.Alpha, Dropout: cfg.Dropout, RSLoRA: cfg.RSLoRA, Targets: cfg.Targets, Name: name, Seed: cfg.Seed}
+	if lcfg.Alpha == 0 {
+		lcfg.Alpha = float64(cfg.R) // as lora.New: s = 1
+	}
 	rng := rand.New(rand.NewSource(cfg.Seed))
-	res := map[*Linear]*mat.Dense{} // W_res of each module, applied once all succeed
-	added, err := AddAdapter(m, name, cfg.Targets, func(l *Linear) (Adapter, error) {
+	res := map[*peft.Linear]*mat.Dense{} // W_res of each module, applied once all succeed
+	added, err := peft.AddAdapter(m, name, cfg.Targets, func(l *peft.Linear) (peft.Adapter, error) {
 		if len(l.Adapters) > 0 {
-			return nil, fmt.Errorf("peft: AddPiSSA on %s: the module already has adapters %s, and PiSSA changes its base weight", l.Name, quoteList(l.AdapterNames()))
+			return nil, fmt.Errorf("peft: PiSSA on %s: the module already has adapters %s, and PiSSA changes its base weight", l.Name, quoteList(l.AdapterNames()))
 		}
 		d, k := l.W.Dims()
-		a, err := NewLoRA(l.Name, name, d, k, lcfg, rng)
+		if err := lcfg.Check("PiSSA", l.Name, d, k); err != nil {
+			return nil, err
+		}
+		// A (r×k) and B (d×r) are set by initFactors.
+		a, err := lora.FromFactors(l.Name, name, mat.NewDense(cfg.R, k, nil), mat.NewDense(d, cfg.R, nil), lcfg, rand.New(rand.NewSource(rng.Int63())))
 		if err != nil {
 			return nil, err
 		}
-		wres, err := pissaInit(ctx, l.Name, a, l.W.Value, cfg.NIter, rng.Uint64())
+		wres, err := initFactors(ctx, l.Name, a, l.W.Value, cfg.NIter, rng.Uint64())
 		if err != nil {
 			return nil, err
 		}
@@ -86,19 +112,15 @@ func AddPiSSAContext(ctx context.Context, m Model, cfg PiSSAConfig) ([]*LoRA, er
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*LoRA, len(added))
-	for i, a := range added {
-		out[i] = a.(*LoRA)
-	}
 	for l, w := range res {
 		l.W.Value.Copy(w)
 	}
-	return out, nil
+	return lora.As(added), nil
 }
 
-// pissaInit sets a's A and B from the SVD of w (out×in) and returns
+// initFactors sets a's A and B from the SVD of w (d×k) and returns
 // W_res = w − s·B·A. niter > 0 selects the randomized SVD.
-func pissaInit(ctx context.Context, module string, a *LoRA, w *mat.Dense, niter int, seed uint64) (*mat.Dense, error) {
+func initFactors(ctx context.Context, module string, a *lora.LoRA, w *mat.Dense, niter int, seed uint64) (*mat.Dense, error) {
 	d, k := w.Dims()
 	r := a.R
 	var svd accel.SVD
@@ -109,7 +131,7 @@ func pissaInit(ctx context.Context, module string, a *LoRA, w *mat.Dense, niter 
 		svd, err = accel.ThinSVD(ctx, w)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("peft: AddPiSSA on %s: SVD of W %s: %w", module, ShapeOf(d, k), err)
+		return nil, fmt.Errorf("peft: PiSSA on %s: SVD of W %s: %w", module, peft.ShapeOf(d, k), err)
 	}
 	s := a.Scaling()
 	b, av := a.B.Value, a.A.Value // B (d×r), A (r×k)
@@ -127,22 +149,24 @@ func pissaInit(ctx context.Context, module string, a *LoRA, w *mat.Dense, niter 
 	return wres, nil
 }
 
-// PiSSAToLoRA returns a plain LoRA of rank 2r which, applied to the
-// original W, gives the same weight as trained PiSSA adapter a on W_res:
+// ToLoRA returns a plain LoRA of rank 2r which, applied to the original W,
+// gives the same weight as trained PiSSA adapter a on W_res:
 //
 //	W + s·B'·A' = W_res + s·B_t·A_t,   B' = [B_t, B_0] (out×2r),  A' = [A_t; −A_0] (2r×in)
 //
 // since W = W_res + s·B_0·A_0. a0 (r×in) and b0 (out×r) are the factors
 // PiSSA initialized (copy them before training). The scale s is kept by
-// doubling α (α·√2 with rsLoRA), so PEFT can load the result as LoRA.
-func PiSSAToLoRA(a *LoRA, a0, b0 *mat.Dense) *LoRA {
+// doubling α (α·√2 with rsLoRA), so PEFT can load the result as LoRA. If
+// 2r > min(out, in), PEFT loads it but gopeft's LoadAdapter refuses its
+// rank, as it does for any LoRA.
+func ToLoRA(a *lora.LoRA, a0, b0 *mat.Dense) *lora.LoRA {
 	r, k := a.A.Dims()
 	d, _ := a.B.Dims()
 	ar, ac := a0.Dims()
 	br, bc := b0.Dims()
 	if ar != r || ac != k || br != d || bc != r {
-		panic(ShapeError{Op: "PiSSAToLoRA", Got: fmt.Sprintf("A0 %s, B0 %s", ShapeOf(ar, ac), ShapeOf(br, bc)),
-			Want: fmt.Sprintf("A0 %s, B0 %s, the trained A's and B's shapes", ShapeOf(r, k), ShapeOf(d, r))})
+		panic(peft.ShapeError{Op: "pissa.ToLoRA", Got: fmt.Sprintf("A0 %s, B0 %s", peft.ShapeOf(ar, ac), peft.ShapeOf(br, bc)),
+			Want: fmt.Sprintf("A0 %s, B0 %s, the trained A's and B's shapes", peft.ShapeOf(r, k), peft.ShapeOf(d, r))})
 	}
 	an := mat.NewDense(2*r, k, nil) // A' = [A_t; −A_0]
 	an.Slice(0, r, 0, k).(*mat.Dense).Copy(a.A.Value)
@@ -154,13 +178,24 @@ func PiSSAToLoRA(a *LoRA, a0, b0 *mat.Dense) *LoRA {
 	if a.RSLoRA {
 		alpha = math.Sqrt2 * a.Alpha
 	}
-	return &LoRA{
-		A:       NewParam(a.A.Name, an),
-		B:       NewParam(a.B.Name, bn),
-		R:       2 * r,
-		Alpha:   alpha,
-		RSLoRA:  a.RSLoRA,
-		Dropout: a.Dropout,
-		rng:     rand.New(rand.NewSource(1)),
+	// lora.FromFactors refuses a rank above min(d, k), which 2r may be:
+	// build from rank-r factors, which it accepts as it accepted a's, then
+	// widen to A' and B' (keeping a's parameter names).
+	exp, err := lora.FromFactors(a.A.Name, "", mat.NewDense(r, k, nil), mat.NewDense(d, r, nil),
+		lora.Config{Alpha: alpha, RSLoRA: a.RSLoRA, Dropout: a.Dropout}, rand.New(rand.NewSource(1)))
+	if err != nil { // a's α or dropout was set out of range
+		panic(peft.ArgError{Op: "pissa.ToLoRA", Msg: strings.TrimPrefix(err.Error(), "peft: ")})
 	}
+	exp.A, exp.B, exp.R = peft.NewParam(a.A.Name, an), peft.NewParam(a.B.Name, bn), 2*r
+	return exp
+}
+
+// quoteList returns names quoted and comma-separated, as peft's errors
+// list modules.
+func quoteList(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = fmt.Sprintf("%q", n)
+	}
+	return strings.Join(q, ", ")
 }

@@ -1,14 +1,15 @@
 //go:build unix
 
-package viz
+package cputime
 
 import (
 	"syscall"
 	"time"
 )
 
-// cpuTime is the process's CPU time, user and system.
-func cpuTime() time.Duration {
+// Process returns the user+system CPU time of the process so far, or 0 if
+// getrusage fails.
+func Process() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0
