@@ -224,22 +224,26 @@ func (g *GaLore) Step(params []*peft.Tensor, lr float64) {
 			st = &galoreState{proj: proj}
 			g.state[p] = st
 		}
+		// The update first, so that a step cancelled in its SVD changes
+		// nothing; then W ← W·(1 − η·λ) − update, as before.
+		var upd *mat.Dense
+		if st.proj {
+			upd = g.stepProjected(p, st, lr)
+		} else {
+			upd = g.stepFull(p, st, lr)
+		}
 		if g.cfg.WeightDecay > 0 {
 			p.Value.Scale(1-lr*g.cfg.WeightDecay, p.Value) // decoupled weight decay
 		}
-		if st.proj {
-			g.stepProjected(p, st, lr)
-		} else {
-			g.stepFull(p, st, lr)
-		}
+		p.Value.Sub(p.Value, upd)
 	}
 }
 
-// stepFull is plain Adam (or SGD) on the whole tensor.
-func (g *GaLore) stepFull(p *peft.Tensor, st *galoreState, lr float64) {
+// stepFull returns plain Adam's (or SGD's) update of the whole tensor,
+// lr included.
+func (g *GaLore) stepFull(p *peft.Tensor, st *galoreState, lr float64) *mat.Dense {
 	if g.cfg.SGD {
-		p.Value.Sub(p.Value, scaled(lr, p.Grad))
-		return
+		return scaled(lr, p.Grad)
 	}
 	r, c := p.Dims()
 	if st.m == nil {
@@ -247,11 +251,12 @@ func (g *GaLore) stepFull(p *peft.Tensor, st *galoreState, lr float64) {
 	}
 	st.t++
 	upd := g.adam(st, p.Grad) // (r×c)
-	p.Value.Sub(p.Value, scaled(lr, upd))
+	return scaled(lr, upd)
 }
 
-// stepProjected is GaLore's projected Adam (or SGD) on a matrix.
-func (g *GaLore) stepProjected(p *peft.Tensor, st *galoreState, lr float64) {
+// stepProjected returns GaLore's projected Adam (or SGD) update of a
+// matrix, lr and the scale α included.
+func (g *GaLore) stepProjected(p *peft.Tensor, st *galoreState, lr float64) *mat.Dense {
 	gr := p.Grad // G (m×n)
 	m, n := gr.Dims()
 	r := g.cfg.Rank
@@ -295,7 +300,7 @@ func (g *GaLore) stepProjected(p *peft.Tensor, st *galoreState, lr float64) {
 	} else {
 		back.Mul(upd, st.pq) // N·Q (m×n)
 	}
-	p.Value.Sub(p.Value, scaled(lr*g.cfg.Scale, &back))
+	return scaled(lr*g.cfg.Scale, &back)
 }
 
 // adam updates st's moments with gradient gr (st.t already counts this step)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gopeft/gopeft/accel"
 	"github.com/gopeft/gopeft/peft"
+	"github.com/gopeft/gopeft/peft/adaptertest"
 	"github.com/gopeft/gopeft/peft/galore"
 	"gonum.org/v1/gonum/mat"
 )
@@ -422,5 +423,20 @@ func TestGaLoreTargets(t *testing.T) {
 	}
 	if err := peft.Maybe(func() { galore.New(galore.Config{Rank: 2, Targets: []string{"^(q$"}}) }); err == nil || !strings.Contains(err.Error(), "^(q$") {
 		t.Errorf("bad regular expression: err = %v", err)
+	}
+}
+
+// TestOptimizerSuite runs the shared optimizer suite on GaLore projecting
+// the 9×6 weight at rank 2, with and without weight decay.
+func TestOptimizerSuite(t *testing.T) {
+	for _, wd := range []float64{0, 0.1} {
+		t.Run(fmt.Sprintf("decay=%g", wd), func(t *testing.T) {
+			adaptertest.RunOptimizer(t, adaptertest.OptimizerCase{
+				New:           func() peft.Optimizer { return galore.New(galore.Config{Rank: 2, UpdateProjGap: 2, WeightDecay: wd}) },
+				Decay:         wd,
+				Stateful:      true,
+				CancelsInStep: true,
+			})
+		})
 	}
 }
