@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gopeft/gopeft/kernel/dispatch"
+	"github.com/gopeft/gopeft/kernel/engine"
 	"github.com/gopeft/gopeft/kernel/session"
 	"github.com/gopeft/gopeft/kernel/wire"
 )
@@ -147,13 +148,13 @@ func (e *lazyEngine) wait(ctx context.Context) error {
 	}
 }
 
-func (e *lazyEngine) Execute(ctx context.Context, code string, count int, pub session.Publisher) session.Result {
+func (e *lazyEngine) Execute(ctx context.Context, code string, count int, pub engine.Publisher) engine.Result {
 	if err := e.wait(ctx); err != nil {
 		name := "KernelError"
 		if ctx.Err() != nil {
 			name, err = "Interrupted", fmt.Errorf("interrupted while the interpreter was starting")
 		}
-		return session.Result{Error: &session.ExecError{Name: name, Value: err.Error(),
+		return engine.Result{Error: &engine.ExecError{Name: name, Value: err.Error(),
 			Traceback: []string{name + ": " + err.Error()}}}
 	}
 	return e.s.Execute(ctx, code, count, pub)

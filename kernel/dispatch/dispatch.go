@@ -3,7 +3,8 @@
 // around every request, execution counting, stop_on_error, history, comms,
 // interrupts and shutdown. kernel/wire does the sockets and signatures; the
 // cells themselves run in an Engine (kernel/session in the real kernel, a
-// fake in the tests).
+// fake in the tests), through the types of kernel/engine, so that this
+// package does not depend on the interpreter.
 //
 // The dispatcher never panics and never exits the process: every handler
 // recovers, logs, and answers a request with an error reply.
@@ -20,7 +21,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gopeft/gopeft/kernel/session"
+	"github.com/gopeft/gopeft/kernel/engine"
 	"github.com/gopeft/gopeft/kernel/wire"
 )
 
@@ -29,7 +30,7 @@ import (
 type Engine interface {
 	// Execute runs one cell; count is its execution_count. When ctx is
 	// cancelled (interrupt) it returns promptly with an error result.
-	Execute(ctx context.Context, code string, count int, pub session.Publisher) session.Result
+	Execute(ctx context.Context, code string, count int, pub engine.Publisher) engine.Result
 	// Complete returns the matches for the code at cursorPos (code points).
 	Complete(code string, cursorPos int) (matches []string, cursorStart, cursorEnd int)
 	// Inspect returns the help bundle for the name at cursorPos.

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gopeft/gopeft/kernel/session"
+	"github.com/gopeft/gopeft/kernel/engine"
 	"github.com/gopeft/gopeft/kernel/wire"
 )
 
@@ -29,16 +29,16 @@ type fakeEngine struct {
 	codes    []string
 }
 
-func (f *fakeEngine) Execute(ctx context.Context, code string, count int, pub session.Publisher) session.Result {
+func (f *fakeEngine) Execute(ctx context.Context, code string, count int, pub engine.Publisher) engine.Result {
 	f.executed.Add(1)
 	f.mu.Lock()
 	f.codes = append(f.codes, code)
 	f.mu.Unlock()
-	var res session.Result
+	var res engine.Result
 	for i, line := range strings.Split(code, "\n") {
 		cmd, arg, _ := strings.Cut(line, " ")
-		fail := func(name, value string) session.Result {
-			return session.Result{Error: &session.ExecError{Name: name, Value: value,
+		fail := func(name, value string) engine.Result {
+			return engine.Result{Error: &engine.ExecError{Name: name, Value: value,
 				Traceback: []string{name + ": " + value, "cell line " + strconv.Itoa(i+1)}}}
 		}
 		switch cmd {

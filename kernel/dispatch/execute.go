@@ -10,7 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/gopeft/gopeft/kernel/session"
+	"github.com/gopeft/gopeft/kernel/engine"
 	"github.com/gopeft/gopeft/kernel/wire"
 )
 
@@ -101,7 +101,7 @@ func (k *Kernel) execute(m *wire.Message) {
 
 // run calls the engine with a cancellable context and turns a panic of the
 // engine itself into an error result.
-func (k *Kernel) run(code string, count int, pub session.Publisher) (res session.Result) {
+func (k *Kernel) run(code string, count int, pub engine.Publisher) (res engine.Result) {
 	ctx, cancel := context.WithCancel(context.Background())
 	k.mu.Lock()
 	select {
@@ -119,7 +119,7 @@ func (k *Kernel) run(code string, count int, pub session.Publisher) (res session
 		if r := recover(); r != nil {
 			k.log.Printf("engine panic: %v\n%s", r, debug.Stack())
 			msg := fmt.Sprint(r)
-			res = session.Result{Error: &session.ExecError{Name: "InternalError", Value: msg,
+			res = engine.Result{Error: &engine.ExecError{Name: "InternalError", Value: msg,
 				Traceback: []string{"InternalError: the kernel recovered from a panic: " + msg}}}
 		}
 	}()
@@ -299,4 +299,4 @@ func (discard) Display(map[string]any, map[string]any, string, bool) {}
 func (discard) ClearOutput(bool)                                     {}
 func (discard) Input(string, bool) (string, error)                   { return "", ErrNoStdin }
 
-var _ session.Publisher = (*cellPublisher)(nil)
+var _ engine.Publisher = (*cellPublisher)(nil)

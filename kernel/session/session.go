@@ -101,37 +101,24 @@ import (
 
 	"github.com/gopeft/gopeft/accel"
 	"github.com/gopeft/gopeft/kernel/display"
+	"github.com/gopeft/gopeft/kernel/engine"
 	"github.com/gopeft/gopeft/kernel/symbols"
 	"github.com/gopeft/gopeft/nb"
 	"github.com/traefik/yaegi/interp"
 	"github.com/traefik/yaegi/stdlib"
 )
 
-// Publisher receives what a running cell produces; the dispatcher implements
-// it by sending IOPub messages with the execute_request as parent (and the
-// stdin channel for Input). The session calls it from several goroutines but
-// never concurrently.
-type Publisher interface {
-	Stream(name, text string) // "stdout" | "stderr"
-	Display(data, metadata map[string]any, displayID string, update bool)
-	ClearOutput(wait bool)
-	Input(prompt string, password bool) (string, error)
-}
-
-// ExecError is a failed cell: ename, evalue and the traceback of Jupyter's
-// error message.
-type ExecError struct {
-	Name, Value string
-	Traceback   []string // never nil; names the cell line
-}
-
-// Result is what Execute returns once the cell is done.
-type Result struct {
-	Data     map[string]any // execute_result MIME bundle (text/plain always present); nil: nothing to show
-	Metadata map[string]any
-	Error    *ExecError       // nil on success
-	Payload  []map[string]any // e.g. {"source":"page","data":{"text/plain":…},"start":0} for `name?`
-}
+// Publisher, ExecError and Result are the cell contract shared with the
+// dispatcher; they live in kernel/engine so that kernel/dispatch need not
+// import this package. The aliases keep session.Result and friends usable.
+type (
+	// Publisher receives what a running cell produces (see engine.Publisher).
+	Publisher = engine.Publisher
+	// ExecError is a failed cell (see engine.ExecError).
+	ExecError = engine.ExecError
+	// Result is what Execute returns once the cell is done (see engine.Result).
+	Result = engine.Result
+)
 
 // Session is one interpreter and everything known about the cells it ran.
 type Session struct {
@@ -427,7 +414,7 @@ func (s *Session) runCell(ctx context.Context, c *cell, code string) Result {
 func (s *Session) evalCell(ctx context.Context, c *cell, code string) Result {
 	runs, err := splitCell(code)
 	if err != nil {
-		return compileErrorResult(err, code, 0)
+		return compileErrorResult(err, code)
 	}
 	s.autoImport(ctx, code)
 	s.bindCtx(c.ctx)
@@ -446,7 +433,7 @@ func (s *Session) evalCell(ctx context.Context, c *cell, code string) Result {
 		}
 		if strings.TrimSpace(src) != "" {
 			if _, err := s.evalRun(ctx, r, src); err != nil {
-				return s.failure(ctx, err, code, r)
+				return s.failure(ctx, err, code)
 			}
 		}
 		s.index.learn(r, code, c.count)
@@ -461,11 +448,11 @@ func (s *Session) evalCell(ctx context.Context, c *cell, code string) Result {
 				// A call with no result cannot be shown: run it as is.
 				prog, err = s.compile(pad(fr.line) + final)
 				if err != nil {
-					return compileErrorResult(err, code, 0)
+					return compileErrorResult(err, code)
 				}
 			}
 			if _, err := s.execute(ctx, prog); err != nil {
-				return s.failure(ctx, err, code, fr)
+				return s.failure(ctx, err, code)
 			}
 			if len(s.shown) == 1 && cellType(s.shown[0]) && pureExpr(final) {
 				// A value of a cell type: its String or Error method is
@@ -773,7 +760,7 @@ func (s *Session) waitZombie() {
 }
 
 // failure turns an evaluation error into the cell's error result.
-func (s *Session) failure(ctx context.Context, err error, code string, r run) Result {
+func (s *Session) failure(ctx context.Context, err error, code string) Result {
 	if s.memTrip != 0 {
 		return errorResult("MemoryLimit", "", nil) // completed by Execute
 	}
@@ -785,7 +772,7 @@ func (s *Session) failure(ctx context.Context, err error, code string, r run) Re
 		return errorResult("Interrupted", msg, []string{"Interrupted: " + msg})
 	}
 	if ce, ok := err.(compileError); ok {
-		return compileErrorResult(ce.err, code, r.line)
+		return compileErrorResult(ce.err, code)
 	}
 	if p, ok := err.(interp.Panic); ok {
 		return s.panicResult(p, code)
@@ -849,7 +836,7 @@ func errorResult(name, value string, tb []string) Result {
 
 // compileErrorResult reports a syntax or type error with the cell lines it
 // names.
-func compileErrorResult(err error, code string, _ int) Result {
+func compileErrorResult(err error, code string) Result {
 	msg := fixPositions(err.Error())
 	tb := []string{"CompileError: " + msg}
 	lines := strings.Split(code, "\n")
@@ -922,6 +909,3 @@ func (f *frontend) ClearOutput(wait bool) {
 }
 
 func (f *frontend) Context() context.Context { return f.ctx }
-
-// positions in the messages of yaegi and go/scanner.
-var _ = token.NoPos
