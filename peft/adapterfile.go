@@ -65,8 +65,8 @@ type AdapterOptions struct {
 // AdapterWriter collects what a method's AdapterFormat.Save writes: config
 // fields and tensors.
 type AdapterWriter struct {
-	Modules  []*Linear     // the adapted modules, in model order
-	Adapters []Adapter     // Adapters[i] is the adapter saved for Modules[i]
+	Modules  []*Linear // the adapted modules, in model order
+	Adapters []Adapter // Adapters[i] is the adapter saved for Modules[i]
 	Options  AdapterOptions
 	Config   map[string]any // adapter_config.json's fields
 

@@ -1,12 +1,12 @@
 package peft_test
 
 import (
+	"encoding/json"
+	"fmt"
 	"github.com/gopeft/gopeft/peft"
 	"github.com/gopeft/gopeft/peft/adalora"
 	"github.com/gopeft/gopeft/peft/dora"
 	"github.com/gopeft/gopeft/peft/lora"
-	"encoding/json"
-	"fmt"
 	"math"
 	"math/rand"
 	"os"

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gopeft/gopeft/internal/cputime"
 	"github.com/gopeft/gopeft/peft"
 	"github.com/gopeft/gopeft/peft/lora"
 )
@@ -33,7 +34,7 @@ func benchGPTSteps(b *testing.B, useLoRA bool) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu := cpuTime()
+	cpu := cputime.Process()
 	cfg.Steps = b.N
 	if _, err := peft.Train(context.Background(), g, data, cfg); err != nil {
 		b.Fatal(err)
@@ -45,7 +46,7 @@ func benchGPTSteps(b *testing.B, useLoRA bool) {
 // reportCPU reports the process's CPU time per op since cpu, which on a
 // shared machine tells the code's cost apart from waiting for a core.
 func reportCPU(b *testing.B, cpu time.Duration) {
-	if c := cpuTime(); c > 0 {
+	if c := cputime.Process(); c > 0 {
 		b.ReportMetric(float64(c-cpu)/float64(b.N), "cpu-ns/op")
 	}
 }
@@ -69,7 +70,7 @@ func BenchmarkDigitsLoRAEpoch(b *testing.B) {
 	cfg := peft.TrainConfig{Steps: steps, BatchSize: 64, LR: 1e-3, Schedule: "constant"}
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu := cpuTime()
+	cpu := cputime.Process()
 	for i := 0; i < b.N; i++ {
 		if _, err := peft.Train(context.Background(), m, data, cfg); err != nil {
 			b.Fatal(err)

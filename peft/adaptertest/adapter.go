@@ -73,7 +73,6 @@ type Case struct {
 	ChangeRank func(ads []peft.Adapter) []int
 }
 
-
 // Run runs every check of the suite on c, each a subtest.
 func Run(t *testing.T, c Case) {
 	if c.GradTol == 0 {

@@ -150,7 +150,7 @@ func (a *LoRA) Scaling() float64 {
 
 // Forward returns base + s·dropout(x)·Aᵀ·Bᵀ for x (n×k), base (n×d).
 func (a *LoRA) Forward(l *peft.Linear, x, base *peft.Tensor) *peft.Tensor {
-	xd := peft.Dropout(x, a.Dropout, a.rng, l.Training)     // (n×k)
+	xd := peft.Dropout(x, a.Dropout, a.rng, l.Training)  // (n×k)
 	ax := peft.Scale(peft.MatMulT(xd, a.A), a.Scaling()) // (n×r) = s·x·Aᵀ
 	return peft.Add(base, peft.MatMulT(ax, a.B))         // (n×d)
 }
