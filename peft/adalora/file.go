@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"github.com/gopeft/gopeft/peft"
+	"github.com/gopeft/gopeft/peft/lora"
 	"gonum.org/v1/gonum/mat"
 )
 
@@ -249,22 +250,7 @@ func readConfig(c *peft.AdapterConfig) Config {
 			c.Errorf("alpha_pattern", "%q: %v is not a finite α ≥ 0", k, v)
 		}
 	}
-	c.Require("bias", "gopeft's AdaLoRA trains no bias", `"none"`)
-	c.Require("fan_in_fan_out", "Conv1D-style weights")
-	c.Require("lora_bias", "a trained bias on lora_B")
-	c.Require("modules_to_save", "gopeft saves no full modules beside an adapter")
-	c.Require("layers_to_transform", "give the modules in target_modules instead")
-	c.Require("layers_pattern", "give the modules in target_modules instead")
-	c.Require("exclude_modules", "give the modules in target_modules instead")
-	c.Require("layer_replication", "layer replication")
-	c.Require("megatron_config", "Megatron layers")
-	c.Require("trainable_token_indices", "trainable token embeddings")
-	c.Require("target_parameters", "adapters on bare parameters")
-	// The init of a loaded adapter is its saved weights.
-	c.Has("init_lora_weights")
-	c.Has("runtime_config")
-	c.Has("eva_config")
-	c.Has("corda_config")
+	lora.RefuseUnsupported(c, "AdaLoRA")
 	return cfg
 }
 

@@ -10,6 +10,7 @@ import (
 	"math/rand"
 
 	"github.com/gopeft/gopeft/peft"
+	"github.com/gopeft/gopeft/peft/internal/adapters"
 	"github.com/gopeft/gopeft/peft/lora"
 	"gonum.org/v1/gonum/mat"
 )
@@ -146,15 +147,7 @@ func Add(m peft.Model, cfg Config) ([]*DoRA, error) {
 }
 
 // As returns the DoRA adapters among ads (those that are not are skipped).
-func As(ads []peft.Adapter) []*DoRA {
-	out := make([]*DoRA, 0, len(ads))
-	for _, a := range ads {
-		if d, ok := a.(*DoRA); ok {
-			out = append(out, d)
-		}
-	}
-	return out
-}
+func As(ads []peft.Adapter) []*DoRA { return adapters.As[*DoRA](ads) }
 
 // Scaling returns s: α/r, or α/√r with RSLoRA.
 func (d *DoRA) Scaling() float64 {

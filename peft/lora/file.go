@@ -151,23 +151,8 @@ func ReadSettings(c *peft.AdapterConfig, module string) Settings {
 	if c.ModuleValue("alpha_pattern", module, &s.Alpha) && !(s.Alpha >= 0) {
 		c.Errorf("alpha_pattern", "%v for module %s is not a finite α ≥ 0", s.Alpha, module)
 	}
-	c.Require("bias", "gopeft's LoRA trains no bias", `"none"`)
-	c.Require("fan_in_fan_out", "Conv1D-style weights")
-	c.Require("lora_bias", "a trained bias on lora_B")
-	c.Require("modules_to_save", "gopeft saves no full modules beside an adapter")
-	c.Require("layers_to_transform", "give the modules in target_modules instead")
-	c.Require("layers_pattern", "give the modules in target_modules instead")
-	c.Require("exclude_modules", "give the modules in target_modules instead")
-	c.Require("layer_replication", "layer replication")
-	c.Require("megatron_config", "Megatron layers")
-	c.Require("trainable_token_indices", "trainable token embeddings")
-	c.Require("target_parameters", "adapters on bare parameters")
-	// The init of a loaded adapter is its saved weights.
-	c.Has("init_lora_weights")
-	c.Has("loftq_config")
-	c.Has("runtime_config")
-	c.Has("eva_config")
-	c.Has("corda_config")
+	RefuseUnsupported(c, "LoRA")
+	c.Has("loftq_config") // the init of a loaded adapter is its saved weights
 	return s
 }
 
@@ -202,4 +187,28 @@ func ReadFactors(r *peft.AdapterReader, l *peft.Linear) (Settings, *mat.Dense, *
 		return s, nil, nil, r.Errorf(".lora_A.weight", "rank %d out of range [1, %d] for the %s weight of %s", rank, min(d, k), peft.ShapeOf(d, k), l.Name)
 	}
 	return s, a, b, nil
+}
+
+// RefuseUnsupported refuses the LoraConfig-family options gopeft does not
+// implement (a trained bias, Conv1D weights, modules to save, layer
+// selection other than target_modules, …) and reads the init options,
+// which a loaded adapter's saved weights make moot. method names the
+// method in the messages.
+func RefuseUnsupported(c *peft.AdapterConfig, method string) {
+	c.Require("bias", "gopeft's "+method+" trains no bias", `"none"`)
+	c.Require("fan_in_fan_out", "Conv1D-style weights")
+	c.Require("lora_bias", "a trained bias on lora_B")
+	c.Require("modules_to_save", "gopeft saves no full modules beside an adapter")
+	c.Require("layers_to_transform", "give the modules in target_modules instead")
+	c.Require("layers_pattern", "give the modules in target_modules instead")
+	c.Require("exclude_modules", "give the modules in target_modules instead")
+	c.Require("layer_replication", "layer replication")
+	c.Require("megatron_config", "Megatron layers")
+	c.Require("trainable_token_indices", "trainable token embeddings")
+	c.Require("target_parameters", "adapters on bare parameters")
+	// The init of a loaded adapter is its saved weights.
+	c.Has("init_lora_weights")
+	c.Has("runtime_config")
+	c.Has("eva_config")
+	c.Has("corda_config")
 }

@@ -8,6 +8,7 @@ import (
 	"math/rand"
 
 	"github.com/gopeft/gopeft/peft"
+	"github.com/gopeft/gopeft/peft/internal/adapters"
 	"gonum.org/v1/gonum/mat"
 )
 
@@ -130,15 +131,7 @@ func Add(m peft.Model, cfg Config) ([]*LoRA, error) {
 }
 
 // As returns the LoRA adapters among ads (those that are not are skipped).
-func As(ads []peft.Adapter) []*LoRA {
-	out := make([]*LoRA, 0, len(ads))
-	for _, a := range ads {
-		if l, ok := a.(*LoRA); ok {
-			out = append(out, l)
-		}
-	}
-	return out
-}
+func As(ads []peft.Adapter) []*LoRA { return adapters.As[*LoRA](ads) }
 
 // Scaling returns s: α/r, or α/√r with rsLoRA.
 func (a *LoRA) Scaling() float64 {

@@ -8,6 +8,7 @@ import (
 	"math/rand"
 
 	"github.com/gopeft/gopeft/peft"
+	"github.com/gopeft/gopeft/peft/internal/adapters"
 	"gonum.org/v1/gonum/mat"
 )
 
@@ -173,15 +174,7 @@ func Add(m peft.Model, cfg Config) ([]*VeRA, error) {
 }
 
 // As returns the VeRA adapters among ads (those that are not are skipped).
-func As(ads []peft.Adapter) []*VeRA {
-	out := make([]*VeRA, 0, len(ads))
-	for _, a := range ads {
-		if v, ok := a.(*VeRA); ok {
-			out = append(out, v)
-		}
-	}
-	return out
-}
+func As(ads []peft.Adapter) []*VeRA { return adapters.As[*VeRA](ads) }
 
 // Dims returns the layer's weight shape (d×k).
 func (v *VeRA) Dims() (d, k int) { return v.d, v.k }
