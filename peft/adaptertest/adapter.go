@@ -541,3 +541,18 @@ func (c *Chain) SetTraining(t bool) {
 		l.Training = t
 	}
 }
+
+// ErrorMentions returns nil if err is an error whose message contains each
+// of want, and otherwise an error saying what is missing: for a method's
+// own table of bad inputs.
+func ErrorMentions(err error, want ...string) error {
+	if err == nil {
+		return fmt.Errorf("no error")
+	}
+	for _, s := range want {
+		if !strings.Contains(err.Error(), s) {
+			return fmt.Errorf("error %q does not mention %q", err, s)
+		}
+	}
+	return nil
+}
