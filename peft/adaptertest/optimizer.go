@@ -14,35 +14,65 @@ import (
 
 // OptimizerCase is one optimizer under test.
 type OptimizerCase struct {
+	// Name labels the optimizer in failure messages ("AdamW").
+	Name string
 	// New returns a fresh optimizer.
 	New func() peft.Optimizer
 	// Decay is the decoupled weight decay λ it was built with: a step with
 	// zero gradient must scale every weight by exactly (1 − lr·λ).
 	Decay float64
 	// Stateful says it keeps state (moments, projectors): StateBytes is 0
-	// before the first step and positive after it.
+	// before the first step and positive after it. Otherwise StateBytes
+	// stays 0.
 	Stateful bool
+	// StateBytesOf, if set, returns the bytes of state the optimizer keeps
+	// for one trainable m×n tensor that has had a gradient: StateBytes must
+	// be their sum over the tensors stepped, after one step and after more.
+	StateBytesOf func(m, n int) int
 	// CancelsInStep says a step stops when the context set with
-	// SetContext is cancelled (peft.ContextOptimizer), panicking with an
-	// error that wraps the context's.
+	// SetContext is cancelled: the optimizer is a peft.ContextOptimizer and
+	// such a step panics with an error wrapping the context's.
 	CancelsInStep bool
 }
 
 // RunOptimizer runs every optimizer check of the suite on c, each a
-// subtest, on a 9×6 weight (which a projecting optimizer of rank < 6
-// projects), a 1×6 row and a frozen 3×3 matrix.
+// subtest, on a 9×6 weight w (which a projecting optimizer of rank < 6,
+// GaLore's, projects), a 1×6 row b and a frozen 3×3 matrix:
+//
+//   - StateBytes: 0 before the first step; then positive if c.Stateful,
+//     else 0; and the sum c.StateBytesOf gives, if set.
+//   - ZeroGradient: three steps with zero gradients scale w and b by
+//     (1 − lr·λ)³ to 1e-15 relative; a trainable tensor with a nil Grad and
+//     a frozen tensor with a Grad keep their bits.
+//   - Deterministic: two fresh optimizers given the same parameters and
+//     gradients end with the same bits.
+//   - Descends: steps on ½‖W − T‖²_F reduce it.
+//   - Cancel, if the optimizer is a peft.ContextOptimizer or
+//     c.CancelsInStep: under a cancelled context a step either completes
+//     (only if not c.CancelsInStep) or panics with an error value wrapping
+//     context.Canceled and changes no weight, as peft.Train expects; after
+//     SetContext(context.Background()) steps run again.
 func RunOptimizer(t *testing.T, c OptimizerCase) {
-	t.Run("ZeroGradient", func(t *testing.T) { check(t, checkZeroGradient(c)) })
-	t.Run("StateBytes", func(t *testing.T) { check(t, checkStateBytes(c)) })
-	t.Run("Deterministic", func(t *testing.T) { check(t, checkDeterministic(c)) })
-	t.Run("Descends", func(t *testing.T) { check(t, checkDescends(c)) })
-	if c.CancelsInStep {
-		t.Run("Cancel", func(t *testing.T) { check(t, checkCancel(c)) })
+	run := func(name string, checkFn func(OptimizerCase) error) {
+		t.Run(name, func(t *testing.T) {
+			err := checkFn(c)
+			if err != nil && c.Name != "" {
+				err = fmt.Errorf("%s: %w", c.Name, err)
+			}
+			check(t, err)
+		})
+	}
+	run("StateBytes", checkStateBytes)
+	run("ZeroGradient", checkZeroGradient)
+	run("Deterministic", checkDeterministic)
+	run("Descends", checkDescends)
+	if _, ok := c.New().(peft.ContextOptimizer); ok || c.CancelsInStep {
+		run("Cancel", checkCancel)
 	}
 }
 
-// optParams returns the suite's parameters, drawn from seed: two trainable
-// ones and a frozen one.
+// optParams returns the suite's parameters, drawn from seed: w (9×6) and
+// b (1×6), trainable, and a frozen 3×3 matrix.
 func optParams(seed int64) []*peft.Tensor {
 	rng := rand.New(rand.NewSource(seed))
 	w := peft.NewParam("w", RandDense(rng, 9, 6))
@@ -64,57 +94,82 @@ func setGrads(ps []*peft.Tensor, rng *rand.Rand) {
 	}
 }
 
-// checkZeroGradient: with zero gradients a step changes weights by the
-// decay alone; a tensor with no gradient, or frozen, is left alone.
-func checkZeroGradient(c OptimizerCase) error {
-	const lr = 0.1
-	ps := optParams(1)
-	before := make([]*mat.Dense, len(ps))
+// values returns copies of the parameters' values.
+func values(ps []*peft.Tensor) []*mat.Dense {
+	vs := make([]*mat.Dense, len(ps))
 	for i, p := range ps {
-		before[i] = mat.DenseCopyOf(p.Value)
+		vs[i] = mat.DenseCopyOf(p.Value)
 	}
-	setGrads(ps, nil)
-	ps[1].Grad = nil // no gradient: untouched even by decay
-	ps[2].Grad = RandDense(rand.New(rand.NewSource(2)), 3, 3)
-	o := c.New()
-	for step := 0; step < 3; step++ {
-		o.Step(ps, lr)
-	}
-	f := math.Pow(1-lr*c.Decay, 3)
-	r, cc := before[0].Dims()
-	for i := 0; i < r; i++ {
-		for j := 0; j < cc; j++ {
-			want := before[0].At(i, j) * f
-			if got := ps[0].Value.At(i, j); math.Abs(got-want) > 1e-15*math.Abs(want) {
-				return fmt.Errorf("zero gradient: w[%d,%d] = %v after 3 steps, want %v (decay %g only)", i, j, got, want, c.Decay)
-			}
-		}
-	}
-	if !mat.Equal(ps[1].Value, before[1]) {
-		return fmt.Errorf("a tensor with no gradient changed")
-	}
-	if !mat.Equal(ps[2].Value, before[2]) {
-		return fmt.Errorf("a frozen tensor changed")
-	}
-	return nil
+	return vs
 }
 
 // checkStateBytes: the state is reported, and grows from 0 with the first
-// step of a stateful optimizer.
+// step of a stateful optimizer to the sum the case gives.
 func checkStateBytes(c OptimizerCase) error {
 	o := c.New()
 	if n := o.StateBytes(); n != 0 {
 		return fmt.Errorf("StateBytes = %d before any step, want 0", n)
 	}
 	ps := optParams(3)
-	setGrads(ps, rand.New(rand.NewSource(4)))
-	o.Step(ps, 0.01)
-	n := o.StateBytes()
-	if c.Stateful && n <= 0 {
-		return fmt.Errorf("StateBytes = %d after a step of a stateful optimizer", n)
+	rng := rand.New(rand.NewSource(4))
+	want := 0
+	if c.StateBytesOf != nil {
+		for _, p := range ps {
+			if p.Trainable {
+				want += c.StateBytesOf(p.Dims())
+			}
+		}
 	}
-	if !c.Stateful && n != 0 {
-		return fmt.Errorf("StateBytes = %d for an optimizer said to keep no state", n)
+	for step := 1; step <= 3; step++ {
+		setGrads(ps, rng)
+		o.Step(ps, 0.01)
+		n := o.StateBytes()
+		switch {
+		case c.Stateful && n <= 0:
+			return fmt.Errorf("StateBytes = %d after step %d of a stateful optimizer, want > 0", n, step)
+		case !c.Stateful && n != 0:
+			return fmt.Errorf("StateBytes = %d after step %d of an optimizer said to keep no state, want 0", n, step)
+		case c.StateBytesOf != nil && n != want:
+			return fmt.Errorf("StateBytes = %d after step %d on w (9×6), b (1×6) and a frozen 3×3, want %d", n, step, want)
+		}
+	}
+	return nil
+}
+
+// checkZeroGradient: with zero gradients a step changes weights by the
+// decay alone; a trainable tensor with no gradient, or a frozen one with a
+// gradient, is left alone.
+func checkZeroGradient(c OptimizerCase) error {
+	const lr, steps = 0.1, 3
+	ps := optParams(1)
+	setGrads(ps, nil)
+	nograd := peft.NewParam("nograd", RandDense(rand.New(rand.NewSource(2)), 2, 4))
+	ps = append(ps, nograd)
+	ps[2].Grad = RandDense(rand.New(rand.NewSource(2)), 3, 3) // frozen
+	before := values(ps)
+	o := c.New()
+	for step := 0; step < steps; step++ {
+		o.Step(ps, lr)
+	}
+	for k, p := range ps[:2] {
+		r, cc := p.Dims()
+		for i := 0; i < r; i++ {
+			for j := 0; j < cc; j++ {
+				want := before[k].At(i, j)
+				for step := 0; step < steps; step++ {
+					want *= 1 - lr*c.Decay // decoupled weight decay
+				}
+				if got := p.Value.At(i, j); math.Abs(got-want) > 1e-15*math.Abs(want) {
+					return fmt.Errorf("zero gradient: %s[%d,%d] = %v after %d steps at lr %g, want %v (decay λ = %g only)", p.Name, i, j, got, steps, lr, want, c.Decay)
+				}
+			}
+		}
+	}
+	if !mat.Equal(nograd.Value, before[3]) {
+		return fmt.Errorf("a trainable tensor with a nil Grad changed")
+	}
+	if !mat.Equal(ps[2].Value, before[2]) {
+		return fmt.Errorf("a frozen tensor changed")
 	}
 	return nil
 }
@@ -141,19 +196,21 @@ func checkDeterministic(c OptimizerCase) error {
 	return nil
 }
 
-// checkDescends: 60 steps on ½‖W − T‖² reduce it by a tenth at least (a
+// checkDescends: 60 steps on ½‖W − T‖²_F reduce it by a tenth at least (a
 // projecting optimizer moves in a subspace at a time, so not more).
 func checkDescends(c OptimizerCase) error {
 	ps := optParams(7)[:2]
 	rng := rand.New(rand.NewSource(8))
 	targets := []*mat.Dense{RandDense(rng, 9, 6), RandDense(rng, 1, 6)}
+	// loss returns ½‖W − T‖²_F over ps and sets each gradient W − T.
 	loss := func() float64 {
 		var l float64
 		for i, p := range ps {
 			var d mat.Dense
 			d.Sub(p.Value, targets[i])
 			p.Grad = mat.DenseCopyOf(&d)
-			l += 0.5 * mat.Norm(&d, 2) * mat.Norm(&d, 2)
+			f := mat.Norm(&d, 2) // Frobenius
+			l += 0.5 * f * f
 		}
 		return l
 	}
@@ -164,14 +221,25 @@ func checkDescends(c OptimizerCase) error {
 		o.Step(ps, 0.05)
 	}
 	if l := loss(); !(l < 0.9*l0) {
-		return fmt.Errorf("60 steps on ½‖W − T‖² took the loss from %.4g to %.4g", l0, l)
+		return fmt.Errorf("60 steps on ½‖W − T‖²_F took the loss from %.4g to %.4g, want below %.4g", l0, l, 0.9*l0)
 	}
 	return nil
 }
 
-// checkCancel: a step under a cancelled context panics with an error
-// wrapping context.Canceled, and leaves the weights as they were.
-func checkCancel(c OptimizerCase) (err error) {
+// stepRecover runs o.Step(ps, lr) and returns what it panicked with, if
+// anything.
+func stepRecover(o peft.Optimizer, ps []*peft.Tensor, lr float64) (r any) {
+	defer func() { r = recover() }()
+	o.Step(ps, lr)
+	return nil
+}
+
+// checkCancel: a step under a cancelled context either completes or
+// panics with an error wrapping context.Canceled (which peft.Train
+// returns), and must panic if the case says it cancels; a panicking step
+// changes no weight (w, the matrix a projecting optimizer computes on,
+// comes first); after SetContext(context.Background()) steps run again.
+func checkCancel(c OptimizerCase) error {
 	o := c.New()
 	co, ok := o.(peft.ContextOptimizer)
 	if !ok {
@@ -182,19 +250,31 @@ func checkCancel(c OptimizerCase) (err error) {
 	co.SetContext(ctx)
 	ps := optParams(9)
 	setGrads(ps, rand.New(rand.NewSource(10)))
-	w0 := mat.DenseCopyOf(ps[0].Value)
-	defer func() {
-		r := recover()
-		e, isErr := r.(error)
-		switch {
-		case r == nil:
-			err = fmt.Errorf("a step under a cancelled context completed")
-		case !isErr || !errors.Is(e, context.Canceled):
-			err = fmt.Errorf("a cancelled step panicked with %v, want an error wrapping context.Canceled", r)
-		case !mat.Equal(ps[0].Value, w0):
-			err = fmt.Errorf("a cancelled step changed the weight")
+	before := values(ps)
+	r := stepRecover(o, ps, 0.01)
+	e, isErr := r.(error)
+	switch {
+	case r == nil && c.CancelsInStep:
+		return fmt.Errorf("a step under a cancelled context completed, want a panic wrapping context.Canceled")
+	case r != nil && (!isErr || !errors.Is(e, context.Canceled)):
+		return fmt.Errorf("a step under a cancelled context panicked with %v (%T), want an error wrapping context.Canceled", r, r)
+	}
+	if r != nil {
+		for i, p := range ps {
+			if !mat.Equal(p.Value, before[i]) {
+				return fmt.Errorf("a cancelled step changed %s", p.Name)
+			}
 		}
-	}()
-	o.Step(ps, 0.01)
+	}
+	// Train gives the optimizer context.Background() when it returns: the
+	// next step runs.
+	co.SetContext(context.Background())
+	w0 := mat.DenseCopyOf(ps[0].Value)
+	if r := stepRecover(o, ps, 0.01); r != nil {
+		return fmt.Errorf("a step after SetContext(context.Background()) panicked with %v", r)
+	}
+	if mat.Equal(ps[0].Value, w0) {
+		return fmt.Errorf("a step after SetContext(context.Background()) left w unchanged")
+	}
 	return nil
 }

@@ -1,4 +1,4 @@
-// Package galore is GaLore: Adam on low-rank projections of the gradients,
+// Package galore is GaLore, Adam on low-rank projections of the gradients:
 // an optimizer that trains every weight in full with less optimizer state.
 package galore
 
@@ -82,8 +82,8 @@ type galoreState struct {
 }
 
 // New returns a GaLore optimizer. A configuration out of range (rank
-// r ≤ 0, β outside [0, 1), …) panics with an peft.ArgError; Maybe turns it into
-// an error.
+// r ≤ 0, β outside [0, 1), …) panics with a peft.ArgError; peft.Maybe turns
+// it into an error.
 func New(cfg Config) *GaLore {
 	if cfg.UpdateProjGap == 0 {
 		cfg.UpdateProjGap = 200
@@ -204,12 +204,12 @@ func (g *GaLore) Check(params []*peft.Tensor) error {
 func (g *GaLore) SetContext(ctx context.Context) { g.ctx = ctx }
 
 // Step updates every trainable tensor in params that has a gradient, at
-// learning rate lr. It panics with an peft.ArgError if a targeted matrix is
+// learning rate lr. It panics with a peft.ArgError if a targeted matrix is
 // smaller than the rank (see Check), and with an error naming the tensor
 // and the step if the SVD of its gradient fails: it does not converge, or
 // the context set by SetContext is cancelled (the error then wraps the
 // context's). Tensors before that one in params have been updated, the
-// others not; Maybe turns the panic into an error.
+// others not; peft.Maybe turns the panic into an error.
 func (g *GaLore) Step(params []*peft.Tensor, lr float64) {
 	for _, p := range params {
 		if !p.Trainable || p.Grad == nil {
@@ -357,7 +357,10 @@ func (g *GaLore) Projector(p *peft.Tensor) (pq *mat.Dense, left bool) {
 	return st.pq, st.left
 }
 
-var _ peft.Optimizer = (*GaLore)(nil)
+var (
+	_ peft.Optimizer        = (*GaLore)(nil)
+	_ peft.ContextOptimizer = (*GaLore)(nil)
+)
 
 func init() {
 	peft.Register(peft.Method{

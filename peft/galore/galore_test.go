@@ -208,7 +208,7 @@ func TestGaLoreBadInput(t *testing.T) {
 		err := peft.Maybe(func() { galore.New(cfg) })
 		var ae peft.ArgError
 		if !errors.As(err, &ae) {
-			t.Errorf("NewGaLore(%+v): err = %v, want an ArgError", cfg, err)
+			t.Errorf("New(%+v): err = %v, want an ArgError", cfg, err)
 		}
 	}
 	rng := rand.New(rand.NewPCG(11, 12))
@@ -383,7 +383,7 @@ func BenchmarkGaLoreStep(b *testing.B) {
 	}
 }
 
-// ExampleConfig shows the defaults NewGaLore fills in.
+// ExampleConfig shows the defaults New fills in.
 func ExampleConfig() {
 	c := galore.New(galore.Config{Rank: 8, Targets: []string{"attn.q", "attn.v"}}).Config()
 	fmt.Printf("r = %d, T = %d, α = %g, β = (%g, %g), ε = %g\n", c.Rank, c.UpdateProjGap, c.Scale, c.Beta1, c.Beta2, c.Eps)
@@ -427,14 +427,26 @@ func TestGaLoreTargets(t *testing.T) {
 }
 
 // TestOptimizerSuite runs the shared optimizer suite on GaLore projecting
-// the 9×6 weight at rank 2, with and without weight decay.
+// the 9×6 weight at rank 2 (the state the suite expects is the projected
+// one, 384 bytes against Adam's 864), with and without weight decay.
 func TestOptimizerSuite(t *testing.T) {
+	const r = 2
+	// stateOf is GaLore's state for an m×n tensor: 2·max(m,n)·r moments and
+	// a min(m,n)·r projector if projected, else Adam's 2·m·n moments.
+	stateOf := func(m, n int) int {
+		if m >= 2 && n >= 2 && min(m, n) > r {
+			return 8 * (2*max(m, n)*r + min(m, n)*r)
+		}
+		return 8 * 2 * m * n
+	}
 	for _, wd := range []float64{0, 0.1} {
 		t.Run(fmt.Sprintf("decay=%g", wd), func(t *testing.T) {
 			adaptertest.RunOptimizer(t, adaptertest.OptimizerCase{
-				New:           func() peft.Optimizer { return galore.New(galore.Config{Rank: 2, UpdateProjGap: 2, WeightDecay: wd}) },
+				Name:          "GaLore",
+				New:           func() peft.Optimizer { return galore.New(galore.Config{Rank: r, UpdateProjGap: 2, WeightDecay: wd}) },
 				Decay:         wd,
 				Stateful:      true,
+				StateBytesOf:  stateOf,
 				CancelsInStep: true,
 			})
 		})
