@@ -391,6 +391,10 @@ type AdapterReader struct {
 	Config *AdapterConfig
 	Name   string     // the adapter's name on the model ("default")
 	Rand   *rand.Rand // for the adapter's dropout masks
+	// Load is scratch space shared by every module's Load in one
+	// LoadAdapter call (VeRA keeps the shared projections it read there,
+	// so that the modules share them again).
+	Load map[string]any
 
 	file    *SafetensorsFile
 	module  *Linear
@@ -574,6 +578,7 @@ func loadAdapter(cfg *AdapterConfig, f *SafetensorsFile, m Model, name string) e
 		return err
 	}
 	used := map[string]bool{}
+	scratch := map[string]any{}
 	built := map[string]Adapter{}
 	var targets []string
 	for i, mod := range order {
@@ -584,7 +589,7 @@ func loadAdapter(cfg *AdapterConfig, f *SafetensorsFile, m Model, name string) e
 		if _, ok := l.Adapters[name]; ok {
 			return fmt.Errorf("peft: LoadAdapter %s: %s already has an adapter named %q", f.name, mod, name)
 		}
-		r := &AdapterReader{Config: cfg, Name: name, Rand: rand.New(rand.NewSource(int64(i) + 1)),
+		r := &AdapterReader{Config: cfg, Name: name, Rand: rand.New(rand.NewSource(int64(i) + 1)), Load: scratch,
 			file: f, module: l, tensors: byModule[mod], used: used}
 		a, err := format.Load(r, l)
 		if err == nil {
@@ -617,37 +622,35 @@ func loadAdapter(cfg *AdapterConfig, f *SafetensorsFile, m Model, name string) e
 // expression) must name a module of m, so that a config written for another
 // model is not half applied.
 func checkTargetModules(cfg *AdapterConfig, m Model) error {
-	if !cfg.Has("target_modules") {
+	var v any
+	if !cfg.Decode("target_modules", &v) {
+		return cfg.Err()
+	}
+	switch v := v.(type) {
+	case string: // one regular expression over full names, as PEFT's
+		rx, err := regexp.Compile("^(?:" + v + ")$")
+		if err != nil {
+			return cfg.Errorf("target_modules", "%q: %v", v, err)
+		}
+		for _, n := range ModuleNames(m) {
+			if rx.MatchString(n) {
+				return nil
+			}
+		}
+		return cfg.Errorf("target_modules", "%q matches no module; the model has %s", v, quoteList(ModuleNames(m)))
+	case []any:
+		for _, t := range v {
+			ts, ok := t.(string)
+			if !ok {
+				return cfg.Errorf("target_modules", "%v is not a module name", t)
+			}
+			if _, err := Targets(m, ts); err != nil {
+				return cfg.Errorf("target_modules", "%q matches no module; the model has %s", ts, quoteList(ModuleNames(m)))
+			}
+		}
 		return nil
 	}
-	var list []string
-	var re string
-	if cfg.Decode("target_modules", &re) {
-		if cfg.Err() == nil {
-			cfg.err = nil
-			rx, err := regexp.Compile("^(?:" + re + ")$")
-			if err != nil {
-				return cfg.Errorf("target_modules", "%q: %v", re, err)
-			}
-			for _, n := range ModuleNames(m) {
-				if rx.MatchString(n) {
-					return nil
-				}
-			}
-			return cfg.Errorf("target_modules", "%q matches no module; the model has %s", re, quoteList(ModuleNames(m)))
-		}
-		cfg.err = nil
-	}
-	cfg.Decode("target_modules", &list)
-	if err := cfg.Err(); err != nil {
-		return err
-	}
-	for _, t := range list {
-		if _, err := Targets(m, t); err != nil {
-			return cfg.Errorf("target_modules", "%q matches no module; the model has %s", t, quoteList(ModuleNames(m)))
-		}
-	}
-	return nil
+	return cfg.Errorf("target_modules", "%v is neither a list of module names nor a regular expression", v)
 }
 
 // checkUnread fails on a field that nobody read and that asks for something.

@@ -3,8 +3,6 @@ package vera
 import (
 	"fmt"
 	"sort"
-	"sync"
-	"weak"
 
 	"github.com/gopeft/gopeft/peft"
 )
@@ -115,39 +113,11 @@ func readConfig(c *peft.AdapterConfig) Config {
 	return cfg
 }
 
-// loads remembers the projections each LoadAdapter call in progress has
-// read, so that the modules it loads share them as the saved ones did. An
-// entry is keyed by the call's *AdapterConfig, which every module's Load
-// gets, and holds weak pointers only: it keeps nothing alive after the
-// load, and is dropped once the config is collected.
-var loads struct {
-	sync.Mutex
-	entries []loadEntry
-}
-
-type loadEntry struct {
-	cfg  weak.Pointer[peft.AdapterConfig]
-	a, b weak.Pointer[peft.Tensor]
-}
-
 // projections returns the shared A (r×k_max) and B (d_max×r) of the file r
-// reads, read once per LoadAdapter call.
+// reads, read once per LoadAdapter call (kept in r.Load).
 func projections(r *peft.AdapterReader, rank int) (a, b *peft.Tensor, err error) {
-	loads.Lock()
-	defer loads.Unlock()
-	live := loads.entries[:0]
-	for _, e := range loads.entries {
-		if c := e.cfg.Value(); c != nil {
-			live = append(live, e)
-			if c == r.Config {
-				a, b = e.a.Value(), e.b.Value()
-			}
-		}
-	}
-	clear(loads.entries[len(live):])
-	loads.entries = live
-	if a != nil && b != nil {
-		return a, b, nil
+	if p, ok := r.Load["vera"].([2]*peft.Tensor); ok {
+		return p[0], p[1], nil
 	}
 	what := "VeRA's shared projection %s (%s); PEFT saves it with save_projection=True, and gopeft cannot regenerate it from projection_prng_key"
 	av, err := r.Shared("vera_A", -1, -1, false, fmt.Sprintf(what, "A", "r×k_max"))
@@ -169,7 +139,7 @@ func projections(r *peft.AdapterReader, rank int) (a, b *peft.Tensor, err error)
 	}
 	a, b = peft.NewConst(av), peft.NewConst(bv)
 	a.Name, b.Name = "vera_A", "vera_B"
-	loads.entries = append(loads.entries, loadEntry{weak.Make(r.Config), weak.Make(a), weak.Make(b)})
+	r.Load["vera"] = [2]*peft.Tensor{a, b}
 	return a, b, nil
 }
 
