@@ -150,6 +150,11 @@ type Session struct {
 	shown     []any // values passed to the Show rewrite of the last run
 	shownRich []map[string]any
 	hasShown  bool
+
+	prep      preparer     // rewrites runs so they mean what Go means (prepare.go)
+	decls     []storedDecl // funcs, methods, types and consts, for redefinitions (redefine.go)
+	stack     stackWatch   // stops runaway recursion (stack.go)
+	stackTrip int64        // stack size when the watcher stopped the running cell, 0 if it did not
 }
 
 // noFit: no global frame slot was released since the last run.
@@ -168,6 +173,7 @@ func New() (*Session, error) {
 	if err := s.reset(); err != nil {
 		return nil, err
 	}
+	s.startStackWatch()
 	return s, nil
 }
 
@@ -193,6 +199,11 @@ func (s *Session) reset() error {
 	s.armed = false
 	s.fitFrom = noFit
 	s.index = newDeclIndex()
+	s.prep = preparer{
+		isConst: func(n string) bool { d, ok := s.index.names[n]; return ok && d.kind == kindConst },
+		isPkg:   func(n string) bool { _, ok := s.index.imports[n]; return ok },
+	}
+	s.decls = nil
 	var imports strings.Builder
 	imports.WriteString("import (\n\t\"gopeft.kernel\"\n")
 	for _, p := range preloaded {
@@ -204,7 +215,7 @@ func (s *Session) reset() error {
 		fmt.Fprintf(&imports, "\t%q\n", p)
 		s.index.addImport(path.Base(p), p)
 	}
-	imports.WriteString(")\nvar ctx context.Context = context.Background()\n")
+	imports.WriteString(")\nvar ctx context.Context = context.Background()\nvar " + cellFn + " func()\n" + deferPrelude)
 	imports.WriteString(preludeFuncs)
 	noop, err := s.compile("var _ = 0")
 	if err != nil {
@@ -271,12 +282,22 @@ func (s *Session) runtimeSymbols() interp.Exports {
 				return line
 			}),
 			"GoPanic": reflect.ValueOf(func(r any) { s.goPanic(r) }),
+			"Len":     reflect.ValueOf(checkMakeLen),
 			"Context": reflect.ValueOf(func() context.Context { return nb.Context() }),
+		},
+		"context/context": {
+			"AfterFunc": reflect.ValueOf(func(ctx context.Context, f func()) func() bool {
+				return context.AfterFunc(ctx, s.guardCallback(f))
+			}),
 		},
 		"os/os": {
 			"Exit": reflect.ValueOf(func(code int) { panic(exitPanic{code}) }),
 		},
 		"time/time": {
+			// A panic in the callback is reported, not fatal.
+			"AfterFunc": reflect.ValueOf(func(d time.Duration, f func()) *time.Timer {
+				return time.AfterFunc(d, s.guardCallback(f))
+			}),
 			// An interrupt ends a sleep at once.
 			"Sleep": reflect.ValueOf(func(d time.Duration) {
 				t := time.NewTimer(d)
@@ -360,6 +381,10 @@ func (s *Session) Close() error {
 	defer s.mu.Unlock()
 	s.it = nil
 	s.wd.stop()
+	if s.stack.quit != nil {
+		close(s.stack.quit)
+		s.stack.quit = nil
+	}
 	s.pipes.close()
 	s.pipes = nil
 	return nil
@@ -382,7 +407,11 @@ func (s *Session) Execute(ctx context.Context, code string, count int, pub Publi
 	defer cellCancel()
 	c := s.startCell(cellCtx, count, pub)
 	c.cancel = cellCancel
-	s.memTrip = 0
+	s.memTrip, s.stackTrip = 0, 0
+	select {
+	case <-s.stack.trip: // a trip between cells was handled by the watcher
+	default:
+	}
 	s.cellSeq = s.wd.begin()
 	res := s.runCell(ctx, c, code)
 	s.wd.end()
@@ -412,6 +441,26 @@ func (s *Session) runCell(ctx context.Context, c *cell, code string) Result {
 // evalCell splits code into runs and evaluates them in order. The final
 // expression statement of the cell, if any, is shown.
 func (s *Session) evalCell(ctx context.Context, c *cell, code string) Result {
+	s.prep.cellDefer = false
+	res := s.evalRuns(ctx, c, code)
+	if !s.prep.cellDefer {
+		return res
+	}
+	if ctx.Err() != nil || s.memTrip != 0 || s.stackTrip != 0 {
+		// An interrupted cell does nothing more.
+		s.evalSafe(context.Background(), cellDefers+" = nil")
+		return res
+	}
+	// The cell's top-level defers run when it ends, last first, as main's
+	// do in Go, also when it failed.
+	if _, err := s.evalSafe(ctx, endCellFn+"()"); err != nil && res.Error == nil {
+		return s.failure(ctx, err, code)
+	}
+	return res
+}
+
+// evalRuns evaluates the runs of a cell.
+func (s *Session) evalRuns(ctx context.Context, c *cell, code string) Result {
 	runs, err := splitCell(code)
 	if err != nil {
 		return compileErrorResult(err, code)
@@ -432,8 +481,18 @@ func (s *Session) evalCell(ctx context.Context, c *cell, code string) Result {
 			src = s.dropKnownImports(src)
 		}
 		if strings.TrimSpace(src) != "" {
+			if src, err = s.prep.prepare(src, r.decl); err != nil {
+				return unsupportedResult(err, r, code)
+			}
+			var redef redefinition
+			if r.decl {
+				redef = s.beforeDecls(src)
+			}
 			if _, err := s.evalRun(ctx, r, src); err != nil {
 				return s.failure(ctx, err, code)
+			}
+			if r.decl {
+				s.afterDecls(ctx, redef, src, r.line, c)
 			}
 		}
 		s.index.learn(r, code, c.count)
@@ -627,7 +686,6 @@ func pad(line int) string { return strings.Repeat("\n", line) }
 
 // evalRun compiles and executes one run of the cell.
 func (s *Session) evalRun(ctx context.Context, r run, src string) (reflect.Value, error) {
-	src = rewriteGo(src)
 	fset, base := s.it.FileSet(), s.it.FileSet().Base()
 	v, err := s.evalSafe(ctx, pad(r.line)+src)
 	if !r.decl && !hasFuncLit(src) {
@@ -681,7 +739,9 @@ func (s *Session) compile(src string) (prog *interp.Program, err error) {
 // step; a compiled call that ignores ctx is waited for at the start of the
 // next cell.
 func (s *Session) execute(ctx context.Context, prog *interp.Program) (reflect.Value, error) {
-	s.waitZombie()
+	if err := s.waitZombie(ctx); err != nil {
+		return reflect.Value{}, err
+	}
 	if s.memTrip != 0 {
 		return reflect.Value{}, errMemLimit
 	}
@@ -712,6 +772,9 @@ wait:
 			return res, err
 		case <-ctx.Done():
 			break wait
+		case n := <-s.stack.trip:
+			s.stackTrip = n
+			break wait
 		case tr := <-s.wd.trip:
 			if tr.seq == s.cellSeq {
 				s.memTrip = tr.heap
@@ -732,37 +795,59 @@ wait:
 	if s.memTrip != 0 {
 		return reflect.Value{}, errMemLimit
 	}
+	if s.stackTrip != 0 {
+		return reflect.Value{}, errStack
+	}
 	return reflect.Value{}, ctx.Err()
 }
 
 // zombieWait is how long an interrupted cell is waited for before Execute
-// returns anyway, and how long the next cell waits again.
+// returns anyway.
 const zombieWait = 800 * time.Millisecond
 
 // waitZombie waits for the goroutine of an interrupted cell that was still
-// in a compiled call, so that its remaining statements do not resume
-// alongside the new cell. After a longer wait it gives up with a warning.
-func (s *Session) waitZombie() {
+// in a compiled call (one that does not watch ctx). That goroutine stopped
+// at the interrupt, but would go on with the rest of its cell as soon as
+// the interpreter runs again (yaegi's top-level code shares the global
+// frame's run id with the next run), so nothing runs until it has ended:
+// the next cell says it is waiting, and an interrupt stops the wait (the
+// cell then fails, and the next one waits again). Restarting the kernel
+// ends the wait for good.
+func (s *Session) waitZombie(ctx context.Context) error {
 	if s.zombie == nil {
-		return
+		return nil
 	}
 	select {
 	case <-s.zombie:
 		s.zombie = nil
-		return
-	case <-time.After(5 * zombieWait):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(zombieWait):
 	}
 	if c := s.running(); c != nil {
-		c.out.add("stderr", "warning: a compiled call of an interrupted cell is still running (it does not watch ctx); "+
-			"when it returns, the rest of that cell may run too. Restart the kernel to stop it.\n")
+		c.out.add("stderr", "waiting for a compiled call of an interrupted cell to return (it does not watch ctx, so it could not stop at once; "+
+			"the rest of that cell will not run). Interrupt to stop waiting, or restart the kernel.\n")
+		c.out.flush()
 	}
-	s.zombie = nil
+	select {
+	case <-s.zombie:
+		s.zombie = nil
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // failure turns an evaluation error into the cell's error result.
 func (s *Session) failure(ctx context.Context, err error, code string) Result {
 	if s.memTrip != 0 {
 		return errorResult("MemoryLimit", "", nil) // completed by Execute
+	}
+	if s.stackTrip != 0 {
+		n := s.stackTrip
+		s.stackTrip = 0
+		return stackResult(n)
 	}
 	if ctx.Err() != nil {
 		msg := "the cell was interrupted; variables from earlier statements are kept"

@@ -1,0 +1,93 @@
+package session
+
+import (
+	"fmt"
+	"math"
+	"reflect"
+	"strings"
+)
+
+// Runtime helpers behind the rewrites of prepare.go, and the refusals.
+
+// checkMakeLen is gopeftk.Len: make(T, n) becomes
+// make(T, gopeftk.Len((T)(nil), n)). It returns n as an int when the
+// allocation it asks for fits in the kernel's memory limit, and panics
+// with a message naming the size otherwise: Go's runtime ends the process
+// (fatal "out of memory") on one allocation larger than the machine can
+// map, which no recover catches.
+func checkMakeLen(zero any, n any) int {
+	v := reflect.ValueOf(n)
+	var count float64
+	var out int
+	switch v.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		count, out = float64(v.Int()), int(v.Int())
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		if v.Uint() > math.MaxInt64 {
+			panic(fmt.Sprintf("make: size %d overflows int", v.Uint()))
+		}
+		count, out = float64(v.Uint()), int(v.Uint())
+	case reflect.Float32, reflect.Float64:
+		f := v.Float()
+		if f != math.Trunc(f) || math.Abs(f) > math.MaxInt64 {
+			panic(fmt.Sprintf("make: size %v is not an int", f))
+		}
+		count, out = f, int(f)
+	default:
+		panic(fmt.Sprintf("make: size of type %T, want an integer", n))
+	}
+	if count <= 0 {
+		return out // make reports negative sizes itself
+	}
+	elem := 1.0
+	if t := reflect.TypeOf(zero); t != nil {
+		switch t.Kind() {
+		case reflect.Slice, reflect.Chan:
+			elem = float64(max(t.Elem().Size(), 1))
+		case reflect.Map:
+			elem = float64(max(t.Key().Size()+t.Elem().Size(), 1))
+		}
+	}
+	need := count * elem
+	limit := MemoryLimit()
+	if limit > 0 && need > float64(limit) {
+		panic(sizeError{fmt.Sprintf("make(%v, %d) asks for %s, more than the kernel's memory limit of %s "+
+			"(one allocation that large would end the kernel; %%memlimit shows or sets the limit)",
+			reflect.TypeOf(zero), out, formatBytes(int64(min(need, math.MaxInt64))), formatBytes(limit))})
+	}
+	return out
+}
+
+// sizeError is the panic value of a refused allocation.
+type sizeError struct{ msg string }
+
+func (e sizeError) Error() string { return e.msg }
+
+// guardCallback wraps a function that compiled code calls on a goroutine of
+// its own (time.AfterFunc, context.AfterFunc): a panic in it is reported
+// like a goroutine's instead of ending the process.
+func (s *Session) guardCallback(f func()) func() {
+	return func() {
+		defer func() {
+			if r := recover(); r != nil {
+				s.goPanic(r)
+			}
+		}()
+		f()
+	}
+}
+
+// unsupportedResult is the error of a construct the kernel refuses.
+func unsupportedResult(err error, r run, code string) Result {
+	ue, ok := err.(unsupportedError)
+	if !ok {
+		return errorResult("Unsupported", err.Error(), nil)
+	}
+	line := r.line + ue.line - 1
+	tb := []string{"Unsupported: " + ue.msg}
+	lines := strings.Split(code, "\n")
+	if line >= 1 && line <= len(lines) {
+		tb = append(tb, fmt.Sprintf("  cell line %d: %s", line, strings.TrimSpace(lines[line-1])))
+	}
+	return Result{Error: &ExecError{Name: "Unsupported", Value: ue.msg, Traceback: tb}}
+}

@@ -1,0 +1,579 @@
+package session
+
+import (
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"sort"
+	"strings"
+)
+
+// How a cell is prepared before yaegi sees it, so that it means what it
+// means in Go. yaegi v0.16.1 differs from Go in ways a notebook user meets
+// in the first hour (kernel/kerneltest/README.md has a minimal reproduction
+// of each); the kernel rewrites the cell's source where a rewrite gives Go's
+// answer, and refuses with an Unsupported error where it cannot:
+//
+//   - make(T, n) sizes are checked before allocating (gopeftk.Len): one
+//     allocation larger than memory would end the process, not panic.
+//   - A three-clause for loop shares its variables between iterations, and
+//     so does a range loop: closures, goroutines, defers and &i see the
+//     last value, not the iteration's (Go 1.22 gives each iteration its own).
+//     Each captured loop variable is copied at the top of the body
+//     (`i := i`); a loop that also assigns its variable in the body is
+//     refused (the copy would not carry the change to the next iteration).
+//   - defer evaluates its arguments when the deferred call runs, not at the
+//     defer statement: the arguments are bound to fresh variables first.
+//   - A panic in a goroutine would end the process: every go statement runs
+//     its call under a recover that reports the panic on the cell's stderr,
+//     with the arguments evaluated at the go statement as Go does.
+//   - At the top level of a cell, a variable declared by the init statement
+//     of an if, for or switch, or by := inside a loop body, overwrites a
+//     session variable of the same name; and a top-level defer runs again at
+//     the end of every later cell. So each top-level compound statement runs
+//     inside a function literal (where scoping is Go's), and a defer that
+//     belongs to the cell is appended to a session list and run when the
+//     cell ends, last first, as Go runs main's.
+//
+// Every rewrite keeps the cell's line structure: inserted text has no
+// newline, so positions in errors still name the cell's lines.
+
+// unsupportedError is a construct the kernel refuses because the
+// interpreter would run it differently from Go.
+type unsupportedError struct {
+	line int // line of the construct in the prepared source (1-based)
+	msg  string
+}
+
+func (e unsupportedError) Error() string { return e.msg }
+
+// preparer rewrites the runs of one session.
+type preparer struct {
+	isConst func(name string) bool // a session constant
+	isPkg   func(name string) bool // an imported package name
+	seq     int                    // numbers the temporaries, never reused in a session
+
+	cellDefer bool // a run of the running cell registered a defer of the cell
+}
+
+// cellFn is the session variable a top-level compound statement runs in.
+const cellFn = "__cellfn"
+
+// cellDefers is the session variable that holds the running cell's defers,
+// and endCellFn the function that runs them. (They stay in interpreted code:
+// a closure that compiled code keeps is called by yaegi v0.16.1 with the
+// variables of its enclosing frame as they are at the call, so a closure
+// made in a loop would see the last iteration's.)
+const (
+	cellDefers   = "__defers"
+	endCellFn    = "__endcell"
+	deferPrelude = "var " + cellDefers + " []func()\n" +
+		"func __rundefers(fs []func()) { if len(fs) == 0 { return }; defer __rundefers(fs[:len(fs)-1]); fs[len(fs)-1]() }\n" +
+		"func " + endCellFn + "() { fs := " + cellDefers + "; " + cellDefers + " = nil; __rundefers(fs) }\n"
+)
+
+// prepare rewrites one run (declarations or statements) of a cell.
+func (p *preparer) prepare(src string, decl bool) (string, error) {
+	if strings.TrimSpace(src) == "" {
+		return src, nil
+	}
+	src = p.passMake(src, decl)
+	var err error
+	if src, err = p.passLoopVars(src, decl); err != nil {
+		return "", err
+	}
+	src = p.passGoDefer(src, decl)
+	if !decl {
+		if src, err = p.passTopLevel(src); err != nil {
+			return "", err
+		}
+	}
+	return src, nil
+}
+
+// parsed is a run parsed as Go source, with offsets mapped back to src.
+type parsed struct {
+	file   *ast.File
+	tf     *token.File
+	prefix int
+	body   []ast.Stmt // the statements of a statement run
+}
+
+func parseRun(src string, decl bool) (*parsed, bool) {
+	prefix := "package main;"
+	full := prefix + src
+	if !decl {
+		prefix = "package main; func main() {"
+		full = prefix + src + "\n}"
+	}
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, "", full, parser.SkipObjectResolution)
+	if err != nil {
+		return nil, false
+	}
+	p := &parsed{file: f, tf: fset.File(f.Pos()), prefix: len(prefix)}
+	if !decl {
+		if len(f.Decls) == 0 {
+			return nil, false
+		}
+		fd, ok := f.Decls[len(f.Decls)-1].(*ast.FuncDecl)
+		if !ok || fd.Body == nil {
+			return nil, false
+		}
+		p.body = fd.Body.List
+	}
+	return p, true
+}
+
+func (p *parsed) off(pos token.Pos) int { return p.tf.Offset(pos) - p.prefix }
+func (p *parsed) line(pos token.Pos) int {
+	return p.tf.Line(pos) - p.tf.Line(p.tf.Pos(p.prefix))
+}
+
+// edit replaces src[off:off+del] by ins. Among edits at one offset, a
+// smaller rank ends up first in the text.
+type edit struct {
+	off, del int
+	ins      string
+	rank     int
+}
+
+func applyEdits(src string, es []edit) string {
+	sort.SliceStable(es, func(i, j int) bool {
+		if es[i].off != es[j].off {
+			return es[i].off > es[j].off
+		}
+		return es[i].rank > es[j].rank
+	})
+	for _, e := range es {
+		src = src[:e.off] + e.ins + src[e.off+e.del:]
+	}
+	return src
+}
+
+// passMake checks the sizes given to make before the allocation.
+func (p *preparer) passMake(src string, decl bool) string {
+	if !strings.Contains(src, "make") {
+		return src
+	}
+	pr, ok := parseRun(src, decl)
+	if !ok {
+		return src
+	}
+	var es []edit
+	ast.Inspect(pr.file, func(n ast.Node) bool {
+		call, ok := n.(*ast.CallExpr)
+		if !ok || len(call.Args) < 2 {
+			return true
+		}
+		if id, ok := call.Fun.(*ast.Ident); !ok || id.Name != "make" {
+			return true
+		}
+		typ := src[pr.off(call.Args[0].Pos()):pr.off(call.Args[0].End())]
+		for _, a := range call.Args[1:] {
+			es = append(es,
+				edit{off: pr.off(a.Pos()), ins: "gopeftk.Len((" + typ + ")(nil), "},
+				edit{off: pr.off(a.End()), ins: ")"})
+		}
+		return true
+	})
+	return applyEdits(src, es)
+}
+
+// passLoopVars gives each iteration of a loop its own copy of the loop
+// variables that a closure, goroutine, defer or address captures.
+func (p *preparer) passLoopVars(src string, decl bool) (string, error) {
+	if !strings.Contains(src, "for") {
+		return src, nil
+	}
+	pr, ok := parseRun(src, decl)
+	if !ok {
+		return src, nil
+	}
+	var es []edit
+	var refuse error
+	ast.Inspect(pr.file, func(n ast.Node) bool {
+		if refuse != nil {
+			return false
+		}
+		var names []string
+		var body *ast.BlockStmt
+		threeClause := false
+		switch l := n.(type) {
+		case *ast.ForStmt:
+			as, ok := l.Init.(*ast.AssignStmt)
+			if !ok || as.Tok != token.DEFINE {
+				return true
+			}
+			for _, e := range as.Lhs {
+				if id, ok := e.(*ast.Ident); ok && id.Name != "_" {
+					names = append(names, id.Name)
+				}
+			}
+			body, threeClause = l.Body, true
+		case *ast.RangeStmt:
+			if l.Tok != token.DEFINE {
+				return true
+			}
+			for _, e := range []ast.Expr{l.Key, l.Value} {
+				if id, ok := e.(*ast.Ident); ok && id.Name != "_" {
+					names = append(names, id.Name)
+				}
+			}
+			body = l.Body
+		default:
+			return true
+		}
+		captured := capturedNames(body, names)
+		if len(captured) == 0 {
+			return true
+		}
+		if threeClause {
+			if name, at := assignedIn(body, captured); name != "" {
+				refuse = unsupportedError{line: pr.line(at), msg: fmt.Sprintf(
+					"this for loop assigns to its variable %s in its body and also captures %s in a closure, goroutine, defer or address: "+
+						"the interpreter shares loop variables between iterations, so gopeft gives each iteration a copy, and that copy "+
+						"cannot carry the assignment to the next iteration. Capture a copy instead: write `%s := %s` "+
+						"(any other name) before the closure and use it there.", name, name, "v"+name, name)}
+				return false
+			}
+		}
+		// The body goes into a block of its own, where it may declare the
+		// same names again.
+		es = append(es,
+			edit{off: pr.off(body.Lbrace) + 1, ins: " " + strings.Join(captured, ", ") + " := " + strings.Join(captured, ", ") + "; {"},
+			edit{off: pr.off(body.Rbrace), ins: "}"})
+		return true
+	})
+	if refuse != nil {
+		return "", refuse
+	}
+	return applyEdits(src, es), nil
+}
+
+// capturedNames returns the names among names that a function literal, go
+// statement, defer statement or & operator inside body uses.
+func capturedNames(body *ast.BlockStmt, names []string) []string {
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	seen := map[string]bool{}
+	uses := func(n ast.Node) {
+		ast.Inspect(n, func(m ast.Node) bool {
+			if id, ok := m.(*ast.Ident); ok && want[id.Name] {
+				seen[id.Name] = true
+			}
+			return true
+		})
+	}
+	ast.Inspect(body, func(n ast.Node) bool {
+		switch x := n.(type) {
+		case *ast.FuncLit, *ast.GoStmt, *ast.DeferStmt:
+			uses(x)
+			return false
+		case *ast.UnaryExpr:
+			if x.Op == token.AND {
+				uses(x.X)
+			}
+		case *ast.CallExpr:
+			// A method value or call with a pointer receiver takes &v.
+			if sel, ok := x.Fun.(*ast.SelectorExpr); ok {
+				if id, ok := sel.X.(*ast.Ident); ok && want[id.Name] {
+					seen[id.Name] = true
+				}
+			}
+		}
+		return true
+	})
+	var out []string
+	for _, n := range names {
+		if seen[n] {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// assignedIn returns a name among names that body assigns (=, op=, ++, --),
+// and where; "" when none is.
+func assignedIn(body *ast.BlockStmt, names []string) (string, token.Pos) {
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	var name string
+	var at token.Pos
+	hit := func(e ast.Expr) {
+		if id, ok := e.(*ast.Ident); ok && want[id.Name] && name == "" {
+			name, at = id.Name, id.Pos()
+		}
+	}
+	ast.Inspect(body, func(n ast.Node) bool {
+		switch x := n.(type) {
+		case *ast.AssignStmt:
+			if x.Tok != token.DEFINE {
+				for _, l := range x.Lhs {
+					hit(l)
+				}
+			}
+		case *ast.IncDecStmt:
+			hit(x.X)
+		case *ast.RangeStmt:
+			if x.Tok == token.ASSIGN {
+				hit(x.Key)
+				if x.Value != nil {
+					hit(x.Value)
+				}
+			}
+		}
+		return name == ""
+	})
+	return name, at
+}
+
+// goGuard reports a goroutine's panic instead of ending the process.
+const goGuard = "defer func() { if __r := recover(); __r != nil { gopeftk.GoPanic(__r) } }(); "
+
+// passGoDefer binds the arguments of go and defer statements at the
+// statement, and guards goroutines. One statement is rewritten at a time
+// (the last one first), then the source is parsed again, so that nested
+// statements are rewritten in their new text.
+func (p *preparer) passGoDefer(src string, decl bool) string {
+	if !strings.Contains(src, "go") && !strings.Contains(src, "defer") {
+		return src
+	}
+	for pass := 0; pass < 1000; pass++ {
+		pr, ok := parseRun(src, decl)
+		if !ok {
+			return src
+		}
+		var target ast.Stmt
+		ast.Inspect(pr.file, func(n ast.Node) bool {
+			switch s := n.(type) {
+			case *ast.GoStmt:
+				if !guarded(s) && (target == nil || s.Pos() > target.Pos()) {
+					target = s
+				}
+			case *ast.DeferStmt:
+				if p.needsBinding(s.Call) && (target == nil || s.Pos() > target.Pos()) {
+					target = s
+				}
+			}
+			return true
+		})
+		if target == nil {
+			return src
+		}
+		src = src[:pr.off(target.Pos())] + p.bindStmt(pr, src, target) + src[pr.off(target.End()):]
+	}
+	return src
+}
+
+// needsBinding reports whether a deferred call has a callee or argument
+// whose value could change before the call runs.
+func (p *preparer) needsBinding(call *ast.CallExpr) bool {
+	if !p.stableCallee(call.Fun) {
+		return true
+	}
+	for _, a := range call.Args {
+		if !p.stable(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// stableCallee: a callee kept in place (a name, a package member, a method
+// of a name, a function literal).
+func (p *preparer) stableCallee(e ast.Expr) bool {
+	switch x := e.(type) {
+	case *ast.Ident, *ast.FuncLit:
+		return true
+	case *ast.SelectorExpr:
+		_, ok := x.X.(*ast.Ident)
+		return ok
+	case *ast.ParenExpr:
+		return p.stableCallee(x.X)
+	}
+	return false
+}
+
+// stable reports whether an argument gives the same value whenever it is
+// evaluated (constants, literals, temporaries), so it is left in place:
+// binding an untyped constant to a variable would give it its default
+// type, which the parameter may not have.
+func (p *preparer) stable(e ast.Expr) bool {
+	switch x := e.(type) {
+	case *ast.BasicLit, *ast.FuncLit:
+		return true
+	case *ast.Ident:
+		switch x.Name {
+		case "nil", "true", "false", "iota":
+			return true
+		}
+		return strings.HasPrefix(x.Name, "__") || (p.isConst != nil && p.isConst(x.Name))
+	case *ast.SelectorExpr:
+		id, ok := x.X.(*ast.Ident)
+		return ok && p.isPkg != nil && p.isPkg(id.Name)
+	case *ast.ParenExpr:
+		return p.stable(x.X)
+	case *ast.UnaryExpr:
+		return x.Op != token.AND && x.Op != token.ARROW && p.stable(x.X)
+	case *ast.BinaryExpr:
+		return p.stable(x.X) && p.stable(x.Y)
+	}
+	return false
+}
+
+// bindStmt returns the text of a go or defer statement with its callee and
+// arguments bound at the statement.
+func (p *preparer) bindStmt(pr *parsed, src string, st ast.Stmt) string {
+	text := func(n ast.Node) string { return src[pr.off(n.Pos()):pr.off(n.End())] }
+	var call *ast.CallExpr
+	isGo := false
+	switch s := st.(type) {
+	case *ast.GoStmt:
+		call, isGo = s.Call, true
+		if lit, ok := call.Fun.(*ast.FuncLit); ok {
+			// yaegi evaluates a go statement's arguments at the statement:
+			// only the guard is needed.
+			at := pr.off(lit.Body.Lbrace) + 1
+			whole := text(st)
+			rel := at - pr.off(st.Pos())
+			return whole[:rel] + " " + goGuard + whole[rel:]
+		}
+	case *ast.DeferStmt:
+		call = s.Call
+	}
+	p.seq++
+	tmp := fmt.Sprintf("__b%d_", p.seq)
+	var binds []string
+	fun := text(call.Fun)
+	if !p.stableCallee(call.Fun) {
+		binds = append(binds, tmp+"f := "+fun)
+		fun = tmp + "f"
+	}
+	args := make([]string, len(call.Args))
+	for i, a := range call.Args {
+		if p.stable(a) {
+			args[i] = text(a)
+			continue
+		}
+		name := fmt.Sprintf("%s%d", tmp, i)
+		binds = append(binds, name+" := "+text(a))
+		args[i] = name
+	}
+	callText := fun + "(" + strings.Join(args, ", ")
+	if call.Ellipsis.IsValid() {
+		callText += "..."
+	}
+	callText += ")"
+	var b strings.Builder
+	b.WriteString("{ ")
+	for _, bind := range binds {
+		b.WriteString(bind + "; ")
+	}
+	if isGo {
+		b.WriteString("go func() { " + goGuard + callText + " }() }")
+	} else {
+		b.WriteString("defer " + callText + " }")
+	}
+	return b.String()
+}
+
+// guarded reports whether g was rewritten already: its callee is a function
+// literal whose body starts with the recover guard.
+func guarded(g *ast.GoStmt) bool {
+	lit, ok := g.Call.Fun.(*ast.FuncLit)
+	if !ok || len(lit.Body.List) == 0 {
+		return false
+	}
+	d, ok := lit.Body.List[0].(*ast.DeferStmt)
+	if !ok {
+		return false
+	}
+	inner, ok := d.Call.Fun.(*ast.FuncLit)
+	if !ok || len(inner.Body.List) == 0 {
+		return false
+	}
+	is, ok := inner.Body.List[0].(*ast.IfStmt)
+	if !ok || is.Init == nil {
+		return false
+	}
+	as, ok := is.Init.(*ast.AssignStmt)
+	if !ok || len(as.Lhs) != 1 {
+		return false
+	}
+	id, ok := as.Lhs[0].(*ast.Ident)
+	return ok && id.Name == "__r"
+}
+
+// passTopLevel runs each top-level compound statement of a statement run in
+// a function literal, and turns the defers that belong to the cell into
+// registrations run when the cell ends.
+func (p *preparer) passTopLevel(src string) (string, error) {
+	pr, ok := parseRun(src, false)
+	if !ok {
+		return src, nil
+	}
+	// A goto between top-level statements cannot cross into a function.
+	for _, st := range pr.body {
+		if b, ok := st.(*ast.BranchStmt); ok && b.Tok == token.GOTO {
+			return src, nil
+		}
+	}
+	var es []edit
+	for _, st := range pr.body {
+		switch st.(type) {
+		case *ast.IfStmt, *ast.ForStmt, *ast.RangeStmt, *ast.SwitchStmt, *ast.TypeSwitchStmt,
+			*ast.SelectStmt, *ast.BlockStmt, *ast.LabeledStmt, *ast.GoStmt, *ast.DeferStmt:
+		default:
+			continue
+		}
+		var refuse error
+		ast.Inspect(st, func(n ast.Node) bool {
+			switch x := n.(type) {
+			case *ast.FuncLit:
+				return false // its defers are its own
+			case *ast.DeferStmt:
+				if lit, ok := x.Call.Fun.(*ast.FuncLit); ok && callsRecover(lit) {
+					refuse = unsupportedError{line: pr.line(x.Pos()), msg: "recover in a defer at the top level of a cell: " +
+						"gopeft runs a cell's defers when the cell ends, after a panic has already stopped it. " +
+						"Put the code in a function and call it: func run() { defer func() { … recover() … }(); … }"}
+					return false
+				}
+				es = append(es,
+					edit{off: pr.off(x.Pos()), del: len("defer"), ins: cellDefers + " = append(" + cellDefers + ", func() {", rank: 1},
+					edit{off: pr.off(x.End()), ins: " })", rank: 0})
+				p.cellDefer = true
+			}
+			return true
+		})
+		if refuse != nil {
+			return "", refuse
+		}
+		es = append(es,
+			edit{off: pr.off(st.Pos()), ins: cellFn + " = func() { ", rank: 0},
+			edit{off: pr.off(st.End()), ins: " }; " + cellFn + "()", rank: 1})
+	}
+	return applyEdits(src, es), nil
+}
+
+// callsRecover reports whether a function literal calls recover directly.
+func callsRecover(lit *ast.FuncLit) bool {
+	found := false
+	ast.Inspect(lit.Body, func(n ast.Node) bool {
+		switch x := n.(type) {
+		case *ast.FuncLit:
+			return false
+		case *ast.CallExpr:
+			if id, ok := x.Fun.(*ast.Ident); ok && id.Name == "recover" {
+				found = true
+			}
+		}
+		return !found
+	})
+	return found
+}
