@@ -159,7 +159,13 @@ func (s *Session) globals() (g map[string]reflect.Value) {
 			g = nil
 		}
 	}()
-	return s.it.Globals()
+	g = s.it.Globals()
+	for n := range g {
+		if strings.HasPrefix(n, "__") {
+			delete(g, n) // the kernel's own (prepare.go)
+		}
+	}
+	return g
 }
 
 // memberNames lists what can follow `qual.`: a package's exports, or a

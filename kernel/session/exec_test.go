@@ -87,7 +87,7 @@ func TestPanicsAndExit(t *testing.T) {
 		{"func deep(n int) {\n\tif n == 0 {\n\t\tpanic(\"bottom\")\n\t}\n\tdeep(n - 1)\n}\ndeep(2)", "panic", "bottom", "cell line 7: deep(2)"},
 		{"os.Exit(2)", "Exit", "os.Exit(2) called", "cell line 1: os.Exit(2)"},
 		{"y := 1\n\nundefinedFn(y)", "CompileError", "3:1: undefined: undefinedFn", "cell line 3: undefinedFn(y)"},
-		{"peft.Maybe(nil)\npanic(peft.ArgError{Op: \"Op\", Msg: \"bad arg\"})", "peft.ArgError", "peft: Op: bad arg", "cell line 2"},
+		{"peft.Maybe(nil)\npanic(peft.ArgError{Op: \"Op\", Msg: \"bad arg\"})", "ArgError", "peft: Op: bad arg", "cell line 2"},
 	}
 	for _, c := range cases {
 		rec := &recorder{}

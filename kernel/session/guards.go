@@ -2,6 +2,7 @@ package session
 
 import (
 	"fmt"
+	"go/token"
 	"math"
 	"reflect"
 	"strings"
@@ -62,6 +63,24 @@ func checkMakeLen(zero any, n any) int {
 type sizeError struct{ msg string }
 
 func (e sizeError) Error() string { return e.msg }
+
+// errorName is the name an error gets in a cell's error message: its type's
+// name when a student can look it up (peft.ShapeError → ShapeError,
+// *fs.PathError → PathError), "Error" for the unexported types of
+// errors.New and fmt.Errorf, whose names mean nothing to a reader.
+func errorName(err any) string {
+	if _, ok := err.(sizeError); ok {
+		return "MemoryLimit"
+	}
+	t := reflect.TypeOf(err)
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil || t.Name() == "" || !token.IsExported(t.Name()) {
+		return "Error"
+	}
+	return t.Name()
+}
 
 // guardCallback wraps a function that compiled code calls on a goroutine of
 // its own (time.AfterFunc, context.AfterFunc): a panic in it is reported

@@ -6,10 +6,19 @@ package session
 //
 // While a cell runs, one goroutine per session samples the Go heap every
 // memSampleEvery through runtime/metrics (heap objects, live or not yet
-// swept; no stop of the world). When the heap is over the limit and the
-// live heap of the last collection is over three quarters of it (so that
-// garbage alone never trips it), the cell is stopped exactly as an
-// interrupt stops it: yaegi's stop, then the cell's ctx is cancelled.
+// swept; no stop of the world). When the heap is over the limit, the
+// watchdog runs a full collection itself (runtime.GC) and reads the live
+// heap it marked; only when that is over the limit too is the cell stopped,
+// exactly as an interrupt stops it: yaegi's stop, then the cell's ctx is
+// cancelled. So garbage never trips it, however far the collector lags:
+// the live heap of the runtime's own last collection is no evidence, as
+// under CPU load a slow mark phase counts everything allocated during it as
+// live (a cell making only garbage showed 150 MiB "live" under a 200 MiB
+// limit). The watchdog's collections are rate-limited process-wide (see
+// liveAfterGC): they cost a mark of the live heap, tens of ms for hundreds
+// of MB of pointers, and happen only while the heap is over the limit; a
+// cell holding just under the limit while making garbage pays at most
+// about a tenth of its time for them.
 // Afterwards the variables the stopped cell declared are reset to their
 // zero values (they usually hold what filled the memory) and the memory is
 // returned to the system (debug.FreeOSMemory), so the kernel's resident
@@ -40,6 +49,7 @@ import (
 	"math"
 	"os"
 	"reflect"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"sort"
@@ -326,15 +336,61 @@ func (w *watchdog) loop(quit <-chan struct{}) {
 			if limit <= 0 || seq == tripped {
 				continue
 			}
-			if objects, live := readHeap(samples); objects > limit && live > limit/4*3 {
-				tripped = seq
-				select {
-				case w.trip <- memTrip{seq: seq, heap: objects}:
-				default:
-				}
+			if objects, _ := readHeap(samples); objects <= limit {
+				continue
+			}
+			// Over the limit, maybe with garbage: collect, then judge by
+			// what the collection found live.
+			live, ok := liveAfterGC(samples)
+			if !ok || live <= limit || w.seq.Load() != seq {
+				continue // not now, not held, or the cell has ended
+			}
+			tripped = seq
+			select {
+			case w.trip <- memTrip{seq: seq, heap: live}:
+			default:
 			}
 		}
 	}
+}
+
+// The watchdogs' own collections, process-wide: gcNext is the earliest time
+// of the next one, gcMu serializes them.
+var (
+	gcMu   sync.Mutex
+	gcNext time.Time
+)
+
+// Bounds of the pause between two collections of the watchdogs: ten times
+// the last one took, so that they cost at most about a tenth of the time.
+const (
+	gcGapMin = 100 * time.Millisecond
+	gcGapMax = 500 * time.Millisecond
+)
+
+// liveAfterGC runs a full collection and returns the live heap it marked.
+// ok is false, and nothing is done, when a watchdog (of any session) ran
+// one less than the gap ago or is running one now.
+//
+// The live heap of a collection includes what was allocated while it
+// marked; a collection forced here marks only the cell's live data and the
+// garbage made meanwhile is counted only while it marks, so a cell that
+// holds less than the limit is not counted over it unless it allocates more
+// than the difference during those milliseconds.
+func liveAfterGC(samples []metrics.Sample) (live int64, ok bool) {
+	if !gcMu.TryLock() {
+		return 0, false
+	}
+	defer gcMu.Unlock()
+	start := time.Now()
+	if start.Before(gcNext) {
+		return 0, false
+	}
+	runtime.GC() // returns after the mark and a full sweep
+	took := time.Since(start)
+	_, live = readHeap(samples)
+	gcNext = time.Now().Add(min(max(10*took, gcGapMin), gcGapMax))
+	return live, true
 }
 
 // errMemLimit is what execute returns for a cell stopped by the watchdog.

@@ -22,7 +22,7 @@ func TestValueErrorFinalExpression(t *testing.T) {
 		t.Errorf("(12, nil) shows %s, want 12", got)
 	}
 	res = s.Execute(t.Context(), `strconv.Atoi("twelve")`, 1, &recorder{})
-	if res.Error == nil || !strings.Contains(res.Error.Value, `parsing "twelve"`) || res.Error.Name != "strconv.NumError" {
+	if res.Error == nil || !strings.Contains(res.Error.Value, `parsing "twelve"`) || res.Error.Name != "NumError" {
 		t.Errorf("(0, err) gives %+v, want the cell to fail with the error", res)
 	}
 	res = s.Execute(t.Context(), "viz.SpectrumValues(viz.SpectrumOptions{}, nil, []float64{})", 1, &recorder{})

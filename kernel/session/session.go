@@ -481,18 +481,20 @@ func (s *Session) evalRuns(ctx context.Context, c *cell, code string) Result {
 			src = s.dropKnownImports(src)
 		}
 		if strings.TrimSpace(src) != "" {
-			if src, err = s.prep.prepare(src, r.decl); err != nil {
-				return unsupportedResult(err, r, code)
-			}
-			var redef redefinition
 			if r.decl {
-				redef = s.beforeDecls(src)
-			}
-			if _, err := s.evalRun(ctx, r, src); err != nil {
-				return s.failure(ctx, err, code)
-			}
-			if r.decl {
+				if src, err = s.prep.prepare(src, true); err != nil {
+					return unsupportedResult(err, r, code)
+				}
+				redef := s.beforeDecls(src)
+				if _, err := s.evalRun(ctx, r, src); err != nil {
+					return s.failure(ctx, err, code)
+				}
 				s.afterDecls(ctx, redef, src, r.line, c)
+			} else if err := s.evalStmts(ctx, r, src, code); err != nil {
+				if _, ok := err.(unsupportedError); ok {
+					return unsupportedResult(err, r, code)
+				}
+				return s.failure(ctx, err, code)
 			}
 		}
 		s.index.learn(r, code, c.count)
@@ -533,7 +535,7 @@ func (s *Session) evalRuns(ctx context.Context, c *cell, code string) Result {
 	if hasShown {
 		if v, err, ok := valueAndError(shown); ok {
 			if err != nil {
-				name := strings.TrimPrefix(fmt.Sprintf("%T", err), "*")
+				name := errorName(err)
 				return errorResult(name, err.Error(), []string{
 					name + ": " + err.Error(),
 					"  (the cell's final expression returned this error as its last value)"})
@@ -694,6 +696,67 @@ func (s *Session) evalRun(ctx context.Context, r run, src string) (reflect.Value
 		trimFiles(fset, base, false)
 	}
 	return v, err
+}
+
+// evalStmts evaluates a run of statements (src, the run's text up to its
+// final expression), one program per statement: a panic in a compiled call
+// names the line of the statement that made it (yaegi reports the first
+// line of the program it was running). All the statements are compiled
+// before the first runs, so that a compile error anywhere in the run stops
+// it all, as in Go.
+func (s *Session) evalStmts(ctx context.Context, r run, src, code string) error {
+	fset, base := s.it.FileSet(), s.it.FileSet().Base()
+	var progs []*interp.Program
+	funcLit := false
+	for i, seg := range r.segs {
+		from := seg.start - r.start
+		if i == 0 {
+			from = 0
+		}
+		if from >= len(src) {
+			break
+		}
+		to := len(src)
+		if i+1 < len(r.segs) {
+			to = min(r.segs[i+1].start-r.start, len(src))
+		}
+		line := seg.line
+		if i == 0 {
+			line = r.line
+		}
+		col := 0 // a statement after another on its line keeps its columns
+		if i > 0 {
+			col = seg.start - (strings.LastIndexByte(code[:seg.start], '\n') + 1)
+		}
+		piece, err := s.prep.prepare(src[from:to], false)
+		if err != nil {
+			if ue, ok := err.(unsupportedError); ok {
+				ue.line += line - r.line
+				return ue
+			}
+			return err
+		}
+		if strings.TrimSpace(piece) == "" {
+			continue
+		}
+		funcLit = funcLit || hasFuncLit(piece)
+		prog, err := s.compile(pad(line) + strings.Repeat(" ", col) + piece)
+		if err != nil {
+			return err
+		}
+		progs = append(progs, prog)
+	}
+	for _, prog := range progs {
+		if _, err := s.execute(ctx, prog); err != nil {
+			return err
+		}
+	}
+	if !funcLit {
+		// Statements without func literals leave no code behind that
+		// could report a position later (see roots.go).
+		trimFiles(fset, base, false)
+	}
+	return nil
 }
 
 // evalSafe compiles and executes src, recovering compile-stage panics.
@@ -878,7 +941,7 @@ func (s *Session) panicResult(p interp.Panic, code string) Result {
 	case runtime.Error:
 		name = "runtime error"
 	case error:
-		name = fmt.Sprintf("%T", v)
+		name = errorName(v)
 	}
 	value := fmt.Sprint(p.Value)
 	if str, ok := p.Value.(string); ok && strings.HasPrefix(str, "reflect: slice index out of range") {
@@ -895,10 +958,12 @@ func (s *Session) panicResult(p interp.Panic, code string) Result {
 	if c != nil {
 		frames = c.errFilter.take()
 	}
+	prev := ""
 	for _, f := range frames {
 		srcLines, where := lines, "cell line"
+		fn := strings.TrimPrefix(f.fn, "main.")
 		// A frame in a func declared by an earlier cell shows that cell.
-		if fn := strings.TrimPrefix(f.fn, "main."); fn != f.fn {
+		if fn != f.fn {
 			if o, ok := s.index.funcs[fn]; ok && o.code != code {
 				srcLines, where = strings.Split(o.code, "\n"), fmt.Sprintf("cell [%d] line", o.count)
 			}
@@ -907,7 +972,19 @@ func (s *Session) panicResult(p interp.Panic, code string) Result {
 		if f.line >= 1 && f.line <= len(srcLines) {
 			src = strings.TrimSpace(srcLines[f.line-1])
 		}
-		tb = append(tb, fmt.Sprintf("  %s %d: %s", where, f.line, src))
+		entry := fmt.Sprintf("  %s %d: %s", where, f.line, src)
+		if fn != f.fn && fn != "" && !strings.HasPrefix(fn, "__") && !strings.Contains(src, "panic(") {
+			// yaegi names where a func's code starts, not the line that
+			// failed in it (a top-level statement's own line is exact).
+			entry = fmt.Sprintf("  in func %s, whose body starts at %s %d: %s", fn, where, f.line, src)
+			if fn == "func" || strings.HasPrefix(fn, "func") && strings.Trim(fn[4:], "0123456789") == "" {
+				entry = fmt.Sprintf("  in the block starting at %s %d: %s", where, f.line, src)
+			}
+		}
+		if entry != prev {
+			tb = append(tb, entry)
+		}
+		prev = entry
 	}
 	return errorResult(name, value, tb)
 }
