@@ -7,18 +7,17 @@ package session
 // While a cell runs, one goroutine per session samples the Go heap every
 // memSampleEvery through runtime/metrics (heap objects, live or not yet
 // swept; no stop of the world). When the heap is over the limit, the
-// watchdog runs a full collection itself (runtime.GC) and reads the live
-// heap it marked; only when that is over the limit too is the cell stopped,
-// exactly as an interrupt stops it: yaegi's stop, then the cell's ctx is
-// cancelled. So garbage never trips it, however far the collector lags:
-// the live heap of the runtime's own last collection is no evidence, as
-// under CPU load a slow mark phase counts everything allocated during it as
-// live (a cell making only garbage showed 150 MiB "live" under a 200 MiB
-// limit). The watchdog's collections are rate-limited process-wide (see
-// liveAfterGC): they cost a mark of the live heap, tens of ms for hundreds
-// of MB of pointers, and happen only while the heap is over the limit; a
-// cell holding just under the limit while making garbage pays at most
-// about a tenth of its time for them.
+// watchdog runs a full collection itself (runtime.GC) and stops the cell
+// only if what was reachable when that collection began was over the limit
+// too (heldAfterGC); then the cell is stopped exactly as an interrupt stops
+// it: yaegi's stop, then the cell's ctx is cancelled. So garbage never trips
+// it, however far the collector lags behind under CPU load. The watchdog's
+// collections happen only while the heap is over the limit: the first at
+// once, then at most one per gcGap, ten times as long as the last took, so
+// that a cell holding just under the limit while making garbage spends at
+// most about a tenth of its time in them (a collection costs a mark of the
+// live heap: a few ms for hundreds of MiB of byte slices, tens of ms for as
+// much in pointers).
 // Afterwards the variables the stopped cell declared are reset to their
 // zero values (they usually hold what filled the memory) and the memory is
 // returned to the system (debug.FreeOSMemory), so the kernel's resident
@@ -60,8 +59,10 @@ import (
 	"time"
 )
 
-// memSampleEvery is the watchdog's sampling period while a cell runs.
-const memSampleEvery = 25 * time.Millisecond
+// memSampleEvery is the watchdog's sampling period while a cell runs. A
+// sample is one metrics.Read (a microsecond or two, no stop of the world);
+// cells fill hundreds of MiB in 25 ms (untouched memory costs little).
+const memSampleEvery = 10 * time.Millisecond
 
 // defaultMemFraction of the machine's memory is the default limit.
 const defaultMemFraction = 0.70
@@ -232,19 +233,24 @@ func formatBytes(n int64) string {
 }
 
 // heapMetrics are the samples the watchdog reads.
-var heapMetricNames = []string{"/memory/classes/heap/objects:bytes", "/gc/heap/live:bytes"}
+var heapMetricNames = []string{"/memory/classes/heap/objects:bytes", "/gc/heap/live:bytes", "/gc/heap/allocs:bytes"}
 
 // readHeap returns the heap's objects (live or not yet swept) and the live
 // heap at the end of the last collection.
 func readHeap(s []metrics.Sample) (objects, live int64) {
 	metrics.Read(s)
-	if s[0].Value.Kind() == metrics.KindUint64 {
-		objects = int64(s[0].Value.Uint64())
+	return sampleInt(s[0]), sampleInt(s[1])
+}
+
+// allocated is the heap allocated since the process started, as of the
+// last readHeap with s.
+func allocated(s []metrics.Sample) int64 { return sampleInt(s[2]) }
+
+func sampleInt(s metrics.Sample) int64 {
+	if s.Value.Kind() == metrics.KindUint64 {
+		return int64(s.Value.Uint64())
 	}
-	if s[1].Value.Kind() == metrics.KindUint64 {
-		live = int64(s[1].Value.Uint64())
-	}
-	return
+	return 0
 }
 
 func newHeapSamples() []metrics.Sample {
@@ -321,6 +327,8 @@ func (w *watchdog) loop(quit <-chan struct{}) {
 			return
 		}
 		tripped := uint64(0)
+		var gcSeq uint64     // the cell of gcNext
+		var gcNext time.Time // the earliest next collection of ours in cell gcSeq
 		for {
 			t.Reset(memSampleEvery)
 			select {
@@ -340,57 +348,60 @@ func (w *watchdog) loop(quit <-chan struct{}) {
 				continue
 			}
 			// Over the limit, maybe with garbage: collect, then judge by
-			// what the collection found live.
-			live, ok := liveAfterGC(samples)
-			if !ok || live <= limit || w.seq.Load() != seq {
-				continue // not now, not held, or the cell has ended
+			// what the collection found live. The first time in a cell at
+			// once, then at most every gcGap.
+			if seq == gcSeq && time.Now().Before(gcNext) {
+				continue
+			}
+			start := time.Now()
+			held := heldAfterGC(samples)
+			gcSeq, gcNext = seq, time.Now().Add(gcGap(time.Since(start)))
+			if held <= limit || w.seq.Load() != seq {
+				continue // garbage, or the cell has ended
 			}
 			tripped = seq
 			select {
-			case w.trip <- memTrip{seq: seq, heap: live}:
+			case w.trip <- memTrip{seq: seq, heap: held}:
 			default:
 			}
 		}
 	}
 }
 
-// The watchdogs' own collections, process-wide: gcNext is the earliest time
-// of the next one, gcMu serializes them.
-var (
-	gcMu   sync.Mutex
-	gcNext time.Time
-)
+// gcGap is the pause after a collection of the watchdog that took d before
+// the next: ten times d, so that they take about a tenth of the time of a
+// cell that holds just under the limit while making garbage, but at most
+// gcGapMax, so that a cell that a collection found just under the limit is
+// stopped soon after it crosses it (overshoot: its allocation rate times
+// gcGapMax, at 1 GB/s of memory written a quarter of a GB).
+func gcGap(d time.Duration) time.Duration { return min(max(10*d, gcGapMin), gcGapMax) }
 
-// Bounds of the pause between two collections of the watchdogs: ten times
-// the last one took, so that they cost at most about a tenth of the time.
 const (
-	gcGapMin = 100 * time.Millisecond
-	gcGapMax = 500 * time.Millisecond
+	gcGapMin = 50 * time.Millisecond
+	gcGapMax = 250 * time.Millisecond
 )
 
-// liveAfterGC runs a full collection and returns the live heap it marked.
-// ok is false, and nothing is done, when a watchdog (of any session) ran
-// one less than the gap ago or is running one now.
+// heldAfterGC runs a full collection and returns a lower bound of the heap
+// that was reachable when it started: the live heap it marked less what was
+// allocated meanwhile.
 //
-// The live heap of a collection includes what was allocated while it
-// marked; a collection forced here marks only the cell's live data and the
-// garbage made meanwhile is counted only while it marks, so a cell that
-// holds less than the limit is not counted over it unless it allocates more
-// than the difference during those milliseconds.
-func liveAfterGC(samples []metrics.Sample) (live int64, ok bool) {
-	if !gcMu.TryLock() {
-		return 0, false
-	}
-	defer gcMu.Unlock()
-	start := time.Now()
-	if start.Before(gcNext) {
-		return 0, false
-	}
-	runtime.GC() // returns after the mark and a full sweep
-	took := time.Since(start)
-	_, live = readHeap(samples)
-	gcNext = time.Now().Add(min(max(10*took, gcGapMin), gcGapMax))
-	return live, true
+// The live heap of a collection counts, besides what was reachable when its
+// mark began, everything allocated while it marked (allocated black), dead
+// or not. A mark slowed down by CPU load makes that a lot: a cell making
+// only garbage under a 200 MiB limit showed over 150 MiB live after the
+// runtime's own collections, so the live heap alone is no evidence. The
+// collection here starts after allocs0 is read (runtime.GC waits for a
+// cycle in progress and starts a new one) and its mark ends before allocs1
+// is read, so the black allocations are at most allocs1 - allocs0 (the
+// mcaches are flushed at mark termination, so the counter is complete).
+// A cell holding more than the limit is counted short by what it allocated
+// during the collection, and caught by the next one.
+func heldAfterGC(s []metrics.Sample) int64 {
+	readHeap(s)
+	allocs0 := allocated(s)
+	runtime.GC() // returns after mark termination and a full sweep
+	_, live := readHeap(s)
+	return live - (allocated(s) - allocs0)
 }
 
 // errMemLimit is what execute returns for a cell stopped by the watchdog.

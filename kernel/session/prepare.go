@@ -50,9 +50,12 @@ func (e unsupportedError) Error() string { return e.msg }
 
 // preparer rewrites the runs of one session.
 type preparer struct {
-	isConst func(name string) bool // a session constant
-	isPkg   func(name string) bool // an imported package name
-	seq     int                    // numbers the temporaries, never reused in a session
+	isConst    func(name string) bool // a session constant
+	isPkg      func(name string) bool // an imported package name
+	isIntVar   func(name string) bool // a session variable of an integer type
+	runInts    map[string]bool        // integer names of the whole run being prepared statement by statement
+	runDefined map[string]bool        // names that run declares
+	seq        int                    // numbers the temporaries, never reused in a session
 
 	cellDefer bool // a run of the running cell registered a defer of the cell
 }
@@ -79,6 +82,7 @@ func (p *preparer) prepare(src string, decl bool) (string, error) {
 		return src, nil
 	}
 	src = p.passMake(src, decl)
+	src = p.passRangeInt(src, decl)
 	var err error
 	if src, err = p.passLoopVars(src, decl); err != nil {
 		return "", err
@@ -179,6 +183,153 @@ func (p *preparer) passMake(src string, decl bool) string {
 		return true
 	})
 	return applyEdits(src, es)
+}
+
+// passRangeInt rewrites a range over an integer (Go 1.22), which yaegi
+// v0.16.1 does not compile ("nil type"), into a counting loop:
+//
+//	L: for i := range n { body }
+//	{ __nK := n; L: for __iK := __nK - __nK; __iK < __nK; __iK++ { i := __iK; { body } } }
+//
+// n is evaluated once, i has n's type (int for a constant) and is the
+// iteration's own, and an assignment to i in the body does not change the
+// iteration, as in Go. The integer is recognised from the syntax: a
+// literal, len or cap, a conversion to an integer type, arithmetic on
+// those, or a name declared with an integer type or value in the run or
+// the session.
+func (p *preparer) passRangeInt(src string, decl bool) string {
+	if !strings.Contains(src, "range") {
+		return src
+	}
+	pr, ok := parseRun(src, decl)
+	if !ok {
+		return src
+	}
+	ints := intNames(pr.file, p.isIntVar, p.runDefined)
+	for n := range p.runInts {
+		ints[n] = true
+	}
+	rangeLabelled := map[*ast.RangeStmt]struct{}{}
+	var es []edit
+	ast.Inspect(pr.file, func(n ast.Node) bool {
+		var label *ast.LabeledStmt
+		rs, ok := n.(*ast.RangeStmt)
+		if l, isLabel := n.(*ast.LabeledStmt); isLabel {
+			if r, ok2 := l.Stmt.(*ast.RangeStmt); ok2 {
+				label, rs, ok = l, r, true
+			}
+		}
+		if !ok || !isIntExpr(rs.X, ints) || rs.Value != nil || (rs.Key != nil && rs.Tok != token.DEFINE) {
+			return true
+		}
+		if label == nil {
+			// The label, if any, was handled with its statement.
+			if _, seen := rangeLabelled[rs]; seen {
+				return true
+			}
+		}
+		p.seq++
+		nv, iv := fmt.Sprintf("__n%d", p.seq), fmt.Sprintf("__i%d", p.seq)
+		start := rs.Pos()
+		prefix := "{ " + nv + " := " + src[pr.off(rs.X.Pos()):pr.off(rs.X.End())] + "; "
+		if label != nil {
+			start = label.Pos()
+			prefix += label.Label.Name + ": "
+			rangeLabelled[rs] = struct{}{}
+		}
+		head := "for " + iv + " := " + nv + " - " + nv + "; " + iv + " < " + nv + "; " + iv + "++ {"
+		if id, ok := rs.Key.(*ast.Ident); ok && id.Name != "_" {
+			head += " " + id.Name + " := " + iv + "; _ = " + id.Name + ";"
+		}
+		es = append(es,
+			edit{off: pr.off(start), del: pr.off(rs.Body.Lbrace) + 1 - pr.off(start), ins: prefix + head + " {"},
+			edit{off: pr.off(rs.Body.Rbrace), ins: "}", rank: 0},
+			edit{off: pr.off(rs.Body.End()), ins: " }", rank: 1})
+		return true
+	})
+	return applyEdits(src, es)
+}
+
+var intTypes = map[string]bool{"int": true, "int8": true, "int16": true, "int32": true, "int64": true,
+	"uint": true, "uint8": true, "uint16": true, "uint32": true, "uint64": true, "uintptr": true, "byte": true, "rune": true}
+
+// isIntExpr reports whether e is an integer by its syntax (see
+// passRangeInt).
+func isIntExpr(e ast.Expr, ints map[string]bool) bool {
+	switch x := e.(type) {
+	case *ast.BasicLit:
+		return x.Kind == token.INT
+	case *ast.Ident:
+		return ints[x.Name]
+	case *ast.ParenExpr:
+		return isIntExpr(x.X, ints)
+	case *ast.CallExpr:
+		if id, ok := x.Fun.(*ast.Ident); ok {
+			return id.Name == "len" || id.Name == "cap" || intTypes[id.Name]
+		}
+	case *ast.BinaryExpr:
+		switch x.Op {
+		case token.ADD, token.SUB, token.MUL, token.QUO, token.REM, token.SHL, token.SHR, token.AND, token.OR, token.XOR, token.AND_NOT:
+			return isIntExpr(x.X, ints) && (isIntExpr(x.Y, ints) || x.Op == token.SHL || x.Op == token.SHR)
+		}
+	case *ast.UnaryExpr:
+		return x.Op == token.SUB && isIntExpr(x.X, ints)
+	}
+	return false
+}
+
+// intNames collects the names a file declares as integers: parameters and
+// vars of an integer type, and := of an integer expression; and the
+// session's integer variables (isIntVar) that it uses.
+func intNames(f *ast.File, isIntVar func(string) bool, runDefined map[string]bool) map[string]bool {
+	ints := map[string]bool{}
+	defined := definedNames(f)
+	for n := range runDefined {
+		defined[n] = true
+	}
+	typed := func(names []*ast.Ident, typ ast.Expr) {
+		if id, ok := typ.(*ast.Ident); ok && intTypes[id.Name] {
+			for _, n := range names {
+				ints[n.Name] = true
+			}
+		}
+	}
+	for changed := true; changed; {
+		before := len(ints)
+		ast.Inspect(f, func(n ast.Node) bool {
+			switch x := n.(type) {
+			case *ast.Field:
+				typed(x.Names, x.Type)
+			case *ast.ValueSpec:
+				if x.Type != nil {
+					typed(x.Names, x.Type)
+				} else if len(x.Values) == len(x.Names) {
+					for i, v := range x.Values {
+						if isIntExpr(v, ints) {
+							ints[x.Names[i].Name] = true
+						}
+					}
+				}
+			case *ast.AssignStmt:
+				if x.Tok == token.DEFINE && len(x.Lhs) == len(x.Rhs) {
+					for i, l := range x.Lhs {
+						if id, ok := l.(*ast.Ident); ok && isIntExpr(x.Rhs[i], ints) {
+							ints[id.Name] = true
+						}
+					}
+				}
+			case *ast.RangeStmt:
+				// A session variable, unless the run declares the name (then
+				// its value is not the one the loop will see).
+				if id, ok := x.X.(*ast.Ident); ok && !ints[id.Name] && !defined[id.Name] && isIntVar != nil && isIntVar(id.Name) {
+					ints[id.Name] = true
+				}
+			}
+			return true
+		})
+		changed = len(ints) != before
+	}
+	return ints
 }
 
 // passLoopVars gives each iteration of a loop its own copy of the loop
@@ -576,4 +727,27 @@ func callsRecover(lit *ast.FuncLit) bool {
 		return !found
 	})
 	return found
+}
+
+// definedNames lists the names a run declares with := or var.
+func definedNames(f *ast.File) map[string]bool {
+	defined := map[string]bool{}
+	ast.Inspect(f, func(n ast.Node) bool {
+		switch x := n.(type) {
+		case *ast.ValueSpec:
+			for _, id := range x.Names {
+				defined[id.Name] = true
+			}
+		case *ast.AssignStmt:
+			if x.Tok == token.DEFINE {
+				for _, l := range x.Lhs {
+					if id, ok := l.(*ast.Ident); ok {
+						defined[id.Name] = true
+					}
+				}
+			}
+		}
+		return true
+	})
+	return defined
 }

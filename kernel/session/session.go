@@ -202,6 +202,24 @@ func (s *Session) reset() error {
 	s.prep = preparer{
 		isConst: func(n string) bool { d, ok := s.index.names[n]; return ok && d.kind == kindConst },
 		isPkg:   func(n string) bool { _, ok := s.index.imports[n]; return ok },
+		isIntVar: func(n string) bool {
+			v, ok := s.globals()[n]
+			if !ok || !v.IsValid() {
+				return false
+			}
+			for v.Kind() == reflect.Interface || v.Kind() == reflect.Pointer && v.Type().Elem().Kind() != reflect.Struct {
+				if v.IsNil() {
+					return false
+				}
+				v = v.Elem()
+			}
+			switch v.Kind() {
+			case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+				reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+				return true
+			}
+			return false
+		},
 	}
 	s.decls = nil
 	var imports strings.Builder
@@ -381,10 +399,7 @@ func (s *Session) Close() error {
 	defer s.mu.Unlock()
 	s.it = nil
 	s.wd.stop()
-	if s.stack.quit != nil {
-		close(s.stack.quit)
-		s.stack.quit = nil
-	}
+	s.stopStackWatch()
 	s.pipes.close()
 	s.pipes = nil
 	return nil
@@ -708,6 +723,12 @@ func (s *Session) evalStmts(ctx context.Context, r run, src, code string) error 
 	fset, base := s.it.FileSet(), s.it.FileSet().Base()
 	var progs []*interp.Program
 	funcLit := false
+	s.prep.runInts, s.prep.runDefined = nil, nil
+	if pr, ok := parseRun(src, false); ok {
+		s.prep.runInts = intNames(pr.file, nil, nil)
+		s.prep.runDefined = definedNames(pr.file)
+	}
+	defer func() { s.prep.runInts, s.prep.runDefined = nil, nil }()
 	for i, seg := range r.segs {
 		from := seg.start - r.start
 		if i == 0 {
@@ -1000,6 +1021,10 @@ func errorResult(name, value string, tb []string) Result {
 // names.
 func compileErrorResult(err error, code string) Result {
 	msg := fixPositions(err.Error())
+	if msg == "nil type" {
+		msg += " (the interpreter could not give a type to an expression; yaegi v0.16.1 does this for a range over " +
+			"a func iterator and over an integer it cannot see is one: write a counting loop, for i := 0; i < n; i++)"
+	}
 	tb := []string{"CompileError: " + msg}
 	lines := strings.Split(code, "\n")
 	for _, l := range cellLines(msg) {

@@ -24,62 +24,70 @@ const (
 	stackPoll  = 20 * time.Millisecond
 )
 
-// stackWatch is the watcher's state.
+// stackWatch is a session's side of the watcher.
 type stackWatch struct {
-	once sync.Once
 	trip chan int64 // the stack size that tripped, for the running cell
-	quit chan struct{}
 }
 
 // errStack is what execute returns for a cell stopped by the watcher.
 var errStack = errors.New("stack overflow")
 
-// startStackWatch starts the watcher once per session.
-func (s *Session) startStackWatch() {
-	s.stack.once.Do(func() {
-		s.stack.trip = make(chan int64, 1)
-		s.stack.quit = make(chan struct{})
-		go s.watchStack(s.stack.quit)
-	})
+// The watcher is one per process (the stack metric is the process's), and
+// stops every session's interpreted code when it trips.
+var stackWatcher struct {
+	once     sync.Once
+	mu       sync.Mutex
+	sessions map[*Session]bool
 }
 
-func (s *Session) watchStack(quit <-chan struct{}) {
+// startStackWatch registers s with the watcher, starting it once.
+func (s *Session) startStackWatch() {
+	s.stack.trip = make(chan int64, 1)
+	stackWatcher.once.Do(func() {
+		stackWatcher.sessions = map[*Session]bool{}
+		go watchStacks()
+	})
+	stackWatcher.mu.Lock()
+	stackWatcher.sessions[s] = true
+	stackWatcher.mu.Unlock()
+}
+
+// stopStackWatch unregisters s.
+func (s *Session) stopStackWatch() {
+	stackWatcher.mu.Lock()
+	delete(stackWatcher.sessions, s)
+	stackWatcher.mu.Unlock()
+}
+
+func watchStacks() {
 	sample := []metrics.Sample{{Name: "/memory/classes/heap/stacks:bytes"}}
+	read := func() int64 {
+		metrics.Read(sample)
+		if sample[0].Value.Kind() != metrics.KindUint64 {
+			return 0
+		}
+		return int64(sample[0].Value.Uint64())
+	}
 	t := time.NewTicker(stackPoll)
 	defer t.Stop()
 	tripped := false
-	for {
-		select {
-		case <-quit:
-			return
-		case <-t.C:
+	for range t.C {
+		n := read()
+		if n > stackLimit && !tripped {
+			// The stacks of goroutines that ended are freed by a GC.
+			runtime.GC()
+			n = read()
 		}
-		metrics.Read(sample)
-		if sample[0].Value.Kind() != metrics.KindUint64 {
-			return
-		}
-		n := int64(sample[0].Value.Uint64())
 		switch {
 		case n > stackLimit && !tripped:
 			tripped = true
-			if s.running() != nil {
-				select {
-				case s.stack.trip <- n:
-				default:
+			stackWatcher.mu.Lock()
+			for s := range stackWatcher.sessions {
+				if !s.stackTripped(n) {
+					tripped = false // try again at the next tick
 				}
-				continue
 			}
-			s.mu.Lock()
-			if s.it != nil {
-				interpStop(s.it)
-				s.armed = false
-			}
-			s.mu.Unlock()
-			s.curMu.Lock()
-			s.pending = append(s.pending, segText{"stderr", fmt.Sprintf(
-				"a goroutine of an earlier cell recursed too deep (stacks of %s, limit %s): gopeft stopped the interpreted code to save the kernel\n",
-				formatBytes(n), formatBytes(stackLimit))})
-			s.curMu.Unlock()
+			stackWatcher.mu.Unlock()
 			runtime.GC()
 		case n < stackLimit/2 && tripped:
 			tripped = false
@@ -87,6 +95,32 @@ func (s *Session) watchStack(quit <-chan struct{}) {
 			runtime.GC() // frees the stack of the stopped goroutine
 		}
 	}
+}
+
+// stackTripped stops s's running cell, or its interpreted goroutines. It
+// reports false when it could do neither (a cell was starting or ending).
+func (s *Session) stackTripped(n int64) bool {
+	if s.running() != nil {
+		select {
+		case s.stack.trip <- n:
+		default:
+		}
+		return true
+	}
+	if !s.mu.TryLock() {
+		return false
+	}
+	if s.it != nil {
+		interpStop(s.it)
+		s.armed = false
+	}
+	s.mu.Unlock()
+	s.curMu.Lock()
+	s.pending = append(s.pending, segText{"stderr", fmt.Sprintf(
+		"a goroutine of an earlier cell recursed too deep (stacks of %s, limit %s): gopeft stopped the interpreted code to save the kernel\n",
+		formatBytes(n), formatBytes(stackLimit))})
+	s.curMu.Unlock()
+	return true
 }
 
 // stackResult is the error of a cell stopped by the watcher.
