@@ -17,16 +17,21 @@ package peft
 //
 // Loading is strict: a field of adapter_config.json that neither this file
 // nor the method reads, with a value other than PEFT's "nothing" (null,
-// false, "", [], {}), is an error naming the field, as is an unknown module,
-// a target_modules entry that names no module of the model, a missing or
-// extra tensor, or a shape that does not fit.
+// false, "", [], {}), is an error naming the field and its value, as is a
+// value the method reads but does not implement (see lora.RefuseUnsupported
+// for the LoraConfig fields, field by field), an unknown module, a
+// target_modules entry that names no module of the model, a module with
+// tensors that target_modules does not take in, a missing or extra tensor,
+// a shape that does not fit, or a string that is not valid UTF-8.
 //
 // Tensors are saved as float64 unless AdapterOptions.DType says otherwise;
 // PyTorch's load_state_dict converts them to the model's dtype. The
 // directory is replaced as a whole: the files are written to a new
-// directory next to it, which then takes its place.
+// directory next to it, which then takes its place (see writeDirAtomic for
+// what a killed save leaves and when that is removed).
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,6 +41,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -108,9 +114,14 @@ func SaveAdapter(dir string, m Model, name string) error {
 }
 
 // SaveAdapterWith is SaveAdapter with options. The files are written to a
-// new directory beside dir, which then replaces dir in one rename, so that
-// a crash leaves either the old adapter or the new one whole. If dir is a
-// symbolic link, the directory it points to is replaced and the link kept.
+// new hidden directory beside dir, which then replaces dir in one rename
+// (an exchange, on Linux), so that a killed save leaves either the old
+// adapter or the new one whole; the hidden ".<name>.tmp-*" or
+// ".<name>.old-*" directories a killed save may leave are removed by the
+// next save to dir, never by LoadAdapter. Saves to one dir from several
+// goroutines or processes run one after the other (on Linux). If dir is a
+// symbolic link, even dangling or written with a trailing slash, the
+// directory it points to is replaced and the link kept.
 func SaveAdapterWith(dir string, m Model, name string, opt AdapterOptions) error {
 	if name == "" {
 		name = "default"
@@ -180,6 +191,10 @@ type AdapterConfig struct {
 // errors.
 func ParseAdapterConfig(file string, raw []byte) (*AdapterConfig, error) {
 	c := &AdapterConfig{file: file, read: map[string]bool{}}
+	if bad, ok := invalidJSONString(raw); ok {
+		// encoding/json would silently turn it into U+FFFD.
+		return nil, fmt.Errorf("peft: LoadAdapter %s: the string %q is not valid UTF-8", file, bad)
+	}
 	if err := json.Unmarshal(raw, &c.fields); err != nil {
 		return nil, fmt.Errorf("peft: LoadAdapter %s: not a JSON object: %w", file, err)
 	}
@@ -220,7 +235,7 @@ func (c *AdapterConfig) Decode(field string, dst any) bool {
 	}
 	v := c.fields[field]
 	if err := json.Unmarshal(v, dst); err != nil {
-		c.Errorf(field, "%s is not %s", v, kindOf(dst))
+		c.Errorf(field, "%s is not %s", compactJSON(v), kindOf(dst))
 	}
 	return true
 }
@@ -297,38 +312,71 @@ func (c *AdapterConfig) Require(field, what string, allowed ...string) {
 			return
 		}
 	}
-	c.Errorf(field, "%s is not supported (%s)", v, what)
+	c.Errorf(field, "%s is not supported (%s)", compactJSON(v), what)
 }
 
-// ModuleValue decodes into dst the value of the first key (sorted) of the
-// object field that matches module as PEFT matches rank_pattern and
-// alpha_pattern keys: the key, a regular expression, matches the whole
-// module name or a dotted suffix of it. It reports whether a key matched.
+// compactJSON returns the JSON value v on one line, for messages.
+func compactJSON(v json.RawMessage) string {
+	var b bytes.Buffer
+	if json.Compact(&b, v) != nil {
+		return string(v)
+	}
+	return b.String()
+}
+
+// ModuleValue decodes into dst the value of the first key of the object
+// field that matches module as PEFT matches rank_pattern and alpha_pattern
+// keys (get_pattern_key): keys are tried in the order the file gives them,
+// and a key, a regular expression, matches the whole module name or a
+// dotted suffix of it. It reports whether a key matched.
 func (c *AdapterConfig) ModuleValue(field, module string, dst any) bool {
-	var pattern map[string]json.RawMessage
-	if !c.Decode(field, &pattern) {
+	if !c.Has(field) {
 		return false
 	}
-	keys := make([]string, 0, len(pattern))
-	for k := range pattern {
-		keys = append(keys, k)
+	keys, vals, err := objectInOrder(c.fields[field])
+	if err != nil {
+		c.Errorf(field, "%s is not an object", compactJSON(c.fields[field]))
+		return false
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for i, k := range keys {
 		re, err := regexp.Compile(`^(?:.*\.)?(?:` + k + `)$`)
 		if err != nil {
 			c.Errorf(field, "key %q: %v", k, err)
 			return false
 		}
 		if re.MatchString(module) {
-			if err := json.Unmarshal(pattern[k], dst); err != nil {
-				c.Errorf(field, "%q: %s is not %s", k, pattern[k], kindOf(dst))
+			if err := json.Unmarshal(vals[i], dst); err != nil {
+				c.Errorf(field, "%q: %s is not %s", k, compactJSON(vals[i]), kindOf(dst))
 				return false
 			}
 			return true
 		}
 	}
 	return false
+}
+
+// objectInOrder returns the keys of the JSON object raw in the order they
+// are written, and their raw values.
+func objectInOrder(raw json.RawMessage) ([]string, []json.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, nil, errors.New("not a JSON object")
+	}
+	var keys []string
+	var vals []json.RawMessage
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, nil, err
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, nil, err
+		}
+		keys = append(keys, tok.(string))
+		vals = append(vals, v)
+	}
+	return keys, vals, nil
 }
 
 // isNothing reports whether v is null, false, "", [], {}, or an object of
@@ -462,6 +510,13 @@ func LoadAdapter(dir string, m Model, name string) error {
 	cpath := filepath.Join(dir, AdapterConfigFile)
 	raw, err := os.ReadFile(cpath)
 	if err != nil {
+		if _, serr := os.Stat(dir); errors.Is(serr, os.ErrNotExist) {
+			if t, rerr := resolveDirLinks(dir); rerr == nil {
+				if old, _ := filepath.Glob(filepath.Join(filepath.Dir(t), "."+filepath.Base(t)+".old-*")); len(old) > 0 {
+					return fmt.Errorf("peft: LoadAdapter: %w (a save was interrupted between its two renames; the previous adapter is whole in %s until the next save)", err, old[0])
+				}
+			}
+		}
 		return fmt.Errorf("peft: LoadAdapter: %w", err)
 	}
 	cfg, err := ParseAdapterConfig(cpath, raw)
@@ -574,7 +629,7 @@ func loadAdapter(cfg *AdapterConfig, f *SafetensorsFile, m Model, name string) e
 		return fail("", "the adapter has no tensors")
 	}
 	sort.Strings(order)
-	if err := checkTargetModules(cfg, m); err != nil {
+	if err := checkTargetModules(cfg, m, order); err != nil {
 		return err
 	}
 	used := map[string]bool{}
@@ -618,39 +673,61 @@ func loadAdapter(cfg *AdapterConfig, f *SafetensorsFile, m Model, name string) e
 	return err
 }
 
-// checkTargetModules reads target_modules: each entry (or the one regular
-// expression) must name a module of m, so that a config written for another
-// model is not half applied.
-func checkTargetModules(cfg *AdapterConfig, m Model) error {
+// checkTargetModules honours target_modules as PEFT does: a module is
+// adapted if its name matches the one regular expression (a string, over
+// the whole name) or, for a list, equals an entry or ends in "."+entry.
+// Every entry must match a module of m (else the config was written for
+// another model), and every module the file has tensors for must be
+// matched (PEFT would not attach them). Absent, null or []: the tensors
+// say.
+func checkTargetModules(cfg *AdapterConfig, m Model, modules []string) error {
 	var v any
-	if !cfg.Decode("target_modules", &v) {
+	if !cfg.Decode("target_modules", &v) || isNothing(cfg.fields["target_modules"]) {
 		return cfg.Err()
 	}
+	names := ModuleNames(m)
+	var match func(string) bool
 	switch v := v.(type) {
-	case string: // one regular expression over full names, as PEFT's
+	case string:
 		rx, err := regexp.Compile("^(?:" + v + ")$")
 		if err != nil {
 			return cfg.Errorf("target_modules", "%q: %v", v, err)
 		}
-		for _, n := range ModuleNames(m) {
-			if rx.MatchString(n) {
-				return nil
-			}
+		if !slices.ContainsFunc(names, rx.MatchString) {
+			return cfg.Errorf("target_modules", "%q matches no module; the model has %s", v, quoteList(names))
 		}
-		return cfg.Errorf("target_modules", "%q matches no module; the model has %s", v, quoteList(ModuleNames(m)))
+		match = rx.MatchString
 	case []any:
-		for _, t := range v {
+		entries := make([]string, len(v))
+		for i, t := range v {
 			ts, ok := t.(string)
 			if !ok {
 				return cfg.Errorf("target_modules", "%v is not a module name", t)
 			}
-			if _, err := Targets(m, ts); err != nil {
-				return cfg.Errorf("target_modules", "%q matches no module; the model has %s", ts, quoteList(ModuleNames(m)))
+			entries[i] = ts
+		}
+		match = func(name string) bool {
+			for _, e := range entries {
+				if name == e || strings.HasSuffix(name, "."+e) {
+					return true
+				}
+			}
+			return false
+		}
+		for _, e := range entries {
+			if !slices.ContainsFunc(names, func(n string) bool { return n == e || strings.HasSuffix(n, "."+e) }) {
+				return cfg.Errorf("target_modules", "%q matches no module; the model has %s", e, quoteList(names))
 			}
 		}
-		return nil
+	default:
+		return cfg.Errorf("target_modules", "%v is neither a list of module names nor a regular expression", v)
 	}
-	return cfg.Errorf("target_modules", "%v is neither a list of module names nor a regular expression", v)
+	for _, mod := range modules {
+		if !match(mod) && slices.Contains(names, mod) { // an unknown module is reported later
+			return cfg.Errorf("target_modules", "%s does not take in module %q, whose tensors the file holds (PEFT would not load them)", compactJSON(cfg.fields["target_modules"]), mod)
+		}
+	}
+	return nil
 }
 
 // checkUnread fails on a field that nobody read and that asks for something.
@@ -664,7 +741,7 @@ func checkUnread(cfg *AdapterConfig, meth Method) error {
 		if cfg.read[k] || contains(metadataFields, k) || isNothing(cfg.fields[k]) {
 			continue
 		}
-		return cfg.Errorf(k, "%s is not supported by gopeft's %s (it would be ignored)", cfg.fields[k], meth.Name)
+		return cfg.Errorf(k, "%s is not supported by gopeft's %s (it would be ignored)", compactJSON(cfg.fields[k]), meth.Name)
 	}
 	return nil
 }
@@ -707,37 +784,65 @@ func dimStr(d int) string {
 	return fmt.Sprint(d)
 }
 
-// writeDirAtomic replaces the directory dir by one holding files: it writes
-// them, fsynced, to a new directory beside dir and renames that over dir
-// (exchanging the two where the system can, else moving the old one aside
-// first), then removes the old one. A crash leaves dir whole, old or new,
-// and at worst a hidden ".name.tmp-*" or ".name.old-*" directory beside it,
-// which the next save removes. If dir is a symbolic link, its target is
-// replaced and the link kept.
+// writeDirAtomic replaces the directory dir by one holding files (and the
+// regular files of the old dir that files does not name, hard-linked).
+//
+// The path: dir is made absolute, and if it is a symbolic link (with or
+// without a trailing slash, dangling or not, through any chain of links)
+// the directory it finally points to is replaced and every link kept;
+// a missing directory is created with its parents.
+//
+// The steps, under an exclusive lock on the parent directory (flock, on
+// Linux; see lockDir), so that two saves to the same place run one after
+// the other:
+//
+//  0. remove the ".<name>.tmp-*" beside the target, and the
+//     ".<name>.old-*" if the target exists: what earlier saves that were
+//     killed or failed left (never the only copy of an adapter);
+//  1. write every file, fsynced, into a new hidden directory
+//     ".<name>.tmp-<random>" beside the target;
+//  2. exchange it with the target in one renameat2(RENAME_EXCHANGE) (a
+//     new target: one rename); where the system cannot exchange, rename
+//     the target to ".<name>.old-<random>" and then the new directory
+//     into its place (see replaceDirAside);
+//  3. remove the old directory (now under the temporary name), fsync the
+//     parent;
+//  4. remove every ".<name>.tmp-*" and ".<name>.old-*" beside the target.
+//
+// So a process killed at any point leaves the target whole, old or new,
+// and at most one hidden ".<name>.tmp-*" directory beside it (on Linux;
+// with the aside fallback, also at most one ".<name>.old-*", and a kill
+// between its two renames leaves no target but the old adapter whole in
+// ".<name>.old-*", which LoadAdapter's error names). Those are removed by
+// the next save to the same target (step 0, and step 4 once it has
+// succeeded), and by nothing else: LoadAdapter reads, never removes. No
+// temporary file is ever left inside the target.
 func writeDirAtomic(dir string, files map[string][]byte) (err error) {
-	target := dir
-	if fi, lerr := os.Lstat(dir); lerr == nil && fi.Mode()&os.ModeSymlink != 0 {
-		if target, err = filepath.EvalSymlinks(dir); err != nil {
-			return fmt.Errorf("peft: SaveAdapter %s: %w", dir, err)
-		}
+	target, err := resolveDirLinks(dir)
+	if err != nil {
+		return fmt.Errorf("peft: SaveAdapter %s: %w", dir, err)
 	}
-	target = filepath.Clean(target)
 	parent, base := filepath.Split(target)
-	if parent == "" {
-		parent = "."
+	if base == "" {
+		return fmt.Errorf("peft: SaveAdapter %s: cannot replace the root directory", dir)
 	}
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return fmt.Errorf("peft: SaveAdapter %s: %w", dir, err)
 	}
+	unlock, err := lockDir(parent)
+	if err != nil {
+		return fmt.Errorf("peft: SaveAdapter %s: %w", dir, err)
+	}
+	defer unlock()
 	mode := os.FileMode(0o755)
 	exists := false
-	if fi, serr := os.Stat(target); serr == nil {
+	if fi, serr := os.Lstat(target); serr == nil {
 		if !fi.IsDir() {
-			return fmt.Errorf("peft: SaveAdapter %s: exists and is not a directory", dir)
+			return fmt.Errorf("peft: SaveAdapter %s: %s exists and is not a directory", dir, target)
 		}
 		mode, exists = fi.Mode().Perm(), true
 	}
-	removeStale(parent, base)
+	removeStale(parent, base, exists)
 	tmp, err := os.MkdirTemp(parent, "."+base+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("peft: SaveAdapter %s: %w", dir, err)
@@ -789,17 +894,68 @@ func writeDirAtomic(dir string, files map[string][]byte) (err error) {
 		err = fmt.Errorf("peft: SaveAdapter %s: %w", dir, err)
 		return err
 	}
-	if d, derr := os.Open(parent); derr == nil {
-		d.Sync()
-		d.Close()
-	}
+	syncDir(parent)
+	removeStale(parent, base, true)
 	return nil
 }
 
-// removeStale removes the temporary directories an interrupted save of
-// parent/base left.
-func removeStale(parent, base string) {
-	for _, pat := range []string{"." + base + ".tmp-*", "." + base + ".old-*"} {
+// resolveDirLinks returns the absolute path that saving to dir replaces:
+// dir itself, or, if dir is a symbolic link, the end of its chain of links
+// (which need not exist yet). The parent of the result has no symbolic
+// link left in it where it exists, so that a relative link's ".." means
+// what the system means by it.
+func resolveDirLinks(dir string) (string, error) {
+	p, err := filepath.Abs(dir) // also drops a trailing slash
+	if err != nil {
+		return "", err
+	}
+	for hops := 0; ; hops++ {
+		if hops > 40 {
+			return "", fmt.Errorf("more than 40 symbolic links from %s", dir)
+		}
+		if real, err := filepath.EvalSymlinks(filepath.Dir(p)); err == nil {
+			p = filepath.Join(real, filepath.Base(p))
+		}
+		fi, err := os.Lstat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			return p, nil
+		}
+		if err != nil {
+			return "", err
+		}
+		if fi.Mode()&os.ModeSymlink == 0 {
+			return p, nil
+		}
+		link, err := os.Readlink(p)
+		if err != nil {
+			return "", err
+		}
+		if !filepath.IsAbs(link) {
+			link = filepath.Join(filepath.Dir(p), link)
+		}
+		p = filepath.Clean(link)
+	}
+}
+
+// syncDir makes the renames in dir durable. Not every system lets a
+// directory be fsynced; the files' data is already safe, so a failure is
+// ignored.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+}
+
+// removeStale removes the ".base.tmp-*" directories that interrupted saves
+// of parent/base left, and the ".base.old-*" ones if old (see
+// writeDirAtomic). The caller holds parent's lock.
+func removeStale(parent, base string, old bool) {
+	pats := []string{"." + base + ".tmp-*"}
+	if old {
+		pats = append(pats, "."+base+".old-*")
+	}
+	for _, pat := range pats {
 		ms, _ := filepath.Glob(filepath.Join(parent, pat))
 		for _, m := range ms {
 			os.RemoveAll(m)

@@ -38,6 +38,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"gonum.org/v1/gonum/mat"
 )
@@ -190,6 +191,7 @@ func (sf *SafetensorsFile) parseHeader(hdr []byte, bufLen int64) error {
 	sf.entries = map[string]*stEntry{}
 	seenMeta := false
 	for dec.More() {
+		keyAt := dec.InputOffset()
 		tok, err := dec.Token()
 		if err != nil {
 			return fail("", "bad header JSON", err)
@@ -198,9 +200,17 @@ func (sf *SafetensorsFile) parseHeader(hdr []byte, bufLen int64) error {
 		if !ok {
 			return fail("", "bad header JSON: key is not a string", nil)
 		}
+		// encoding/json turns invalid UTF-8 (and an unpaired surrogate
+		// escape) into U+FFFD: read the name from its bytes instead.
+		if bad, ok := invalidJSONString(hdr[keyAt:dec.InputOffset()]); ok {
+			return fail(bad, "tensor name is not valid UTF-8", nil)
+		}
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
 			return fail(name, "bad header JSON", err)
+		}
+		if bad, ok := invalidJSONString(raw); ok {
+			return fail(name, fmt.Sprintf("header entry holds the string %q, which is not valid UTF-8", bad), nil)
 		}
 		if name == "__metadata__" {
 			if seenMeta {
@@ -263,6 +273,113 @@ func (sf *SafetensorsFile) parseHeader(hdr []byte, bufLen int64) error {
 	}
 	return nil
 }
+
+// invalidJSONString finds the first string literal in the JSON text b
+// whose value is not valid UTF-8 (raw invalid bytes, or a \uD800–\uDFFF
+// escape not in a surrogate pair) and returns that value, with the bad
+// bytes kept (an unpaired surrogate as its 3-byte WTF-8 form), for %q.
+// b may start or end outside a literal; a literal cut short counts to the
+// end of b.
+func invalidJSONString(b []byte) (string, bool) {
+	if utf8.Valid(b) && !bytes.Contains(b, []byte(`\u`)) {
+		return "", false // the common case: nothing to decode
+	}
+	for i := 0; i < len(b); i++ {
+		if b[i] != '"' {
+			continue
+		}
+		v, n, ok := decodeJSONString(b[i:])
+		if !ok {
+			return string(v), true
+		}
+		i += n - 1
+	}
+	return "", false
+}
+
+// decodeJSONString decodes the string literal at the start of s (s[0] is
+// '"'), keeping what encoding/json would replace, and returns its value,
+// the literal's length and whether the value is valid UTF-8.
+func decodeJSONString(s []byte) (v []byte, n int, valid bool) {
+	valid = true
+	i := 1
+	for i < len(s) {
+		c := s[i]
+		switch {
+		case c == '"':
+			return v, i + 1, valid
+		case c == '\\' && i+1 < len(s):
+			e := s[i+1]
+			if e != 'u' {
+				switch e {
+				case 'b':
+					e = '\b'
+				case 'f':
+					e = '\f'
+				case 'n':
+					e = '\n'
+				case 'r':
+					e = '\r'
+				case 't':
+					e = '\t'
+				} // \" \\ \/ stand for themselves
+				v = append(v, e)
+				i += 2
+				continue
+			}
+			r, ok := hex4(s[i+2:])
+			if !ok {
+				v = append(v, s[i:i+2]...)
+				i += 2
+				continue
+			}
+			i += 6
+			if utf16IsSurrogate(r) {
+				if r < 0xDC00 && i+1 < len(s) && s[i] == '\\' && s[i+1] == 'u' {
+					if r2, ok := hex4(s[i+2:]); ok && r2 >= 0xDC00 && r2 <= 0xDFFF {
+						v = utf8.AppendRune(v, 0x10000+(r-0xD800)<<10+(r2-0xDC00))
+						i += 6
+						continue
+					}
+				}
+				valid = false
+				v = append(v, 0xE0|byte(r>>12), 0x80|byte(r>>6)&0x3F, 0x80|byte(r)&0x3F)
+				continue
+			}
+			v = utf8.AppendRune(v, r)
+		default:
+			r, size := utf8.DecodeRune(s[i:])
+			if r == utf8.RuneError && size == 1 {
+				valid = false
+			}
+			v = append(v, s[i:i+size]...)
+			i += size
+		}
+	}
+	return v, len(s), valid
+}
+
+func hex4(s []byte) (rune, bool) {
+	if len(s) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range s[:4] {
+		switch {
+		case '0' <= c && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case 'a' <= c && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case 'A' <= c && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
+}
+
+func utf16IsSurrogate(r rune) bool { return 0xD800 <= r && r <= 0xDFFF }
 
 // checkEntry decodes and checks one tensor's header entry against a data
 // buffer of bufLen bytes. Its error names no file or tensor; the caller adds
@@ -557,6 +674,10 @@ func safetensorsHeader(path string, tensors map[string]*mat.Dense, shapes map[st
 		if name == "" || name == "__metadata__" {
 			return nil, nil, &SafetensorsError{File: path, Tensor: name, Msg: "reserved tensor name"}
 		}
+		if !utf8.ValidString(name) {
+			// JSON would write U+FFFD in its place: another name.
+			return nil, nil, &SafetensorsError{File: path, Tensor: name, Msg: "tensor name is not valid UTF-8"}
+		}
 		if t == nil {
 			return nil, nil, &SafetensorsError{File: path, Tensor: name, Msg: "nil matrix"}
 		}
@@ -580,6 +701,11 @@ func safetensorsHeader(path string, tensors map[string]*mat.Dense, shapes map[st
 		at += n
 	}
 	if metadata != nil {
+		for k, v := range metadata {
+			if !utf8.ValidString(k) || !utf8.ValidString(v) {
+				return nil, nil, &SafetensorsError{File: path, Msg: fmt.Sprintf("__metadata__ %q: %q: not valid UTF-8", k, v)}
+			}
+		}
 		header["__metadata__"] = metadata
 	}
 	var js bytes.Buffer

@@ -723,3 +723,134 @@ func TestWriteFileAtomicCrash(t *testing.T) {
 		t.Errorf("%d temporary files, want the killed writer's 1", tmp)
 	}
 }
+
+// TestSafetensorsNamesUTF8: a tensor name that is not valid UTF-8 (raw
+// bytes, or an unpaired surrogate escape) is an error naming the file and
+// the name, quoted with %q, on reading, rather than a name silently
+// changed to U+FFFD; writing refuses such names and metadata; escaped
+// valid names read back exactly.
+func TestSafetensorsNamesUTF8(t *testing.T) {
+	eight := make([]byte, 8)
+	entry := `{"dtype":"F32","shape":[2],"data_offsets":[0,8]}`
+	dir := t.TempDir()
+	for _, c := range []struct {
+		key  string // as written in the header JSON
+		want string // %q of the name in the error
+	}{
+		{"a\xffb", `"a\xffb"`},
+		{"fc1.lora_A.weight\xc3", `"fc1.lora_A.weight\xc3"`},
+		{`a\udc00b`, `"a\xed\xb0\x80b"`},
+		{`a\ud800`, `"a\xed\xa0\x80"`},
+		{`a\ud800\u0041`, `"a\xed\xa0\x80A"`},
+	} {
+		raw := rawSafetensors(`{"ok":`+entry+`, "`+c.key+`":{"dtype":"F32","shape":[0],"data_offsets":[8,8]}}`, eight)
+		path := filepath.Join(dir, "bad.safetensors")
+		if err := os.WriteFile(path, raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, open := range []func() error{
+			func() error { _, err := ParseSafetensors(raw); return err },
+			func() error {
+				f, err := OpenSafetensors(path)
+				if err == nil {
+					f.Close()
+				}
+				return err
+			},
+		} {
+			err := open()
+			if err == nil {
+				t.Errorf("%q: read", c.key)
+				continue
+			}
+			if !strings.Contains(err.Error(), "tensor "+c.want) || !strings.Contains(err.Error(), "UTF-8") {
+				t.Errorf("%q: error %q lacks %s", c.key, err, c.want)
+			}
+			if f := err.(*SafetensorsError).File; f != path && f != "(bytes)" {
+				t.Errorf("error names file %q", f)
+			}
+		}
+	}
+	// Invalid UTF-8 elsewhere in the header: also refused.
+	for _, hdr := range []string{
+		`{"w":` + entry + `,"__metadata__":{"format":"p` + "\xff" + `t"}}`,
+		`{"w":` + entry + `,"__metadata__":{"format":"\udfff"}}`,
+		`{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"x":"` + "\xfe" + `"}}`,
+	} {
+		if _, err := ParseSafetensors(rawSafetensors(hdr, eight)); err == nil || !strings.Contains(err.Error(), "UTF-8") {
+			t.Errorf("%q: %v", hdr, err)
+		}
+	}
+	// Valid names, escaped or not, read back as they are.
+	for key, want := range map[string]string{
+		`caf\u00e9`:         "café",
+		"café":              "café",
+		`\ud83d\ude00`:      "😀",
+		`a\"b\\c\/d\n\t`:    "a\"b\\c/d\n\t",
+		`\uFFFD`:            "\uFFFD",
+		"already \uFFFD ok": "already \uFFFD ok",
+	} {
+		f, err := ParseSafetensors(rawSafetensors(`{"`+key+`":`+entry+`}`, eight))
+		if err != nil {
+			t.Errorf("%s: %v", key, err)
+			continue
+		}
+		if n := f.Names(); len(n) != 1 || n[0] != want {
+			t.Errorf("%s: read as %q, want %q", key, n, want)
+		}
+	}
+	// Writing: a name or metadata that JSON would change is refused.
+	one := mat.NewDense(1, 1, []float64{1})
+	path := filepath.Join(dir, "w.safetensors")
+	err := WriteSafetensors(path, map[string]*mat.Dense{"ok": one, "a\xffb": one}, "F32", nil)
+	if err == nil || !strings.Contains(err.Error(), `"a\xffb"`) || !strings.Contains(err.Error(), path) {
+		t.Errorf("writing an invalid name: %v", err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused write left a file: %v", err)
+	}
+	if _, err := EncodeSafetensors(map[string]*mat.Dense{"w": one}, nil, "F32", map[string]string{"k": "v\x80"}); err == nil || !strings.Contains(err.Error(), `"v\x80"`) {
+		t.Errorf("writing invalid metadata: %v", err)
+	}
+	if err := WriteSafetensors(path, map[string]*mat.Dense{"café 😀": one}, "F32", map[string]string{"ключ": "值"}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := OpenSafetensors(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if n := f.Names(); n[0] != "café 😀" || f.Metadata()["ключ"] != "值" {
+		t.Errorf("round trip: %q %v", n, f.Metadata())
+	}
+}
+
+// FuzzDecodeJSONString: on every string literal encoding/json accepts,
+// decodeJSONString reads the whole literal, gives json's value when it
+// says the value is valid UTF-8, and says it is not only where json put a
+// U+FFFD of its own.
+func FuzzDecodeJSONString(f *testing.F) {
+	for _, s := range []string{`abc`, `caf\u00e9`, `\ud83d\ude00`, `\ud800`, `\udc00x`, "a\xffb", `\"\\\/\b\f\n\r\t`, `\uFFFD`, `\ud800\ud800`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		lit := append(append([]byte{'"'}, b...), '"')
+		var want string
+		if json.Unmarshal(lit, &want) != nil {
+			return
+		}
+		v, n, valid := decodeJSONString(lit)
+		if n != len(lit) {
+			t.Fatalf("%q: read %d of %d bytes", lit, n, len(lit))
+		}
+		if valid && string(v) != want {
+			t.Fatalf("%q: decoded %q, json %q", lit, v, want)
+		}
+		if !valid && !strings.Contains(want, "\uFFFD") {
+			t.Fatalf("%q: said invalid, json read %q", lit, want)
+		}
+		if _, bad := invalidJSONString(lit); bad != !valid {
+			t.Fatalf("%q: invalidJSONString %v, decodeJSONString valid %v", lit, bad, valid)
+		}
+	})
+}

@@ -10,7 +10,7 @@ import (
 
 // BenchmarkSpectrumPNG draws a 1,024-point spectrum with its cumulative
 // energy panel, rank, threshold, elbow and effective-rank markers, from the
-// values to the encoded PNG (1080×420 CSS px at 2×: 2160×840 pixels).
+// values to the encoded PNG (960×420 CSS px at 2×: 1920×840 pixels).
 func BenchmarkSpectrumPNG(b *testing.B) {
 	s := make([]float64, 1024)
 	for i := range s {

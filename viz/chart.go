@@ -37,6 +37,8 @@ type Chart struct {
 	// Footer is a line of text drawn under the figure ("" for none).
 	Footer string
 	// Width and Height are the display size in CSS pixels (1/96 inch).
+	// Constructors default to at most 960 wide, so that a chart fits
+	// Jupyter Notebook's output area (975 px) unscaled.
 	Width, Height int
 	// Scale is the PNG's pixel density: the PNG is Width·Scale ×
 	// Height·Scale pixels, so that it stays crisp on high-density screens
@@ -47,18 +49,30 @@ type Chart struct {
 	mu   sync.Mutex // serializes drawing: gonum/plot adjusts axes while it draws
 }
 
-// cell is one panel of a figure: a plot, or a nested chart (Grid), taking
-// weight of its row's width.
+// cell is one part of a figure's row, taking weight of the row's width: a
+// plot with its legend, a legend in a panel of its own (as wide as its
+// rows need), or a nested chart (Grid).
 type cell struct {
-	p      *plot.Plot
+	p      *panel
+	key    *legend
 	sub    *Chart
 	weight float64
 }
 
-// Default display sizes, in CSS pixels.
+// panel is a gonum/plot plot and its legend, which viz draws (legend.go).
+type panel struct {
+	*plot.Plot
+	key       legend
+	drawnData vg.Rectangle // the data area last drawn, for tests
+}
+
+// Default display sizes, in CSS pixels. No chart is wider by default than
+// maxDefaultWidth, so that every chart fits the output area of Jupyter
+// Notebook (975 px wide) and JupyterLab without being scaled down.
 const (
-	defaultWidth  = 720
-	defaultHeight = 400
+	defaultWidth    = 720
+	defaultHeight   = 400
+	maxDefaultWidth = 960
 )
 
 // pxLen converts CSS pixels to vg lengths (points).
@@ -66,13 +80,14 @@ func pxLen(px int) vg.Length { return vg.Length(px) * vg.Inch / 96 }
 
 // Plots returns the chart's gonum/plot panels, row by row (nested charts
 // of a Grid are not included), for users who want to restyle them before
-// rendering.
+// rendering. The charts' legends are drawn by viz, not by the plots'
+// Legend (which is empty; entries added to it are drawn by gonum/plot).
 func (c *Chart) Plots() []*plot.Plot {
 	var ps []*plot.Plot
 	for _, row := range c.rows {
 		for _, cl := range row {
 			if cl.p != nil {
-				ps = append(ps, cl.p)
+				ps = append(ps, cl.p.Plot)
 			}
 		}
 	}
@@ -230,28 +245,110 @@ func (c *Chart) drawInto(dc draw.Canvas) {
 	}
 }
 
-// drawRow splits rc by the cells' weights and draws them, aligning the
-// data areas of the row's plots vertically (same bottom and top padding), so
-// that a heat map and the bar chart beside it share their rows.
+// drawRow splits rc among the cells and draws them: a legend panel gets the
+// width its rows need (at most 45 % of the row, leaving each plot 150 pt),
+// the other cells share the rest by their weights. The data areas of the row's plots are aligned
+// vertically (same bottom and top padding), so that a heat map and the bar
+// chart beside it share their rows, and a legend panel starts at the top
+// of the data areas.
 func drawRow(rc draw.Canvas, row []cell) {
-	var total float64
+	rc.Max.X -= vg.Points(6) // right margin: nothing touches the edge
+	cs := splitRow(rc, row, nil)
+	_, top := rowPads(cs, row)
+	var fixed []vg.Length
+	plots := 0
 	for _, cl := range row {
+		plots += b2i(cl.key == nil)
+	}
+	rw := rc.Max.X - rc.Min.X
+	for i, cl := range row {
+		if cl.p == nil && cl.key != nil {
+			if fixed == nil {
+				fixed = make([]vg.Length, len(row))
+			}
+			// At most 45 % of the row, and the plots keep 150 pt each.
+			fixed[i] = max(min(cl.key.width(rc.Max.Y-rc.Min.Y-top), 0.45*rw, rw-vg.Length(plots)*minPlotWidth), 0)
+		}
+	}
+	if fixed != nil {
+		cs = splitRow(rc, row, fixed)
+	}
+	for i, cl := range row {
+		if cl.p != nil {
+			d := cl.p.DataCanvas(cs[i])
+			fitTicks(cl.p.Plot, d.Max.X-d.Min.X, d.Max.Y-d.Min.Y)
+		}
+	}
+	bottom, top := rowPads(cs, row)
+	for i, cl := range row {
+		switch {
+		case cl.sub != nil:
+			cl.sub.mu.Lock()
+			cl.sub.drawInto(cs[i])
+			cl.sub.mu.Unlock()
+		case cl.p == nil:
+			area := cs[i].Rectangle
+			area.Max.Y -= top
+			cl.key.draw(cs[i], area)
+		default:
+			d := cl.p.DataCanvas(cs[i])
+			c := cs[i]
+			c.Min.Y += bottom - (d.Min.Y - cs[i].Min.Y)
+			c.Max.Y -= top - (cs[i].Max.Y - d.Max.Y)
+			cl.p.Draw(c)
+			cl.p.drawnData = cl.p.DataCanvas(c).Rectangle
+			if len(cl.p.key.rows) > 0 {
+				cl.p.key.draw(c, inPlotArea(cl.p.drawnData))
+			}
+		}
+	}
+}
+
+// panelGap is the space between the cells of a row; minPlotWidth is the
+// width a legend panel leaves to each plot of its row (in small multiples,
+// its texts are shortened rather than the plots squeezed).
+var panelGap, minPlotWidth = vg.Points(10), vg.Points(150)
+
+// splitRow returns the canvases of the row's cells: fixed[i] > 0 is the
+// width of cell i, the others share the rest by weight.
+func splitRow(rc draw.Canvas, row []cell, fixed []vg.Length) []draw.Canvas {
+	free := rc.Max.X - rc.Min.X
+	var total float64
+	for i, cl := range row {
+		if fixed != nil && fixed[i] > 0 {
+			free -= fixed[i]
+			if i > 0 {
+				free -= panelGap
+			}
+			continue
+		}
 		total += cl.weight
 	}
 	cs := make([]draw.Canvas, len(row))
-	rc.Max.X -= vg.Points(6) // right margin: nothing touches the edge
 	x := rc.Min.X
-	gap := vg.Points(10) // between panels of a row
 	for i, cl := range row {
-		w := (rc.Max.X - rc.Min.X) * vg.Length(cl.weight/total)
+		var w vg.Length
+		if fixed != nil && fixed[i] > 0 {
+			w = fixed[i]
+			if i > 0 {
+				w += panelGap
+			}
+		} else if total > 0 {
+			w = max(free, 0) * vg.Length(cl.weight/total)
+		}
 		cs[i] = rc
 		cs[i].Min.X, cs[i].Max.X = x, x+w
 		if i > 0 {
-			cs[i].Min.X += gap
+			cs[i].Min.X = min(cs[i].Min.X+panelGap, cs[i].Max.X)
 		}
 		x += w
 	}
-	var bottom, top vg.Length
+	return cs
+}
+
+// rowPads returns the largest distances, among the row's plots, from the
+// bottom and from the top of a cell to its data area.
+func rowPads(cs []draw.Canvas, row []cell) (bottom, top vg.Length) {
 	for i, cl := range row {
 		if cl.p == nil {
 			continue
@@ -260,24 +357,12 @@ func drawRow(rc draw.Canvas, row []cell) {
 		bottom = max(bottom, d.Min.Y-cs[i].Min.Y)
 		top = max(top, cs[i].Max.Y-d.Max.Y)
 	}
-	for i, cl := range row {
-		if cl.sub != nil {
-			cl.sub.mu.Lock()
-			cl.sub.drawInto(cs[i])
-			cl.sub.mu.Unlock()
-			continue
-		}
-		d := cl.p.DataCanvas(cs[i])
-		c := cs[i]
-		c.Min.Y += bottom - (d.Min.Y - cs[i].Min.Y)
-		c.Max.Y -= top - (cs[i].Max.Y - d.Max.Y)
-		cl.p.Draw(c)
-	}
+	return bottom, top
 }
 
-// newPlot returns a plot with the package's style: light grid, legend at the
-// top right with a translucent background.
-func newPlot(title, xlabel, ylabel string) *plot.Plot {
+// newPlot returns a plot with the package's style, its axes marked by
+// linearTicks, and an empty legend at the top right of its data area.
+func newPlot(title, xlabel, ylabel string) *panel {
 	p := plot.New()
 	p.BackgroundColor = nil // the figure is white already: no full-size fill per panel
 	p.Title.Text = title
@@ -286,14 +371,13 @@ func newPlot(title, xlabel, ylabel string) *plot.Plot {
 	p.Y.Label.Text = ylabel
 	p.X.Label.TextStyle.Font.Size = 11
 	p.Y.Label.TextStyle.Font.Size = 11
-	p.Legend.Top = true
+	p.X.Tick.Marker, p.Y.Tick.Marker = linearTicks{}, linearTicks{}
 	p.Legend.TextStyle.Font.Size = 9
-	p.Legend.ThumbnailWidth = vg.Points(18)
 	for _, f := range []*font.Font{&p.Title.TextStyle.Font, &p.X.Label.TextStyle.Font, &p.Y.Label.TextStyle.Font,
 		&p.X.Tick.Label.Font, &p.Y.Tick.Label.Font, &p.Legend.TextStyle.Font} {
 		f.Typeface, f.Variant = sans.Typeface, sans.Variant
 	}
-	return p
+	return &panel{Plot: p}
 }
 
 // sans is the face of all the package's text.
@@ -346,12 +430,28 @@ func checkFinite(chart, series string, xs []float64) error {
 	return nil
 }
 
-// seriesName returns name, or a stand-in naming the series' position.
+// seriesName returns name, or a stand-in naming the series' position, for
+// error messages. Legends use legendName.
 func seriesName(name string, i int) string {
 	if name == "" {
 		return fmt.Sprintf("series %d", i+1)
 	}
 	return name
+}
+
+// legendName is how a legend names series i of n: its name; unnamed, ""
+// when it is the only series (the legend leaves it out, the panel's title
+// and axis say what it is), else what it is and its position ("spectrum
+// 2", "run 3").
+func legendName(name, what string, i, n int) string {
+	switch {
+	case name != "":
+		return name
+	case n == 1:
+		return ""
+	default:
+		return fmt.Sprintf("%s %d", what, i+1)
+	}
 }
 
 // widenLog gives a log axis whose data is one value a range around it

@@ -34,7 +34,7 @@ var charts = []struct {
 	{"loss", lossChart, []string{"LoRA rank vs. full fine-tuning", "LoRA r=4 train (EMA 0.9)", "full FT eval", "step", "loss"}},
 	{"subspace", subspaceChart, []string{"A (r=8) vs. A (r=64)", "subspace similarity", "top-i directions of A r=8", "principal angles", "angle (degrees)"}},
 	{"grid", gridChart, []string{"update spectra, layer by layer", "blocks.5.attn.v", "ΔW layer 3"}},
-	{"live", liveChart, []string{"live: LoRA r=8", "step 200/200", "steps/s", "LoRA r=8 train"}},
+	{"live", liveChart, []string{"live: LoRA r=8", "LoRA r=8 train", "LoRA r=8 eval"}},
 }
 
 func TestChartsRender(t *testing.T) {

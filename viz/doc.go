@@ -11,8 +11,23 @@
 // notebook shows it inline by itself (package nb's contract). The PNG is
 // rendered at Scale (default 2) pixels per CSS pixel, so that it stays crisp
 // on high-density screens when the front-end shows it at Width×Height; the
-// SVG is Width×Height. Live shows its chart and a text progress line under
-// display ids and replaces them in place (nb.DisplayWithID, then nb.Update).
+// SVG is Width×Height. By default no chart is wider than 960 px, so that it
+// fits Jupyter Notebook's output area (975 px). Live shows its chart and a
+// text progress line under display ids and replaces them in place
+// (nb.DisplayWithID, then nb.Update); the line is shown once, under the
+// chart, not in its image.
+//
+// # Legends and axes
+//
+// viz draws the legends itself: measured before the layout gives them room
+// (a panel of their own beside the plots, as wide as their rows need, or a
+// framed box in a corner of the data area), rows spaced apart, more columns
+// rather than rows below the room, a text shortened with "…" only in cells
+// of small multiples too narrow for it. An unnamed series is never
+// "series N": a single one has no entry (a loss curve is "train loss"),
+// several are "spectrum 2", "run 2", "angles 2". Tick labels carry the
+// digits of the step between ticks (2.05, not 2.1, between 2.00 and 2.10)
+// and are thinned until they do not touch, on linear and log axes alike.
 //
 // # One place for the numbers
 //

@@ -214,7 +214,7 @@ func describe(c *viz.Chart, err error) {
 
 func ExampleSpectrumChart() {
 	describe(spectrumChart())
-	// Output: png 2160×840, svg true
+	// Output: png 1920×840, svg true
 }
 
 func ExampleESDChart() {
@@ -261,7 +261,7 @@ func ExampleAnglesChart() {
 
 func ExampleGrid() {
 	describe(gridChart())
-	// Output: png 2880×1180, svg true
+	// Output: png 1920×1100, svg true
 }
 
 func ExampleNewLive() {
@@ -296,7 +296,7 @@ func ExampleSpectrumValues() {
 	_, err := viz.SpectrumValues(viz.SpectrumOptions{}, []string{"ΔW"}, []float64{1, math.NaN()})
 	fmt.Println(err)
 	// Output:
-	// png 2160×840, svg true
+	// png 1920×840, svg true
 	// viz: SpectrumValues: series "ΔW": peft: SpectrumOf: singular value 1 is NaN
 }
 

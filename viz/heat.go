@@ -1,12 +1,10 @@
 package viz
 
 import (
-	"fmt"
 	"image"
 	"image/color"
 	stddraw "image/draw"
 	"math"
-	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/vg"
@@ -135,47 +133,17 @@ func (s *colorStrip) DataRange() (xmin, xmax, ymin, ymax float64) { return 0, 1,
 
 // colorBar returns a narrow plot showing pal over [lo, hi]. With discrete
 // set, the palette's colours are the integers lo…hi, and ticks are integers.
-func colorBar(label string, lo, hi float64, pal []color.Color, discrete bool) *plot.Plot {
+func colorBar(label string, lo, hi float64, pal []color.Color, discrete bool) *panel {
 	p := newPlot("", "", label)
 	s := &colorStrip{min: lo, max: hi, pal: pal}
 	if discrete {
 		s.min, s.max = lo-0.5, hi+0.5
-		p.Y.Tick.Marker = intTicks{}
+		p.Y.Tick.Marker = linearTicks{integer: true}
 	}
 	p.Add(s)
 	p.HideX()
 	p.Y.Min, p.Y.Max = s.min, s.max
 	return p
-}
-
-// intTicks puts ticks on a few integers.
-type intTicks struct{}
-
-func (intTicks) Ticks(lo, hi float64) []plot.Tick {
-	a, b := math.Ceil(lo), math.Floor(hi)
-	step := niceStep((b - a) / 6)
-	var ts []plot.Tick
-	for v := math.Ceil(a/step) * step; v <= b; v += step {
-		if v == 0 {
-			v = 0 // not "-0"
-		}
-		ts = append(ts, plot.Tick{Value: v, Label: fmt.Sprintf("%.0f", v)})
-	}
-	return ts
-}
-
-// niceStep returns the smallest of 1, 2, 5, 10, 20, 50, … ≥ x (≥ 1).
-func niceStep(x float64) float64 {
-	if x <= 1 {
-		return 1
-	}
-	p := math.Pow(10, math.Floor(math.Log10(x)))
-	for _, m := range []float64{1, 2, 5, 10} {
-		if m*p >= x {
-			return m * p
-		}
-	}
-	return 10 * p
 }
 
 // indexTicks labels positions 0…n−1 (or, with reversed, n−1−i for label i)
@@ -244,35 +212,4 @@ func viridis(n int) []color.Color {
 		out[i] = color.RGBA{c[0], c[1], c[2], 0xff}
 	}
 	return out
-}
-
-// logTicks marks a logarithmic axis: every power of ten, labelled; when the
-// axis spans under three decades, also 2× and 5× labelled (every multiple
-// when it spans about one decade) and the other multiples as minor ticks,
-// so that a short range still has labels.
-type logTicks struct{}
-
-func (logTicks) Ticks(lo, hi float64) []plot.Tick {
-	if !(lo > 0) || !(hi > lo) {
-		return nil
-	}
-	a, b := math.Floor(math.Log10(lo)), math.Ceil(math.Log10(hi))
-	short := b-a <= 3
-	tiny := math.Log10(hi/lo) <= 1.2 // about a decade: label every multiple
-	var ts []plot.Tick
-	for e := a; e <= b; e++ {
-		p := math.Pow(10, e)
-		for m := 1.0; m < 10; m++ {
-			v := m * p
-			if v < lo*(1-1e-9) || v > hi*(1+1e-9) {
-				continue
-			}
-			t := plot.Tick{Value: v}
-			if m == 1 || (short && (m == 2 || m == 5)) || tiny {
-				t.Label = strconv.FormatFloat(v, 'g', 4, 64)
-			}
-			ts = append(ts, t)
-		}
-	}
-	return ts
 }

@@ -23,9 +23,11 @@ import (
 //
 // The progress line (step, loss, steps per second, time left) is updated
 // at every call; the chart is redrawn when at least Every steps have passed
-// since it was last drawn, and at the last step. Drawing never stops
-// training: a history that cannot be drawn (a NaN loss) shows its error in
-// the progress line, and Err returns it.
+// since it was last drawn, and at the last step. The progress line is shown
+// once, as text under the chart, never in the chart's image or its text.
+// Drawing never stops training: a history that cannot be drawn (a NaN
+// loss) shows its error in the progress line, and Err returns it; until a
+// chart is drawn, an empty text holds its place above the progress line.
 type Live struct {
 	// Options draw the chart (title, log y, smoothing, …).
 	Options LossOptions
@@ -92,8 +94,9 @@ func (l *Live) Callback(step int, h *peft.History) {
 			redraw = false
 		} else {
 			l.err = nil
-			l.line = l.progress(step, h, now)
-			c.Footer = l.line // a new chart each time: one already shown never changes
+			// A new chart each time: one already shown never changes. It
+			// has no footer: the progress line is shown under it as text
+			// (and would be older in the image than under it).
 			l.chart, l.drawnStep = c, step
 		}
 	} else {
@@ -102,11 +105,17 @@ func (l *Live) Callback(step int, h *peft.History) {
 	l.line = l.progress(step, h, now)
 	line := textLine(l.line)
 	if !l.shown {
+		// Both outputs are created once, the chart's first (a placeholder
+		// when it cannot be drawn yet), and only updated afterwards: a
+		// second DisplayWithID under the same id would add an output that
+		// every later update also fills, showing the line twice.
+		var chart any = textLine("")
 		if l.chart != nil {
-			nb.DisplayWithID(l.id, l.chart)
+			chart = l.chart
 		}
+		nb.DisplayWithID(l.id, chart)
 		nb.DisplayWithID(l.id+"-progress", line)
-		l.shown = l.chart != nil
+		l.shown = true
 		return
 	}
 	if redraw && l.chart != nil {

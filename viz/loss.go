@@ -26,13 +26,18 @@ type LossOptions struct {
 	Smooth float64
 	// HideTrain and HideEval leave out the training or the evaluation loss.
 	HideTrain, HideEval bool
-	Width, Height       int // CSS pixels (0: 720×400)
+	// Width and Height are the display size in CSS pixels (0: 720×400, the
+	// legend at the top right of the curves; for a legend of over 8 rows,
+	// 960 wide with the legend beside the curves, and taller for over 20).
+	Width, Height int
 }
 
 // LossChart draws the loss curves of one or several runs (LoRA r=4 vs.
 // r=16 vs. full fine-tuning), each in its colour and labelled with the
 // run's Name: training loss as a solid line, evaluation loss dashed with
-// points. A run without Steps is drawn against 1, 2, ….
+// points. A run without Steps is drawn against 1, 2, …. Unnamed runs are
+// "run 1", "run 2", … in the legend, a single unnamed run's curves are
+// "train loss" and "eval loss".
 //
 // It returns an error naming the run and the step for no runs, a run with
 // no loss, lengths that disagree (Steps, Tokens, Loss; EvalSteps,
@@ -44,11 +49,22 @@ func LossChart(opt LossOptions, runs ...*peft.History) (*Chart, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(p.key.rows) > maxInPlotRows {
+		// A legend this long would hide the curves: a panel of its own,
+		// the chart wider and, for one column, taller.
+		lc := keyCell(p)
+		return &Chart{Title: opt.Title, rows: [][]cell{{{p: p, weight: 1}, lc}}, Width: orDefault(opt.Width, maxDefaultWidth),
+			Height: orDefault(opt.Height, min(max(defaultHeight, lc.key.oneColumnPx()+120), 720))}, nil
+	}
 	return &Chart{Title: opt.Title, rows: [][]cell{{{p: p, weight: 1}}},
 		Width: orDefault(opt.Width, defaultWidth), Height: orDefault(opt.Height, defaultHeight)}, nil
 }
 
-func lossPlot(chart string, opt LossOptions, runs []*peft.History) (*plot.Plot, error) {
+// maxInPlotRows is the longest legend drawn inside a loss chart's data
+// area, at its top right; a longer one has a panel of its own.
+const maxInPlotRows = 8
+
+func lossPlot(chart string, opt LossOptions, runs []*peft.History) (*panel, error) {
 	if len(runs) == 0 {
 		return nil, fmt.Errorf("viz: %s: no runs given", chart)
 	}
@@ -64,6 +80,7 @@ func lossPlot(chart string, opt LossOptions, runs []*peft.History) (*plot.Plot, 
 		title = "loss of " + runs[0].Name
 	}
 	p := newPlot(title, xlabel, "loss")
+	p.X.Tick.Marker = linearTicks{integer: true}
 	if opt.LogY {
 		p.Y.Scale = plot.LogScale{}
 		p.Y.Tick.Marker = logTicks{}
@@ -74,7 +91,13 @@ func lossPlot(chart string, opt LossOptions, runs []*peft.History) (*plot.Plot, 
 		if h == nil {
 			return nil, fmt.Errorf("viz: %s: run %d is nil", chart, i+1)
 		}
-		name := seriesName(h.Name, i)
+		name := seriesName(h.Name, i)       // for errors
+		entry := func(kind string) string { // in the legend
+			if l := legendName(h.Name, "run", i, len(runs)); l != "" {
+				return l + " " + kind
+			}
+			return kind + " loss"
+		}
 		if len(h.Loss) == 0 && len(h.EvalLoss) == 0 {
 			return nil, fmt.Errorf("viz: %s: run %q has no loss values", chart, name)
 		}
@@ -132,10 +155,10 @@ func lossPlot(chart string, opt LossOptions, runs []*peft.History) (*plot.Plot, 
 				for k, v := range ema(h.Loss, opt.Smooth) {
 					sm[k].Y = v
 				}
-				if err := addLine(p, sm, c, 1.8, nil, fmt.Sprintf("%s train (EMA %.2g)", name, opt.Smooth)); err != nil {
+				if err := addLine(p, sm, c, 1.8, nil, fmt.Sprintf("%s (EMA %.2g)", entry("train"), opt.Smooth)); err != nil {
 					return nil, err
 				}
-			} else if err := addLine(p, raw, c, 1.5, nil, name+" train"); err != nil {
+			} else if err := addLine(p, raw, c, 1.5, nil, entry("train")); err != nil {
 				return nil, err
 			}
 			drawn++
@@ -153,7 +176,7 @@ func lossPlot(chart string, opt LossOptions, runs []*peft.History) (*plot.Plot, 
 				}
 				ev[k] = plotter.XY{X: x, Y: v}
 			}
-			if err := addLine(p, ev, c, 1.3, dashes[1], name+" eval"); err != nil {
+			if err := addLine(p, ev, c, 1.3, dashes[1], entry("eval")); err != nil {
 				return nil, err
 			}
 			if err := addPoints(p, ev, c, draw.CircleGlyph{}, 2.2, ""); err != nil {

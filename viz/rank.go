@@ -96,7 +96,7 @@ func rankSize(opt RankOptions, modules int) (w, h int) {
 
 // finalRankPlot draws the last column of z as horizontal bars on rows
 // n−1…0; names labels the rows with the module names.
-func finalRankPlot(tr *peft.RankTrace, z [][]float64, names bool, fit int) (*plot.Plot, error) {
+func finalRankPlot(tr *peft.RankTrace, z [][]float64, names bool, fit int) (*panel, error) {
 	n := len(z)
 	vals := make(plotter.Values, n)
 	for i := range z {
@@ -115,6 +115,7 @@ func finalRankPlot(tr *peft.RankTrace, z [][]float64, names bool, fit int) (*plo
 	p.Y.Min, p.Y.Max = -0.5, float64(n)-0.5
 	p.Y.Padding = 0
 	p.X.Min = 0
+	p.X.Tick.Marker = linearTicks{integer: true}
 	if names {
 		p.Y.Tick.Marker = indexTicks{labels: tr.Modules, maxTicks: fit, reversed: true}
 		p.Y.Tick.Label.Font.Size = 9

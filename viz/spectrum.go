@@ -39,15 +39,19 @@ type SpectrumOptions struct {
 	// EffectiveRank marks each series' entropy effective rank with a dotted
 	// vertical line.
 	EffectiveRank bool
-	// Width and Height are the display size in CSS pixels (0: 1080×420 with
-	// the energy panel, 800×420 without). The legend has a panel of its own
-	// at the right, so that it never hides a curve.
+	// Width and Height are the display size in CSS pixels (0: 960 wide
+	// with the energy panel, 800 without, 720 for one series and no legend;
+	// 420 tall, more for a legend of over 18 rows, up to 720). The legend
+	// has a panel of its own at the right, as wide as its rows need, so
+	// that it never hides a curve.
 	Width, Height int
 }
 
 // SpectrumChart draws the singular values of one or several spectra
 // (weights vs. updates vs. gradients, or one layer over training), each
-// labelled with its Name, against their index k = 1…n. Every number it
+// labelled with its Name, against their index k = 1…n. Unnamed spectra are
+// "spectrum 1", "spectrum 2", … in the legend; a single unnamed spectrum
+// has no legend entry. Every number it
 // marks comes from peft.Spectrum (Energy, RankForEnergy, Elbow,
 // EffectiveRank).
 //
@@ -88,7 +92,7 @@ type spectrumFig struct {
 	floor    float64     // where zeros are drawn on a log axis
 	zeros    bool        // some value is drawn on the floor
 	yLo, yHi float64     // the y range the vertical marker lines span
-	sp, ep   *plot.Plot  // the spectrum panel, and the energy panel (nil without)
+	sp, ep   *panel      // the spectrum panel, and the energy panel (nil without)
 }
 
 // spectrumSeries is one series as drawn: its spectrum, values, energy,
@@ -97,7 +101,7 @@ type spectrumSeries struct {
 	s     *peft.Spectrum
 	y     []float64 // σ, or σ/σ₁ when normalized
 	e     []float64 // cumulative energy (nil when no element shows it)
-	label string
+	label string    // in the legend ("" for a single unnamed series)
 	c     color.Color
 }
 
@@ -161,7 +165,7 @@ func drawnValues(spectra []*peft.Spectrum, normalize bool) [][]float64 {
 }
 
 // spectrumPlot returns the empty spectrum panel, titled with the name of a single named series.
-func spectrumPlot(opt SpectrumOptions, spectra []*peft.Spectrum) *plot.Plot {
+func spectrumPlot(opt SpectrumOptions, spectra []*peft.Spectrum) *panel {
 	ylabel := "singular value σ"
 	if opt.Normalize {
 		ylabel = "σ / σ₁"
@@ -170,7 +174,9 @@ func spectrumPlot(opt SpectrumOptions, spectra []*peft.Spectrum) *plot.Plot {
 	if len(spectra) == 1 && spectra[0].Name != "" {
 		title = "singular values of " + spectra[0].Name
 	}
-	return newPlot(title, "index k", ylabel)
+	p := newPlot(title, "index k", ylabel)
+	p.X.Tick.Marker = linearTicks{integer: true}
+	return p
 }
 
 // setLogY puts the spectrum panel's y axis on a log scale, with zeros on a floor a decade under the smallest positive value.
@@ -223,11 +229,10 @@ func (f *spectrumFig) setYRange() {
 }
 
 // energyPlot returns the cumulative-energy panel with a gray line across ranks 1…n at each threshold.
-func energyPlot(thresholds []float64, n int) (*plot.Plot, error) {
+func energyPlot(thresholds []float64, n int) (*panel, error) {
 	ep := newPlot("cumulative energy", "rank k", "share of Σσ² in the top k")
+	ep.X.Tick.Marker = linearTicks{integer: true}
 	ep.Y.Min, ep.Y.Max = 0, 1.02
-	ep.Legend.Top = false
-	ep.Legend.YOffs = vg.Points(4)
 	for _, f := range thresholds {
 		if err := addLine(ep, plotter.XYs{{X: 1, Y: f}, {X: float64(n), Y: f}}, color.Gray{Y: 0xa0}, 0.8, dashes[2], ""); err != nil {
 			return nil, err
@@ -268,7 +273,7 @@ func (f *spectrumFig) addSeries(i int, c color.Color) error {
 // series returns series i as drawn in colour c, with its energy when a threshold or the energy panel needs it.
 func (f *spectrumFig) series(i int, c color.Color) *spectrumSeries {
 	s := f.spectra[i]
-	ss := &spectrumSeries{s: s, y: f.ys[i], label: seriesName(s.Name, i), c: c}
+	ss := &spectrumSeries{s: s, y: f.ys[i], label: legendName(s.Name, "spectrum", i, len(f.spectra)), c: c}
 	if len(f.opt.Thresholds) > 0 || f.ep != nil {
 		ss.e = s.Energy()
 	}
@@ -287,11 +292,13 @@ func (f *spectrumFig) addCurve(ss *spectrumSeries) error {
 	}
 	l, err := plotter.NewLine(xy)
 	if err != nil {
-		return fmt.Errorf("viz: %s: series %q: %w", spectrumChartName, ss.label, err)
+		return fmt.Errorf("viz: %s: series %q: %w", spectrumChartName, ss.s.Name, err)
 	}
 	l.Color, l.Width = ss.c, vg.Points(1.6)
 	f.sp.Add(l)
-	f.sp.Legend.Add(ss.label, l)
+	if ss.label != "" {
+		f.sp.key.add(ss.label, l)
+	}
 	if len(ss.y) <= 64 {
 		if err := addPoints(f.sp, xy, ss.c, draw.CircleGlyph{}, 1.8, ""); err != nil {
 			return err
@@ -328,7 +335,11 @@ func (f *spectrumFig) addEffectiveRank(ss *spectrumSeries) error {
 	if !(er > 0) {
 		return nil
 	}
-	return addLine(f.sp, plotter.XYs{{X: er, Y: f.yLo}, {X: er, Y: f.yHi}}, ss.c, 1, dashes[2], fmt.Sprintf("eff. rank %s = %.1f", ss.label, er))
+	name := "eff. rank"
+	if ss.label != "" {
+		name += " " + ss.label
+	}
+	return addLine(f.sp, plotter.XYs{{X: er, Y: f.yLo}, {X: er, Y: f.yHi}}, ss.c, 1, dashes[2], fmt.Sprintf("%s = %.1f", name, er))
 }
 
 // addEnergyMarks marks, for each threshold, the smallest rank keeping that energy share, on both panels.
@@ -352,7 +363,7 @@ func (f *spectrumFig) addEnergyMarks(ss *spectrumSeries) error {
 }
 
 // addMark adds a triangle at pt labelled txt.
-func addMark(p *plot.Plot, pt plotter.XY, txt string, c color.Color) error {
+func addMark(p *panel, pt plotter.XY, txt string, c color.Color) error {
 	xy := plotter.XYs{pt}
 	if err := addPoints(p, xy, c, draw.TriangleGlyph{}, 4, ""); err != nil {
 		return err
@@ -400,9 +411,9 @@ func (f *spectrumFig) addZeroFloor() error {
 func (f *spectrumFig) addMarkerKey() {
 	switch {
 	case f.opt.Elbow:
-		f.sp.Legend.Add("○ elbow, ▲ energy share")
+		f.sp.key.add("○ elbow, ▲ energy share")
 	case len(f.opt.Thresholds) > 0:
-		f.sp.Legend.Add("▲ energy share")
+		f.sp.key.add("▲ energy share")
 	}
 }
 
@@ -422,12 +433,15 @@ func (f *spectrumFig) needsLegend() bool {
 	return len(f.spectra) != 1 || f.opt.Rank != 0 || f.opt.EffectiveRank || f.zeros
 }
 
+// widthWithLegend is the default width of a spectrum chart with its legend panel.
+const widthWithLegend = 800
+
 // layoutBare lays out one series, named in the title with its markers labelled where they are: no legend (small multiples stay uncluttered).
 func (f *spectrumFig) layoutBare(ch *Chart) {
-	f.sp.Legend = plot.NewLegend()
+	f.sp.key = legend{}
 	ch.rows = [][]cell{{{p: f.sp, weight: 1}}}
 	if f.ep != nil {
-		f.ep.Legend = plot.NewLegend()
+		f.ep.key = legend{}
 		ch.rows = [][]cell{{{p: f.sp, weight: 0.55}, {p: f.ep, weight: 0.45}}}
 	}
 	ch.Width, ch.Height = orDefault(ch.Width, defaultWidth+240*b2i(f.ep != nil)), orDefault(ch.Height, 420)
@@ -435,28 +449,27 @@ func (f *spectrumFig) layoutBare(ch *Chart) {
 
 // layoutWithLegend lays out the panels with the spectrum panel's legend in a panel of its own at the right.
 func (f *spectrumFig) layoutWithLegend(ch *Chart) {
-	lp := legendPanel(f.sp)
+	lc := keyCell(f.sp)
+	// Tall enough by default for the legend in one column (a layer over a
+	// dozen checkpoints, with effective ranks: 25 rows), up to 720 px.
+	height := min(max(420, lc.key.oneColumnPx()+120), 720)
 	if f.ep == nil {
-		ch.rows = [][]cell{{{p: f.sp, weight: 0.75}, {p: lp, weight: 0.25}}}
-		ch.Width, ch.Height = orDefault(ch.Width, 800), orDefault(ch.Height, 420)
+		ch.rows = [][]cell{{{p: f.sp, weight: 1}, lc}}
+		ch.Width, ch.Height = orDefault(ch.Width, widthWithLegend), orDefault(ch.Height, height)
 		return
 	}
-	f.ep.Legend = plot.NewLegend() // the legend panel names the series once
-	ch.rows = [][]cell{{{p: f.sp, weight: 0.46}, {p: f.ep, weight: 0.34}, {p: lp, weight: 0.20}}}
-	ch.Width, ch.Height = orDefault(ch.Width, 1080), orDefault(ch.Height, 420)
+	f.ep.key = legend{} // the legend panel names the series once
+	ch.rows = [][]cell{{{p: f.sp, weight: 0.575}, {p: f.ep, weight: 0.425}, lc}}
+	ch.Width, ch.Height = orDefault(ch.Width, maxDefaultWidth), orDefault(ch.Height, height)
 }
 
-// legendPanel moves p's legend to a plot of its own, with no axes, drawn
-// beside p so that the legend never hides data.
-func legendPanel(p *plot.Plot) *plot.Plot {
-	lp := newPlot("", "", "")
-	lp.HideAxes()
-	lp.Legend = p.Legend
-	lp.Legend.Top, lp.Legend.Left = true, true
-	lp.Legend.XOffs = vg.Points(4)
-	lp.Legend.YOffs = -vg.Points(24)
-	p.Legend = plot.NewLegend()
-	return lp
+// keyCell moves p's legend to a panel of its own, drawn beside p (as wide
+// as its rows need) so that the legend never hides data.
+func keyCell(p *panel) cell {
+	k := p.key
+	k.place = legendPanel
+	p.key = legend{}
+	return cell{key: &k}
 }
 
 // ESDOptions says what an empirical-spectral-density chart shows. The zero
@@ -485,7 +498,7 @@ func ESDChart(opt ESDOptions, e *peft.ESD) (*Chart, error) {
 	if e == nil || len(e.Lambda) == 0 {
 		return nil, fmt.Errorf("viz: %s: no eigenvalues", name)
 	}
-	label := seriesName(e.Name, 0)
+	label := seriesName(e.Name, 0) // for errors
 	if err := checkFinite(name, label, e.Lambda); err != nil {
 		return nil, err
 	}
@@ -542,10 +555,14 @@ func ESDChart(opt ESDOptions, e *peft.ESD) (*Chart, error) {
 		poly.LineStyle.Color = seriesColor(0)
 		poly.LineStyle.Width = vg.Points(0.5)
 		p.Add(poly)
-		p.Legend.Add(fmt.Sprintf("%s: %d eigenvalues (N=%d, M=%d)", label, len(e.Lambda), e.N, e.M), poly)
+		entry := fmt.Sprintf("%d eigenvalues (N=%d, M=%d)", len(e.Lambda), e.N, e.M)
+		if e.Name != "" {
+			entry = e.Name + ": " + entry
+		}
+		p.key.add(entry, poly)
 	}
 	if h.Excluded > 0 {
-		p.Legend.Add(fmt.Sprintf("%d eigenvalue(s) = 0 not shown on log axes", h.Excluded))
+		p.key.add(fmt.Sprintf("%d eigenvalue(s) = 0 not shown on log axes", h.Excluded))
 	}
 	lmax := e.Lambda[0]
 	if !opt.HideMP {
@@ -577,7 +594,7 @@ func ESDChart(opt ESDOptions, e *peft.ESD) (*Chart, error) {
 	if !opt.HideFit {
 		pl, err := e.FitPowerLaw(nb.Context())
 		if err != nil {
-			p.Legend.Add("power law: not fitted (" + shortErr(err) + ")")
+			p.key.add("power law: not fitted (" + shortErr(err) + ")")
 		} else {
 			scale := float64(pl.NTail) / float64(len(e.Lambda))
 			var xy plotter.XYs
@@ -602,9 +619,8 @@ func ESDChart(opt ESDOptions, e *peft.ESD) (*Chart, error) {
 		widenLog(&p.X)
 		widenLog(&p.Y)
 	}
-	lp := legendPanel(p)
-	return &Chart{Title: opt.Title, rows: [][]cell{{{p: p, weight: 0.68}, {p: lp, weight: 0.32}}},
-		Width: orDefault(opt.Width, 960), Height: orDefault(opt.Height, 420)}, nil
+	return &Chart{Title: opt.Title, rows: [][]cell{{{p: p, weight: 1}, keyCell(p)}},
+		Width: orDefault(opt.Width, maxDefaultWidth), Height: orDefault(opt.Height, 420)}, nil
 }
 
 func maxDensity(d []float64, xy plotter.XYs) float64 {
@@ -628,7 +644,7 @@ func shortErr(err error) string {
 }
 
 // addLine adds a line; legend "" leaves it out of the legend.
-func addLine(p *plot.Plot, xy plotter.XYs, c color.Color, width float64, dash []vg.Length, legend string) error {
+func addLine(p *panel, xy plotter.XYs, c color.Color, width float64, dash []vg.Length, legend string) error {
 	l, err := plotter.NewLine(xy)
 	if err != nil {
 		return fmt.Errorf("viz: line %q: %w", legend, err)
@@ -636,13 +652,13 @@ func addLine(p *plot.Plot, xy plotter.XYs, c color.Color, width float64, dash []
 	l.Color, l.Width, l.Dashes = c, vg.Points(width), dash
 	p.Add(l)
 	if legend != "" {
-		p.Legend.Add(legend, l)
+		p.key.add(legend, l)
 	}
 	return nil
 }
 
 // addPoints adds glyphs of radius r points.
-func addPoints(p *plot.Plot, xy plotter.XYs, c color.Color, g draw.GlyphDrawer, r float64, legend string) error {
+func addPoints(p *panel, xy plotter.XYs, c color.Color, g draw.GlyphDrawer, r float64, legend string) error {
 	s, err := plotter.NewScatter(xy)
 	if err != nil {
 		return fmt.Errorf("viz: points %q: %w", legend, err)
@@ -650,13 +666,13 @@ func addPoints(p *plot.Plot, xy plotter.XYs, c color.Color, g draw.GlyphDrawer, 
 	s.GlyphStyle = draw.GlyphStyle{Color: c, Radius: vg.Points(r), Shape: g}
 	p.Add(s)
 	if legend != "" {
-		p.Legend.Add(legend, s)
+		p.key.add(legend, s)
 	}
 	return nil
 }
 
 // addLabel writes txt at each point, left-aligned just right of it.
-func addLabel(p *plot.Plot, xy plotter.XYs, txt string, c color.Color) error {
+func addLabel(p *panel, xy plotter.XYs, txt string, c color.Color) error {
 	labels := make([]string, len(xy))
 	for i := range labels {
 		labels[i] = txt

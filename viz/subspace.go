@@ -40,7 +40,8 @@ func SimilarityHeatmap(opt SubspaceOptions, phi mat.Matrix) (*Chart, error) {
 // AnglesChart draws principal angles (radians, as peft.PrincipalAngles
 // returns them) in degrees against their index, one line per series, from
 // 0° (a shared direction) to 90° (orthogonal). names label the series and
-// must be as many as the series (or nil for "series 1", …).
+// must be as many as the series, or nil: unnamed series are "angles 1",
+// "angles 2", … in the legend, and a single unnamed series has no legend.
 //
 // It returns an error naming the series for none given, a count of names
 // that is not the count of series, an empty series, or an angle that is
@@ -62,7 +63,7 @@ func SubspaceChart(opt SubspaceOptions, phi mat.Matrix, angles []float64) (*Char
 	if err != nil {
 		return nil, err
 	}
-	ap, err := anglesPlot("SubspaceChart", []string{"principal angles"}, [][]float64{angles})
+	ap, err := anglesPlot("SubspaceChart", nil, [][]float64{angles}) // titled "principal angles": no legend needed
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +71,7 @@ func SubspaceChart(opt SubspaceOptions, phi mat.Matrix, angles []float64) (*Char
 		rows: [][]cell{{{p: p, weight: 0.45}, {p: cb, weight: 0.10}, {p: ap, weight: 0.45}}}}, nil
 }
 
-func similarityPlots(chart string, opt SubspaceOptions, phi mat.Matrix) (*plot.Plot, *plot.Plot, error) {
+func similarityPlots(chart string, opt SubspaceOptions, phi mat.Matrix) (*panel, *panel, error) {
 	if phi == nil {
 		return nil, nil, fmt.Errorf("viz: %s: nil φ matrix", chart)
 	}
@@ -115,7 +116,7 @@ func oneBased(n int) []string {
 	return s
 }
 
-func anglesPlot(chart string, names []string, angles [][]float64) (*plot.Plot, error) {
+func anglesPlot(chart string, names []string, angles [][]float64) (*panel, error) {
 	if len(angles) == 0 {
 		return nil, fmt.Errorf("viz: %s: no angle series given", chart)
 	}
@@ -123,6 +124,7 @@ func anglesPlot(chart string, names []string, angles [][]float64) (*plot.Plot, e
 		return nil, fmt.Errorf("viz: %s: %d names for %d angle series", chart, len(names), len(angles))
 	}
 	p := newPlot("principal angles", "index", "angle (degrees)")
+	p.X.Tick.Marker = linearTicks{integer: true}
 	p.Y.Min, p.Y.Max = 0, 90
 	p.Y.Tick.Marker = plot.ConstantTicks([]plot.Tick{{Value: 0, Label: "0"}, {Value: 30, Label: "30"}, {Value: 45, Label: "45"}, {Value: 60, Label: "60"}, {Value: 90, Label: "90"}})
 	colors := seriesColors(len(angles))
@@ -131,7 +133,8 @@ func anglesPlot(chart string, names []string, angles [][]float64) (*plot.Plot, e
 		if names != nil {
 			name = names[s]
 		}
-		name = seriesName(name, s)
+		label := legendName(name, "angles", s, len(angles))
+		name = seriesName(name, s) // for errors
 		if len(th) == 0 {
 			return nil, fmt.Errorf("viz: %s: series %q is empty", chart, name)
 		}
@@ -145,7 +148,7 @@ func anglesPlot(chart string, names []string, angles [][]float64) (*plot.Plot, e
 			}
 			xy[k] = plotter.XY{X: float64(k + 1), Y: v * 180 / math.Pi}
 		}
-		if err := addLine(p, xy, colors[s], 1.6, nil, name); err != nil {
+		if err := addLine(p, xy, colors[s], 1.6, nil, label); err != nil {
 			return nil, err
 		}
 		if len(th) <= 64 {
@@ -154,6 +157,6 @@ func anglesPlot(chart string, names []string, angles [][]float64) (*plot.Plot, e
 			}
 		}
 	}
-	p.Legend.Top = false
+	p.key.place = legendBottomRight
 	return p, nil
 }

@@ -13,8 +13,8 @@ import (
 // data in peft's types (the SVDs run in accel, cancelled with the cell).
 
 // SpectrumValues draws SpectrumChart for plain singular values, one slice
-// per series, labelled with names (nil for "series 1", …; otherwise as many
-// names as series). Each slice is sorted descending; an empty slice, NaN,
+// per series, labelled with names (nil for unnamed series: "spectrum 1", …
+// in the legend; otherwise as many names as series). Each slice is sorted descending; an empty slice, NaN,
 // ±Inf or a negative value is an error naming the series.
 func SpectrumValues(opt SpectrumOptions, names []string, values ...[]float64) (*Chart, error) {
 	if names != nil && len(names) != len(values) {
@@ -75,7 +75,9 @@ func ESDMatrix(opt ESDOptions, name string, w mat.Matrix) (*Chart, error) {
 }
 
 // LossValues draws LossChart for plain training-loss curves, one slice per
-// run against steps 1, 2, …, labelled with names as SpectrumValues does.
+// run against steps 1, 2, …, labelled with names (nil for unnamed runs:
+// "run 1", … in the legend, or "train loss" for a single run; otherwise as
+// many names as runs).
 func LossValues(opt LossOptions, names []string, losses ...[]float64) (*Chart, error) {
 	if names != nil && len(names) != len(losses) {
 		return nil, fmt.Errorf("viz: LossValues: %d names for %d runs", len(names), len(losses))
@@ -86,7 +88,7 @@ func LossValues(opt LossOptions, names []string, losses ...[]float64) (*Chart, e
 		if names != nil {
 			name = names[i]
 		}
-		runs[i] = &peft.History{Name: seriesName(name, i), Loss: l}
+		runs[i] = &peft.History{Name: name, Loss: l}
 	}
 	return LossChart(opt, runs...)
 }

@@ -237,38 +237,97 @@ func RunFile(ctx context.Context, in, out string, opt Options) error {
 	return runErr
 }
 
-// writeAtomic writes data to a temporary file beside path and renames it
-// over path, so a reader never sees half a notebook.
-func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+// writeAtomic writes data to path so that a reader never sees half a
+// notebook: to a temporary file in the same directory, fsynced, then
+// renamed over it. If path is a symbolic link (or a chain of them), the
+// file it points to is replaced and the links are kept; an existing
+// file's permission bits are kept, a new file gets 0644. On error the
+// temporary file is removed.
+func writeAtomic(path string, data []byte) (err error) {
+	target, err := resolveLinks(path)
+	if err != nil {
+		return err
+	}
+	mode := os.FileMode(0o644)
+	if fi, err := os.Stat(target); err == nil {
+		if !fi.Mode().IsRegular() {
+			return fmt.Errorf("nbrun: %s is not a regular file", target)
+		}
+		mode = fi.Mode().Perm()
+	}
+	dir := filepath.Dir(target)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(target)+".*.tmp")
 	if err != nil {
 		return err
 	}
 	tmp := f.Name()
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(tmp)
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(tmp)
+	if err = f.Chmod(mode); err != nil {
 		return err
 	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
+	if err = f.Sync(); err != nil {
 		return err
 	}
-	if fi, err := os.Stat(path); err == nil {
-		os.Chmod(tmp, fi.Mode().Perm())
-	} else {
-		os.Chmod(tmp, 0o644)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+	if err = f.Close(); err != nil {
 		return err
+	}
+	if err = os.Rename(tmp, target); err != nil {
+		return err
+	}
+	if d, derr := os.Open(dir); derr == nil { // make the rename durable
+		d.Sync()
+		d.Close()
 	}
 	return nil
+}
+
+// resolveLinks returns the file that writing to path replaces: path, or
+// the end of its chain of symbolic links (filepath.EvalSymlinks; a
+// dangling link is followed by hand to the file it would create).
+func resolveLinks(path string) (string, error) {
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		return real, nil
+	}
+	p := path
+	for hops := 0; hops <= 40; hops++ {
+		fi, err := os.Lstat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			// A new file, or the missing end of a chain: its directory
+			// must exist, with its links resolved.
+			dir, err := filepath.EvalSymlinks(filepath.Dir(p))
+			if err != nil {
+				return "", err
+			}
+			return filepath.Join(dir, filepath.Base(p)), nil
+		}
+		if err != nil {
+			return "", err
+		}
+		if fi.Mode()&os.ModeSymlink == 0 {
+			return p, nil
+		}
+		link, err := os.Readlink(p)
+		if err != nil {
+			return "", err
+		}
+		if !filepath.IsAbs(link) {
+			dir, err := filepath.EvalSymlinks(filepath.Dir(p))
+			if err != nil {
+				return "", err
+			}
+			link = filepath.Join(dir, link)
+		}
+		p = link
+	}
+	return "", fmt.Errorf("nbrun: %s: too many symbolic links", path)
 }
 
 func firstLine(src string) string {

@@ -173,3 +173,91 @@ func TestParseRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestRunSymlinkedNotebook: running a notebook through a symbolic link
+// (relative, from another directory; absolute; and -o naming a dangling
+// link) writes the file the link points to, atomically, keeps the link and
+// the target's permission bits, and leaves no temporary file.
+func TestRunSymlinkedNotebook(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("..", "testdata", "small.ipynb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// executed reports whether the notebook at p holds cell 6's result.
+	executed := func(p string) bool {
+		o := outputs(readNotebook(t, p)["cells"].([]any)[6])
+		return len(o) == 1 && o[0]["data"].(map[string]any)["text/plain"] == "55"
+	}
+	noTemp := func(dirs ...string) {
+		t.Helper()
+		for _, d := range dirs {
+			ents, _ := os.ReadDir(d)
+			for _, e := range ents {
+				if strings.HasPrefix(e.Name(), ".") {
+					t.Errorf("%s: left %s", d, e.Name())
+				}
+			}
+		}
+	}
+	for _, c := range []struct {
+		name string
+		link func(root, target string) (linkPath, linkText string)
+	}{
+		{"relative link in another directory", func(root, target string) (string, string) {
+			os.MkdirAll(filepath.Join(root, "b", "c"), 0o755)
+			return filepath.Join(root, "b", "c", "link.ipynb"), filepath.Join("..", "..", "a", "nb.ipynb")
+		}},
+		{"absolute link", func(root, target string) (string, string) {
+			return filepath.Join(root, "abs.ipynb"), target
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			root := t.TempDir()
+			target := filepath.Join(root, "a", "nb.ipynb")
+			os.MkdirAll(filepath.Dir(target), 0o755)
+			if err := os.WriteFile(target, src, 0o640); err != nil {
+				t.Fatal(err)
+			}
+			os.Chmod(target, 0o640) // whatever the umask
+			link, text := c.link(root, target)
+			if err := os.Symlink(text, link); err != nil {
+				t.Fatal(err)
+			}
+			if err := RunFile(context.Background(), link, "", Options{}); err != nil {
+				t.Fatal(err)
+			}
+			fi, err := os.Lstat(link)
+			if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+				t.Fatalf("the link was replaced: %v %v", fi.Mode(), err)
+			}
+			if got, _ := os.Readlink(link); got != text {
+				t.Errorf("link now points to %q, want %q", got, text)
+			}
+			if !executed(target) {
+				t.Error("the target was not updated")
+			}
+			if fi, _ := os.Stat(target); fi.Mode().Perm() != 0o640 {
+				t.Errorf("target mode %v, want 0640", fi.Mode().Perm())
+			}
+			noTemp(filepath.Dir(target), filepath.Dir(link))
+		})
+	}
+	t.Run("output through a dangling link", func(t *testing.T) {
+		root := t.TempDir()
+		in := filepath.Join(root, "in.ipynb")
+		os.WriteFile(in, src, 0o644)
+		os.MkdirAll(filepath.Join(root, "out"), 0o755)
+		link := filepath.Join(root, "latest.ipynb")
+		os.Symlink(filepath.Join("out", "run1.ipynb"), link)
+		if err := RunFile(context.Background(), in, link, Options{}); err != nil {
+			t.Fatal(err)
+		}
+		if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			t.Fatalf("the link was replaced: %v", err)
+		}
+		if !executed(filepath.Join(root, "out", "run1.ipynb")) {
+			t.Error("the link's target was not written")
+		}
+		noTemp(root, filepath.Join(root, "out"))
+	})
+}

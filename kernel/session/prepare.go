@@ -537,11 +537,16 @@ func (p *preparer) needsBinding(call *ast.CallExpr) bool {
 }
 
 // stableCallee: a callee kept in place (a name, a package member, a method
-// of a name, a function literal).
+// of a name). A function literal is not: yaegi makes a deferred closure
+// when the deferred call runs, with the variables of that moment. (One
+// that calls recover stays in place: yaegi deadlocks on a recover in a
+// deferred closure called through a variable.)
 func (p *preparer) stableCallee(e ast.Expr) bool {
 	switch x := e.(type) {
-	case *ast.Ident, *ast.FuncLit:
+	case *ast.Ident:
 		return true
+	case *ast.FuncLit:
+		return callsRecover(x)
 	case *ast.SelectorExpr:
 		_, ok := x.X.(*ast.Ident)
 		return ok
@@ -557,7 +562,7 @@ func (p *preparer) stableCallee(e ast.Expr) bool {
 // type, which the parameter may not have.
 func (p *preparer) stable(e ast.Expr) bool {
 	switch x := e.(type) {
-	case *ast.BasicLit, *ast.FuncLit:
+	case *ast.BasicLit:
 		return true
 	case *ast.Ident:
 		switch x.Name {

@@ -153,6 +153,7 @@ type Session struct {
 
 	prep      preparer     // rewrites runs so they mean what Go means (prepare.go)
 	decls     []storedDecl // funcs, methods, types and consts, for redefinitions (redefine.go)
+	work      chan func() // the worker goroutine's queue (runOnWorker)
 	stack     stackWatch   // stops runaway recursion (stack.go)
 	stackTrip int64        // stack size when the watcher stopped the running cell, 0 if it did not
 }
@@ -400,6 +401,7 @@ func (s *Session) Close() error {
 	s.it = nil
 	s.wd.stop()
 	s.stopStackWatch()
+	s.abandonWorker()
 	s.pipes.close()
 	s.pipes = nil
 	return nil
@@ -845,10 +847,10 @@ func (s *Session) execute(ctx context.Context, prog *interp.Program) (reflect.Va
 	var res reflect.Value
 	var err error
 	fin := make(chan struct{})
-	go func() {
+	s.runOnWorker(func() {
 		defer close(fin)
 		res, err = s.it.Execute(prog) // recovers panics into interp.Panic
-	}()
+	})
 wait:
 	for {
 		select {
@@ -875,6 +877,7 @@ wait:
 	case <-fin:
 	case <-time.After(zombieWait):
 		s.zombie = fin
+		s.abandonWorker()
 	}
 	if s.memTrip != 0 {
 		return reflect.Value{}, errMemLimit
@@ -883,6 +886,33 @@ wait:
 		return reflect.Value{}, errStack
 	}
 	return reflect.Value{}, ctx.Err()
+}
+
+// runOnWorker runs f on the session's worker goroutine, which runs every
+// program of every cell one after the other, so that the top-level code of
+// a session runs on one goroutine, as a Go program's main does (a cell's
+// statements are separate programs). An abandoned worker (its program
+// outlived an interrupt) ends when the program returns, and the next
+// program starts a new one.
+func (s *Session) runOnWorker(f func()) {
+	if s.work == nil {
+		work := make(chan func())
+		s.work = work
+		go func() {
+			for job := range work {
+				job()
+			}
+		}()
+	}
+	s.work <- f
+}
+
+// abandonWorker leaves the worker to finish its program alone.
+func (s *Session) abandonWorker() {
+	if s.work != nil {
+		close(s.work) // the worker ends after its current program
+		s.work = nil
+	}
 }
 
 // zombieWait is how long an interrupted cell is waited for before Execute

@@ -293,14 +293,21 @@ func load(r *peft.AdapterReader, l *peft.Linear) (peft.Adapter, error) {
 	if err := c.Err(); err != nil {
 		return nil, err
 	}
+	// A rank error when the file gives no init_r says that it is missing.
+	rankErr := func(err error) error {
+		if c.Has("init_r") {
+			return err
+		}
+		return c.Errorf("init_r", "missing, so PEFT's default init_r = %d applies, which does not fit: %v", cfg.InitR, err)
+	}
 	out, in := l.W.Dims()
 	rInit := cfg.InitR
 	if rInit > min(out, in) {
-		return nil, fmt.Errorf("peft: LoadAdapter %s: init_r = %d out of range [1, %d] for the %s weight of %s", c.File(), rInit, min(out, in), peft.ShapeOf(out, in), l.Name)
+		return nil, rankErr(fmt.Errorf("peft: LoadAdapter %s: init_r = %d out of range [1, %d] for the %s weight of %s", c.File(), rInit, min(out, in), peft.ShapeOf(out, in), l.Name))
 	}
 	kept := keptOf(c, l.Name, rInit)
 	if err := c.Err(); err != nil {
-		return nil, err
+		return nil, rankErr(err)
 	}
 	if !r.Has(".lora_A") || !r.Has(".lora_B") || !r.Has(".lora_E") {
 		return nil, r.Errorf("", "module %s needs lora_A, lora_B and lora_E", l.Name)
@@ -315,15 +322,15 @@ func load(r *peft.AdapterReader, l *peft.Linear) (peft.Adapter, error) {
 	n := len(idx)
 	q, err := r.Tensor(".lora_A", n, in, fmt.Sprintf("lora_A (Q) of %s with %d kept triplets", l.Name, n))
 	if err != nil {
-		return nil, err
+		return nil, rankErr(err)
 	}
 	p, err := r.Tensor(".lora_B", out, n, fmt.Sprintf("lora_B (P) of %s with %d kept triplets", l.Name, n))
 	if err != nil {
-		return nil, err
+		return nil, rankErr(err)
 	}
 	e, err := r.Tensor(".lora_E", n, 1, fmt.Sprintf("lora_E (λ) of %s with %d kept triplets", l.Name, n))
 	if err != nil {
-		return nil, err
+		return nil, rankErr(err)
 	}
 	if r.Has(".ranknum") { // PyTorch's shape is [1]
 		what := "the ranknum of " + l.Name

@@ -134,7 +134,7 @@ func WriteConfig(w *peft.AdapterWriter, s []Settings, useDoRA bool) error {
 // not implement.
 func ReadSettings(c *peft.AdapterConfig, module string) Settings {
 	s := Settings{
-		R:       c.Int("r", 8),
+		R:       c.Int("r", defaultR),
 		Alpha:   c.Alpha("lora_alpha", 8),
 		RSLoRA:  c.Bool("use_rslora", false),
 		Dropout: c.Prob("lora_dropout", 0),
@@ -152,7 +152,6 @@ func ReadSettings(c *peft.AdapterConfig, module string) Settings {
 		c.Errorf("alpha_pattern", "%v for module %s is not a finite α ≥ 0", s.Alpha, module)
 	}
 	RefuseUnsupported(c, "LoRA")
-	c.Has("loftq_config") // the init of a loaded adapter is its saved weights
 	return s
 }
 
@@ -177,11 +176,14 @@ func ReadFactors(r *peft.AdapterReader, l *peft.Linear) (Settings, *mat.Dense, *
 		return s, nil, nil, err
 	}
 	if rank != s.R {
-		src := `"r"`
-		if r.Config.Has("rank_pattern") {
-			src = `"r" and "rank_pattern"`
+		var n float64
+		switch {
+		case r.Config.ModuleValue("rank_pattern", l.Name, &n):
+			return s, nil, nil, r.Errorf(".lora_A.weight", "rank %d, but the config's \"rank_pattern\" gives module %s rank %d", rank, l.Name, s.R)
+		case !r.Config.Has("r"):
+			return s, nil, nil, r.Config.Errorf("r", "missing, so PEFT's default r = %d applies to module %s, whose lora_A.weight has rank %d", defaultR, l.Name, rank)
 		}
-		return s, nil, nil, r.Errorf(".lora_A.weight", "rank %d, but the config's %s gives module %s rank %d", rank, src, l.Name, s.R)
+		return s, nil, nil, r.Errorf(".lora_A.weight", "rank %d, but the config's \"r\" gives module %s rank %d", rank, l.Name, s.R)
 	}
 	if rank > min(d, k) {
 		return s, nil, nil, r.Errorf(".lora_A.weight", "rank %d out of range [1, %d] for the %s weight of %s", rank, min(d, k), peft.ShapeOf(d, k), l.Name)
@@ -189,11 +191,55 @@ func ReadFactors(r *peft.AdapterReader, l *peft.Linear) (Settings, *mat.Dense, *
 	return s, a, b, nil
 }
 
+// defaultR is LoraConfig's default rank, which a config without "r" gets.
+const defaultR = 8
+
 // RefuseUnsupported refuses the LoraConfig-family options gopeft does not
-// implement (a trained bias, Conv1D weights, modules to save, layer
-// selection other than target_modules, …) and reads the init options,
-// which a loaded adapter's saved weights make moot. method names the
-// method in the messages.
+// implement and reads those a loaded adapter can ignore; method names the
+// method in the messages. LoadAdapter refuses any other field it does not
+// know, unless its value is PEFT's "nothing" (null, false, "", [], {}).
+// Field by field (LoraConfig of PEFT 0.17–0.21; a "nothing" value is always
+// accepted):
+//
+//	field                    gopeft on load
+//	r, lora_alpha            honoured (rank checked against the tensors; a
+//	                         missing r is PEFT's 8, an error naming "r" when
+//	                         the tensors disagree)
+//	rank_pattern,            honoured, keys tried in file order as PEFT's
+//	alpha_pattern            get_pattern_key
+//	lora_dropout, use_rslora honoured
+//	use_dora                 honoured: selects DoRA
+//	target_modules           honoured: every entry must match a module of
+//	                         the model and every module with tensors must
+//	                         be matched (peft.LoadAdapter)
+//	bias                     "none" only: error otherwise
+//	fan_in_fan_out           error if true (Conv1D weights)
+//	lora_bias                error if true
+//	modules_to_save          error if set
+//	layers_to_transform,     error if set (the modules they select are
+//	layers_pattern,          given by target_modules and the tensors)
+//	exclude_modules
+//	layer_replication        error if set
+//	megatron_config          error if set
+//	trainable_token_indices  error if set
+//	target_parameters        error if set
+//	use_qalora               error if true (QALoRA pools the input)
+//	qalora_group_size        ignored (used only with use_qalora)
+//	alora_invocation_tokens  error if set (aLoRA changes the forward)
+//	arrow_config             error if set (Arrow routing)
+//	ensure_weight_tying      error if true
+//	use_bdlora               error if set
+//	init_lora_weights        true, false, "gaussian", "orthogonal", "eva":
+//	                         ignored, the saved weights are the init; any
+//	                         other ("pissa…", "olora", "corda", "loftq",
+//	                         "lora_ga", …) is an error: those inits change
+//	                         the base weights, so the factors belong to a
+//	                         residual base, not to the model loaded onto
+//	loftq_config, eva_config, ignored (init only)
+//	corda_config,
+//	lora_ga_config
+//	runtime_config           ignored (PyTorch device placement)
+//	peft_type, task_type, …  file metadata (see peft.LoadAdapter)
 func RefuseUnsupported(c *peft.AdapterConfig, method string) {
 	c.Require("bias", "gopeft's "+method+" trains no bias", `"none"`)
 	c.Require("fan_in_fan_out", "Conv1D-style weights")
@@ -206,9 +252,20 @@ func RefuseUnsupported(c *peft.AdapterConfig, method string) {
 	c.Require("megatron_config", "Megatron layers")
 	c.Require("trainable_token_indices", "trainable token embeddings")
 	c.Require("target_parameters", "adapters on bare parameters")
-	// The init of a loaded adapter is its saved weights.
-	c.Has("init_lora_weights")
+	c.Require("use_qalora", "QALoRA's pooled input")
+	c.Int("qalora_group_size", 16) // PEFT ≥ 0.18 writes 16; used only with use_qalora
+	c.Require("alora_invocation_tokens", "activated LoRA, which applies only after its invocation tokens")
+	c.Require("arrow_config", "Arrow routing between adapters")
+	c.Require("ensure_weight_tying", "tied adapters")
+	c.Require("use_bdlora", "block-diagonal LoRA")
+	// The init of a loaded adapter is its saved weights, unless the init
+	// also rewrote the base weights.
+	c.Require("init_lora_weights", "this init changes the base weights, so the saved factors apply to the residual base PEFT made, not to the base model they are loaded onto; "+
+		"convert the adapter in PEFT (save_pretrained with path_initial_model_for_weight_conversion), or set init_lora_weights to true if the model already holds that residual",
+		"true", `"gaussian"`, `"orthogonal"`, `"eva"`)
 	c.Has("runtime_config")
+	c.Has("loftq_config")
 	c.Has("eva_config")
 	c.Has("corda_config")
+	c.Has("lora_ga_config")
 }

@@ -153,6 +153,9 @@ func load(r *peft.AdapterReader, l *peft.Linear) (peft.Adapter, error) {
 	dInitial := cfg.DInitial
 	a, b, err := projections(r, cfg.R)
 	if err != nil {
+		if !r.Config.Has("r") {
+			return nil, r.Config.Errorf("r", "missing, so PEFT's default r = %d applies, which does not fit: %v", cfg.R, err)
+		}
 		return nil, err
 	}
 	if ak, bd := a.Value.RawMatrix().Cols, b.Value.RawMatrix().Rows; ak < k || bd < d {
