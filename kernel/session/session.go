@@ -11,10 +11,18 @@
 // with go/scanner at its top-level statement boundaries into runs of
 // imports, of declarations (evaluated as a file) and of statements
 // (evaluated as the body of main), evaluated in order, with positions kept
-// so errors name cell lines. Re-importing a package is a no-op. A later
-// cell may redefine a func or a var; a type can get new methods, but
-// redefining a struct type with other fields keeps yaegi's first
-// definition (a yaegi limitation: use a new name).
+// so errors name cell lines. Re-importing a package is a no-op. Each run
+// is prepared first (prepare.go) so that it means what it means in Go: go
+// and defer arguments are bound at the statement, loop variables are per
+// iteration, top-level if/for/switch statements scope their variables, a
+// cell's top-level defers run when the cell ends, a range over an integer
+// counts; constructs the interpreter would run differently and the kernel
+// cannot rewrite are refused with an "Unsupported" error that says what to
+// write instead. A later cell may redefine a func, a var or a type: the
+// funcs, methods and types of earlier cells that use a redefined name are
+// compiled again (redefine.go). The statements of a run are compiled
+// together (a compile error stops them all) and run one program each on
+// the session's one worker goroutine.
 //
 // The value of a final expression is shown as execute_result (several
 // values as a tuple; a (value, error) pair shows the value alone when the
@@ -56,11 +64,17 @@
 // the cell's only output). os.Exit panics with an "Exit" error instead of
 // ending the process. A panic in a goroutine started by a cell is
 // recovered (go statements are rewritten to recover) and reported on the
-// cell's stderr, or the next cell's if it ended; a panic in a goroutine a
-// compiled library starts cannot be caught here and ends the process, so
-// libraries recover in their goroutines (house style 12). On interrupt,
+// cell's stderr, or the next cell's if it ended; so is a panic in a
+// time.AfterFunc or context.AfterFunc callback. A panic in a goroutine
+// another compiled library starts cannot be caught here and ends the
+// process, so libraries recover in their goroutines (house style 12).
+// Runaway recursion is stopped with a StackOverflow error before Go's fatal
+// stack overflow (stack.go), and make(T, n) larger than the memory limit
+// fails with a MemoryLimit error before allocating. On interrupt,
 // interpreted code stops at its next step and Execute returns at once;
-// compiled calls stop only if they watch ctx (peft and accel do).
+// compiled calls stop only if they watch ctx (peft and accel do). One that
+// does not is waited for by the next cell, which says so: the rest of an
+// interrupted cell never runs.
 //
 // # Memory
 //
@@ -79,9 +93,9 @@
 // Not covered: a compiled call that allocates without watching ctx (it
 // goes on after the stop), a goroutine started by a cell that allocates
 // after its cell ended (the heap is watched only while a cell runs), and a
-// single allocation bigger than the free memory: Go's runtime aborts the
-// process on out-of-memory, and Jupyter shows that the kernel died and
-// restarts it.
+// single allocation bigger than the free memory made by compiled code
+// (make in a cell is checked first): Go's runtime aborts the process on
+// out-of-memory, and Jupyter shows that the kernel died and restarts it.
 package session
 
 import (
