@@ -167,7 +167,7 @@ type Session struct {
 
 	prep      preparer     // rewrites runs so they mean what Go means (prepare.go)
 	decls     []storedDecl // funcs, methods, types and consts, for redefinitions (redefine.go)
-	work      chan func() // the worker goroutine's queue (runOnWorker)
+	work      chan func()  // the worker goroutine's queue (runOnWorker)
 	stack     stackWatch   // stops runaway recursion (stack.go)
 	stackTrip int64        // stack size when the watcher stopped the running cell, 0 if it did not
 }
