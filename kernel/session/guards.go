@@ -110,3 +110,15 @@ func unsupportedResult(err error, r run, code string) Result {
 	}
 	return Result{Error: &ExecError{Name: "Unsupported", Value: ue.msg, Traceback: tb}}
 }
+
+// interpreterFault reports whether a panic message comes from the
+// interpreter's own use of reflection or its checks of types, not from the
+// cell's code.
+func interpreterFault(msg string) bool {
+	for _, p := range []string{"reflect: ", "reflect.", "errors: *target must be", "errors: target must be"} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}

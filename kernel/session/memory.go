@@ -5,19 +5,26 @@ package session
 // the kernel goes on serving with the earlier cells' state whole.
 //
 // While a cell runs, one goroutine per session samples the Go heap every
-// memSampleEvery through runtime/metrics (heap objects, live or not yet
-// swept; no stop of the world). When the heap is over the limit, the
-// watchdog runs a full collection itself (runtime.GC) and stops the cell
-// only if what was reachable when that collection began was over the limit
-// too (heldAfterGC); then the cell is stopped exactly as an interrupt stops
-// it: yaegi's stop, then the cell's ctx is cancelled. So garbage never trips
-// it, however far the collector lags behind under CPU load. The watchdog's
-// collections happen only while the heap is over the limit: the first at
-// once, then at most one per gcGap, ten times as long as the last took, so
-// that a cell holding just under the limit while making garbage spends at
-// most about a tenth of its time in them (a collection costs a mark of the
-// live heap: a few ms for hundreds of MiB of byte slices, tens of ms for as
-// much in pointers).
+// memSampleEvery through runtime/metrics (no stop of the world). When the
+// heap (objects, live or not yet swept) is over the limit, the cell is
+// stopped only if the heap reachable at some moment was over it too; then
+// it is stopped exactly as an interrupt stops it: yaegi's stop, then the
+// cell's ctx is cancelled. The live heap of the last collection is no
+// evidence, as it counts what was allocated while it marked, and under CPU
+// load that is a lot of garbage; the watchdog subtracts what was allocated
+// since a sample known to precede the collection (heapHistory: free, and
+// the runtime collects back to back while the heap is over its limit), else
+// it runs a collection itself (heldAfterGC). So garbage never trips it,
+// however far the collector lags. Its own collections happen only while the
+// heap is over the limit and the runtime's did not show it held: the first
+// at once, then at most one per gcGap, ten times as long as the last took,
+// so that a cell holding just under the limit while making garbage spends
+// at most about a tenth of its time in them (a collection costs a mark of
+// the live heap: a few ms for hundreds of MiB of byte slices, tens of ms for
+// as much in pointers). A cell that begins with the heap already over the
+// limit, held by variables of earlier cells, is stopped only when the heap
+// grows past where it began (by a sixteenth of the limit), so that the cell
+// that frees them runs.
 // Afterwards the variables the stopped cell declared are reset to their
 // zero values (they usually hold what filled the memory) and the memory is
 // returned to the system (debug.FreeOSMemory), so the kernel's resident
@@ -232,8 +239,13 @@ func formatBytes(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
-// heapMetrics are the samples the watchdog reads.
-var heapMetricNames = []string{"/memory/classes/heap/objects:bytes", "/gc/heap/live:bytes", "/gc/heap/allocs:bytes"}
+// heapMetrics are the samples the watchdog reads: the heap's objects (live
+// or not yet swept), the live heap marked by the last collection, the bytes
+// allocated since the start, and the collections completed. The cycle count
+// is read before the live heap (metrics.Read gathers the counters first and
+// the marked heap as it goes; both change together, with the world stopped),
+// so the live heap is of that collection or a later one.
+var heapMetricNames = []string{"/memory/classes/heap/objects:bytes", "/gc/heap/live:bytes", "/gc/heap/allocs:bytes", "/gc/cycles/total:gc-cycles"}
 
 // readHeap returns the heap's objects (live or not yet swept) and the live
 // heap at the end of the last collection.
@@ -242,9 +254,10 @@ func readHeap(s []metrics.Sample) (objects, live int64) {
 	return sampleInt(s[0]), sampleInt(s[1])
 }
 
-// allocated is the heap allocated since the process started, as of the
-// last readHeap with s.
+// allocated and cycles are the bytes allocated and the collections
+// completed, as of the last readHeap with s.
 func allocated(s []metrics.Sample) int64 { return sampleInt(s[2]) }
+func cycles(s []metrics.Sample) int64    { return sampleInt(s[3]) }
 
 func sampleInt(s metrics.Sample) int64 {
 	if s.Value.Kind() == metrics.KindUint64 {
@@ -275,13 +288,21 @@ type memTrip struct {
 
 // watchdog samples the heap while a cell of its session runs. Its
 // goroutine is started at the first cell and sleeps on wake between cells;
-// a cell costs it two atomic adds and a non-blocking send.
+// a cell costs it a read of the heap, two atomic adds and a non-blocking
+// send.
 type watchdog struct {
 	once sync.Once
 	seq  atomic.Uint64 // odd while a cell runs
-	wake chan struct{} // cap 1: a cell started
-	trip chan memTrip  // cap 1: the limit was crossed
-	quit chan struct{}
+	// base is the heap (objects) when the running cell began. A cell that
+	// begins over the limit, held by variables of earlier cells, is stopped
+	// only when the heap held grows past it by a sixteenth of the limit (the
+	// cell's own code and values), so that the cell freeing them (x = nil)
+	// runs.
+	base    atomic.Int64
+	samples []metrics.Sample // begin's
+	wake    chan struct{}    // cap 1: a cell started
+	trip    chan memTrip     // cap 1: the limit was crossed
+	quit    chan struct{}
 }
 
 // begin marks the start of a cell and returns its sequence number.
@@ -291,12 +312,15 @@ func (w *watchdog) begin() uint64 {
 		w.wake = make(chan struct{}, 1)
 		w.trip = make(chan memTrip, 1)
 		w.quit = make(chan struct{})
+		w.samples = newHeapSamples()
 		go w.loop(w.quit)
 	})
 	select {
 	case <-w.trip: // a late trip of an earlier cell
 	default:
 	}
+	objects, _ := readHeap(w.samples)
+	w.base.Store(objects) // before seq: the loop reads seq first
 	seq := w.seq.Add(1)
 	select {
 	case w.wake <- struct{}{}:
@@ -320,6 +344,7 @@ func (w *watchdog) loop(quit <-chan struct{}) {
 	samples := newHeapSamples()
 	t := time.NewTimer(time.Hour)
 	t.Stop()
+	var hist heapHistory
 	for {
 		select {
 		case <-w.wake:
@@ -329,6 +354,7 @@ func (w *watchdog) loop(quit <-chan struct{}) {
 		tripped := uint64(0)
 		var gcSeq uint64     // the cell of gcNext
 		var gcNext time.Time // the earliest next collection of ours in cell gcSeq
+		hist.reset()
 		for {
 			t.Reset(memSampleEvery)
 			select {
@@ -344,20 +370,25 @@ func (w *watchdog) loop(quit <-chan struct{}) {
 			if limit <= 0 || seq == tripped {
 				continue
 			}
-			if objects, _ := readHeap(samples); objects <= limit {
+			limit = max(limit, w.base.Load()+limit/16)
+			objects, live := readHeap(samples)
+			held, known := hist.add(cycles(samples), allocated(samples), live)
+			if objects <= limit {
 				continue
 			}
-			// Over the limit, maybe with garbage: collect, then judge by
-			// what the collection found live. The first time in a cell at
-			// once, then at most every gcGap.
-			if seq == gcSeq && time.Now().Before(gcNext) {
-				continue
-			}
-			start := time.Now()
-			held := heldAfterGC(samples)
-			gcSeq, gcNext = seq, time.Now().Add(gcGap(time.Since(start)))
-			if held <= limit || w.seq.Load() != seq {
-				continue // garbage, or the cell has ended
+			// Over the limit, maybe with garbage. Held by the runtime's own
+			// collections, or else by one of ours: the first time in a cell
+			// at once, then at most every gcGap.
+			if !known || held <= limit {
+				if seq == gcSeq && time.Now().Before(gcNext) {
+					continue
+				}
+				start := time.Now()
+				held = heldAfterGC(samples)
+				gcSeq, gcNext = seq, time.Now().Add(gcGap(time.Since(start)))
+				if held <= limit || w.seq.Load() != seq {
+					continue // garbage, or the cell has ended
+				}
 			}
 			tripped = seq
 			select {
@@ -366,6 +397,45 @@ func (w *watchdog) loop(quit <-chan struct{}) {
 			}
 		}
 	}
+}
+
+// heapHistory keeps the last samples of a cell (collections completed, bytes
+// allocated) to bound from below the heap that was reachable when the last
+// completed collection began, without a collection of its own.
+//
+// The live heap a collection marks counts, besides what was reachable when
+// its mark began, everything allocated while it marked (allocated black),
+// dead or not: a mark slowed down by CPU load counts a lot of garbage, and
+// the live heap alone is no evidence (a cell making only garbage under a
+// 200 MiB limit showed over 150 MiB live). But when the collections
+// completed went from at most n-2 at an earlier sample to n now, collection
+// n began after that sample (n-1 was not done then), so whatever it
+// allocated black was allocated since; the live heap less the bytes
+// allocated since that sample is at most what was reachable when it began.
+// With the heap over the runtime's limit (set to the kernel's), the runtime
+// collects back to back, so a cell holding more than the limit shows it
+// within a sample or two.
+type heapHistory struct {
+	n    int // samples kept, at most len(ring)
+	next int // where the next goes
+	ring [32]struct{ cycles, allocs int64 }
+}
+
+func (h *heapHistory) reset() { h.n, h.next = 0, 0 }
+
+// add records a sample and returns the bound, if a kept sample allows one.
+func (h *heapHistory) add(cycles, allocs, live int64) (held int64, ok bool) {
+	for i := 1; i <= h.n; i++ { // newest first
+		e := h.ring[(h.next-i+len(h.ring))%len(h.ring)]
+		if e.cycles <= cycles-2 {
+			held, ok = live-(allocs-e.allocs), true
+			break
+		}
+	}
+	h.ring[h.next] = struct{ cycles, allocs int64 }{cycles, allocs}
+	h.next = (h.next + 1) % len(h.ring)
+	h.n = min(h.n+1, len(h.ring))
+	return held, ok
 }
 
 // gcGap is the pause after a collection of the watchdog that took d before
@@ -383,19 +453,16 @@ const (
 
 // heldAfterGC runs a full collection and returns a lower bound of the heap
 // that was reachable when it started: the live heap it marked less what was
-// allocated meanwhile.
+// allocated meanwhile (see heapHistory). The collection starts after allocs0
+// is read (runtime.GC waits for a cycle in progress and starts a new one) and
+// its mark ends before the second read, so its black allocations are
+// counted in the difference. A cell holding more than the limit is counted
+// short by what it allocated during the collection, and caught at the next
+// sample.
 //
-// The live heap of a collection counts, besides what was reachable when its
-// mark began, everything allocated while it marked (allocated black), dead
-// or not. A mark slowed down by CPU load makes that a lot: a cell making
-// only garbage under a 200 MiB limit showed over 150 MiB live after the
-// runtime's own collections, so the live heap alone is no evidence. The
-// collection here starts after allocs0 is read (runtime.GC waits for a
-// cycle in progress and starts a new one) and its mark ends before allocs1
-// is read, so the black allocations are at most allocs1 - allocs0 (the
-// mcaches are flushed at mark termination, so the counter is complete).
-// A cell holding more than the limit is counted short by what it allocated
-// during the collection, and caught by the next one.
+// Small objects are counted allocated when their span leaves the P's cache,
+// at the latest at the end of the collection (runtime.GC waits for that in
+// its sweep); the error is at most a span per size class in use, some KiB.
 func heldAfterGC(s []metrics.Sample) int64 {
 	readHeap(s)
 	allocs0 := allocated(s)

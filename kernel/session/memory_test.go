@@ -144,7 +144,12 @@ func TestMemoryLimitKeepsEarlierVars(t *testing.T) {
 	if text(res) != "first" {
 		t.Errorf("ys[0] is %s", text(res))
 	}
-	runOK(t, s, "ys = nil")
+	// ys still holds more than the limit: a cell that frees it runs to its
+	// end however long it takes (the watchdog samples it many times).
+	runOK(t, s, "import \"time\"\ntime.Sleep(100 * time.Millisecond)\nys = nil")
+	if res, _ := runOK(t, s, "len(ys)"); text(res) != "0" {
+		t.Errorf("len(ys) is %s after ys = nil", text(res))
+	}
 }
 
 // TestMemoryLimitIgnoresGarbage: a cell making much more garbage than the
@@ -155,6 +160,35 @@ func TestMemoryLimitIgnoresGarbage(t *testing.T) {
 	res, _ := runOK(t, s, "total := 0\nfor i := 0; i < 300; i++ {\n\tb := make([]byte, 8<<20)\n\tb[0] = 1\n\ttotal += len(b)\n}\ntotal >> 20")
 	if text(res) != "2400" {
 		t.Errorf("total %s MiB", text(res))
+	}
+}
+
+// TestHeapHistory: a sample bounds the heap held at a collection only when
+// two collections completed since, so that the last began after it.
+func TestHeapHistory(t *testing.T) {
+	var h heapHistory
+	type step struct {
+		cycles, allocs, live int64
+		held                 int64 // -1: no bound
+	}
+	for i, st := range []step{
+		{cycles: 5, allocs: 100, live: 50, held: -1},
+		{cycles: 6, allocs: 300, live: 250, held: -1}, // collection 6 may have begun before the first sample
+		{cycles: 7, allocs: 400, live: 390, held: 90}, // 7 began after the first: 390 - (400-100)
+		{cycles: 7, allocs: 500, live: 390, held: -10},
+		{cycles: 9, allocs: 520, live: 480, held: 460}, // after the sample at 500 (7 <= 9-2): 480 - 20
+	} {
+		held, ok := h.add(st.cycles, st.allocs, st.live)
+		if want := st.held != -1; ok != want || ok && held != st.held {
+			t.Errorf("step %d: held %d, %v; want %d, %v", i, held, ok, st.held, want)
+		}
+	}
+	h.reset()
+	for i := range 100 { // the ring wraps
+		h.add(int64(i), int64(i)*10, 0)
+	}
+	if held, ok := h.add(100, 1000, 2000); !ok || held != 2000-(1000-980) {
+		t.Errorf("after wrapping: held %d, %v", held, ok)
 	}
 }
 

@@ -1012,6 +1012,13 @@ func (s *Session) panicResult(p interp.Panic, code string) Result {
 	if str, ok := p.Value.(string); ok && strings.HasPrefix(str, "reflect: slice index out of range") {
 		// yaegi indexes interpreted slices through reflect.
 		name, value = "runtime error", "index out of range"
+	} else if interpreterFault(value) {
+		name = "Unsupported"
+		value = "the interpreter (yaegi v0.16.1) failed inside Go's reflection (" + value + "). This happens when a value of a type " +
+			"declared in a cell reaches compiled code that needs its methods or its exact type: errors.As into a cell type, a cell type " +
+			"as an io.Writer or other interface of a compiled package, method expressions. Keep such values in interpreted code " +
+			"(a type switch instead of errors.As, a func instead of the interface), or declare the type in a Go package. " +
+			"kernel/kerneltest/README.md lists these interpreter bugs."
 	}
 	if e, ok := p.Value.(runtime.Error); ok {
 		value = strings.TrimPrefix(e.Error(), "runtime error: ")
