@@ -87,6 +87,9 @@ func (p *preparer) prepare(src string, decl bool) (string, error) {
 	if src, err = p.passLoopVars(src, decl); err != nil {
 		return "", err
 	}
+	if err := checkDeferClosures(src, decl); err != nil {
+		return "", err
+	}
 	src = p.passGoDefer(src, decl)
 	if !decl {
 		if src, err = p.passTopLevel(src); err != nil {
@@ -537,16 +540,14 @@ func (p *preparer) needsBinding(call *ast.CallExpr) bool {
 }
 
 // stableCallee: a callee kept in place (a name, a package member, a method
-// of a name). A function literal is not: yaegi makes a deferred closure
-// when the deferred call runs, with the variables of that moment. (One
-// that calls recover stays in place: yaegi deadlocks on a recover in a
-// deferred closure called through a variable.)
+// of a name, a function literal: yaegi v0.16.1 never returns from a
+// deferred call of a closure held in a variable, so a deferred literal
+// stays a literal, and checkDeferClosures refuses the loops where that
+// matters).
 func (p *preparer) stableCallee(e ast.Expr) bool {
 	switch x := e.(type) {
-	case *ast.Ident:
+	case *ast.Ident, *ast.FuncLit:
 		return true
-	case *ast.FuncLit:
-		return callsRecover(x)
 	case *ast.SelectorExpr:
 		_, ok := x.X.(*ast.Ident)
 		return ok
@@ -562,7 +563,7 @@ func (p *preparer) stableCallee(e ast.Expr) bool {
 // type, which the parameter may not have.
 func (p *preparer) stable(e ast.Expr) bool {
 	switch x := e.(type) {
-	case *ast.BasicLit:
+	case *ast.BasicLit, *ast.FuncLit:
 		return true
 	case *ast.Ident:
 		switch x.Name {
@@ -755,4 +756,103 @@ func definedNames(f *ast.File) map[string]bool {
 		return true
 	})
 	return defined
+}
+
+// checkDeferClosures refuses a deferred function literal inside a loop of a
+// function when the literal uses a variable of that loop: yaegi makes the
+// closure when the deferred call runs, so every deferred call would see the
+// variables of the last iteration. (At the top level of a cell the defer
+// becomes a registration, and its closure is made at the statement.)
+func checkDeferClosures(src string, decl bool) error {
+	if !strings.Contains(src, "defer") || !strings.Contains(src, "for") {
+		return nil
+	}
+	pr, ok := parseRun(src, decl)
+	if !ok {
+		return nil
+	}
+	var refuse error
+	var bodies []*ast.BlockStmt
+	ast.Inspect(pr.file, func(n ast.Node) bool {
+		switch f := n.(type) {
+		case *ast.FuncDecl:
+			if decl && f.Body != nil {
+				bodies = append(bodies, f.Body)
+			}
+		case *ast.FuncLit:
+			bodies = append(bodies, f.Body)
+		}
+		return true
+	})
+	for _, body := range bodies {
+		ast.Inspect(body, func(n ast.Node) bool {
+			if refuse != nil {
+				return false
+			}
+			if _, ok := n.(*ast.FuncLit); ok && n != ast.Node(body) {
+				return false // a function of its own
+			}
+			var loopBody *ast.BlockStmt
+			names := map[string]bool{}
+			switch l := n.(type) {
+			case *ast.ForStmt:
+				loopBody = l.Body
+				if as, ok := l.Init.(*ast.AssignStmt); ok && as.Tok == token.DEFINE {
+					for _, e := range as.Lhs {
+						if id, ok := e.(*ast.Ident); ok {
+							names[id.Name] = true
+						}
+					}
+				}
+			case *ast.RangeStmt:
+				loopBody = l.Body
+				if l.Tok == token.DEFINE {
+					for _, e := range []ast.Expr{l.Key, l.Value} {
+						if id, ok := e.(*ast.Ident); ok {
+							names[id.Name] = true
+						}
+					}
+				}
+			default:
+				return true
+			}
+			for n := range definedNames(&ast.File{Name: ast.NewIdent("p"), Decls: []ast.Decl{&ast.FuncDecl{Name: ast.NewIdent("_"), Type: &ast.FuncType{}, Body: loopBody}}}) {
+				names[n] = true
+			}
+			ast.Inspect(loopBody, func(m ast.Node) bool {
+				if _, ok := m.(*ast.FuncLit); ok {
+					return false
+				}
+				d, ok := m.(*ast.DeferStmt)
+				if !ok {
+					return true
+				}
+				lit, ok := d.Call.Fun.(*ast.FuncLit)
+				if !ok {
+					return true
+				}
+				own := map[string]bool{} // the literal's parameters shadow the loop's names
+				for _, f := range lit.Type.Params.List {
+					for _, id := range f.Names {
+						own[id.Name] = true
+					}
+				}
+				ast.Inspect(lit.Body, func(k ast.Node) bool {
+					if id, ok := k.(*ast.Ident); ok && names[id.Name] && !own[id.Name] && refuse == nil {
+						refuse = unsupportedError{line: pr.line(d.Pos()), msg: fmt.Sprintf(
+							"a deferred function literal in a loop uses %s, a variable of the loop: the interpreter makes the closure "+
+								"when the deferred call runs, so every call would see the last iteration's %s. Pass it as an argument "+
+								"instead: defer func(%s T) { … }(%s)", id.Name, id.Name, id.Name, id.Name)}
+					}
+					return refuse == nil
+				})
+				return refuse == nil
+			})
+			return refuse == nil
+		})
+		if refuse != nil {
+			return refuse
+		}
+	}
+	return nil
 }

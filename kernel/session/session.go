@@ -111,6 +111,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gopeft/gopeft/accel"
@@ -167,7 +168,7 @@ type Session struct {
 
 	prep      preparer     // rewrites runs so they mean what Go means (prepare.go)
 	decls     []storedDecl // funcs, methods, types and consts, for redefinitions (redefine.go)
-	work      chan func()  // the worker goroutine's queue (runOnWorker)
+	work      *worker      // runs the programs (runOnWorker)
 	stack     stackWatch   // stops runaway recursion (stack.go)
 	stackTrip int64        // stack size when the watcher stopped the running cell, 0 if it did not
 }
@@ -862,8 +863,12 @@ func (s *Session) execute(ctx context.Context, prog *interp.Program) (reflect.Va
 	var err error
 	fin := make(chan struct{})
 	s.runOnWorker(func() {
-		defer close(fin)
 		res, err = s.it.Execute(prog) // recovers panics into interp.Panic
+	}, func(goexit bool) {
+		if goexit {
+			err = errGoexit
+		}
+		close(fin)
 	})
 wait:
 	for {
@@ -908,23 +913,45 @@ wait:
 // statements are separate programs). An abandoned worker (its program
 // outlived an interrupt) ends when the program returns, and the next
 // program starts a new one.
-func (s *Session) runOnWorker(f func()) {
-	if s.work == nil {
-		work := make(chan func())
-		s.work = work
+// done is called after f, with goexit set when f ended its goroutine
+// (runtime.Goexit); the next program then gets a new worker.
+func (s *Session) runOnWorker(f func(), done func(goexit bool)) {
+	if s.work == nil || s.work.dead.Load() {
+		w := &worker{jobs: make(chan func())}
+		s.work = w
 		go func() {
-			for job := range work {
+			for job := range w.jobs {
 				job()
 			}
 		}()
 	}
-	s.work <- f
+	w := s.work
+	w.jobs <- func() {
+		returned := false
+		defer func() {
+			if !returned {
+				w.dead.Store(true)
+			}
+			done(!returned)
+		}()
+		f()
+		returned = true
+	}
 }
+
+// worker is the goroutine that runs a session's programs.
+type worker struct {
+	jobs chan func()
+	dead atomic.Bool // its goroutine ended (runtime.Goexit in a cell)
+}
+
+// errGoexit is what execute returns when a cell called runtime.Goexit.
+var errGoexit = errors.New("runtime.Goexit")
 
 // abandonWorker leaves the worker to finish its program alone.
 func (s *Session) abandonWorker() {
 	if s.work != nil {
-		close(s.work) // the worker ends after its current program
+		close(s.work.jobs) // the worker ends after its current program
 		s.work = nil
 	}
 }
@@ -983,6 +1010,11 @@ func (s *Session) failure(ctx context.Context, err error, code string) Result {
 			msg = "the cell ran out of time; variables from earlier statements are kept"
 		}
 		return errorResult("Interrupted", msg, []string{"Interrupted: " + msg})
+	}
+	if err == errGoexit {
+		msg := "runtime.Goexit ended the cell's goroutine, which stops the cell (in a Go program it would end main's goroutine); " +
+			"return from a function instead, or call Goexit in a goroutine of your own"
+		return errorResult("Unsupported", msg, []string{"Unsupported: " + msg})
 	}
 	if ce, ok := err.(compileError); ok {
 		return compileErrorResult(ce.err, code)
