@@ -96,6 +96,10 @@ func (x *declIndex) learn(r run, code string, count int) {
 		return
 	}
 	for _, st := range f.Decls[0].(*ast.FuncDecl).Body.List {
+		if ds, ok := st.(*ast.DeclStmt); ok {
+			x.learnDecl(fset, ds.Decl)
+			continue
+		}
 		as, ok := st.(*ast.AssignStmt)
 		if !ok || as.Tok != token.DEFINE {
 			continue

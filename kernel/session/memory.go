@@ -298,11 +298,14 @@ type watchdog struct {
 	// only when the heap held grows past it by a sixteenth of the limit (the
 	// cell's own code and values), so that the cell freeing them (x = nil)
 	// runs.
-	base    atomic.Int64
-	samples []metrics.Sample // begin's
-	wake    chan struct{}    // cap 1: a cell started
-	trip    chan memTrip     // cap 1: the limit was crossed
-	quit    chan struct{}
+	base atomic.Int64
+	// baseCycles and baseAllocs are the collections completed and bytes
+	// allocated when the running cell began, the first of its heapHistory.
+	baseCycles, baseAllocs atomic.Int64
+	samples                []metrics.Sample // begin's
+	wake                   chan struct{}    // cap 1: a cell started
+	trip                   chan memTrip     // cap 1: the limit was crossed
+	quit                   chan struct{}
 }
 
 // begin marks the start of a cell and returns its sequence number.
@@ -321,6 +324,8 @@ func (w *watchdog) begin() uint64 {
 	}
 	objects, _ := readHeap(w.samples)
 	w.base.Store(objects) // before seq: the loop reads seq first
+	w.baseCycles.Store(cycles(w.samples))
+	w.baseAllocs.Store(allocated(w.samples))
 	seq := w.seq.Add(1)
 	select {
 	case w.wake <- struct{}{}:
@@ -354,7 +359,7 @@ func (w *watchdog) loop(quit <-chan struct{}) {
 		tripped := uint64(0)
 		var gcSeq uint64     // the cell of gcNext
 		var gcNext time.Time // the earliest next collection of ours in cell gcSeq
-		hist.reset()
+		var histSeq uint64   // the cell of hist
 		for {
 			t.Reset(memSampleEvery)
 			select {
@@ -371,6 +376,15 @@ func (w *watchdog) loop(quit <-chan struct{}) {
 				continue
 			}
 			limit = max(limit, w.base.Load()+limit/16)
+			if seq != histSeq { // the cell's first sample
+				c, a := w.baseCycles.Load(), w.baseAllocs.Load()
+				if w.seq.Load() != seq {
+					continue // the cell ended: c and a may be of the next
+				}
+				hist.reset()
+				hist.add(c, a, 0)
+				histSeq = seq
+			}
 			objects, live := readHeap(samples)
 			held, known := hist.add(cycles(samples), allocated(samples), live)
 			if objects <= limit {

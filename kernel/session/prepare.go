@@ -92,6 +92,9 @@ func (p *preparer) prepare(src string, decl bool) (string, error) {
 	}
 	src = p.passGoDefer(src, decl)
 	if !decl {
+		if src, err = p.passCommaOK(src); err != nil {
+			return "", err
+		}
 		if src, err = p.passTopLevel(src); err != nil {
 			return "", err
 		}
@@ -855,4 +858,104 @@ func checkDeferClosures(src string, decl bool) error {
 		}
 	}
 	return nil
+}
+
+// passCommaOK rewrites the comma-ok forms at the top level of a cell, which
+// yaegi v0.16.1 does not compile there ("nil type"; in a function they
+// work):
+//
+//	v, ok := m[k]   →  v := m[k]; ok := func() bool { _, ok := m[k]; return ok }()
+//	v, ok := x.(T)  →  ok := func() bool { _, ok := x.(T); return ok }(); var v T; if ok { v = x.(T) }
+//
+// which evaluates m, k and x twice: they must be names, literals,
+// selectors or indexes of those (no calls). A receive (v, ok := <-ch)
+// cannot be evaluated twice and is refused.
+func (p *preparer) passCommaOK(src string) (string, error) {
+	if !strings.Contains(src, ",") {
+		return src, nil
+	}
+	pr, ok := parseRun(src, false)
+	if !ok {
+		return src, nil
+	}
+	var es []edit
+	for _, st := range pr.body {
+		as, ok := st.(*ast.AssignStmt)
+		if !ok || as.Tok != token.DEFINE || len(as.Lhs) != 2 || len(as.Rhs) != 1 {
+			continue
+		}
+		text := func(n ast.Node) string { return src[pr.off(n.Pos()):pr.off(n.End())] }
+		v, okName := text(as.Lhs[0]), text(as.Lhs[1])
+		p.seq++
+		tmp := fmt.Sprintf("__ok%d", p.seq)
+		if okName == "_" {
+			okName = tmp
+		}
+		var out string
+		switch x := unparen(as.Rhs[0]).(type) {
+		case *ast.IndexExpr:
+			if !simpleOperand(x.X) || !simpleOperand(x.Index) {
+				return "", unsupportedError{line: pr.line(st.Pos()), msg: commaOKMsg(text(st))}
+			}
+			e := text(x)
+			if v != "_" {
+				out = v + " := " + e + "; "
+			}
+			out += okName + " := func() bool { _, " + tmp + " := " + e + "; return " + tmp + " }()"
+		case *ast.TypeAssertExpr:
+			if x.Type == nil || !simpleOperand(x.X) {
+				continue
+			}
+			e := text(x)
+			out = okName + " := func() bool { _, " + tmp + " := " + e + "; return " + tmp + " }()"
+			if v != "_" {
+				out += "; var " + v + " " + text(x.Type) + "; if " + okName + " { " + v + " = " + e + " }"
+			}
+		case *ast.UnaryExpr:
+			if x.Op != token.ARROW {
+				continue
+			}
+			return "", unsupportedError{line: pr.line(st.Pos()), msg: commaOKMsg(text(st))}
+		default:
+			continue
+		}
+		es = append(es, edit{off: pr.off(st.Pos()), del: pr.off(st.End()) - pr.off(st.Pos()), ins: out})
+	}
+	return applyEdits(src, es), nil
+}
+
+func commaOKMsg(stmt string) string {
+	return "`" + stmt + "` at the top level of a cell: the interpreter cannot compile this comma-ok form there " +
+		"(gopeft rewrites a map lookup or type assertion of plain names, but not a receive or an operand with a call, " +
+		"which must be evaluated once). Write it in an if statement, `if v, ok := …; ok { … }`, or inside a function."
+}
+
+func unparen(e ast.Expr) ast.Expr {
+	for {
+		p, ok := e.(*ast.ParenExpr)
+		if !ok {
+			return e
+		}
+		e = p.X
+	}
+}
+
+// simpleOperand: an expression without calls or receives, so evaluating it
+// twice gives the same value with no side effect.
+func simpleOperand(e ast.Expr) bool {
+	switch x := e.(type) {
+	case *ast.Ident, *ast.BasicLit:
+		return true
+	case *ast.SelectorExpr:
+		return simpleOperand(x.X)
+	case *ast.IndexExpr:
+		return simpleOperand(x.X) && simpleOperand(x.Index)
+	case *ast.ParenExpr:
+		return simpleOperand(x.X)
+	case *ast.StarExpr:
+		return simpleOperand(x.X)
+	case *ast.BinaryExpr:
+		return simpleOperand(x.X) && simpleOperand(x.Y)
+	}
+	return false
 }

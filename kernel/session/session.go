@@ -519,7 +519,20 @@ func (s *Session) evalRuns(ctx context.Context, c *cell, code string) Result {
 				}
 				redef := s.beforeDecls(src)
 				if _, err := s.evalRun(ctx, r, src); err != nil {
-					return s.failure(ctx, err, code)
+					if !varsOnly(r) || !strings.Contains(err.Error(), "variable definition loop") {
+						return s.failure(ctx, err, code)
+					}
+					// yaegi v0.16.1 refuses a package-level var whose value
+					// uses a variable a cell declared with :=; in main's
+					// body the vars are session variables too.
+					sr := r
+					sr.decl = false
+					if err := s.evalStmts(ctx, sr, r.src, code); err != nil {
+						if _, ok := err.(unsupportedError); ok {
+							return unsupportedResult(err, r, code)
+						}
+						return s.failure(ctx, err, code)
+					}
 				}
 				s.afterDecls(ctx, redef, src, r.line, c)
 			} else if err := s.evalStmts(ctx, r, src, code); err != nil {
@@ -730,6 +743,17 @@ func (s *Session) evalRun(ctx context.Context, r run, src string) (reflect.Value
 	return v, err
 }
 
+// varsOnly reports whether a run of declarations holds only vars.
+func varsOnly(r run) bool {
+	for _, seg := range r.segs {
+		toks, _, err := scanCell(r.src[seg.start-r.start : seg.end-r.start])
+		if err != nil || len(toks) == 0 || toks[0].tok != token.VAR {
+			return false
+		}
+	}
+	return true
+}
+
 // evalStmts evaluates a run of statements (src, the run's text up to its
 // final expression), one program per statement: a panic in a compiled call
 // names the line of the statement that made it (yaegi reports the first
@@ -778,6 +802,9 @@ func (s *Session) evalStmts(ctx context.Context, r run, src, code string) error 
 			continue
 		}
 		funcLit = funcLit || hasFuncLit(piece)
+		if toks, _, err := scanCell(piece); err == nil && len(toks) > 0 && toks[0].tok == token.VAR {
+			piece = ";" + piece // yaegi compiles a source starting with var as a file
+		}
 		prog, err := s.compile(pad(line) + strings.Repeat(" ", col) + piece)
 		if err != nil {
 			return err
@@ -1100,10 +1127,24 @@ func errorResult(name, value string, tb []string) Result {
 	return Result{Error: &ExecError{Name: name, Value: value, Traceback: tb}}
 }
 
+// missingBuiltin matches the compile error of a builtin yaegi lacks.
+var missingBuiltin = regexp.MustCompile(`undefined: (min|max|clear)\b`)
+
+var builtinInstead = map[string]string{
+	"min":   "math.Min for floats, or an if for ints",
+	"max":   "math.Max for floats, or an if for ints",
+	"clear": "for k := range m { delete(m, k) } for a map, or a loop setting s[i] to zero for a slice",
+}
+
 // compileErrorResult reports a syntax or type error with the cell lines it
 // names.
 func compileErrorResult(err error, code string) Result {
 	msg := fixPositions(err.Error())
+	if m := missingBuiltin.FindStringSubmatch(msg); m != nil {
+		msg = "Go 1.21's builtin " + m[1] + " is missing from the interpreter (yaegi v0.16.1): write " + builtinInstead[m[1]] +
+			" instead (" + msg + ")"
+		return Result{Error: &ExecError{Name: "Unsupported", Value: msg, Traceback: []string{"Unsupported: " + msg}}}
+	}
 	if msg == "nil type" {
 		msg += " (the interpreter could not give a type to an expression; yaegi v0.16.1 does this for a range over " +
 			"a func iterator and over an integer it cannot see is one: write a counting loop, for i := 0; i < n; i++)"
