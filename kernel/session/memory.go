@@ -17,14 +17,16 @@ package session
 // it runs a collection itself (heldAfterGC). So garbage never trips it,
 // however far the collector lags. Its own collections happen only while the
 // heap is over the limit and the runtime's did not show it held: the first
-// at once, then at most one per gcGap, ten times as long as the last took,
-// so that a cell holding just under the limit while making garbage spends
-// at most about a tenth of its time in them (a collection costs a mark of
-// the live heap: a few ms for hundreds of MiB of byte slices, tens of ms for
-// as much in pointers). A cell that begins with the heap already over the
+// at once (and again at the next sample if it found the limit live but not
+// held), then at most one per gcGap, ten times as long as the last took, so
+// that a cell holding just under the limit while making garbage spends at
+// most about a tenth of its time in them (a collection costs a mark of the
+// live heap: a few ms for hundreds of MiB of byte slices, tens of ms for as
+// much in pointers). A cell that begins with the heap already over the
 // limit, held by variables of earlier cells, is stopped only when the heap
 // grows past where it began (by a sixteenth of the limit), so that the cell
 // that frees them runs.
+//
 // Afterwards the variables the stopped cell declared are reset to their
 // zero values (they usually hold what filled the memory) and the memory is
 // returned to the system (debug.FreeOSMemory), so the kernel's resident
@@ -288,16 +290,16 @@ type memTrip struct {
 
 // watchdog samples the heap while a cell of its session runs. Its
 // goroutine is started at the first cell and sleeps on wake between cells;
-// a cell costs it a read of the heap, two atomic adds and a non-blocking
-// send.
+// a cell costs it a read of the heap, a few atomic stores and a non-blocking
+// send (and a collection when the heap is over the limit as it begins).
 type watchdog struct {
 	once sync.Once
 	seq  atomic.Uint64 // odd while a cell runs
-	// base is the heap (objects) when the running cell began. A cell that
-	// begins over the limit, held by variables of earlier cells, is stopped
-	// only when the heap held grows past it by a sixteenth of the limit (the
-	// cell's own code and values), so that the cell freeing them (x = nil)
-	// runs.
+	// base is the heap (objects) when the running cell began, collected
+	// when over the limit. A cell that begins over the limit, held by
+	// variables of earlier cells, is stopped only when the heap held grows
+	// past base by a sixteenth of the limit (the cell's own code and
+	// values), so that the cell freeing them (x = nil) runs.
 	base atomic.Int64
 	// baseCycles and baseAllocs are the collections completed and bytes
 	// allocated when the running cell began, the first of its heapHistory.
@@ -323,6 +325,13 @@ func (w *watchdog) begin() uint64 {
 	default:
 	}
 	objects, _ := readHeap(w.samples)
+	if limit := memLimitVal.Load(); limit > 0 && objects > limit {
+		// Held by earlier cells' variables, or garbage not yet collected
+		// (the limit was just lowered): collect, so that base is what is
+		// held.
+		runtime.GC()
+		objects, _ = readHeap(w.samples)
+	}
 	w.base.Store(objects) // before seq: the loop reads seq first
 	w.baseCycles.Store(cycles(w.samples))
 	w.baseAllocs.Store(allocated(w.samples))
@@ -349,17 +358,19 @@ func (w *watchdog) loop(quit <-chan struct{}) {
 	samples := newHeapSamples()
 	t := time.NewTimer(time.Hour)
 	t.Stop()
-	var hist heapHistory
+	var (
+		hist    heapHistory
+		cell    uint64    // the cell the following are of
+		tripped bool      // the cell was stopped
+		gcNext  time.Time // the earliest next collection of ours
+		retry   bool      // the next collection of ours is a retry
+	)
 	for {
 		select {
 		case <-w.wake:
 		case <-quit:
 			return
 		}
-		tripped := uint64(0)
-		var gcSeq uint64     // the cell of gcNext
-		var gcNext time.Time // the earliest next collection of ours in cell gcSeq
-		var histSeq uint64   // the cell of hist
 		for {
 			t.Reset(memSampleEvery)
 			select {
@@ -371,40 +382,49 @@ func (w *watchdog) loop(quit <-chan struct{}) {
 			if seq%2 == 0 {
 				break // no cell runs: wait for the next
 			}
-			limit := memLimitVal.Load()
-			if limit <= 0 || seq == tripped {
-				continue
-			}
-			limit = max(limit, w.base.Load()+limit/16)
-			if seq != histSeq { // the cell's first sample
+			if seq != cell { // the cell's first sample
 				c, a := w.baseCycles.Load(), w.baseAllocs.Load()
 				if w.seq.Load() != seq {
 					continue // the cell ended: c and a may be of the next
 				}
+				cell, tripped, gcNext, retry = seq, false, time.Time{}, false
 				hist.reset()
 				hist.add(c, a, 0)
-				histSeq = seq
 			}
+			limit := memLimitVal.Load()
+			if limit <= 0 || tripped {
+				continue
+			}
+			limit = max(limit, w.base.Load()+limit/16)
 			objects, live := readHeap(samples)
 			held, known := hist.add(cycles(samples), allocated(samples), live)
 			if objects <= limit {
 				continue
 			}
-			// Over the limit, maybe with garbage. Held by the runtime's own
+			// Over the limit, maybe with garbage. Held, by the runtime's own
 			// collections, or else by one of ours: the first time in a cell
 			// at once, then at most every gcGap.
 			if !known || held <= limit {
-				if seq == gcSeq && time.Now().Before(gcNext) {
+				if time.Now().Before(gcNext) {
 					continue
 				}
 				start := time.Now()
-				held = heldAfterGC(samples)
-				gcSeq, gcNext = seq, time.Now().Add(gcGap(time.Since(start)))
+				held, live = heldAfterGC(samples)
+				took := time.Since(start)
+				hist.add(cycles(samples), allocated(samples), live)
+				// When the collection found the limit live but not held (the
+				// cell allocated it while it ran: a fast allocator, or garbage
+				// under CPU load), once more at the next sample.
+				retry = !retry && held <= limit && live > limit
+				gcNext = time.Now()
+				if !retry {
+					gcNext = gcNext.Add(gcGap(took))
+				}
 				if held <= limit || w.seq.Load() != seq {
 					continue // garbage, or the cell has ended
 				}
 			}
-			tripped = seq
+			tripped = true
 			select {
 			case w.trip <- memTrip{seq: seq, heap: held}:
 			default:
@@ -467,7 +487,8 @@ const (
 
 // heldAfterGC runs a full collection and returns a lower bound of the heap
 // that was reachable when it started: the live heap it marked less what was
-// allocated meanwhile (see heapHistory). The collection starts after allocs0
+// allocated meanwhile (see heapHistory); and the live heap it marked. s is
+// left with the samples read after it. The collection starts after allocs0
 // is read (runtime.GC waits for a cycle in progress and starts a new one) and
 // its mark ends before the second read, so its black allocations are
 // counted in the difference. A cell holding more than the limit is counted
@@ -477,12 +498,12 @@ const (
 // Small objects are counted allocated when their span leaves the P's cache,
 // at the latest at the end of the collection (runtime.GC waits for that in
 // its sweep); the error is at most a span per size class in use, some KiB.
-func heldAfterGC(s []metrics.Sample) int64 {
+func heldAfterGC(s []metrics.Sample) (held, live int64) {
 	readHeap(s)
 	allocs0 := allocated(s)
 	runtime.GC() // returns after mark termination and a full sweep
-	_, live := readHeap(s)
-	return live - (allocated(s) - allocs0)
+	_, live = readHeap(s)
+	return live - (allocated(s) - allocs0), live
 }
 
 // errMemLimit is what execute returns for a cell stopped by the watchdog.

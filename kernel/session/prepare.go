@@ -53,6 +53,8 @@ type preparer struct {
 	isConst    func(name string) bool // a session constant
 	isPkg      func(name string) bool // an imported package name
 	isIntVar   func(name string) bool // a session variable of an integer type
+	isMethod   func(name string) bool // a method name of a type a cell declared
+	isType     func(name string) bool // a type a cell declared
 	runInts    map[string]bool        // integer names of the whole run being prepared statement by statement
 	runDefined map[string]bool        // names that run declares
 	seq        int                    // numbers the temporaries, never reused in a session
@@ -88,6 +90,9 @@ func (p *preparer) prepare(src string, decl bool) (string, error) {
 		return "", err
 	}
 	if err := checkDeferClosures(src, decl); err != nil {
+		return "", err
+	}
+	if err := p.checkMethodValues(src, decl); err != nil {
 		return "", err
 	}
 	src = p.passGoDefer(src, decl)
@@ -137,8 +142,9 @@ func parseRun(src string, decl bool) (*parsed, bool) {
 }
 
 func (p *parsed) off(pos token.Pos) int { return p.tf.Offset(pos) - p.prefix }
+// line is the 1-based line of pos in the run's source.
 func (p *parsed) line(pos token.Pos) int {
-	return p.tf.Line(pos) - p.tf.Line(p.tf.Pos(p.prefix))
+	return p.tf.Line(pos) - p.tf.Line(p.tf.Pos(p.prefix)) + 1
 }
 
 // edit replaces src[off:off+del] by ins. Among edits at one offset, a
@@ -958,4 +964,54 @@ func simpleOperand(e ast.Expr) bool {
 		return simpleOperand(x.X) && simpleOperand(x.Y)
 	}
 	return false
+}
+
+// checkMethodValues refuses a method value (x.M not called) of a type a
+// cell declared: yaegi v0.16.1 binds its receiver when the value is
+// called, not when it is made, so `show := c.Show; c.n = 5; show()` shows
+// 5 where Go shows the old value.
+func (p *preparer) checkMethodValues(src string, decl bool) error {
+	if p.isMethod == nil || !strings.Contains(src, ".") {
+		return nil
+	}
+	pr, ok := parseRun(src, decl)
+	if !ok {
+		return nil
+	}
+	methods := map[string]bool{}
+	for _, d := range pr.file.Decls {
+		if fd, ok := d.(*ast.FuncDecl); ok && fd.Recv != nil {
+			methods[fd.Name.Name] = true
+		}
+	}
+	called := map[*ast.SelectorExpr]bool{}
+	ast.Inspect(pr.file, func(n ast.Node) bool {
+		if c, ok := n.(*ast.CallExpr); ok {
+			if sel, ok := unparen(c.Fun).(*ast.SelectorExpr); ok {
+				called[sel] = true
+			}
+		}
+		return true
+	})
+	var refuse error
+	ast.Inspect(pr.file, func(n ast.Node) bool {
+		sel, ok := n.(*ast.SelectorExpr)
+		if !ok || called[sel] || refuse != nil {
+			return refuse == nil
+		}
+		if !methods[sel.Sel.Name] && !p.isMethod(sel.Sel.Name) {
+			return true
+		}
+		if id, ok := sel.X.(*ast.Ident); ok && (p.isPkg != nil && p.isPkg(id.Name) || p.isType != nil && p.isType(id.Name)) {
+			return true // a package member, or a method expression T.M
+		}
+		x := src[pr.off(sel.X.Pos()):pr.off(sel.X.End())]
+		refuse = unsupportedError{line: pr.line(sel.Pos()), msg: fmt.Sprintf(
+			"the method value %s.%s: the interpreter binds a method value's receiver when it is called, not when it is made, "+
+				"so a later change to %s would show. Write a closure that says which you mean: "+
+				"func() { %s.%s() } (the variable as it is then), or copy first: r := %s; f := func() { r.%s() }",
+			x, sel.Sel.Name, x, x, sel.Sel.Name, x, sel.Sel.Name)}
+		return false
+	})
+	return refuse
 }

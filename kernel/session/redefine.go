@@ -43,6 +43,7 @@ type storedDecl struct {
 // redefinition is what a run of declarations is about to redeclare.
 type redefinition struct {
 	names map[string]bool // names the run declares that existed before
+	fresh map[string]bool // stored declarations already compiled again before the run
 }
 
 // declsOf parses a run of declarations into stored declarations.
@@ -113,9 +114,11 @@ func recvName(e ast.Expr) string {
 
 // beforeDecls prepares the interpreter for a run of declarations: the
 // types it redeclares are removed first.
-func (s *Session) beforeDecls(src string) redefinition {
-	rd := redefinition{names: map[string]bool{}}
-	for _, d := range declsOf(src) {
+func (s *Session) beforeDecls(ctx context.Context, src string, c *cell) redefinition {
+	rd := redefinition{names: map[string]bool{}, fresh: map[string]bool{}}
+	run := declsOf(src)
+	s.redeclareMethods(ctx, run, &rd, c)
+	for _, d := range run {
 		for _, n := range d.names {
 			base := n
 			if i := strings.IndexByte(n, '.'); i >= 0 {
@@ -131,6 +134,58 @@ func (s *Session) beforeDecls(src string) redefinition {
 		}
 	}
 	return rd
+}
+
+// redeclareMethods handles a run that declares again a method of an
+// earlier cell: yaegi v0.16.1 keeps the first body of a method, so the
+// receiver type is declared again from its stored source with its other
+// stored methods, and the run then adds its methods to the new type.
+func (s *Session) redeclareMethods(ctx context.Context, run []storedDecl, rd *redefinition, c *cell) {
+	declared := map[string]bool{}
+	for _, d := range run {
+		for _, n := range d.names {
+			declared[n] = true
+		}
+	}
+	types := map[string]bool{}
+	for _, d := range s.decls {
+		for _, n := range d.names {
+			if i := strings.IndexByte(n, '.'); i >= 0 && declared[n] {
+				types[n[:i]] = true
+			}
+		}
+	}
+	for t := range types {
+		if declared[t] {
+			continue // the run declares the type too
+		}
+		var typeDecl *storedDecl
+		var methods []*storedDecl
+		for i := range s.decls {
+			d := &s.decls[i]
+			for _, n := range d.names {
+				if n == t && len(d.types) > 0 {
+					typeDecl = d
+				} else if strings.HasPrefix(n, t+".") && !declared[n] {
+					methods = append(methods, d)
+				}
+			}
+		}
+		if typeDecl == nil || len(typeDecl.names) != 1 {
+			continue
+		}
+		s.dropSymbol(t)
+		for _, d := range append([]*storedDecl{typeDecl}, methods...) {
+			if _, err := s.evalSafe(ctx, pad(d.line)+d.src); err != nil {
+				c.out.add("stderr", fmt.Sprintf("warning: %s (declared in cell [%d]) did not compile again: %s\n",
+					strings.Join(d.names, ", "), d.count, fixPositions(err.Error())))
+			}
+			for _, n := range d.names {
+				rd.fresh[n] = true
+			}
+		}
+		rd.names[t] = true
+	}
 }
 
 // afterDecls records the run's declarations and compiles again the earlier
@@ -172,7 +227,7 @@ func (s *Session) afterDecls(ctx context.Context, rd redefinition, src string, l
 		more = false
 		for i := 0; i < old; i++ {
 			d := &s.decls[i]
-			if done[i] || d.src == "" || !usesAny(d.uses, changed) {
+			if done[i] || d.src == "" || overlaps(d.names, rd.fresh) || !usesAny(d.uses, changed) {
 				continue
 			}
 			done[i] = true

@@ -218,6 +218,17 @@ func (s *Session) reset() error {
 	s.prep = preparer{
 		isConst: func(n string) bool { d, ok := s.index.names[n]; return ok && d.kind == kindConst },
 		isPkg:   func(n string) bool { _, ok := s.index.imports[n]; return ok },
+		isMethod: func(n string) bool {
+			for _, d := range s.decls {
+				for _, k := range d.names {
+					if i := strings.IndexByte(k, '.'); i >= 0 && k[i+1:] == n {
+						return true
+					}
+				}
+			}
+			return false
+		},
+		isType: func(n string) bool { d, ok := s.index.names[n]; return ok && d.kind == kindType },
 		isIntVar: func(n string) bool {
 			v, ok := s.globals()[n]
 			if !ok || !v.IsValid() {
@@ -517,7 +528,7 @@ func (s *Session) evalRuns(ctx context.Context, c *cell, code string) Result {
 				if src, err = s.prep.prepare(src, true); err != nil {
 					return unsupportedResult(err, r, code)
 				}
-				redef := s.beforeDecls(src)
+				redef := s.beforeDecls(ctx, src, c)
 				if _, err := s.evalRun(ctx, r, src); err != nil {
 					if !varsOnly(r) || !strings.Contains(err.Error(), "variable definition loop") {
 						return s.failure(ctx, err, code)
