@@ -84,6 +84,8 @@ func (p *preparer) prepare(src string, decl bool) (string, error) {
 		return src, nil
 	}
 	src = p.passMake(src, decl)
+	src = passRecover(src, decl)
+	src = p.passTypeSwitch(src, decl)
 	src = p.passRangeInt(src, decl)
 	var err error
 	if src, err = p.passLoopVars(src, decl); err != nil {
@@ -142,6 +144,7 @@ func parseRun(src string, decl bool) (*parsed, bool) {
 }
 
 func (p *parsed) off(pos token.Pos) int { return p.tf.Offset(pos) - p.prefix }
+
 // line is the 1-based line of pos in the run's source.
 func (p *parsed) line(pos token.Pos) int {
 	return p.tf.Line(pos) - p.tf.Line(p.tf.Pos(p.prefix)) + 1
@@ -1014,4 +1017,134 @@ func (p *preparer) checkMethodValues(src string, decl bool) error {
 		return false
 	})
 	return refuse
+}
+
+// passRecover makes recover() give the panic's value as Go does: yaegi
+// v0.16.1 hands interpreted code the reflect.Value it panicked with, so
+// `r.(string)` or a type switch on it fails. recover() becomes
+// gopeftk.Recovered(recover()), still a direct call of recover by the
+// deferred function.
+func passRecover(src string, decl bool) string {
+	if !strings.Contains(src, "recover()") {
+		return src
+	}
+	pr, ok := parseRun(src, decl)
+	if !ok {
+		return src
+	}
+	var es []edit
+	ast.Inspect(pr.file, func(n ast.Node) bool {
+		c, ok := n.(*ast.CallExpr)
+		if !ok {
+			return true
+		}
+		if sel, ok := c.Fun.(*ast.SelectorExpr); ok && sel.Sel.Name == "Recovered" {
+			return false // done already
+		}
+		if id, ok := c.Fun.(*ast.Ident); ok && id.Name == "recover" && len(c.Args) == 0 {
+			es = append(es, edit{off: pr.off(c.Pos()), ins: "gopeftk.Recovered("}, edit{off: pr.off(c.End()), ins: ")"})
+		}
+		return true
+	})
+	return applyEdits(src, es)
+}
+
+// passTypeSwitch turns a type switch into a switch over comma-ok type
+// assertions: yaegi v0.16.1's type switch misses `case error` for the
+// errors of compiled packages (errors.New), while x.(error) works.
+//
+//	switch v := x.(type) { case nil: A; case int: B; case string, bool: C; default: D }
+//	switch __tsN := x; { case __tsN == nil: v := __tsN; A
+//	  case func() bool { _, ok := __tsN.(int); return ok }(): v := __tsN.(int); B
+//	  case …(string) || …(bool): v := __tsN; C
+//	  default: v := __tsN; D }
+//
+// An init statement moves into a block around the switch. Lines are kept.
+func (p *preparer) passTypeSwitch(src string, decl bool) string {
+	if !strings.Contains(src, ".(type)") {
+		return src
+	}
+	for pass := 0; pass < 100; pass++ {
+		pr, ok := parseRun(src, decl)
+		if !ok {
+			return src
+		}
+		var ts *ast.TypeSwitchStmt
+		var label *ast.LabeledStmt
+		ast.Inspect(pr.file, func(n ast.Node) bool {
+			if ts != nil {
+				return false
+			}
+			if l, ok := n.(*ast.LabeledStmt); ok {
+				if t, ok := l.Stmt.(*ast.TypeSwitchStmt); ok {
+					ts, label = t, l
+					return false
+				}
+			}
+			if t, ok := n.(*ast.TypeSwitchStmt); ok {
+				ts = t
+				return false
+			}
+			return true
+		})
+		if ts == nil {
+			return src
+		}
+		text := func(n ast.Node) string { return src[pr.off(n.Pos()):pr.off(n.End())] }
+		newlines := func(a, b token.Pos) string {
+			return strings.Repeat("\n", strings.Count(src[pr.off(a):pr.off(b)], "\n"))
+		}
+		var v string
+		var x ast.Expr
+		switch a := ts.Assign.(type) {
+		case *ast.AssignStmt:
+			v = a.Lhs[0].(*ast.Ident).Name
+			x = a.Rhs[0].(*ast.TypeAssertExpr).X
+		case *ast.ExprStmt:
+			x = a.X.(*ast.TypeAssertExpr).X
+		}
+		p.seq++
+		tmp := fmt.Sprintf("__ts%d", p.seq)
+		var es []edit
+		start := ts.Pos()
+		head := "switch " + tmp + " := " + text(x) + "; {"
+		if label != nil {
+			start = label.Pos()
+			head = label.Label.Name + ": " + head
+		}
+		if ts.Init != nil {
+			head = "{ " + text(ts.Init) + "; " + head
+			es = append(es, edit{off: pr.off(ts.Body.End()), ins: " }"})
+		}
+		es = append(es, edit{off: pr.off(start), del: pr.off(ts.Body.Lbrace) + 1 - pr.off(start),
+			ins: head + newlines(start, ts.Body.Lbrace)})
+		for _, st := range ts.Body.List {
+			cc := st.(*ast.CaseClause)
+			var conds []string
+			for _, t := range cc.List {
+				if id, ok := t.(*ast.Ident); ok && id.Name == "nil" {
+					conds = append(conds, tmp+" == nil")
+					continue
+				}
+				conds = append(conds, "func() bool { _, ok := "+tmp+".("+text(t)+"); return ok }()")
+			}
+			clause := "default:"
+			if cc.List != nil {
+				clause = "case " + strings.Join(conds, " || ") + ":"
+			}
+			if v != "" {
+				val := tmp
+				if len(cc.List) == 1 {
+					if id, ok := cc.List[0].(*ast.Ident); !ok || id.Name != "nil" {
+						val = tmp + ".(" + text(cc.List[0]) + ")"
+					}
+				}
+				clause += " " + v + " := " + val + "; _ = " + v + ";"
+			}
+			es = append(es, edit{off: pr.off(cc.Case), del: pr.off(cc.Colon) + 1 - pr.off(cc.Case),
+				ins: clause + newlines(cc.Case, cc.Colon)})
+		}
+		src = applyEdits(src, es)
+	}
+	return src
 }

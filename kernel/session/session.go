@@ -328,6 +328,12 @@ func (s *Session) runtimeSymbols() interp.Exports {
 			}),
 			"GoPanic": reflect.ValueOf(func(r any) { s.goPanic(r) }),
 			"Len":     reflect.ValueOf(checkMakeLen),
+			"Recovered": reflect.ValueOf(func(v any) any {
+				if rv, ok := v.(reflect.Value); ok && rv.IsValid() && rv.CanInterface() {
+					return rv.Interface()
+				}
+				return v
+			}),
 			"Context": reflect.ValueOf(func() context.Context { return nb.Context() }),
 		},
 		"context/context": {
