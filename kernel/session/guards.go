@@ -122,3 +122,32 @@ func interpreterFault(msg string) bool {
 	}
 	return false
 }
+
+// recovered is gopeftk.Recovered, around every recover() of a cell: the
+// value a cell's panic carries, as Go's recover returns it. yaegi v0.16.1
+// hands interpreted code the reflect.Value it panicked with, and an index
+// or slice bound check of an interpreted slice panics inside reflect with a
+// string; such a value becomes the runtime error Go would give (without
+// the index and length, which reflect does not say).
+func recovered(v any) any {
+	if rv, ok := v.(reflect.Value); ok && rv.IsValid() && rv.CanInterface() {
+		v = rv.Interface()
+	}
+	if s, ok := v.(string); ok {
+		switch {
+		case strings.HasPrefix(s, "reflect: slice index out of range"), strings.HasPrefix(s, "reflect: string index out of range"),
+			strings.HasPrefix(s, "reflect: array index out of range"):
+			return boundsError("index out of range")
+		case strings.HasPrefix(s, "reflect.Value.Slice: slice index out of bounds"):
+			return boundsError("slice bounds out of range")
+		}
+	}
+	return v
+}
+
+// boundsError is a runtime.Error for an index or slice bound the
+// interpreter checked through reflect.
+type boundsError string
+
+func (e boundsError) Error() string { return "runtime error: " + string(e) }
+func (e boundsError) RuntimeError() {}

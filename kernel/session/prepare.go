@@ -1033,19 +1033,38 @@ func passRecover(src string, decl bool) string {
 		return src
 	}
 	var es []edit
-	ast.Inspect(pr.file, func(n ast.Node) bool {
-		c, ok := n.(*ast.CallExpr)
-		if !ok {
+	var walk func(n ast.Node, inFunc bool)
+	walk = func(n ast.Node, inFunc bool) {
+		ast.Inspect(n, func(m ast.Node) bool {
+			switch x := m.(type) {
+			case *ast.FuncLit:
+				if m != n {
+					walk(x.Body, true)
+					return false
+				}
+			case *ast.FuncDecl:
+				if m != n && x.Body != nil {
+					walk(x.Body, decl)
+					return false
+				}
+			case *ast.CallExpr:
+				if sel, ok := x.Fun.(*ast.SelectorExpr); ok && sel.Sel.Name == "Recovered" {
+					return false // done already
+				}
+				if id, ok := x.Fun.(*ast.Ident); ok && id.Name == "recover" && len(x.Args) == 0 {
+					if inFunc {
+						es = append(es, edit{off: pr.off(x.Pos()), ins: "gopeftk.Recovered("}, edit{off: pr.off(x.End()), ins: ")"})
+					} else {
+						// Outside a function, as in main's body outside a
+						// deferred call, recover returns nil (yaegi crashes).
+						es = append(es, edit{off: pr.off(x.Pos()), del: pr.off(x.End()) - pr.off(x.Pos()), ins: "any(nil)"})
+					}
+				}
+			}
 			return true
-		}
-		if sel, ok := c.Fun.(*ast.SelectorExpr); ok && sel.Sel.Name == "Recovered" {
-			return false // done already
-		}
-		if id, ok := c.Fun.(*ast.Ident); ok && id.Name == "recover" && len(c.Args) == 0 {
-			es = append(es, edit{off: pr.off(c.Pos()), ins: "gopeftk.Recovered("}, edit{off: pr.off(c.End()), ins: ")"})
-		}
-		return true
-	})
+		})
+	}
+	walk(pr.file, false)
 	return applyEdits(src, es)
 }
 

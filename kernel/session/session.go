@@ -326,15 +326,10 @@ func (s *Session) runtimeSymbols() interp.Exports {
 				}
 				return line
 			}),
-			"GoPanic": reflect.ValueOf(func(r any) { s.goPanic(r) }),
-			"Len":     reflect.ValueOf(checkMakeLen),
-			"Recovered": reflect.ValueOf(func(v any) any {
-				if rv, ok := v.(reflect.Value); ok && rv.IsValid() && rv.CanInterface() {
-					return rv.Interface()
-				}
-				return v
-			}),
-			"Context": reflect.ValueOf(func() context.Context { return nb.Context() }),
+			"GoPanic":   reflect.ValueOf(func(r any) { s.goPanic(r) }),
+			"Len":       reflect.ValueOf(checkMakeLen),
+			"Recovered": reflect.ValueOf(recovered),
+			"Context":   reflect.ValueOf(func() context.Context { return nb.Context() }),
 		},
 		"context/context": {
 			"AfterFunc": reflect.ValueOf(func(ctx context.Context, f func()) func() bool {
@@ -1066,7 +1061,17 @@ func (s *Session) failure(ctx context.Context, err error, code string) Result {
 	if p, ok := err.(interp.Panic); ok {
 		return s.panicResult(p, code)
 	}
-	return errorResult("Error", fixPositions(err.Error()), nil)
+	msg := fixPositions(err.Error())
+	if m := posPrefix.FindStringSubmatch(msg); m != nil && strings.HasPrefix(m[2], "interface conversion: ") {
+		// A failed type assertion: Go's *runtime.TypeAssertionError.
+		line, _ := strconv.Atoi(m[1])
+		tb := []string{"runtime error: " + m[2]}
+		if lines := strings.Split(code, "\n"); line >= 1 && line <= len(lines) {
+			tb = append(tb, fmt.Sprintf("  cell line %d: %s", line, strings.TrimSpace(lines[line-1])))
+		}
+		return errorResult("runtime error", m[2], tb)
+	}
+	return errorResult("Error", msg, nil)
 }
 
 // panicResult describes a panic in interpreted code, with the cell lines
@@ -1088,6 +1093,8 @@ func (s *Session) panicResult(p interp.Panic, code string) Result {
 	if str, ok := p.Value.(string); ok && strings.HasPrefix(str, "reflect: slice index out of range") {
 		// yaegi indexes interpreted slices through reflect.
 		name, value = "runtime error", "index out of range"
+	} else if m := posPrefix.FindStringSubmatch(value); m != nil && strings.HasPrefix(m[2], "interface conversion: ") {
+		name, value = "runtime error", m[2] // yaegi's failed type assertion, with its position
 	} else if interpreterFault(value) {
 		name = "Unsupported"
 		value = "the interpreter (yaegi v0.16.1) failed inside Go's reflection (" + value + "). This happens when a value of a type " +
@@ -1143,6 +1150,9 @@ func errorResult(name, value string, tb []string) Result {
 	}
 	return Result{Error: &ExecError{Name: name, Value: value, Traceback: tb}}
 }
+
+// posPrefix matches a message that starts with a cell position.
+var posPrefix = regexp.MustCompile(`^(\d+):\d+: (.*)$`)
 
 // missingBuiltin matches the compile error of a builtin yaegi lacks.
 var missingBuiltin = regexp.MustCompile(`undefined: (min|max|clear)\b`)
