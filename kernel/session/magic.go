@@ -48,23 +48,32 @@ viz.SpectrumChart(...) or strconv.Atoi(s), shows the value alone when the
 error is nil, and fails the cell with the error when it is not. Other
 tuples show as (a, b, ...). nb.Display(v) shows a value mid-cell.
 
-Known limits of the interpreter (yaegi v0.16.1) and their workarounds:
-  - a, b := f() inside a loop body at the top level of a cell fails
-    ("undefined: a"): declare first (var a, b int; a, b = f()) or put
-    the loop in a func.
-  - x := s[i] at the top level, with s from compiled code (a []string
-    from strings.Fields, a peft slice) can fail ("constant definition
-    loop"): var x string = s[i], or do it inside a func.
-  - a struct type keeps its first definition: redefining it with other
-    fields fails ("too many values in struct literal"); use a new name
-    or %reset.
+Go semantics. The kernel prepares each cell so that it means what it means
+in Go where the interpreter (yaegi v0.16.1) differs: go and defer bind their
+arguments at the statement, loop variables are per iteration, top-level
+if/for/switch scope their variables, a cell's defers run when it ends, range
+over an integer works, a redefined func, method or type is seen by what
+earlier cells declared. What it cannot make right it refuses with an
+Unsupported error that says what to write instead (a comma-ok receive at the
+top level, a method value of a cell type, a deferred closure in a loop using
+the loop's variables, min/max/clear, errors.As into a cell type, ...).
+Known differences it does not catch (kernel/kerneltest/README.md has the
+full table, 116 cases run against go run):
+  - fmt's %T, %#v and %+v show a cell struct type as struct {...} with its
+    unexported fields renamed Xname; encoding/json marshals those fields.
+  - a String method is not used for values of cell types inside slices,
+    maps or struct fields (fmt.Println(d) works, fmt.Println([]Day{d}) not).
+  - a nil *T stored in an error or other interface compares equal to nil.
+  - a named basic type (type Celsius float64) matches its underlying type
+    in type switches and assertions.
   - methods of types declared in cells are invisible to compiled code:
     such a value shows as text, not richly; wrap what its method returns
-    (nb.HTML(v.HTML())). fmt still sees String() and Error().
+    (nb.HTML(v.HTML())).
   - library APIs are not generic (the interpreter cannot call compiled
-    generics); generic funcs declared in cells work.
+    generics); generic funcs declared in cells work for simple cases.
   - a panic in a goroutine a compiled library starts ends the kernel;
-    panics in goroutines your cells start are caught and reported.`
+    panics in goroutines your cells start and in time.AfterFunc callbacks
+    are caught and reported.`
 
 // magic runs a cell whose first line starts with %.
 func (s *Session) magic(ctx context.Context, c *cell, code string) Result {
