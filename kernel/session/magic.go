@@ -63,6 +63,9 @@ full table, 116 cases run against go run):
     unexported fields renamed Xname; encoding/json marshals those fields.
   - a String method is not used for values of cell types inside slices,
     maps or struct fields (fmt.Println(d) works, fmt.Println([]Day{d}) not).
+  - x := s[i] at the top level, with s from compiled code (a []string
+    from strings.Fields, a peft slice) can fail ("constant definition
+    loop"): do it inside a func, or x := func() string { return s[i] }().
   - a nil *T stored in an error or other interface compares equal to nil.
   - a named basic type (type Celsius float64) matches its underlying type
     in type switches and assertions.
