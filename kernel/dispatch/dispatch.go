@@ -47,8 +47,10 @@ type Config struct {
 	LanguageVersion       string // Go version, without the "go" prefix
 	HelpLinks             []HelpLink
 	Log                   *log.Logger // default: the connection's logger
-	// HistoryFile, when set, keeps the history across kernel sessions
-	// (JSON lines); otherwise it lives in memory only.
+	// HistoryFile, when set, keeps the history across kernel sessions:
+	// each session writes its own JSON-lines file in HistoryFile's
+	// directory under history.d/, bounded per entry and in total (see
+	// history.go); otherwise it lives in memory only.
 	HistoryFile string
 }
 

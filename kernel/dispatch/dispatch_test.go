@@ -677,6 +677,25 @@ func TestHistoryPersistsAcrossSessions(t *testing.T) {
 	if got := query(map[string]any{"hist_access_type": "search", "pattern": "result *"}); len(got) != 2 {
 		t.Errorf("search across sessions: %v", got)
 	}
+
+	// A third kernel that stores nothing still takes session 3, so the
+	// fourth is session 4; absolute session numbers keep working.
+	for want := 3; want <= 4; want++ {
+		id = h.send(wire.Control, "shutdown_request", map[string]any{"restart": true})
+		h.reply(wire.Control, id)
+		<-h.ret
+		h = startWith(t, Config{HistoryFile: file})
+		if got := fmt.Sprint(query(map[string]any{"hist_access_type": "range", "session": 2, "start": 1})); got != "[[2 1 result third]]" {
+			t.Errorf("range session 2 from session %d: %s", want, got)
+		}
+		if got := fmt.Sprint(query(map[string]any{"hist_access_type": "range", "session": 2 - want, "start": 1})); got != "[[2 1 result third]]" {
+			t.Errorf("range session %d from session %d: %s", 2-want, want, got)
+		}
+	}
+	h.execute("print fourth", nil)
+	if got := fmt.Sprint(query(map[string]any{"hist_access_type": "tail", "n": 1})); got != "[[4 1 print fourth]]" {
+		t.Errorf("fourth kernel's entry: %s", got)
+	}
 }
 
 func TestGlob(t *testing.T) {

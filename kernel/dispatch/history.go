@@ -2,27 +2,76 @@ package dispatch
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
 	"log"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
 
 	"github.com/gopeft/gopeft/kernel/wire"
 )
 
 // history keeps the cells run with store_history, for history_request
-// (tail, range and search). With a file, entries of earlier kernel sessions
-// are loaded from it (lazily, at first use) and new ones appended to it, one
-// JSON object per line; this kernel's session number is one more than the
-// largest found.
+// (tail, range and search).
+//
+// Without a file it lives in memory only and this kernel is session 1. With
+// Config.HistoryFile = F (say ~/.local/share/gopeft/history.jsonl) every
+// kernel session has its own file, D/NNNNNNNN.jsonl, where D is F without
+// its extension plus ".d" (…/gopeft/history.d) and NNNNNNNN the session
+// number; each line is one JSON entry {"session","line","input","output"}.
+//
+//   - Session numbers. At first use (the first execute or history_request)
+//     a kernel takes one more than the largest session number found (file
+//     names, and the entries of F, the single shared file of earlier
+//     versions) by creating its file with O_EXCL, retrying with the next
+//     number if another kernel got there first. A number is never reused:
+//     files are only pruned by a newer session, never the newest, and a
+//     session's file exists from the moment its number is taken even if it
+//     stays empty. Kernels running at the same time each write only their
+//     own file, so they need no lock.
+//   - Entries. An input or an output larger than maxEntryBytes (64 KiB) is
+//     stored truncated at a rune boundary, with a marker line saying how long
+//     it was (truncMarker), in the file and in memory alike.
+//   - Size. When this session's file grows past maxSessionBytes (4 MiB) it
+//     is compacted to its newest entries within maxSessionBytes/2: written
+//     to a temporary file in D, synced, then renamed over the old one, so a
+//     crash leaves either the old file or the new one whole. Older sessions
+//     (and F) are pruned, oldest first (F compacted rather than deleted
+//     while it can keep some entries), so that they stay within
+//     maxTotalBytes-maxSessionBytes (12 MiB) and maxSessionFiles (1000)
+//     files: with one kernel at a time the whole history stays under
+//     maxTotalBytes (16 MiB); each concurrent kernel may add its own
+//     maxSessionBytes.
+//   - Loading accepts any content: a line longer than maxLineBytes (1 MiB)
+//     is skipped without being buffered, and so is a line that is not valid
+//     UTF-8, not a JSON entry, of another session than its file, or not
+//     terminated by a newline (a torn write). One log message counts what
+//     was skipped.
+//   - Memory holds at most maxHistory entries and maxMemBytes (16 MiB) of
+//     inputs and outputs, dropping the oldest tenth when either is exceeded.
 type history struct {
-	session int // this kernel's session number
-	entries []histEntry
-	file    string
-	log     *log.Logger
-	loaded  bool
-	w       *os.File
-	failed  bool // the file could not be written: stop trying
+	session  int // this kernel's session number
+	entries  []histEntry
+	memBytes int
+	file     string
+	log      *log.Logger
+	loaded   bool
+	lim      historyLimits
+
+	dir    string   // D
+	path   string   // this session's file
+	w      *os.File // open for appending; nil until the session is allocated
+	size   int64    // of this session's file
+	failed bool     // the file could not be written: stop trying
 }
 
 type histEntry struct {
@@ -32,8 +81,269 @@ type histEntry struct {
 	Output  *string `json:"output,omitempty"` // text/plain of the execute_result
 }
 
-// maxHistory bounds the entries kept in memory (and loaded from the file).
-const maxHistory = 20000
+// historyLimits are the bounds described at history; tests shrink them.
+type historyLimits struct {
+	entryBytes   int   // longest input or output stored
+	lineBytes    int   // longest line read back
+	sessionBytes int64 // a session's file is compacted beyond this
+	totalBytes   int64 // all the files together
+	sessionFiles int   // number of session files kept
+	memEntries   int
+	memBytes     int
+}
+
+const (
+	maxHistory      = 20000 // entries in memory
+	maxMemBytes     = 16 << 20
+	maxEntryBytes   = 64 << 10
+	maxLineBytes    = 1 << 20
+	maxSessionBytes = 4 << 20
+	maxTotalBytes   = 16 << 20
+	maxSessionFiles = 1000
+	entryOverhead   = 64 // bytes counted per entry in memory besides its text
+)
+
+var defaultHistoryLimits = historyLimits{
+	entryBytes: maxEntryBytes, lineBytes: maxLineBytes,
+	sessionBytes: maxSessionBytes, totalBytes: maxTotalBytes, sessionFiles: maxSessionFiles,
+	memEntries: maxHistory, memBytes: maxMemBytes,
+}
+
+// renameFile replaces a file by its compacted copy (a variable so that a
+// test can make it fail as a crash would).
+var renameFile = os.Rename
+
+func (h *history) limits() historyLimits {
+	if h.lim == (historyLimits{}) {
+		h.lim = defaultHistoryLimits
+	}
+	return h.lim
+}
+
+// sessionsDir returns D for the history file F.
+func sessionsDir(file string) string {
+	if ext := filepath.Ext(file); ext != "" && ext != filepath.Base(file) {
+		return strings.TrimSuffix(file, ext) + ".d"
+	}
+	return file + ".d"
+}
+
+func sessionFileName(n int) string { return fmt.Sprintf("%08d.jsonl", n) }
+
+// sessionFile is one session's file in D.
+type sessionFile struct {
+	n    int
+	path string
+	size int64
+}
+
+// listSessions returns the session files of dir, oldest first, and removes
+// temporary files that a crash during a compaction left behind.
+func listSessions(dir string) []sessionFile {
+	des, _ := os.ReadDir(dir)
+	var out []sessionFile
+	for _, de := range des {
+		name := de.Name()
+		if strings.HasPrefix(name, ".tmp-") {
+			if fi, err := de.Info(); err == nil && time.Since(fi.ModTime()) > time.Hour {
+				_ = os.Remove(filepath.Join(dir, name))
+			}
+			continue
+		}
+		num, ok := strings.CutSuffix(name, ".jsonl")
+		n, err := strconv.Atoi(num)
+		if !ok || err != nil || n <= 0 || !de.Type().IsRegular() {
+			continue
+		}
+		fi, err := de.Info()
+		if err != nil {
+			continue
+		}
+		out = append(out, sessionFile{n, filepath.Join(dir, name), fi.Size()})
+	}
+	slices.SortFunc(out, func(a, b sessionFile) int { return a.n - b.n })
+	return out
+}
+
+// loadReport counts the lines skipped while loading, for one log message.
+type loadReport struct {
+	bad   int
+	first string
+}
+
+func (r *loadReport) skip(path string, line int, why string) {
+	if r.bad == 0 {
+		r.first = fmt.Sprintf("%s line %d: %s", path, line, why)
+	}
+	r.bad++
+}
+
+// readEntries calls fn for every valid entry of r. A line longer than
+// maxLine is skipped without being held in memory. session > 0 requires
+// entries of that session. With skipFirst the first (partial) line is
+// ignored: r starts in the middle of a file.
+func readEntries(r io.Reader, path string, session, maxLine int, skipFirst bool, rep *loadReport, fn func(e histEntry, raw []byte)) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var line []byte
+	for n := 1; ; n++ {
+		line = line[:0]
+		long, complete := false, false
+		var err error
+		for {
+			var chunk []byte
+			chunk, err = br.ReadSlice('\n')
+			if !long && len(line)+len(chunk) <= maxLine+1 {
+				line = append(line, chunk...)
+			} else {
+				long, line = true, line[:0]
+			}
+			if err == nil {
+				complete = true
+				break
+			}
+			if err != bufio.ErrBufferFull {
+				break
+			}
+		}
+		switch {
+		case skipFirst && n == 1:
+		case !complete && !long && len(line) == 0: // the end
+		case long:
+			rep.skip(path, n, fmt.Sprintf("line longer than %d bytes", maxLine))
+		case !complete:
+			rep.skip(path, n, "unterminated last line")
+		default:
+			raw := bytes.TrimRight(line, "\r\n")
+			var e histEntry
+			switch {
+			case len(bytes.TrimSpace(raw)) == 0:
+			case !utf8.Valid(raw):
+				rep.skip(path, n, "invalid UTF-8")
+			case json.Unmarshal(raw, &e) != nil || e.Session <= 0 || e.Line <= 0:
+				rep.skip(path, n, "not a history entry")
+			case session > 0 && e.Session != session:
+				rep.skip(path, n, fmt.Sprintf("entry of session %d in the file of session %d", e.Session, session))
+			default:
+				fn(e, raw)
+			}
+		}
+		if err != nil && err != bufio.ErrBufferFull {
+			if !errors.Is(err, io.EOF) {
+				rep.skip(path, n, err.Error())
+			}
+			return
+		}
+	}
+}
+
+// readTail reads the entries of the last keep bytes of path (the whole
+// file when it is smaller).
+func readTail(path string, session int, keep int64, maxLine int, rep *loadReport, fn func(e histEntry, raw []byte)) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	skipFirst := false
+	if fi.Size() > keep {
+		if _, err := f.Seek(fi.Size()-keep-1, io.SeekStart); err != nil {
+			return err
+		}
+		skipFirst = true // the rest of the line cut in two (or the newline before the first whole one)
+	}
+	readEntries(f, path, session, maxLine, skipFirst, rep, fn)
+	return nil
+}
+
+// compactFile rewrites path with its newest entries (truncated as new
+// ones are) that fit in keep bytes: a temporary file in the same directory
+// is written, synced and renamed over path, so that path is always either
+// the old file or the new one, whole. keep <= 0 removes path.
+func (h *history) compactFile(path string, session int, keep int64) error {
+	if keep <= 0 {
+		err := os.Remove(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			err = nil
+		}
+		return err
+	}
+	lim := h.limits()
+	var lines [][]byte
+	var ignore loadReport // reported when loaded
+	err := readTail(path, session, keep+int64(lim.lineBytes), lim.lineBytes, &ignore, func(e histEntry, _ []byte) {
+		lines = append(lines, h.encode(e))
+	})
+	if err != nil {
+		return err
+	}
+	var total int64
+	first := len(lines)
+	for first > 0 && total+int64(len(lines[first-1])) <= keep {
+		first--
+		total += int64(len(lines[first]))
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // after a successful rename: nothing there
+	bw := bufio.NewWriter(tmp)
+	for _, l := range lines[first:] {
+		bw.Write(l)
+	}
+	err = bw.Flush()
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return renameFile(tmp.Name(), path)
+}
+
+// truncate bounds s to max bytes, marker included, cutting at a rune
+// boundary. The result is at most max bytes, so truncating again changes
+// nothing.
+func truncate(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	cut := max - len(fmt.Sprintf(truncMarker, max, len(s)))
+	if cut < 0 {
+		return s[:0]
+	}
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + fmt.Sprintf(truncMarker, cut, len(s))
+}
+
+// truncMarker ends an input or output that was too long to keep whole.
+const truncMarker = "\n// [gopeft history: only the first %d of %d bytes were kept]"
+
+// bound applies the per-entry limit.
+func (h *history) bound(e histEntry) histEntry {
+	lim := h.limits()
+	e.Input = truncate(e.Input, lim.entryBytes)
+	if e.Output != nil && len(*e.Output) > lim.entryBytes {
+		o := truncate(*e.Output, lim.entryBytes)
+		e.Output = &o
+	}
+	return e
+}
+
+// encode returns the line of e (bounded), newline included.
+func (h *history) encode(e histEntry) []byte {
+	b, _ := json.Marshal(h.bound(e))
+	return append(b, '\n')
+}
 
 func (h *history) load() {
 	if h.loaded {
@@ -44,73 +354,228 @@ func (h *history) load() {
 	if h.file == "" {
 		return
 	}
-	f, err := os.Open(h.file)
-	if err != nil {
-		if !os.IsNotExist(err) {
-			h.log.Printf("history: %v", err)
-		}
-		return
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	lim := h.limits()
+	h.dir = sessionsDir(h.file)
+	var rep loadReport
 	var old []histEntry
-	for sc.Scan() {
-		var e histEntry
-		if json.Unmarshal(sc.Bytes(), &e) != nil || e.Session <= 0 {
-			continue // a torn or foreign line
+	collect := func(e histEntry, _ []byte) { old = append(old, h.bound(e)) }
+
+	// Session numbers in use: the files of D and the entries of F.
+	if err := os.MkdirAll(h.dir, 0o700); err != nil {
+		h.log.Printf("history: %v; keeping history in memory only", err)
+		h.failed = true
+	}
+	sessions := listSessions(h.dir)
+	floor := 0
+	if len(sessions) > 0 {
+		floor = sessions[len(sessions)-1].n
+	}
+	legacy, legacySize := h.file, int64(-1)
+	if fi, err := os.Stat(legacy); err == nil && fi.Mode().IsRegular() {
+		legacySize = fi.Size()
+		// Only its tail: that is all that is kept of it anyway.
+		_ = readTail(legacy, 0, lim.totalBytes, lim.lineBytes, &rep, func(e histEntry, raw []byte) {
+			floor = max(floor, e.Session)
+			collect(e, raw)
+		})
+	}
+	h.session = floor + 1
+	if !h.failed {
+		h.allocate()
+	}
+
+	// Prune older sessions, then read what is left.
+	before := legacySize
+	sessions, legacySize = h.prune(sessions, legacySize)
+	if legacySize != before { // F was compacted or removed: read what is left
+		old = old[:0]
+		if legacySize > 0 {
+			_ = readTail(legacy, 0, lim.totalBytes, lim.lineBytes, &loadReport{}, collect)
 		}
-		old = append(old, e)
-		h.session = max(h.session, e.Session+1)
-		if len(old) >= 2*maxHistory {
-			old = append(old[:0], old[len(old)-maxHistory:]...)
+	}
+	for _, s := range sessions {
+		if s.n == h.session {
+			continue
+		}
+		if err := readTail(s.path, s.n, s.size, lim.lineBytes, &rep, collect); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			rep.skip(s.path, 0, err.Error())
 		}
 	}
-	if err := sc.Err(); err != nil {
-		h.log.Printf("history %s: %v", h.file, err)
+	if rep.bad > 0 {
+		h.log.Printf("history: skipped %d unreadable line(s) (first: %s)", rep.bad, rep.first)
 	}
-	if len(old) > maxHistory {
-		old = old[len(old)-maxHistory:]
+	slices.SortStableFunc(old, func(a, b histEntry) int { return a.Session - b.Session })
+	mine := h.entries
+	h.entries, h.memBytes = nil, 0
+	for _, e := range append(old, mine...) {
+		h.keep(e)
 	}
-	h.entries = append(old, h.entries...)
+}
+
+// allocate takes the session number h.session, or the next free one, by
+// creating its file.
+func (h *history) allocate() {
+	for tries := 0; tries < 1000; tries++ {
+		p := filepath.Join(h.dir, sessionFileName(h.session))
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
+		if err == nil {
+			h.path, h.w, h.size = p, f, 0
+			return
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			h.log.Printf("history: %v; keeping history in memory only", err)
+			h.failed = true
+			return
+		}
+		h.session++
+	}
+	h.log.Printf("history: no free session number in %s; keeping history in memory only", h.dir)
+	h.failed = true
+}
+
+// prune deletes (F: compacts) the oldest sessions before this one until the
+// others fit in totalBytes-sessionBytes and sessionFiles. It returns the
+// session files left and the size of F (-1: none).
+func (h *history) prune(sessions []sessionFile, legacySize int64) ([]sessionFile, int64) {
+	lim := h.limits()
+	budget := lim.totalBytes - lim.sessionBytes
+	var total int64
+	count := 0
+	var older []sessionFile
+	for _, s := range sessions {
+		if s.n < h.session {
+			older = append(older, s)
+			total += s.size
+			count++
+		}
+	}
+	if legacySize > 0 {
+		total += legacySize
+	}
+	if total <= budget && count <= lim.sessionFiles && legacySize <= lim.sessionBytes {
+		return sessions, legacySize
+	}
+	if legacySize > 0 {
+		// F first: it holds the oldest sessions. Keep of it what fits.
+		rest := total - legacySize
+		keep := min(budget-rest, lim.sessionBytes/2)
+		if err := h.compactFile(h.file, 0, keep); err != nil {
+			h.log.Printf("history: compacting %s: %v", h.file, err)
+		} else if fi, err := os.Stat(h.file); err == nil {
+			total, legacySize = rest+fi.Size(), fi.Size()
+		} else {
+			total, legacySize = rest, -1
+		}
+	}
+	removed := map[int]bool{}
+	for _, s := range older {
+		if total <= budget && count <= lim.sessionFiles {
+			break
+		}
+		if err := os.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			h.log.Printf("history: %v", err)
+			continue
+		}
+		removed[s.n] = true
+		total -= s.size
+		count--
+	}
+	left := sessions[:0:0]
+	for _, s := range sessions {
+		if !removed[s.n] {
+			left = append(left, s)
+		}
+	}
+	return left, legacySize
+}
+
+// keep appends e to the entries in memory, within the memory limits.
+func (h *history) keep(e histEntry) {
+	lim := h.limits()
+	sz := func(e histEntry) int {
+		n := len(e.Input) + entryOverhead
+		if e.Output != nil {
+			n += len(*e.Output)
+		}
+		return n
+	}
+	h.entries = append(h.entries, e)
+	h.memBytes += sz(e)
+	if len(h.entries) > lim.memEntries || h.memBytes > lim.memBytes {
+		drop := max(len(h.entries)/10, 1)
+		freed := 0
+		for _, d := range h.entries[:drop] {
+			freed += sz(d)
+		}
+		for h.memBytes-freed > lim.memBytes && drop < len(h.entries)-1 {
+			freed += sz(h.entries[drop]) // a tenth was not enough
+			drop++
+		}
+		h.memBytes -= freed
+		n := copy(h.entries, h.entries[drop:])
+		clear(h.entries[n:])
+		h.entries = h.entries[:n]
+	}
 }
 
 func (h *history) add(line int, input string, output *string) {
 	h.load()
-	if len(h.entries) >= maxHistory {
-		n := copy(h.entries, h.entries[len(h.entries)/10:])
-		clear(h.entries[n:])
-		h.entries = h.entries[:n]
-	}
-	e := histEntry{h.session, line, input, output}
-	h.entries = append(h.entries, e)
+	e := h.bound(histEntry{h.session, line, input, output})
+	h.keep(e)
 	h.persist(e)
 }
 
 func (h *history) persist(e histEntry) {
-	if h.file == "" || h.failed {
+	if h.file == "" || h.failed || h.w == nil {
 		return
 	}
-	if h.w == nil {
-		if err := os.MkdirAll(filepath.Dir(h.file), 0o700); err == nil {
-			h.w, err = os.OpenFile(h.file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-		}
-		if h.w == nil {
-			h.log.Printf("history: cannot write %s; keeping history in memory only", h.file)
-			h.failed = true
-			return
-		}
-	}
-	b, _ := json.Marshal(e)
-	if _, err := h.w.Write(append(b, '\n')); err != nil {
+	b := h.encode(e)
+	n, err := h.w.Write(b)
+	h.size += int64(n)
+	if err != nil {
 		h.log.Printf("history: %v; keeping history in memory only", err)
 		h.failed = true
+		return
 	}
+	if lim := h.limits(); h.size > lim.sessionBytes {
+		h.compactOwn()
+	}
+}
+
+// compactOwn compacts this session's file to half its limit, then prunes
+// older sessions again.
+func (h *history) compactOwn() {
+	lim := h.limits()
+	h.w.Close() // renaming over an open file fails on some systems
+	h.w = nil
+	if err := h.compactFile(h.path, h.session, lim.sessionBytes/2); err != nil {
+		h.log.Printf("history: compacting %s: %v", h.path, err)
+	}
+	f, err := os.OpenFile(h.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		h.log.Printf("history: %v; keeping history in memory only", err)
+		h.failed = true
+		return
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		h.log.Printf("history: %v; keeping history in memory only", err)
+		h.failed = true
+		return
+	}
+	h.w, h.size = f, fi.Size()
+	legacy := int64(-1)
+	if fi, err := os.Stat(h.file); err == nil && fi.Mode().IsRegular() {
+		legacy = fi.Size()
+	}
+	h.prune(listSessions(h.dir), legacy)
 }
 
 func (h *history) close() {
 	if h.w != nil {
 		h.w.Close()
+		h.w = nil
 	}
 }
 

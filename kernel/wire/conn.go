@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-zeromq/zmq4"
 )
@@ -44,8 +46,20 @@ func (ch Channel) String() string {
 type Options struct {
 	// Log receives dropped-message and socket errors (default: stderr).
 	Log *log.Logger
-	// MaxFrame is the largest frame accepted (default DefaultMaxFrame).
+	// MaxFrame is the largest frame accepted from an authenticated peer
+	// (default DefaultMaxFrame).
 	MaxFrame int64
+	// PreAuthMax bounds a message from a peer that has not yet sent a validly
+	// signed message (default DefaultPreAuthMax); PreAuthBudget bounds what
+	// all such peers together may have in flight (default
+	// DefaultPreAuthBudget). See DefaultMaxFrame.
+	PreAuthMax, PreAuthBudget int64
+	// HandshakeTimeout bounds the ZMTP handshake of a new connection
+	// (default DefaultHandshakeTimeout).
+	HandshakeTimeout time.Duration
+	// ReplayWindow is how many accepted signatures are remembered to reject
+	// replays (default DefaultReplayWindow).
+	ReplayWindow int
 }
 
 // Conn is the kernel side of a connection: ROUTER sockets for shell, control
@@ -62,6 +76,8 @@ type Conn struct {
 	hb     zmq4.Socket
 	ipc    []string
 	once   sync.Once
+	// replays holds the signatures of recently accepted messages.
+	replays *replayCache
 }
 
 // Listen binds the five sockets of info. Ports given as 0 are chosen by the
@@ -72,15 +88,23 @@ func Listen(info ConnectionInfo, opt Options) (*Conn, error) {
 	if lg == nil {
 		lg = log.New(os.Stderr, "gopeft kernel: ", log.LstdFlags)
 	}
-	setGuard(opt.MaxFrame, func(size uint64) {
-		lg.Printf("dropped a message frame of %d bytes (limit %d)", size, max(opt.MaxFrame, 0))
-	})
 	signer, err := NewSigner(info.SignatureScheme, info.Key)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	c := &Conn{info: info, signer: signer, log: lg, ctx: ctx, cancel: cancel}
+	replays := newReplayCache(cmp.Or(opt.ReplayWindow, DefaultReplayWindow))
+	guard := &guardConfig{
+		maxFrame:   uint64(cmp.Or(max(opt.MaxFrame, 0), DefaultMaxFrame)),
+		preAuthMax: uint64(cmp.Or(max(opt.PreAuthMax, 0), DefaultPreAuthMax)),
+		handshake:  cmp.Or(max(opt.HandshakeTimeout, 0), DefaultHandshakeTimeout),
+		signer:     signer,
+		budget:     &byteBudget{limit: uint64(cmp.Or(max(opt.PreAuthBudget, 0), DefaultPreAuthBudget))},
+		replays:    replays,
+		logf:       lg.Printf,
+	}
+	// The sockets' context carries the guard's limits to guardTransport.
+	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), guardCtxKey{}, guard))
+	c := &Conn{info: info, signer: signer, log: lg, ctx: ctx, cancel: cancel, replays: replays}
 	// go-zeromq logs to stderr through its own logger; keep it on ours.
 	zopts := []zmq4.Option{zmq4.WithLogger(lg)}
 	c.socks[Shell] = zmq4.NewRouter(ctx, zopts...)
@@ -157,8 +181,10 @@ var ErrClosed = errors.New("wire: connection closed")
 
 // Recv returns the next valid message on ch (Shell, Control or Stdin).
 // Messages with a bad or missing signature, or that cannot be parsed, are
-// logged and dropped; Recv only returns an error when the socket fails or is
-// closed.
+// logged and dropped, and so are replays: messages whose signature is among
+// the last DefaultReplayWindow accepted on any channel (see replayCache; no
+// check without a key). Recv only returns an error when the socket fails or
+// is closed.
 func (c *Conn) Recv(ch Channel) (*Message, error) {
 	if ch == IOPub || ch < 0 || ch >= numChannels {
 		return nil, fmt.Errorf("wire: cannot receive on %v", ch)
@@ -171,9 +197,14 @@ func (c *Conn) Recv(ch Channel) (*Message, error) {
 		if err != nil {
 			return nil, fmt.Errorf("wire: %v recv: %w", ch, err)
 		}
-		m, err := Decode(zm.Frames, c.signer)
+		m, mac, err := decode(zm.Frames, c.signer)
 		if err != nil {
 			c.log.Printf("%v: dropped message: %v", ch, err)
+			continue
+		}
+		if k, ok := replayKeyOf(mac); ok && !c.replays.add(k) {
+			c.log.Printf("%v: dropped a replayed message (msg_type %s, msg_id %.64s): its signature was already seen",
+				ch, m.Header.MsgType, m.Header.MsgID)
 			continue
 		}
 		return m, nil

@@ -104,6 +104,12 @@ func (e *DecodeError) Unwrap() error { return e.Err }
 // Decode parses and verifies the frames of a received message. A message whose
 // signature is missing or wrong is rejected before any JSON is parsed.
 func Decode(frames [][]byte, s *Signer) (*Message, error) {
+	m, _, err := decode(frames, s)
+	return m, err
+}
+
+// decode is Decode that also returns the verified HMAC (nil without a key).
+func decode(frames [][]byte, s *Signer) (*Message, []byte, error) {
 	i := 0
 	for ; i < len(frames); i++ {
 		if bytes.Equal(frames[i], Delimiter) {
@@ -111,30 +117,31 @@ func Decode(frames [][]byte, s *Signer) (*Message, error) {
 		}
 	}
 	if i == len(frames) {
-		return nil, &DecodeError{Err: ErrNoDelimiter}
+		return nil, nil, &DecodeError{Err: ErrNoDelimiter}
 	}
 	ids := frames[:i]
 	rest := frames[i+1:]
 	if len(rest) < 5 {
-		return nil, &DecodeError{Err: ErrShort, Detail: fmt.Sprintf("%d frames", len(rest))}
+		return nil, nil, &DecodeError{Err: ErrShort, Detail: fmt.Sprintf("%d frames", len(rest))}
 	}
 	for _, f := range rest {
 		if bytes.Equal(f, oversizeSentinel) {
-			return nil, &DecodeError{Err: ErrTooLarge, MsgType: peekType(rest[1])}
+			return nil, nil, &DecodeError{Err: ErrTooLarge, MsgType: peekType(rest[1])}
 		}
 	}
-	if err := s.Verify(rest[0], rest[1:5]); err != nil {
-		return nil, &DecodeError{Err: err, MsgType: peekType(rest[1])}
+	mac, err := s.verify(rest[0], rest[1:5])
+	if err != nil {
+		return nil, nil, &DecodeError{Err: err, MsgType: peekType(rest[1])}
 	}
 	m := &Message{Identities: cloneFrames(ids)}
 	if err := json.Unmarshal(rest[1], &m.Header); err != nil {
-		return nil, &DecodeError{Err: fmt.Errorf("wire: malformed header: %w", err)}
+		return nil, nil, &DecodeError{Err: fmt.Errorf("wire: malformed header: %w", err)}
 	}
 	if m.Header.MsgType == "" {
-		return nil, &DecodeError{Err: errEmptyMsgType}
+		return nil, nil, &DecodeError{Err: errEmptyMsgType}
 	}
 	if m.Header.MsgID == "" {
-		return nil, &DecodeError{Err: errEmptyMsgID, MsgType: m.Header.MsgType}
+		return nil, nil, &DecodeError{Err: errEmptyMsgID, MsgType: m.Header.MsgType}
 	}
 	m.RawHeader = json.RawMessage(rest[1])
 	m.Parent = json.RawMessage(rest[2])
@@ -143,7 +150,7 @@ func Decode(frames [][]byte, s *Signer) (*Message, error) {
 	if len(rest) > 5 {
 		m.Buffers = rest[5:]
 	}
-	return m, nil
+	return m, mac, nil
 }
 
 // peekType returns the msg_type of a header frame when it parses, for logs.

@@ -39,12 +39,15 @@ func NewSigner(scheme, key string) (*Signer, error) {
 	default:
 		return nil, fmt.Errorf("wire: unsupported signature_scheme %q", scheme)
 	}
-	s.pool.New = func() any { return hmac.New(s.newH, s.key) }
+	s.pool.New = func() any { return s.newMAC() }
 	return s, nil
 }
 
 // Enabled reports whether messages are signed.
 func (s *Signer) Enabled() bool { return s != nil && len(s.key) > 0 }
+
+// newMAC returns a fresh HMAC of the signer's scheme and key.
+func (s *Signer) newMAC() hash.Hash { return hmac.New(s.newH, s.key) }
 
 func (s *Signer) mac(frames ...[]byte) []byte {
 	h := s.pool.Get().(hash.Hash)
@@ -68,18 +71,24 @@ func (s *Signer) Sign(frames ...[]byte) string {
 
 // Verify checks sig (hex) against the four JSON frames in constant time.
 func (s *Signer) Verify(sig []byte, frames [][]byte) error {
+	_, err := s.verify(sig, frames)
+	return err
+}
+
+// verify is Verify that also returns the decoded MAC (nil without a key).
+func (s *Signer) verify(sig []byte, frames [][]byte) ([]byte, error) {
 	if !s.Enabled() {
-		return nil
+		return nil, nil
 	}
 	if len(sig) == 0 {
-		return ErrNoSignature
+		return nil, ErrNoSignature
 	}
 	got := make([]byte, hex.DecodedLen(len(sig)))
 	if _, err := hex.Decode(got, sig); err != nil {
-		return ErrBadSignature
+		return nil, ErrBadSignature
 	}
 	if !hmac.Equal(got, s.mac(frames...)) {
-		return ErrBadSignature
+		return nil, ErrBadSignature
 	}
-	return nil
+	return got, nil
 }
