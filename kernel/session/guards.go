@@ -69,8 +69,11 @@ func (e sizeError) Error() string { return e.msg }
 // *fs.PathError → PathError), "Error" for the unexported types of
 // errors.New and fmt.Errorf, whose names mean nothing to a reader.
 func errorName(err any) string {
-	if _, ok := err.(sizeError); ok {
+	switch err.(type) {
+	case sizeError:
 		return "MemoryLimit"
+	case unsupportedPanic:
+		return "Unsupported"
 	}
 	t := reflect.TypeOf(err)
 	for t != nil && t.Kind() == reflect.Pointer {

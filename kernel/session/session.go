@@ -211,6 +211,7 @@ func (s *Session) reset() error {
 	if err := it.Use(s.runtimeSymbols()); err != nil {
 		return err
 	}
+	guardStdlib(it)
 	s.it = it
 	s.armed = false
 	s.fitFrom = noFit

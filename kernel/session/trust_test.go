@@ -157,3 +157,19 @@ func TestRedefinitionsTakeEffect(t *testing.T) {
 		t.Errorf("after redefinitions: %s", got)
 	}
 }
+
+// TestJSONRefusesRenamedFields: encoding/json would marshal the unexported
+// fields of a cell struct (the interpreter renames them b → Xb); the kernel
+// refuses, and still marshals a cell struct with exported fields only.
+func TestJSONRefusesRenamedFields(t *testing.T) {
+	s := newSession(t)
+	runOK(t, s, "import \"encoding/json\"\ntype Pub struct{ Name string `json:\"name\"` }\ntype Priv struct{ Name string; secret int }")
+	res, _ := runOK(t, s, "b, err := json.Marshal(Pub{\"ann\"})\nstring(b) + fmt.Sprint(err)")
+	if got := text(res); got != `{"name":"ann"}<nil>` {
+		t.Errorf("json of an exported-only cell struct: %s", got)
+	}
+	r := s.Execute(context.Background(), "json.Marshal(Priv{\"bob\", 1})", 3, &recorder{})
+	if r.Error == nil || r.Error.Name != "Unsupported" || !strings.Contains(r.Error.Value, "unexported fields") {
+		t.Fatalf("json of a cell struct with an unexported field: %+v", r.Error)
+	}
+}
