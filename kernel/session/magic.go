@@ -60,7 +60,8 @@ the loop's variables, min/max/clear, errors.As into a cell type, ...).
 Known differences it does not catch (kernel/kerneltest/README.md has the
 full table, 116 cases run against go run):
   - fmt's %T, %#v and %+v show a cell struct type as struct {...} with its
-    unexported fields renamed Xname; encoding/json marshals those fields.
+    unexported fields renamed Xname (json.Marshal of such a type is
+    refused); %T of a named basic type (type ID string) says string.
   - a String method is not used for values of cell types inside slices,
     maps or struct fields (fmt.Println(d) works, fmt.Println([]Day{d}) not).
   - x := s[i] at the top level, with s from compiled code (a []string
