@@ -104,6 +104,46 @@ func (w *AdapterWriter) PutShared(name string, m *mat.Dense, oneD bool) {
 	}
 }
 
+// PutSharedShaped stores m as the shared tensor "base_model."+name with the
+// stored shape shape (any number of dimensions, as PyTorch's shape of the
+// tensor PEFT holds), whose elements are m's in row-major order: an r×c
+// matrix may be stored as [r, 1, c] or [r, c/k, k], the numbers unchanged
+// and in the same order. It panics with a ShapeError giving both shapes if
+// shape has a negative dimension or its product is not r·c (a programmer
+// error). SharedShaped reads such a tensor back.
+func (w *AdapterWriter) PutSharedShaped(name string, m *mat.Dense, shape []int) {
+	r, c := m.Dims()
+	if n, ok := shapeSize(shape); !ok || n != r*c {
+		panic(ShapeError{Op: "AdapterWriter.PutSharedShaped(" + name + ")",
+			Got:  fmt.Sprintf("%s to store as %v (%d elements)", ShapeOf(r, c), shape, elementsOf(shape)),
+			Want: fmt.Sprintf("a shape of %d elements, none negative", r*c)})
+	}
+	w.tensors[sharedPrefix+name] = m
+	w.shapes[sharedPrefix+name] = slices.Clone(shape)
+}
+
+// shapeSize returns the number of elements of shape, and false if a
+// dimension is negative.
+func shapeSize(shape []int) (int, bool) {
+	n := 1
+	for _, d := range shape {
+		if d < 0 {
+			return 0, false
+		}
+		n *= d
+	}
+	return n, true
+}
+
+// elementsOf is shapeSize for messages: a negative dimension counts as is.
+func elementsOf(shape []int) int {
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	return n
+}
+
 // SaveAdapter writes the adapter named name ("" for "default") of every
 // module of m that has one to the directory dir in PEFT's layout, with
 // float64 tensors. All those adapters must be of one registered method
@@ -497,6 +537,39 @@ func (r *AdapterReader) Shared(name string, rows, cols int, oneD bool, what stri
 	return readFitting(r.file, t, rows, cols, oneD, what)
 }
 
+// SharedShaped reads the shared tensor "base_model."+name, whose stored
+// shape must be shape: as many dimensions, each equal (a negative one: any
+// size). The stored elements, in row-major order, are returned unchanged as
+// a d0 × (d1·…·dk) matrix of the stored shape [d0, d1, …, dk] (a 1-D [n]
+// as 1×n, a 0-D one as 1×1), so that a tensor written by PutSharedShaped
+// reads back as the matrix written when d0 was its row count. A tensor with
+// no elements reads as nil. A missing tensor or one of another shape is a
+// *SafetensorsError naming the file, the tensor, and both shapes; what
+// describes the tensor in it.
+func (r *AdapterReader) SharedShaped(name string, shape []int, what string) (*mat.Dense, error) {
+	t := sharedPrefix + name
+	if !r.file.Has(t) {
+		return nil, &SafetensorsError{File: r.file.name, Tensor: t, Msg: fmt.Sprintf("missing (shape %s: %s)", shapeStr(shape), what)}
+	}
+	r.used[t] = true
+	return readShaped(r.file, t, shape, what)
+}
+
+// HasShared reports whether the file holds the shared tensor
+// "base_model."+name.
+func (r *AdapterReader) HasShared(name string) bool { return r.file.Has(sharedPrefix + name) }
+
+// TensorShaped reads the module's tensor suffix, whose stored shape must be
+// shape, as SharedShaped reads a shared tensor.
+func (r *AdapterReader) TensorShaped(suffix string, shape []int, what string) (*mat.Dense, error) {
+	t, ok := r.tensors[suffix]
+	if !ok {
+		return nil, r.Errorf("", "module %s has no tensor %s (%s)", r.module.Name, strings.TrimPrefix(suffix, "."), what)
+	}
+	r.used[t] = true
+	return readShaped(r.file, t, shape, what)
+}
+
 // LoadAdapter reads the PEFT adapter in the directory dir and attaches it to
 // m under name ("" for "default") as it was saved, on the modules its
 // tensors name, and makes it active; m's base weights are frozen, the
@@ -775,6 +848,35 @@ func readFitting(f *SafetensorsFile, tname string, r, c int, oneD bool, what str
 		return nil, nil // an AdaLoRA module with every triplet dropped
 	}
 	return f.Tensor(tname)
+}
+
+// readShaped reads tensor tname of f, whose stored shape must match shape
+// (a negative dimension: any), as d0 × (d1·…) (see SharedShaped).
+func readShaped(f *SafetensorsFile, tname string, shape []int, what string) (*mat.Dense, error) {
+	s := f.Shape(tname)
+	fits := len(s) == len(shape)
+	for i := 0; fits && i < len(s); i++ {
+		fits = shape[i] < 0 || s[i] == shape[i]
+	}
+	if !fits {
+		return nil, &SafetensorsError{File: f.name, Tensor: tname, Msg: fmt.Sprintf("shape %v does not fit %s: want %s", s, what, shapeStr(shape))}
+	}
+	if n, _ := shapeSize(s); n == 0 {
+		return nil, nil
+	}
+	return f.Tensor(tname)
+}
+
+// shapeStr writes a wanted shape, "*" for a dimension of any size.
+func shapeStr(shape []int) string {
+	parts := make([]string, len(shape))
+	for i, d := range shape {
+		parts[i] = fmt.Sprint(d)
+		if d < 0 {
+			parts[i] = "*"
+		}
+	}
+	return "[" + strings.Join(parts, " ") + "]"
 }
 
 func dimStr(d int) string {

@@ -9,7 +9,7 @@ import (
 	"sync"
 )
 
-//go:generate go run ./gendocs -o docs.json.gz bufio bytes context encoding/json errors fmt image image/color io math math/rand os sort strconv strings sync time gonum.org/v1/gonum/mat gonum.org/v1/gonum/stat gonum.org/v1/gonum/floats gonum.org/v1/gonum/stat/distuv gonum.org/v1/plot gonum.org/v1/plot/plotter gonum.org/v1/plot/vg gonum.org/v1/plot/vg/draw gonum.org/v1/plot/plotutil github.com/gopeft/gopeft/nb github.com/gopeft/gopeft/accel github.com/gopeft/gopeft/peft github.com/gopeft/gopeft/peft/lora github.com/gopeft/gopeft/peft/dora github.com/gopeft/gopeft/peft/pissa github.com/gopeft/gopeft/peft/adalora github.com/gopeft/gopeft/peft/vera github.com/gopeft/gopeft/peft/galore github.com/gopeft/gopeft/viz
+//go:generate go run ./gendocs -o docs.json.gz bufio bytes context encoding/json errors fmt image image/color io math math/rand os sort strconv strings sync time gonum.org/v1/gonum/mat gonum.org/v1/gonum/stat gonum.org/v1/gonum/floats gonum.org/v1/gonum/stat/distuv gonum.org/v1/plot gonum.org/v1/plot/plotter gonum.org/v1/plot/vg gonum.org/v1/plot/vg/draw gonum.org/v1/plot/plotutil github.com/gopeft/gopeft/nb github.com/gopeft/gopeft/accel github.com/gopeft/gopeft/peft github.com/gopeft/gopeft/peft/lora github.com/gopeft/gopeft/peft/dora github.com/gopeft/gopeft/peft/pissa github.com/gopeft/gopeft/peft/adalora github.com/gopeft/gopeft/peft/vera github.com/gopeft/gopeft/peft/galore github.com/gopeft/gopeft/peft/randlora github.com/gopeft/gopeft/peft/paca github.com/gopeft/gopeft/peft/dsee github.com/gopeft/gopeft/peft/sltrain github.com/gopeft/gopeft/peft/salt github.com/gopeft/gopeft/peft/hut github.com/gopeft/gopeft/viz
 
 //go:embed docs.json.gz
 var docsGz []byte
