@@ -3,6 +3,7 @@ package session
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 	"unicode"
 
 	"github.com/traefik/yaegi/interp"
@@ -13,10 +14,10 @@ import (
 // unnamed struct type whose unexported fields are renamed (b → Xb), and
 // encoding/json marshals them: the kernel's json.Marshal and MarshalIndent
 // refuse such a value with an Unsupported panic that says what to write
-// instead. (fmt's %T, %#v and %+v show the same renamed type; fmt cannot be
-// wrapped the same way, since yaegi passes a cell type's String method to
-// its own fmt functions only, so they are listed in %help and in
-// kernel/kerneltest/README.md.)
+// instead. fmt's %T, %#v and %+v show the same renamed type: fmt cannot be
+// wrapped the same way (yaegi passes a cell type's String method to its own
+// fmt functions only), so a call with such a verb is checked through
+// gopeftk.CheckFormat (passFmtCheck).
 
 // cellStructs reports whether t, or a type it is built from, is a struct
 // type a cell declared: an unnamed struct type; with renamedOnly, one with
@@ -100,4 +101,23 @@ func guardStdlib(it *interp.Interpreter) {
 			return json.MarshalIndent(v, prefix, indent)
 		}
 	})
+}
+
+// checkFormat is gopeftk.CheckFormat (see passFmtCheck): it returns format,
+// or panics when a verb would misname a cell struct type.
+func checkFormat(format string, args ...any) string {
+	typeVerb := strings.Contains(format, "%T") || strings.Contains(format, "%#v")
+	fieldVerb := strings.Contains(format, "%+v")
+	for _, a := range args {
+		t := reflect.TypeOf(a)
+		if typeVerb && cellStructs(t, false, map[reflect.Type]bool{}) {
+			panic(unsupportedPanic("fmt's %T and %#v cannot name a struct type declared in a cell: the interpreter gives compiled code " +
+				"an unnamed struct type (struct {…} instead of main.T). Print the fields you need, or use %v"))
+		}
+		if fieldVerb && cellStructs(t, true, map[reflect.Type]bool{}) {
+			panic(unsupportedPanic("fmt's %+v would show the unexported fields of a struct type declared in a cell under the " +
+				"interpreter's names (b as Xb). Use %v, or print the fields by name"))
+		}
+	}
+	return format
 }

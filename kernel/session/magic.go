@@ -59,9 +59,10 @@ top level, a method value of a cell type, a deferred closure in a loop using
 the loop's variables, min/max/clear, errors.As into a cell type, ...).
 Known differences it does not catch (kernel/kerneltest/README.md has the
 full table, 116 cases run against go run):
-  - fmt's %T, %#v and %+v show a cell struct type as struct {...} with its
-    unexported fields renamed Xname (json.Marshal of such a type is
-    refused); %T of a named basic type (type ID string) says string.
+  - %T of a named basic type (type ID string) says string. (%T, %#v and
+    %+v of a cell struct type are refused when fmt's arguments are plain
+    names or literals; with a call among them they show struct {...} and
+    unexported fields renamed Xname.)
   - a String method is not used for values of cell types inside slices,
     maps or struct fields (fmt.Println(d) works, fmt.Println([]Day{d}) not).
   - x := s[i] at the top level, with s from compiled code (a []string

@@ -86,6 +86,7 @@ func (p *preparer) prepare(src string, decl bool) (string, error) {
 	src = p.passMake(src, decl)
 	src = passRecover(src, decl)
 	src = p.passTypeSwitch(src, decl)
+	src = p.passFmtCheck(src, decl)
 	src = p.passRangeInt(src, decl)
 	var err error
 	if src, err = p.passLoopVars(src, decl); err != nil {
@@ -105,6 +106,18 @@ func (p *preparer) prepare(src string, decl bool) (string, error) {
 		if src, err = p.passTopLevel(src); err != nil {
 			return "", err
 		}
+	}
+	return src, nil
+}
+
+// prepareExpr rewrites a cell's final expression (shown as its value): the
+// rewrites of prepare that apply to an expression.
+func (p *preparer) prepareExpr(src string) (string, error) {
+	src = p.passMake(src, false)
+	src = passRecover(src, false)
+	src = p.passFmtCheck(src, false)
+	if err := p.checkMethodValues(src, false); err != nil {
+		return "", err
 	}
 	return src, nil
 }
@@ -1166,4 +1179,101 @@ func (p *preparer) passTypeSwitch(src string, decl bool) string {
 		src = applyEdits(src, es)
 	}
 	return src
+}
+
+// passFmtCheck guards the fmt verbs that misname a cell struct type (%T,
+// %#v, %+v; see fmtguard.go): in
+//
+//	fmt.Printf("%+v\n", p)  →  fmt.Printf(gopeftk.CheckFormat("%+v\n", p), p)
+//
+// the check sees the arguments as fmt will and refuses a cell struct type;
+// fmt itself is still called directly (yaegi gives only its own fmt
+// functions a cell type's String method). The arguments are evaluated
+// twice, so only calls whose arguments have no calls or receives are
+// guarded.
+func (p *preparer) passFmtCheck(src string, decl bool) string {
+	if !strings.Contains(src, "%T") && !strings.Contains(src, "%#v") && !strings.Contains(src, "%+v") {
+		return src
+	}
+	pr, ok := parseRun(src, decl)
+	if !ok {
+		return src
+	}
+	text := func(n ast.Node) string { return src[pr.off(n.Pos()):pr.off(n.End())] }
+	var es []edit
+	ast.Inspect(pr.file, func(n ast.Node) bool {
+		c, ok := n.(*ast.CallExpr)
+		if !ok || c.Ellipsis.IsValid() {
+			return true
+		}
+		sel, ok := c.Fun.(*ast.SelectorExpr)
+		if !ok {
+			return true
+		}
+		if id, ok := sel.X.(*ast.Ident); !ok || id.Name != "fmt" {
+			return true
+		}
+		fi := 0
+		switch sel.Sel.Name {
+		case "Printf", "Sprintf", "Errorf":
+		case "Fprintf":
+			fi = 1
+		default:
+			return true
+		}
+		if len(c.Args) <= fi+1 {
+			return true
+		}
+		lit, ok := c.Args[fi].(*ast.BasicLit)
+		if !ok || lit.Kind != token.STRING {
+			return true
+		}
+		if !strings.Contains(lit.Value, "%T") && !strings.Contains(lit.Value, "%#v") && !strings.Contains(lit.Value, "%+v") {
+			return true
+		}
+		var args []string
+		for _, a := range c.Args[fi+1:] {
+			if !pureOperand(a) {
+				return true
+			}
+			args = append(args, text(a))
+		}
+		es = append(es, edit{off: pr.off(lit.Pos()), ins: "gopeftk.CheckFormat("},
+			edit{off: pr.off(lit.End()), ins: ", " + strings.Join(args, ", ") + ")"})
+		return true
+	})
+	return applyEdits(src, es)
+}
+
+// pureOperand: an expression that gives the same value with no side effect
+// when evaluated twice (names, literals, selectors, indexes, composite
+// literals of those, &T{…}).
+func pureOperand(e ast.Expr) bool {
+	switch x := e.(type) {
+	case *ast.CompositeLit:
+		switch x.Type.(type) {
+		case *ast.IndexExpr, *ast.IndexListExpr:
+			return false // yaegi loses the check's result with a generic literal among the arguments
+		}
+		for _, el := range x.Elts {
+			if kv, ok := el.(*ast.KeyValueExpr); ok {
+				el = kv.Value
+			}
+			if !pureOperand(el) {
+				return false
+			}
+		}
+		return true
+	case *ast.UnaryExpr:
+		if x.Op == token.AND {
+			_, ok := x.X.(*ast.CompositeLit)
+			return ok && pureOperand(x.X)
+		}
+		return x.Op != token.ARROW && pureOperand(x.X)
+	case *ast.FuncLit:
+		return true
+	case *ast.ParenExpr:
+		return pureOperand(x.X)
+	}
+	return simpleOperand(e)
 }

@@ -327,10 +327,11 @@ func (s *Session) runtimeSymbols() interp.Exports {
 				}
 				return line
 			}),
-			"GoPanic":   reflect.ValueOf(func(r any) { s.goPanic(r) }),
-			"Len":       reflect.ValueOf(checkMakeLen),
-			"Recovered": reflect.ValueOf(recovered),
-			"Context":   reflect.ValueOf(func() context.Context { return nb.Context() }),
+			"GoPanic":     reflect.ValueOf(func(r any) { s.goPanic(r) }),
+			"Len":         reflect.ValueOf(checkMakeLen),
+			"Recovered":   reflect.ValueOf(recovered),
+			"CheckFormat": reflect.ValueOf(checkFormat),
+			"Context":     reflect.ValueOf(func() context.Context { return nb.Context() }),
 		},
 		"context/context": {
 			"AfterFunc": reflect.ValueOf(func(ctx context.Context, f func()) func() bool {
@@ -562,6 +563,10 @@ func (s *Session) evalRuns(ctx context.Context, c *cell, code string) Result {
 			fr.line = r.finalLine
 			fset, base := s.it.FileSet(), s.it.FileSet().Base()
 			slots := globalSlots(s.it)
+			final, err := s.prep.prepareExpr(final)
+			if err != nil {
+				return unsupportedResult(err, fr, code)
+			}
 			prog, err := s.compile(pad(fr.line) + "gopeftk.Show(" + final + ")")
 			if err != nil {
 				// A call with no result cannot be shown: run it as is.

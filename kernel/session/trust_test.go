@@ -48,6 +48,7 @@ func TestHugeMakeIsRefused(t *testing.T) {
 	runOK(t, s, "keep := 3")
 	for _, cell := range []string{
 		"x := make([]float64, 1<<40)",
+		"make([]float64, 1<<41)", // a final expression
 		"n := int64(1) << 41\nb := make([]byte, 0, n)\n_ = b",
 		"func grow(n int) []int { return make([]int, n) }\ngrow(1 << 42)",
 	} {
@@ -171,5 +172,23 @@ func TestJSONRefusesRenamedFields(t *testing.T) {
 	r := s.Execute(context.Background(), "json.Marshal(Priv{\"bob\", 1})", 3, &recorder{})
 	if r.Error == nil || r.Error.Name != "Unsupported" || !strings.Contains(r.Error.Value, "unexported fields") {
 		t.Fatalf("json of a cell struct with an unexported field: %+v", r.Error)
+	}
+}
+
+// TestFmtVerbsRefuseCellStructs: %T, %#v and %+v would misname a cell
+// struct type; they are refused, while %v, String methods and types of
+// packages print as in Go.
+func TestFmtVerbsRefuseCellStructs(t *testing.T) {
+	s := newSession(t)
+	runOK(t, s, "type Day int\nfunc (d Day) String() string { return \"Mon\" }\ntype P struct{ X, Y int; b int }\ntype Q struct{ X, Y int }")
+	_, rec := runOK(t, s, "fmt.Printf(\"%v %s %+v %v %T\\n\", Day(0), Day(0), Q{1, 2}, P{1, 2, 3}, 3)")
+	if got := rec.stdout(); got != "Mon Mon {X:1 Y:2} {1 2 3} int\n" {
+		t.Errorf("ordinary verbs print %q", got)
+	}
+	for _, cell := range []string{"fmt.Printf(\"%+v\\n\", P{1, 2, 3})", "q := Q{}\nfmt.Sprintf(\"%T\", q)", "fmt.Errorf(\"%#v\", &Q{})"} {
+		r := s.Execute(context.Background(), cell, 2, &recorder{})
+		if r.Error == nil || r.Error.Name != "Unsupported" {
+			t.Errorf("%q: want Unsupported, got %+v", cell, r.Error)
+		}
 	}
 }
