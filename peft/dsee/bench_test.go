@@ -13,8 +13,8 @@ import (
 
 // BenchmarkStep times one forward and backward pass of a (d×d) layer with
 // DSEE (r = 8, N = 64, pruned or not) or LoRA (r = 8) on a batch of 64
-// rows: DSEE adds the scatter of S₂ (O(d²), one gather per column holding
-// an entry) and the dense x·S₂ᵀ.
+// rows: DSEE adds the scatter of S₂ (O(d²) to zero the matrix, O(N) to place
+// the entries) and the dense x·S₂ᵀ.
 func BenchmarkStep(b *testing.B) {
 	for _, d := range []int{64, 256} {
 		rng := rand.New(rand.NewSource(1))

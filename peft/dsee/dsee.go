@@ -71,7 +71,7 @@ type DSEE struct {
 
 	module     string
 	d, k       int        // the layer's weight is (d×k)
-	sup        *support   // Ω
+	omega      []int      // Ω: N flat indices i·k + j, strictly increasing (peft.CheckSupport)
 	mask       *mat.Dense // M (d×k) of 0s and 1s; nil until Prune
 	pruneRatio float64    // p of the Prune that set mask
 	rng        *rand.Rand // draws the dropout masks
@@ -195,7 +195,7 @@ func selectSupport(ctx context.Context, module string, w0 mat.Matrix, n int, sel
 // is not a support of it.
 func New(module, name string, d, k int, omega []int, cfg Config, rng *rand.Rand) (*DSEE, error) {
 	cfg.N = len(omega)
-	if err := checkSupport(omega, d, k); err != nil {
+	if err := peft.CheckSupport(omega, d, k); err != nil {
 		return nil, fmt.Errorf("peft: DSEE on %s: %v", module, err)
 	}
 	if err := cfg.Check(module, d, k); err != nil {
@@ -216,7 +216,7 @@ func New(module, name string, d, k int, omega []int, cfg Config, rng *rand.Rand)
 		module:    module,
 		d:         d,
 		k:         k,
-		sup:       newSupport(d, k, append([]int(nil), omega...)),
+		omega:     append([]int(nil), omega...),
 		rng:       rand.New(rand.NewSource(rng.Int63())),
 	}, nil
 }
@@ -267,14 +267,16 @@ func (a *DSEE) Module() string { return a.module }
 func (a *DSEE) Scaling() float64 { return a.Alpha / float64(a.R) }
 
 // N returns the number of entries of Ω.
-func (a *DSEE) N() int { return len(a.sup.omega) }
+func (a *DSEE) N() int { return len(a.omega) }
 
 // Support returns Ω: the flat indices i·k + j of S₂'s entries, increasing
 // (a copy).
-func (a *DSEE) Support() []int { return append([]int(nil), a.sup.omega...) }
+func (a *DSEE) Support() []int { return append([]int(nil), a.omega...) }
 
 // Sparse returns S₂ (d×k): s₂ scattered onto Ω, zero elsewhere.
-func (a *DSEE) Sparse() *mat.Dense { return a.sup.dense(a.S2.Value.RawRowView(0)) }
+func (a *DSEE) Sparse() *mat.Dense {
+	return peft.Scatter(peft.NewConst(a.S2.Value), a.omega, a.d, a.k).Value
+}
 
 // Forward returns base + dropout(x)·(s·(B·A + S₂))ᵀ for x (n×k), base (n×d),
 // computed as s·(x·Aᵀ)·Bᵀ + x·(s·S₂)ᵀ; once pruned,
@@ -282,7 +284,7 @@ func (a *DSEE) Sparse() *mat.Dense { return a.sup.dense(a.S2.Value.RawRowView(0)
 func (a *DSEE) Forward(l *peft.Linear, x, base *peft.Tensor) *peft.Tensor {
 	xd := peft.Dropout(x, a.Dropout, a.rng, l.Training) // (n×k)
 	s := a.Scaling()
-	s2 := a.sup.scatter(a.S2) // (d×k) = S₂
+	s2 := peft.Scatter(a.S2, a.omega, a.d, a.k) // (d×k) = S₂
 	if a.mask == nil {
 		ax := peft.Scale(peft.MatMulT(xd, a.A), s)              // (n×r) = s·x·Aᵀ
 		h := peft.Add(base, peft.MatMulT(ax, a.B))              // (n×d)

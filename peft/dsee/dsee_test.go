@@ -15,14 +15,6 @@ import (
 	"gonum.org/v1/gonum/mat"
 )
 
-func adapters(ds []*dsee.DSEE) []peft.Adapter {
-	out := make([]peft.Adapter, len(ds))
-	for i, d := range ds {
-		out[i] = d
-	}
-	return out
-}
-
 // suiteCase is the conformance case of DSEE with N = 5 entries per layer
 // (the suite's layers are (4×5) and (3×4)), Ω picked by sel, pruned at
 // ratio p after Add if p > 0.
@@ -33,7 +25,7 @@ func suiteCase(sel dsee.Selection, p float64) adaptertest.Case {
 			if err == nil && p > 0 {
 				err = dsee.Prune(m, p)
 			}
-			return adapters(ds), err
+			return adaptertest.Adapters(ds), err
 		},
 		ZeroAtInit: p == 0, // pruning zeroes ⌊p·d·k⌋ entries of W₀ + ΔW
 	}
@@ -63,15 +55,6 @@ var (
 )
 
 func newModel() *adaptertest.Chain { return adaptertest.NewChain(1, names, widths...) }
-
-// maxAbs returns the largest |entry| of m.
-func maxAbs(m mat.Matrix) float64 { return math.Max(mat.Max(m), -mat.Min(m)) }
-
-func relDiff(a, b mat.Matrix) float64 {
-	var d mat.Dense
-	d.Sub(a, b)
-	return maxAbs(&d) / math.Max(maxAbs(b), 1e-300)
-}
 
 // topNRef returns the flat indices of the n largest |w|, increasing, by
 // sorting all of them: the test's reference for the support.
@@ -139,11 +122,11 @@ func TestInit(t *testing.T) {
 			if ad, ak := a.Dims(); ad != d || ak != k {
 				t.Errorf("%v: %s: Dims %d×%d, want %d×%d", sel, names[i], ad, ak, d, k)
 			}
-			if maxAbs(a.Delta()) != 0 || maxAbs(a.S2.Value) != 0 || maxAbs(a.B.Value) != 0 {
+			if adaptertest.MaxAbs(a.Delta()) != 0 || adaptertest.MaxAbs(a.S2.Value) != 0 || adaptertest.MaxAbs(a.B.Value) != 0 {
 				t.Errorf("%v: %s: ΔW, s₂ or B nonzero at init", sel, names[i])
 			}
-			if maxAbs(a.A.Value) == 0 || maxAbs(a.A.Value) > 1/math.Sqrt(float64(k)) {
-				t.Errorf("%v: %s: max|A| = %g, want in (0, 1/√k]", sel, names[i], maxAbs(a.A.Value))
+			if adaptertest.MaxAbs(a.A.Value) == 0 || adaptertest.MaxAbs(a.A.Value) > 1/math.Sqrt(float64(k)) {
+				t.Errorf("%v: %s: max|A| = %g, want in (0, 1/√k]", sel, names[i], adaptertest.MaxAbs(a.A.Value))
 			}
 			if a.Selection != sel || a.N() != 7 || a.Rank() != 2 || a.Scaling() != 1 {
 				t.Errorf("%v: %s: selection %v, N %d, r %d, s %g", sel, names[i], a.Selection, a.N(), a.Rank(), a.Scaling())
@@ -232,7 +215,7 @@ func TestSupportFixed(t *testing.T) {
 			if nonzero != 6 {
 				t.Errorf("%s: %s: %d of s₂'s 6 values trained", opt.name, names[i], nonzero)
 			}
-			t.Logf("%s: %s: Ω %v; max|S₂| off Ω = %g, on Ω = %.3g", opt.name, names[i], omega[i], offSupport(s2, omega[i]), maxAbs(s2))
+			t.Logf("%s: %s: Ω %v; max|S₂| off Ω = %g, on Ω = %.3g", opt.name, names[i], omega[i], offSupport(s2, omega[i]), adaptertest.MaxAbs(s2))
 		}
 	}
 }
@@ -304,7 +287,7 @@ func TestDecompose(t *testing.T) {
 		if tau == 0 {
 			tau = dsee.DefaultThreshold
 		}
-		if v := maxAbs(&rest); v >= tau {
+		if v := adaptertest.MaxAbs(&rest); v >= tau {
 			t.Errorf("%+v: max|W − L − S| = %g, want < τ = %g", dc, v, tau)
 		}
 		rho := dc.Rank
@@ -415,7 +398,7 @@ func TestPrune(t *testing.T) {
 					h.Set(r, j, h.At(r, j)+l.B.Value.At(0, j))
 				}
 			}
-			if v := relDiff(l.Forward(peft.NewConst(xs[i])).Value, &h); v > 1e-12 {
+			if v := adaptertest.RelDiffMax(l.Forward(peft.NewConst(xs[i])).Value, &h); v > 1e-12 {
 				t.Errorf("%s: %s: output differs from x·(M ⊙ (W₀ + ΔW))ᵀ + b by %.3g", when, l.Name, v)
 			}
 		}

@@ -177,7 +177,7 @@ func load(r *peft.AdapterReader, l *peft.Linear) (peft.Adapter, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkSupport(omega, d, k); err != nil {
+	if err := peft.CheckSupport(omega, d, k); err != nil {
 		return nil, r.Config.Errorf("sparse_indices", "module %s: %v", l.Name, err)
 	}
 	if len(omega) != s.n {

@@ -127,114 +127,60 @@ func TestFile(t *testing.T) {
 	}
 }
 
-// rewrite rewrites the adapter in dir after edit has changed its config and
-// tensors (a tensor set to nil is deleted).
-func rewrite(t *testing.T, dir string, edit func(cfg map[string]any, ts map[string]*mat.Dense)) {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(dir, peft.AdapterConfigFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg map[string]any
-	if err := json.Unmarshal(raw, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, peft.AdapterWeightsFile)
-	ts, _, err := peft.ReadSafetensors(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := peft.OpenSafetensors(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	shapes := map[string][]int{}
-	for _, n := range f.Names() {
-		shapes[n] = f.Shape(n)
-	}
-	f.Close()
-	edit(cfg, ts)
-	for n, v := range ts {
-		switch r, c := 0, 0; {
-		case v == nil:
-			delete(ts, n)
-			delete(shapes, n)
-		case len(shapes[n]) == 1:
-			r, c = v.Dims()
-			shapes[n] = []int{r * c} // a vector, maybe of a new length
-		}
-	}
-	if raw, err = json.Marshal(cfg); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, peft.AdapterConfigFile), raw, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := peft.WriteSafetensorsShaped(path, ts, shapes, "F64", map[string]string{"format": "pt"}); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestLoadRefuses: a support that is not one, that disagrees with n_sparse
 // or with the values, a missing entry, a bad mask or a missing one are
 // errors naming what is wrong, and attach nothing.
 func TestLoadRefuses(t *testing.T) {
 	_, _, plain := saved(t, 0)
 	_, _, pruned := saved(t, 0.4)
-	type edit = func(cfg map[string]any, ts map[string]*mat.Dense)
 	idx := func(cfg map[string]any) map[string]any { return cfg["sparse_indices"].(map[string]any) }
-	for _, c := range []struct {
-		what string
-		dir  string
-		edit edit
-		want []string
-	}{
-		{"unsorted support", plain, func(cfg map[string]any, _ map[string]*mat.Dense) {
+	adaptertest.RefusesLoad(t, "", newModel, []adaptertest.Refusal{
+		{What: "unsorted support", Dir: plain, Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			idx(cfg)["a"] = []int{9, 3, 10, 11, 12}
-		}, []string{"sparse_indices", "module a", "Ω[1] = 3", "increasing"}},
-		{"index out of range", plain, func(cfg map[string]any, _ map[string]*mat.Dense) {
+		}, Want: []string{"sparse_indices", "module a", "Ω[1] = 3", "increasing"}},
+		{What: "index out of range", Dir: plain, Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			idx(cfg)["b"] = []int{1, 2, 3, 4, 20}
-		}, []string{"sparse_indices", "module b", "Ω[4] = 20", "(4×5)"}},
-		{"no entry for a module", plain, func(cfg map[string]any, _ map[string]*mat.Dense) {
+		}, Want: []string{"sparse_indices", "module b", "Ω[4] = 20", "(4×5)"}},
+		{What: "no entry for a module", Dir: plain, Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			delete(idx(cfg), "b")
-		}, []string{"sparse_indices", "module b"}},
-		{"support shorter than n_sparse", plain, func(cfg map[string]any, ts map[string]*mat.Dense) {
+		}, Want: []string{"sparse_indices", "module b"}},
+		{What: "support shorter than n_sparse", Dir: plain, Edit: func(cfg map[string]any, ts map[string]*mat.Dense, _ map[string][]int) {
 			idx(cfg)["a"] = []int{1, 2, 3}
-		}, []string{"sparse_indices", "module a", "3 entries", "n_sparse is 5"}},
-		{"values of another length", plain, func(_ map[string]any, ts map[string]*mat.Dense) {
+		}, Want: []string{"sparse_indices", "module a", "3 entries", "n_sparse is 5"}},
+		{What: "values of another length", Dir: plain, Edit: func(_ map[string]any, ts map[string]*mat.Dense, _ map[string][]int) {
 			ts["base_model.model.a.dsee_S2"] = mat.NewDense(1, 4, nil)
-		}, []string{"dsee_S2", "[4]", "[5]"}},
-		{"not indices", plain, func(cfg map[string]any, _ map[string]*mat.Dense) {
+		}, Want: []string{"dsee_S2", "[4]", "[5]"}},
+		{What: "not indices", Dir: plain, Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			idx(cfg)["a"] = []any{1.5, 2, 3, 4, 5}
-		}, []string{"sparse_indices", "module a", "Ω[0] = 1.5"}},
-		{"not a list", plain, func(cfg map[string]any, _ map[string]*mat.Dense) {
+		}, Want: []string{"sparse_indices", "module a", "Ω[0] = 1.5"}},
+		{What: "not a list", Dir: plain, Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			idx(cfg)["b"] = "all"
-		}, []string{"sparse_indices", "module b", "not a list"}},
-		{"not an object", plain, func(cfg map[string]any, _ map[string]*mat.Dense) {
+		}, Want: []string{"sparse_indices", "module b", "not a list"}},
+		{What: "not an object", Dir: plain, Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			cfg["sparse_indices"] = []int{1, 2}
-		}, []string{"sparse_indices", "not an object"}},
-		{"no n_sparse", plain, func(cfg map[string]any, _ map[string]*mat.Dense) {
+		}, Want: []string{"sparse_indices", "not an object"}},
+		{What: "no n_sparse", Dir: plain, Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			delete(cfg, "n_sparse")
-		}, []string{"n_sparse", "missing"}},
-		{"unknown selection", plain, func(cfg map[string]any, _ map[string]*mat.Dense) {
+		}, Want: []string{"n_sparse", "missing"}},
+		{What: "unknown selection", Dir: plain, Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			cfg["sparse_selection"] = "random"
-		}, []string{"sparse_selection", "random"}},
-		{"rank other than r", plain, func(cfg map[string]any, _ map[string]*mat.Dense) {
+		}, Want: []string{"sparse_selection", "random"}},
+		{What: "rank other than r", Dir: plain, Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			cfg["r"] = 3
-		}, []string{"lora_A", "rank 2", "\"r\" is 3"}},
-		{"unknown field", plain, func(cfg map[string]any, _ map[string]*mat.Dense) {
+		}, Want: []string{"lora_A", "rank 2", "\"r\" is 3"}},
+		{What: "unknown field", Dir: plain, Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			cfg["use_dora"] = true
-		}, []string{"use_dora", "DSEE"}},
-		{"mask without prune_ratio", pruned, func(cfg map[string]any, _ map[string]*mat.Dense) {
+		}, Want: []string{"use_dora", "DSEE"}},
+		{What: "mask without prune_ratio", Dir: pruned, Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			cfg["prune_ratio"] = 0
-		}, []string{"dsee_mask", "prune_ratio is 0"}},
-		{"prune_ratio without mask", pruned, func(_ map[string]any, ts map[string]*mat.Dense) {
+		}, Want: []string{"dsee_mask", "prune_ratio is 0"}},
+		{What: "prune_ratio without mask", Dir: pruned, Edit: func(_ map[string]any, ts map[string]*mat.Dense, _ map[string][]int) {
 			ts["base_model.model.b.dsee_mask"] = nil
-		}, []string{"module b", "dsee_mask", "prune_ratio is 0.4"}},
-		{"mask not 0/1", pruned, func(_ map[string]any, ts map[string]*mat.Dense) {
+		}, Want: []string{"module b", "dsee_mask", "prune_ratio is 0.4"}},
+		{What: "mask not 0/1", Dir: pruned, Edit: func(_ map[string]any, ts map[string]*mat.Dense, _ map[string][]int) {
 			ts["base_model.model.a.dsee_mask"].Set(1, 2, 0.5)
-		}, []string{"dsee_mask", "(1, 2)", "0.5"}},
-		{"mask with other zeros", pruned, func(_ map[string]any, ts map[string]*mat.Dense) {
+		}, Want: []string{"dsee_mask", "(1, 2)", "0.5"}},
+		{What: "mask with other zeros", Dir: pruned, Edit: func(_ map[string]any, ts map[string]*mat.Dense, _ map[string][]int) {
 			m := ts["base_model.model.a.dsee_mask"]
 			for f, v := range m.RawMatrix().Data {
 				if v == 0 {
@@ -242,26 +188,8 @@ func TestLoadRefuses(t *testing.T) {
 					break
 				}
 			}
-		}, []string{"dsee_mask", "11 zeros", "⌊p·d·k⌋ = 12"}},
-	} {
-		dir := filepath.Join(t.TempDir(), "adapter")
-		if err := os.CopyFS(dir, os.DirFS(c.dir)); err != nil {
-			t.Fatal(err)
-		}
-		rewrite(t, dir, c.edit)
-		m := newModel()
-		err := peft.LoadAdapter(dir, m, "")
-		if e := adaptertest.ErrorMentions(err, c.want...); e != nil {
-			t.Errorf("%s: %v", c.what, e)
-			continue
-		}
-		t.Logf("%s: %v", c.what, err)
-		for _, l := range m.Mods {
-			if len(l.Adapters) != 0 {
-				t.Errorf("%s: %s has an adapter after the failed load", c.what, l.Name)
-			}
-		}
-	}
+		}, Want: []string{"dsee_mask", "11 zeros", "⌊p·d·k⌋ = 12"}},
+	})
 }
 
 // TestSaveRefusesMixed: adapters that differ in what the config holds once

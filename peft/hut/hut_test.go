@@ -20,14 +20,6 @@ import (
 	"gonum.org/v1/gonum/mat"
 )
 
-func adapters(hs []*hut.HUT) []peft.Adapter {
-	out := make([]peft.Adapter, len(hs))
-	for i, h := range hs {
-		out[i] = h
-	}
-	return out
-}
-
 // TestSuite runs the shared adapter suite three times: with Forward's own
 // choice of form (the mask form, for the suite's 6 rows at r = 2 on its
 // small layers), and
@@ -44,7 +36,7 @@ func TestSuite(t *testing.T) {
 			adaptertest.Run(t, adaptertest.Case{
 				Add: func(m peft.Model, o adaptertest.Options) ([]peft.Adapter, error) {
 					hs, err := hut.Add(m, hut.Config{R: o.R, Targets: o.Targets, Seed: o.Seed})
-					return adapters(hs), err
+					return adaptertest.Adapters(hs), err
 				},
 				ZeroAtInit: true,
 				NoAlpha:    true, // B·A carries the scale
@@ -89,16 +81,6 @@ func randomize(rng *rand.Rand, hs []*hut.HUT) {
 	}
 }
 
-// maxAbs returns max |m_ij|.
-func maxAbs(m mat.Matrix) float64 { return math.Max(mat.Max(m), -mat.Min(m)) }
-
-// relDiff returns max |a − b| / max |b|.
-func relDiff(a, b mat.Matrix) float64 {
-	var d mat.Dense
-	d.Sub(a, b)
-	return maxAbs(&d) / math.Max(maxAbs(b), 1e-300)
-}
-
 // TestHadamardIdentity checks the identity the Hadamard form rests on,
 // (W ⊙ (b·aᵀ))·x = b ⊙ (W·(a ⊙ x)), for random W (d×k), b (d), a (k), x
 // (k), against the left side formed entry by entry, to 1e-14 relative.
@@ -119,7 +101,7 @@ func TestHadamardIdentity(t *testing.T) {
 			ax.MulElem(a, x)
 			wax.Mul(w, &ax)
 			rhs.MulElem(b, &wax)
-			worst = math.Max(worst, relDiff(&rhs, &lhs))
+			worst = math.Max(worst, adaptertest.RelDiffMax(&rhs, &lhs))
 		}
 	}
 	t.Logf("max relative difference of the two sides over 60 random cases: %.3g", worst)
@@ -174,7 +156,7 @@ func TestForms(t *testing.T) {
 			d, k := h.Dims()
 			var wp mat.Dense
 			wp.MulElem(l.W.Value, h.Mask())
-			if diff := relDiff(h.MergedWeight(l.W.Value), &wp); diff > 1e-14 {
+			if diff := adaptertest.RelDiffMax(h.MergedWeight(l.W.Value), &wp); diff > 1e-14 {
 				t.Errorf("r=%d %s: MergedWeight differs from W₀ ⊙ (J + B·A) by %.3g relative", r, l.Name, diff)
 			}
 			for _, n := range []int{1, 2, 5} {
@@ -186,15 +168,15 @@ func TestForms(t *testing.T) {
 					h.A.ZeroGrad()
 					h.B.ZeroGrad()
 					out := fwd(h, l, peft.NewConst(x))
-					worstVal = math.Max(worstVal, relDiff(out.Value, want))
+					worstVal = math.Max(worstVal, adaptertest.RelDiffMax(out.Value, want))
 					peft.SumAll(peft.Mul(out, wts)).Backward()
 					grads[f] = []*mat.Dense{mat.DenseCopyOf(h.A.Grad), mat.DenseCopyOf(h.B.Grad)}
 				}
 				for j := range grads[0] {
-					worstGrad = math.Max(worstGrad, relDiff(grads[0][j], grads[1][j]))
+					worstGrad = math.Max(worstGrad, adaptertest.RelDiffMax(grads[0][j], grads[1][j]))
 				}
 				// Forward is one of the two.
-				if diff := relDiff(l.Forward(peft.NewConst(x)).Value, want); diff > 1e-14 {
+				if diff := adaptertest.RelDiffMax(l.Forward(peft.NewConst(x)).Value, want); diff > 1e-14 {
 					t.Errorf("r=%d %s n=%d: Forward differs from the explicit output by %.3g relative", r, l.Name, n, diff)
 				}
 			}
@@ -245,10 +227,10 @@ func TestInit(t *testing.T) {
 		want := 0
 		for i, h := range hs {
 			d, k := widths[i+1], widths[i]
-			if maxAbs(h.B.Value) != 0 {
+			if adaptertest.MaxAbs(h.B.Value) != 0 {
 				t.Errorf("%s: B is not zero at init", names[i])
 			}
-			if big, bound := maxAbs(h.A.Value), 1/math.Sqrt(float64(k)); big > bound || big == 0 {
+			if big, bound := adaptertest.MaxAbs(h.A.Value), 1/math.Sqrt(float64(k)); big > bound || big == 0 {
 				t.Errorf("%s: max |A| = %g, want in (0, 1/√k = %g]", names[i], big, bound)
 			}
 			if !mat.Equal(h.MergedWeight(m.Mods[i].W.Value), m.Mods[i].W.Value) {
@@ -438,87 +420,23 @@ func TestFile(t *testing.T) {
 // unknown fields are errors naming what is wrong, and attach nothing.
 func TestLoadRefuses(t *testing.T) {
 	_, _, orig := saved(t)
-	for _, c := range []struct {
-		what string
-		edit func(cfg map[string]any, ts map[string]*mat.Dense, shapes map[string][]int)
-		want []string
-	}{
-		{"no r", func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) { delete(cfg, "r") },
-			[]string{`"r"`, "missing"}},
-		{"r = 3", func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) { cfg["r"] = 3 },
-			[]string{"hut_A", "[2 5]", "r = 3", "(3×5)"}},
-		{"r = 6", func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) { cfg["r"] = 6 },
-			[]string{`"r"`, "HUT on a", "R = 6", "(7×5)", "min(d, k) = 5"}},
-		{"B of another width", func(_ map[string]any, ts map[string]*mat.Dense, shapes map[string][]int) {
+	adaptertest.RefusesLoad(t, orig, newModel, []adaptertest.Refusal{
+		{What: "no r", Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) { delete(cfg, "r") },
+			Want: []string{`"r"`, "missing"}},
+		{What: "r = 3", Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) { cfg["r"] = 3 },
+			Want: []string{"hut_A", "[2 5]", "r = 3", "(3×5)"}},
+		{What: "r = 6", Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) { cfg["r"] = 6 },
+			Want: []string{`"r"`, "HUT on a", "R = 6", "(7×5)", "min(d, k) = 5"}},
+		{What: "B of another width", Edit: func(_ map[string]any, ts map[string]*mat.Dense, shapes map[string][]int) {
 			ts["base_model.model.c.hut_B.weight"] = mat.NewDense(5, 2, nil)
 			shapes["base_model.model.c.hut_B.weight"] = []int{5, 2}
-		}, []string{"hut_B", "[5 2]", "(6×4)", "(6×2)"}},
-		{"no hut_B", func(_ map[string]any, ts map[string]*mat.Dense, _ map[string][]int) {
+		}, Want: []string{"hut_B", "[5 2]", "(6×4)", "(6×2)"}},
+		{What: "no hut_B", Edit: func(_ map[string]any, ts map[string]*mat.Dense, _ map[string][]int) {
 			delete(ts, "base_model.model.a.hut_B.weight")
-		}, []string{"hut_B", "module a"}},
-		{"unknown field", func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) { cfg["hut_alpha"] = 16 },
-			[]string{"hut_alpha", "HUT"}},
-	} {
-		dir := filepath.Join(t.TempDir(), "adapter")
-		if err := os.CopyFS(dir, os.DirFS(orig)); err != nil {
-			t.Fatal(err)
-		}
-		rewrite(t, dir, c.edit)
-		m := newModel()
-		err := peft.LoadAdapter(dir, m, "")
-		if e := adaptertest.ErrorMentions(err, c.want...); e != nil {
-			t.Errorf("%s: %v", c.what, e)
-		} else {
-			t.Logf("%s: %v", c.what, err)
-		}
-		for _, l := range m.Mods {
-			if len(l.Adapters) != 0 {
-				t.Errorf("%s: %s has an adapter after the failed load", c.what, l.Name)
-			}
-		}
-	}
-}
-
-// rewrite rewrites the adapter in dir after edit changes its config and
-// tensors.
-func rewrite(t *testing.T, dir string, edit func(cfg map[string]any, tensors map[string]*mat.Dense, shapes map[string][]int)) {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(dir, peft.AdapterConfigFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg map[string]any
-	if err := json.Unmarshal(raw, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, peft.AdapterWeightsFile)
-	f, err := peft.OpenSafetensors(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tensors, shapes := map[string]*mat.Dense{}, map[string][]int{}
-	for _, n := range f.Names() {
-		if tensors[n], err = f.Tensor(n); err != nil {
-			t.Fatal(err)
-		}
-		shapes[n] = f.Shape(n)
-	}
-	f.Close()
-	edit(cfg, tensors, shapes)
-	for n := range shapes {
-		if tensors[n] == nil {
-			delete(shapes, n)
-		}
-	}
-	if raw, err = json.Marshal(cfg); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, peft.AdapterConfigFile), raw, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := peft.WriteSafetensorsShaped(path, tensors, shapes, "F64", map[string]string{"format": "pt"}); err != nil {
-		t.Fatal(err)
-	}
+		}, Want: []string{"hut_B", "module a"}},
+		{What: "unknown field", Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) { cfg["hut_alpha"] = 16 },
+			Want: []string{"hut_alpha", "HUT"}},
+	})
 }
 
 // BenchmarkForward times a forward and backward pass of one HUT layer

@@ -20,19 +20,11 @@ import (
 	"gonum.org/v1/gonum/mat"
 )
 
-func adapters(ps []*paca.PaCA) []peft.Adapter {
-	out := make([]peft.Adapter, len(ps))
-	for i, p := range ps {
-		out[i] = p
-	}
-	return out
-}
-
 func TestSuite(t *testing.T) {
 	adaptertest.Run(t, adaptertest.Case{
 		Add: func(m peft.Model, o adaptertest.Options) ([]peft.Adapter, error) {
 			ps, err := paca.Add(m, paca.Config{R: o.R, Alpha: o.Alpha, Targets: o.Targets, Seed: o.Seed})
-			return adapters(ps), err
+			return adaptertest.Adapters(ps), err
 		},
 		ZeroAtInit: true,
 		AnyRank:    true, // r counts columns: any r ≤ k is valid, above min(d, k) too
@@ -526,116 +518,50 @@ func TestLoadPEFTFile(t *testing.T) {
 	}
 }
 
-// rewrite rewrites the adapter in dir after edit changes its config and
-// tensors (a tensor set to nil is removed; shapes gives stored shapes).
-func rewrite(t *testing.T, dir string, edit func(cfg map[string]any, ts map[string]*mat.Dense, shapes map[string][]int)) {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(dir, peft.AdapterConfigFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg map[string]any
-	if err := json.Unmarshal(raw, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, peft.AdapterWeightsFile)
-	f, err := peft.OpenSafetensors(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts, shapes := map[string]*mat.Dense{}, map[string][]int{}
-	for _, n := range f.Names() {
-		if ts[n], err = f.Tensor(n); err != nil {
-			t.Fatal(err)
-		}
-		shapes[n] = f.Shape(n)
-	}
-	f.Close()
-	edit(cfg, ts, shapes)
-	for n, v := range ts {
-		if v == nil {
-			delete(ts, n)
-			delete(shapes, n)
-		}
-	}
-	if raw, err = json.Marshal(cfg); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, peft.AdapterConfigFile), raw, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := peft.WriteSafetensorsShaped(path, ts, shapes, "F64", map[string]string{"format": "pt"}); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestLoadRefuses: indices that are not columns of the module or do not fit
 // the rank, a paca_delta of the wrong shape, a missing tensor and options
 // gopeft does not implement are errors naming what is wrong, and attach
 // nothing.
 func TestLoadRefuses(t *testing.T) {
 	_, _, orig := saved(t)
-	type edit = func(cfg map[string]any, ts map[string]*mat.Dense, shapes map[string][]int)
-	setIdx := func(module string, idx ...float64) edit {
+	setIdx := func(module string, idx ...float64) adaptertest.Edit {
 		return func(_ map[string]any, ts map[string]*mat.Dense, shapes map[string][]int) {
 			name := "base_model.model." + module + ".paca_indices"
 			ts[name] = mat.NewDense(1, len(idx), idx)
 			shapes[name] = []int{len(idx)}
 		}
 	}
-	for _, c := range []struct {
-		what string
-		edit edit
-		want []string
-	}{
-		{"r missing", func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) { delete(cfg, "r") },
-			[]string{`"r"`, "missing", "r = 8", "2 columns"}},
-		{"r of another value", func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) { cfg["r"] = 3 },
-			[]string{"paca_indices", "2 columns", "r is 3"}},
-		{"negative alpha", func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) { cfg["paca_alpha"] = -2 },
-			[]string{`"paca_alpha"`, "-2"}},
-		{"no paca_indices", func(_ map[string]any, ts map[string]*mat.Dense, _ map[string][]int) {
+	adaptertest.RefusesLoad(t, orig, newModel, []adaptertest.Refusal{
+		{What: "r missing", Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) { delete(cfg, "r") },
+			Want: []string{`"r"`, "missing", "r = 8", "2 columns"}},
+		{What: "r of another value", Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) { cfg["r"] = 3 },
+			Want: []string{"paca_indices", "2 columns", "r is 3"}},
+		{What: "negative alpha", Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) { cfg["paca_alpha"] = -2 },
+			Want: []string{`"paca_alpha"`, "-2"}},
+		{What: "no paca_indices", Edit: func(_ map[string]any, ts map[string]*mat.Dense, _ map[string][]int) {
 			ts["base_model.model.b.paca_indices"] = nil
 		},
-			[]string{"module b has no tensor paca_indices"}},
-		{"no paca_delta", func(_ map[string]any, ts map[string]*mat.Dense, _ map[string][]int) {
+			Want: []string{"module b has no tensor paca_indices"}},
+		{What: "no paca_delta", Edit: func(_ map[string]any, ts map[string]*mat.Dense, _ map[string][]int) {
 			ts["base_model.model.c.paca_delta"] = nil
 		},
-			[]string{"module c has no tensor paca_delta"}},
-		{"too few columns", setIdx("a", 1), []string{"base_model.model.a.paca_indices", "1 columns", "r is 2"}},
-		{"column out of range", setIdx("c", 0, 3), []string{"base_model.model.c.paca_indices", "column 3", "[0, 3)", "(6×3)"}},
-		{"column negative", setIdx("c", -1, 2), []string{"base_model.model.c.paca_indices", "column -1"}},
-		{"column repeated", setIdx("b", 4, 4), []string{"base_model.model.b.paca_indices", "column 4", "repeated"}},
-		{"column not whole", setIdx("b", 1.5, 2), []string{"base_model.model.b.paca_indices", "column 1.5", "whole number"}},
-		{"paca_delta of another shape", func(_ map[string]any, ts map[string]*mat.Dense, shapes map[string][]int) {
+			Want: []string{"module c has no tensor paca_delta"}},
+		{What: "too few columns", Edit: setIdx("a", 1), Want: []string{"base_model.model.a.paca_indices", "1 columns", "r is 2"}},
+		{What: "column out of range", Edit: setIdx("c", 0, 3), Want: []string{"base_model.model.c.paca_indices", "column 3", "[0, 3)", "(6×3)"}},
+		{What: "column negative", Edit: setIdx("c", -1, 2), Want: []string{"base_model.model.c.paca_indices", "column -1"}},
+		{What: "column repeated", Edit: setIdx("b", 4, 4), Want: []string{"base_model.model.b.paca_indices", "column 4", "repeated"}},
+		{What: "column not whole", Edit: setIdx("b", 1.5, 2), Want: []string{"base_model.model.b.paca_indices", "column 1.5", "whole number"}},
+		{What: "paca_delta of another shape", Edit: func(_ map[string]any, ts map[string]*mat.Dense, shapes map[string][]int) {
 			ts["base_model.model.a.paca_delta"] = mat.NewDense(8, 3, nil)
 			shapes["base_model.model.a.paca_delta"] = []int{8, 3}
-		}, []string{"base_model.model.a.paca_delta", "[8 3]", "(8×2)"}},
-		{"exclude_modules", func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
+		}, Want: []string{"base_model.model.a.paca_delta", "[8 3]", "(8×2)"}},
+		{What: "exclude_modules", Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			cfg["exclude_modules"] = []string{"b"}
 		},
-			[]string{"exclude_modules"}},
-		{"unknown field", func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) { cfg["paca_dropout"] = 0.1 },
-			[]string{"paca_dropout", "PaCA"}},
-	} {
-		dir := filepath.Join(t.TempDir(), "adapter")
-		if err := os.CopyFS(dir, os.DirFS(orig)); err != nil {
-			t.Fatal(err)
-		}
-		rewrite(t, dir, c.edit)
-		m := newModel()
-		err := peft.LoadAdapter(dir, m, "")
-		if e := adaptertest.ErrorMentions(err, c.want...); e != nil {
-			t.Errorf("%s: %v", c.what, e)
-			continue
-		}
-		t.Logf("%s: %v", c.what, err)
-		for _, l := range m.Mods {
-			if len(l.Adapters) != 0 {
-				t.Errorf("%s: %s has an adapter after the failed load", c.what, l.Name)
-			}
-		}
-	}
+			Want: []string{"exclude_modules"}},
+		{What: "unknown field", Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) { cfg["paca_dropout"] = 0.1 },
+			Want: []string{"paca_dropout", "PaCA"}},
+	})
 }
 
 // TestSaveRefuses: modules with different r cannot share one PacaConfig,

@@ -6,11 +6,8 @@ import (
 	"math"
 	"math/rand"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/gopeft/gopeft/peft"
@@ -19,19 +16,11 @@ import (
 	"gonum.org/v1/gonum/mat"
 )
 
-func adapters(as []*randlora.RandLoRA) []peft.Adapter {
-	out := make([]peft.Adapter, len(as))
-	for i, a := range as {
-		out[i] = a
-	}
-	return out
-}
-
 func TestSuite(t *testing.T) {
 	adaptertest.Run(t, adaptertest.Case{
 		Add: func(m peft.Model, o adaptertest.Options) ([]peft.Adapter, error) {
 			as, err := randlora.Add(m, randlora.Config{R: o.R, Alpha: o.Alpha, Targets: o.Targets, Seed: o.Seed})
-			return adapters(as), err
+			return adaptertest.Adapters(as), err
 		},
 		ZeroAtInit: true,
 		AnyRank:    true, // r may exceed min(d, k): the bases are random, and then n = 1
@@ -630,71 +619,13 @@ func TestFile(t *testing.T) {
 	}
 }
 
-// rewrite rewrites the adapter in dir after edit changes its config and
-// tensors (a tensor set to nil is removed) and their stored shapes (a tensor
-// without one is stored 2-D).
-func rewrite(t *testing.T, dir string, edit func(cfg map[string]any, ts map[string]*mat.Dense, shapes map[string][]int)) {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(dir, peft.AdapterConfigFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg map[string]any
-	if err := json.Unmarshal(raw, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, peft.AdapterWeightsFile)
-	f, err := peft.OpenSafetensors(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts, shapes := map[string]*mat.Dense{}, map[string][]int{}
-	for _, n := range f.Names() {
-		if ts[n], err = f.Tensor(n); err != nil {
-			t.Fatal(err)
-		}
-		shapes[n] = f.Shape(n)
-	}
-	f.Close()
-	edit(cfg, ts, shapes)
-	for n, v := range ts {
-		if v == nil {
-			delete(ts, n)
-		}
-	}
-	for n := range shapes {
-		if ts[n] == nil {
-			delete(shapes, n)
-		}
-	}
-	if raw, err = json.Marshal(cfg); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, peft.AdapterConfigFile), raw, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := peft.WriteSafetensorsShaped(path, ts, shapes, "F64", map[string]string{"format": "pt"}); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// copyAdapter copies the adapter directory orig to a new one.
-func copyAdapter(t *testing.T, orig string) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "adapter")
-	if err := os.CopyFS(dir, os.DirFS(orig)); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
 // TestLoadPerModuleCopies: PEFT's files also hold every layer's copy of the
 // shared bases, of the same 3-D shapes; gopeft loads them when they equal
 // the shared ones.
 func TestLoadPerModuleCopies(t *testing.T) {
 	m, _, orig := saved(t)
-	dir := copyAdapter(t, orig)
-	rewrite(t, dir, func(_ map[string]any, ts map[string]*mat.Dense, shapes map[string][]int) {
+	dir := adaptertest.CopyAdapter(t, orig)
+	adaptertest.RewriteAdapter(t, dir, func(_ map[string]any, ts map[string]*mat.Dense, shapes map[string][]int) {
 		for _, n := range names {
 			for _, b := range []string{"randlora_A", "randlora_B"} {
 				ts["base_model.model."+n+"."+b] = ts["base_model."+b]
@@ -718,9 +649,8 @@ func TestLoadPerModuleCopies(t *testing.T) {
 // is wrong, and attach nothing.
 func TestLoadRefuses(t *testing.T) {
 	_, _, orig := saved(t)
-	type edit = func(cfg map[string]any, ts map[string]*mat.Dense, shapes map[string][]int)
 	// set replaces tensor name by m, stored with shape.
-	set := func(name string, m func(ts map[string]*mat.Dense) *mat.Dense, shape ...int) edit {
+	set := func(name string, m func(ts map[string]*mat.Dense) *mat.Dense, shape ...int) adaptertest.Edit {
 		return func(_ map[string]any, ts map[string]*mat.Dense, shapes map[string][]int) {
 			ts[name], shapes[name] = m(ts), shape
 		}
@@ -732,73 +662,54 @@ func TestLoadRefuses(t *testing.T) {
 		return func(ts map[string]*mat.Dense) *mat.Dense { return ts[name] }
 	}
 	const sa, sb = "base_model.randlora_A", "base_model.randlora_B" // [3 1 8], [8 3 3]
-	for _, c := range []struct {
-		what string
-		edit edit
-		want []string
-	}{
-		{"save_projection false", func(cfg map[string]any, ts map[string]*mat.Dense, _ map[string][]int) {
+	adaptertest.RefusesLoad(t, orig, newModel, []adaptertest.Refusal{
+		{What: "save_projection false", Edit: func(cfg map[string]any, ts map[string]*mat.Dense, _ map[string][]int) {
 			cfg["save_projection"] = false
 			ts[sa], ts[sb] = nil, nil
-		}, []string{"save_projection", "projection_prng_key"}},
-		{"no randlora_A", func(_ map[string]any, ts map[string]*mat.Dense, _ map[string][]int) {
+		}, Want: []string{"save_projection", "projection_prng_key"}},
+		{What: "no randlora_A", Edit: func(_ map[string]any, ts map[string]*mat.Dense, _ map[string][]int) {
 			ts[sa] = nil
-		}, []string{sa, "missing", "[3 1 *]", "save_projection"}},
-		{"no randlora_B", func(_ map[string]any, ts map[string]*mat.Dense, _ map[string][]int) {
+		}, Want: []string{sa, "missing", "[3 1 *]", "save_projection"}},
+		{What: "no randlora_B", Edit: func(_ map[string]any, ts map[string]*mat.Dense, _ map[string][]int) {
 			ts[sb] = nil
-		}, []string{sb, "missing", "[* * 3]"}},
-		{"randlora_A of another rank", set(sa, slice(sa, 2, 8), 2, 1, 8), []string{sa, "[2 1 8]", "[3 1 *]", "r = 3"}},
-		{"randlora_B of another rank", set(sb, same(sb), 8, 9, 1), []string{sb, "[8 9 1]", "[* * 3]", "r = 3"}},
-		{"randlora_A 2-D, gopeft's old layout", set(sa, same(sa), 3, 8), []string{sa, "[3 8]", "[3 1 *]"}},
-		{"randlora_B 2-D, gopeft's old layout", set(sb, same(sb), 8, 9), []string{sb, "[8 9]", "[* * 3]"}},
-		{"randlora_A with a middle dimension", set(sa, same(sa), 3, 2, 4), []string{sa, "[3 2 4]", "[3 1 *]"}},
-		{"r missing", func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
+		}, Want: []string{sb, "missing", "[* * 3]"}},
+		{What: "randlora_A of another rank", Edit: set(sa, slice(sa, 2, 8), 2, 1, 8), Want: []string{sa, "[2 1 8]", "[3 1 *]", "r = 3"}},
+		{What: "randlora_B of another rank", Edit: set(sb, same(sb), 8, 9, 1), Want: []string{sb, "[8 9 1]", "[* * 3]", "r = 3"}},
+		{What: "randlora_A 2-D, gopeft's old layout", Edit: set(sa, same(sa), 3, 8), Want: []string{sa, "[3 8]", "[3 1 *]"}},
+		{What: "randlora_B 2-D, gopeft's old layout", Edit: set(sb, same(sb), 8, 9), Want: []string{sb, "[8 9]", "[* * 3]"}},
+		{What: "randlora_A with a middle dimension", Edit: set(sa, same(sa), 3, 2, 4), Want: []string{sa, "[3 2 4]", "[3 1 *]"}},
+		{What: "r missing", Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			delete(cfg, "r")
-		}, []string{`"r"`, "missing", "r = 32"}},
-		{"randlora_A too narrow", set(sa, slice(sa, 3, 4), 3, 1, 4), []string{"[3 1 4]", "a", "(8×5)", "m_max ≥ 5"}},
-		{"randlora_B too short", set(sb, slice(sb, 7, 9), 7, 3, 3), []string{"[7 3 3]", "M_max ≥ 8"}},
-		{"randlora_B with too few bases", set(sb, slice(sb, 8, 3), 8, 1, 3), []string{"[8 1 3]", "a", "n_max ≥ 2"}},
-		{"Λ of another shape", set("base_model.model.a.randlora_lambda", func(map[string]*mat.Dense) *mat.Dense {
+		}, Want: []string{`"r"`, "missing", "r = 32"}},
+		{What: "randlora_A too narrow", Edit: set(sa, slice(sa, 3, 4), 3, 1, 4), Want: []string{"[3 1 4]", "a", "(8×5)", "m_max ≥ 5"}},
+		{What: "randlora_B too short", Edit: set(sb, slice(sb, 7, 9), 7, 3, 3), Want: []string{"[7 3 3]", "M_max ≥ 8"}},
+		{What: "randlora_B with too few bases", Edit: set(sb, slice(sb, 8, 3), 8, 1, 3), Want: []string{"[8 1 3]", "a", "n_max ≥ 2"}},
+		{What: "Λ of another shape", Edit: set("base_model.model.a.randlora_lambda", func(map[string]*mat.Dense) *mat.Dense {
 			return mat.NewDense(3, 1, []float64{1, 2, 3})
-		}, 3, 1), []string{"randlora_lambda", "[3 1]", "(3×2)", "(8×5)"}},
-		{"Γ of another shape", set("base_model.model.c.randlora_gamma", func(map[string]*mat.Dense) *mat.Dense {
+		}, 3, 1), Want: []string{"randlora_lambda", "[3 1]", "(3×2)", "(8×5)"}},
+		{What: "Γ of another shape", Edit: set("base_model.model.c.randlora_gamma", func(map[string]*mat.Dense) *mat.Dense {
 			return mat.NewDense(1, 2, []float64{1, 2})
-		}, 1, 2), []string{"randlora_gamma", "[1 2]", "(1×3)"}},
-		{"a per-module copy differs", set("base_model.model.b.randlora_B", func(ts map[string]*mat.Dense) *mat.Dense {
+		}, 1, 2), Want: []string{"randlora_gamma", "[1 2]", "(1×3)"}},
+		{What: "a per-module copy differs", Edit: set("base_model.model.b.randlora_B", func(ts map[string]*mat.Dense) *mat.Dense {
 			cp := mat.DenseCopyOf(ts[sb])
 			cp.Set(0, 0, cp.At(0, 0)+1)
 			return cp
-		}, 8, 3, 3), []string{"base_model.model.b.randlora_B", "differs"}},
-		{"a per-module copy of another shape", set("base_model.model.b.randlora_A", same(sa), 3, 8),
-			[]string{"base_model.model.b.randlora_A", "[3 8]", "[3 1 8]"}},
-		{"bias all", func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
+		}, 8, 3, 3), Want: []string{"base_model.model.b.randlora_B", "differs"}},
+		{What: "a per-module copy of another shape", Edit: set("base_model.model.b.randlora_A", same(sa), 3, 8),
+			Want: []string{"base_model.model.b.randlora_A", "[3 8]", "[3 1 8]"}},
+		{What: "bias all", Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			cfg["bias"] = "all"
-		}, []string{"bias", "all"}},
-		{"fan_in_fan_out", func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
+		}, Want: []string{"bias", "all"}},
+		{What: "fan_in_fan_out", Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			cfg["fan_in_fan_out"] = true
-		}, []string{"fan_in_fan_out"}},
-		{"negative alpha", func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
+		}, Want: []string{"fan_in_fan_out"}},
+		{What: "negative alpha", Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			cfg["randlora_alpha"] = -3
-		}, []string{"randlora_alpha", "-3"}},
-		{"unknown field", func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
+		}, Want: []string{"randlora_alpha", "-3"}},
+		{What: "unknown field", Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			cfg["lora_alpha"] = 8
-		}, []string{"lora_alpha", "RandLoRA"}},
-	} {
-		dir := copyAdapter(t, orig)
-		rewrite(t, dir, c.edit)
-		m := newModel()
-		err := peft.LoadAdapter(dir, m, "")
-		if e := adaptertest.ErrorMentions(err, c.want...); e != nil {
-			t.Errorf("%s: %v", c.what, e)
-			continue
-		}
-		t.Logf("%s: %v", c.what, err)
-		for _, l := range m.Mods {
-			if len(l.Adapters) != 0 {
-				t.Errorf("%s: %s has an adapter after the failed load", c.what, l.Name)
-			}
-		}
-	}
+		}, Want: []string{"lora_alpha", "RandLoRA"}},
+	})
 }
 
 // TestSaveRefusesTwoPairs: one adapter name on layers of two Add calls has
@@ -816,33 +727,6 @@ func TestSaveRefusesTwoPairs(t *testing.T) {
 	}
 }
 
-func hexes(m *mat.Dense) []string {
-	r, c := m.Dims()
-	out := make([]string, 0, r*c)
-	for i := 0; i < r; i++ {
-		for j := 0; j < c; j++ {
-			out = append(out, strconv.FormatFloat(m.At(i, j), 'x', -1, 64))
-		}
-	}
-	return out
-}
-
-func fromHexes(t *testing.T, hs []string, r, c int) *mat.Dense {
-	t.Helper()
-	if len(hs) != r*c {
-		t.Fatalf("%d values, want %d×%d", len(hs), r, c)
-	}
-	d := make([]float64, len(hs))
-	for i, h := range hs {
-		v, err := strconv.ParseFloat(h, 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		d[i] = v
-	}
-	return mat.NewDense(r, c, d)
-}
-
 // TestTorchCrossCheck saves an adapter and has testdata/randlora_torch.py
 // recompute, with PyTorch in float64 after HuggingFace PEFT's RandLoRA layer
 // (its 3-D bases, UniqueBaseGrad's product, the flattenings and the
@@ -850,57 +734,17 @@ func fromHexes(t *testing.T, hs []string, r, c int) *mat.Dense {
 // saved files; they must equal gopeft's to 1e-12. It is skipped where
 // /usr/bin/python3 cannot import torch and numpy (Debian's python3-torch).
 func TestTorchCrossCheck(t *testing.T) {
-	if err := exec.Command("/usr/bin/python3", "-c", "import torch, numpy").Run(); err != nil {
-		t.Skip("no /usr/bin/python3 with torch and numpy (apt-get install python3-torch)")
-	}
 	m, as, adir := saved(t)
 	root := filepath.Dir(adir)
-	rng := rand.New(rand.NewSource(16))
-	type module struct {
-		W      []string `json:"W"`
-		WShape []int    `json:"W_shape"`
-		Bias   []string `json:"bias"`
-		X      []string `json:"x"`
-		XShape []int    `json:"x_shape"`
-	}
-	io := struct {
-		Modules map[string]module `json:"modules"`
-	}{map[string]module{}}
-	xs := map[string]*mat.Dense{}
-	for _, l := range m.Mods {
-		d, k := l.W.Dims()
-		xs[l.Name] = adaptertest.RandDense(rng, 5, k)
-		io.Modules[l.Name] = module{hexes(l.W.Value), []int{d, k}, hexes(l.B.Value), hexes(xs[l.Name]), []int{5, k}}
-	}
-	raw, err := json.Marshal(io)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(root, "io.json"), raw, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("/usr/bin/python3", "testdata/randlora_torch.py", root)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("randlora_torch.py: %v\n%s", err, stderr.String())
-	}
-	var res struct {
-		Outputs map[string][]string `json:"outputs"`
-		Deltas  map[string][]string `json:"deltas"`
-	}
-	if err := json.Unmarshal(out, &res); err != nil {
-		t.Fatalf("randlora_torch.py printed %q: %v", out, err)
-	}
+	xs, res := adaptertest.RunTorch(t, m, "testdata/randlora_torch.py", root, 16, 5)
 	if len(res.Outputs) != len(names) || len(res.Deltas) != len(names) {
 		t.Fatalf("torch computed %d outputs and %d deltas, want %d", len(res.Outputs), len(res.Deltas), len(names))
 	}
 	for i, l := range m.Mods {
 		d, k := l.W.Dims()
 		got := l.Forward(peft.NewConst(xs[l.Name])).Value
-		diff := relDiff(got, fromHexes(t, res.Outputs[l.Name], 5, d))
-		ddiff := relDiff(as[i].Delta(), fromHexes(t, res.Deltas[l.Name], d, k))
+		diff := relDiff(got, adaptertest.FromHexes(t, res.Outputs[l.Name], 5, d))
+		ddiff := relDiff(as[i].Delta(), adaptertest.FromHexes(t, res.Deltas[l.Name], d, k))
 		if diff > 1e-12 || ddiff > 1e-12 {
 			t.Errorf("%s: gopeft's output and ΔW differ from torch's by %.3g and %.3g relative", l.Name, diff, ddiff)
 		}

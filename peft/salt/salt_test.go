@@ -20,14 +20,6 @@ import (
 	"gonum.org/v1/gonum/mat"
 )
 
-func adapters(ss []*salt.SALT) []peft.Adapter {
-	out := make([]peft.Adapter, len(ss))
-	for i, s := range ss {
-		out[i] = s
-	}
-	return out
-}
-
 // TestSuite runs the shared adapter suite. The suite's rank is SALT's r;
 // r_L = 1 so that both modules (fc1 4×5 and fc2 3×4, m = 4 and 3) have a
 // residual block with a LoRA at r = 2. At init δ = 0 and X·Y = 0 exactly,
@@ -36,7 +28,7 @@ func TestSuite(t *testing.T) {
 	adaptertest.Run(t, adaptertest.Case{
 		Add: func(m peft.Model, o adaptertest.Options) ([]peft.Adapter, error) {
 			ss, err := salt.Add(m, salt.Config{R: o.R, RLoRA: 1, Targets: o.Targets, Seed: o.Seed})
-			return adapters(ss), err
+			return adaptertest.Adapters(ss), err
 		},
 		ZeroAtInit: true,
 		NoAlpha:    true, // α and β are trained; X·Y has no LoRA scale
@@ -81,16 +73,6 @@ func randomize(rng *rand.Rand, ss []*salt.SALT) {
 	}
 }
 
-// maxAbs returns max |m_ij|.
-func maxAbs(m mat.Matrix) float64 { return math.Max(mat.Max(m), -mat.Min(m)) }
-
-// relDiff returns max |a − b| / max |b|.
-func relDiff(a, b mat.Matrix) float64 {
-	var d mat.Dense
-	d.Sub(a, b)
-	return maxAbs(&d) / math.Max(maxAbs(b), 1e-300)
-}
-
 // TestInit checks the paper's init (α = 1, β = 0, Y = 0, X Kaiming-uniform),
 // that the output is then the frozen model's exactly, r_L's cap at m − r,
 // and the count of 2r + 2(m − r)·r_L trained numbers per layer.
@@ -130,11 +112,11 @@ func TestInit(t *testing.T) {
 				if xr, xc := s.X.Dims(); xr != mm-c.r || xc != rl {
 					t.Errorf("%s: X is %s, want %s", names[i], peft.ShapeOf(xr, xc), peft.ShapeOf(mm-c.r, rl))
 				}
-				if yr, yc := s.Y.Dims(); yr != rl || yc != mm-c.r || maxAbs(s.Y.Value) != 0 {
-					t.Errorf("%s: Y is %s with max |Y| = %g at init, want %s zeros", names[i], peft.ShapeOf(yr, yc), maxAbs(s.Y.Value), peft.ShapeOf(rl, mm-c.r))
+				if yr, yc := s.Y.Dims(); yr != rl || yc != mm-c.r || adaptertest.MaxAbs(s.Y.Value) != 0 {
+					t.Errorf("%s: Y is %s with max |Y| = %g at init, want %s zeros", names[i], peft.ShapeOf(yr, yc), adaptertest.MaxAbs(s.Y.Value), peft.ShapeOf(rl, mm-c.r))
 				}
 				bound := 1 / math.Sqrt(float64(rl))
-				if big := maxAbs(s.X.Value); big > bound || big == 0 {
+				if big := adaptertest.MaxAbs(s.X.Value); big > bound || big == 0 {
 					t.Errorf("%s: max |X| = %g, want in (0, 1/√r_L = %g]", names[i], big, bound)
 				}
 			} else if s.X != nil || s.Y != nil || len(s.Params()) != 2 {
@@ -175,7 +157,7 @@ func TestBlockStructure(t *testing.T) {
 	var worstCross, worstTop, worstRes, worstRank float64
 	for i, s := range ss {
 		name := m.Mods[i].Name
-		scale := maxAbs(s.Delta())
+		scale := adaptertest.MaxAbs(s.Delta())
 		b := blocks(s)
 		mm, _ := b.Dims()
 		r := s.R
@@ -200,7 +182,7 @@ func TestBlockStructure(t *testing.T) {
 		var xy mat.Dense
 		xy.Mul(s.X.Value, s.Y.Value)
 		res := b.Slice(r, mm, r, mm)
-		worstRes = math.Max(worstRes, relDiff(res, &xy)*maxAbs(&xy)/scale)
+		worstRes = math.Max(worstRes, adaptertest.RelDiffMax(res, &xy)*adaptertest.MaxAbs(&xy)/scale)
 		sv, err := accel.SingularValues(context.Background(), res)
 		if err != nil {
 			t.Fatal(err)
@@ -266,7 +248,7 @@ func TestDeltaNaive(t *testing.T) {
 					wp.Set(a, b, v)
 				}
 			}
-			if diff := relDiff(s.MergedWeight(l.W.Value), wp); diff > 1e-12 {
+			if diff := adaptertest.RelDiffMax(s.MergedWeight(l.W.Value), wp); diff > 1e-12 {
 				t.Errorf("r=%d %s: W₀ + ΔW differs from U·Σ'·Vᵀ by %.3g relative", c.r, l.Name, diff)
 			}
 			x := adaptertest.RandDense(rng, 4, k)
@@ -277,7 +259,7 @@ func TestDeltaNaive(t *testing.T) {
 					h.Set(row, j, h.At(row, j)+l.B.Value.At(0, j))
 				}
 			}
-			if diff := relDiff(l.Forward(peft.NewConst(x)).Value, &h); diff > 1e-12 {
+			if diff := adaptertest.RelDiffMax(l.Forward(peft.NewConst(x)).Value, &h); diff > 1e-12 {
 				t.Errorf("r=%d %s: output differs from x·(U·Σ'·Vᵀ)ᵀ + b by %.3g relative", c.r, l.Name, diff)
 			}
 		}
@@ -297,7 +279,7 @@ func TestBasis(t *testing.T) {
 		var us, w mat.Dense
 		us.Apply(func(_, j int, v float64) float64 { return v * sigma[j] }, u)
 		w.Mul(&us, vt)
-		if d := relDiff(&w, m.Mods[i].W.Value); d > 1e-14 {
+		if d := adaptertest.RelDiffMax(&w, m.Mods[i].W.Value); d > 1e-14 {
 			t.Errorf("%s: U·diag(σ)·Vᵀ differs from W₀ by %.3g relative", names[i], d)
 		}
 		if len(s.Params()) != 4 {
@@ -525,7 +507,7 @@ func TestFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !mat.Equal(fresh.Forward(x).Value, y) {
-		t.Errorf("loaded output differs from the saved model's by %.3g relative", relDiff(fresh.Forward(x).Value, y))
+		t.Errorf("loaded output differs from the saved model's by %.3g relative", adaptertest.RelDiffMax(fresh.Forward(x).Value, y))
 	}
 	for i, l := range fresh.Mods {
 		s := l.ActiveAdapter().(*salt.SALT)
@@ -549,59 +531,11 @@ func TestFileFullRank(t *testing.T) {
 		t.Fatal(err)
 	}
 	randomize(rand.New(rand.NewSource(15)), ss)
-	dir := filepath.Join(t.TempDir(), "adapter")
-	if err := peft.SaveAdapter(dir, m, ""); err != nil {
-		t.Fatal(err)
-	}
 	fresh := adaptertest.NewChain(1, []string{"fc"}, 4, 3)
-	if err := peft.LoadAdapter(dir, fresh, ""); err != nil {
-		t.Fatal(err)
-	}
+	adaptertest.SaveLoad(t, m, fresh)
 	x := peft.NewConst(adaptertest.RandDense(rand.New(rand.NewSource(16)), 3, 4))
 	if !mat.Equal(fresh.Forward(x).Value, m.Forward(x).Value) {
 		t.Error("loaded output differs")
-	}
-}
-
-// rewrite rewrites the adapter in dir after edit changes its config and
-// tensors.
-func rewrite(t *testing.T, dir string, edit func(cfg map[string]any, tensors map[string]*mat.Dense, shapes map[string][]int)) {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(dir, peft.AdapterConfigFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg map[string]any
-	if err := json.Unmarshal(raw, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, peft.AdapterWeightsFile)
-	f, err := peft.OpenSafetensors(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tensors, shapes := map[string]*mat.Dense{}, map[string][]int{}
-	for _, n := range f.Names() {
-		if tensors[n], err = f.Tensor(n); err != nil {
-			t.Fatal(err)
-		}
-		shapes[n] = f.Shape(n)
-	}
-	f.Close()
-	edit(cfg, tensors, shapes)
-	for n := range shapes {
-		if tensors[n] == nil {
-			delete(shapes, n)
-		}
-	}
-	if raw, err = json.Marshal(cfg); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, peft.AdapterConfigFile), raw, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := peft.WriteSafetensorsShaped(path, tensors, shapes, "F64", map[string]string{"format": "pt"}); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -610,66 +544,37 @@ func rewrite(t *testing.T, dir string, edit func(cfg map[string]any, tensors map
 // nothing.
 func TestLoadRefuses(t *testing.T) {
 	_, _, orig := saved(t)
-	type edit = func(cfg map[string]any, ts map[string]*mat.Dense, shapes map[string][]int)
-	for _, c := range []struct {
-		what  string
-		edit  edit
-		model func() *adaptertest.Chain
-		want  []string
-	}{
-		{"another base", nil, func() *adaptertest.Chain { return adaptertest.NewChain(2, names, widths...) },
-			[]string{"singular_values", "module a", "σ_1", "another weight"}},
-		{"no singular_values", func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
+	adaptertest.RefusesLoad(t, orig, newModel, []adaptertest.Refusal{
+		{What: "another base", Model: func() *adaptertest.Chain { return adaptertest.NewChain(2, names, widths...) },
+			Want: []string{"singular_values", "module a", "σ_1", "another weight"}},
+		{What: "no singular_values", Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			delete(cfg, "singular_values")
-		}, nil, []string{"singular_values", "missing"}},
-		{"no σ for c", func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
+		}, Want: []string{"singular_values", "missing"}},
+		{What: "no σ for c", Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			delete(cfg["singular_values"].(map[string]any), "c")
-		}, nil, []string{"singular_values", "module c"}},
-		{"σ of another length", func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
+		}, Want: []string{"singular_values", "module c"}},
+		{What: "σ of another length", Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			cfg["singular_values"].(map[string]any)["b"] = []float64{1, 2}
-		}, nil, []string{"singular_values", "module b", "2 values", "min(d, k) = 4"}},
-		{"no r", func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
+		}, Want: []string{"singular_values", "module b", "2 values", "min(d, k) = 4"}},
+		{What: "no r", Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			delete(cfg, "r")
-		}, nil, []string{`"r"`, "missing"}},
-		{"r too large", func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
+		}, Want: []string{`"r"`, "missing"}},
+		{What: "r too large", Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			cfg["r"] = 6
-		}, nil, []string{`"r"`, "R = 6", "SALT on a", "(7×5)"}},
-		{"r of another value", func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
+		}, Want: []string{`"r"`, "R = 6", "SALT on a", "(7×5)"}},
+		{What: "r of another value", Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			cfg["r"] = 1
-		}, nil, []string{"salt_scale", "[2]", "r = 1"}},
-		{"r_lora of another value", func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
+		}, Want: []string{"salt_scale", "[2]", "r = 1"}},
+		{What: "r_lora of another value", Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			cfg["r_lora"] = 1
-		}, nil, []string{"salt_X", "[3 2]", "r_lora = 1", "(3×1)"}},
-		{"no salt_Y", func(_ map[string]any, ts map[string]*mat.Dense, _ map[string][]int) {
+		}, Want: []string{"salt_X", "[3 2]", "r_lora = 1", "(3×1)"}},
+		{What: "no salt_Y", Edit: func(_ map[string]any, ts map[string]*mat.Dense, _ map[string][]int) {
 			delete(ts, "base_model.model.a.salt_Y")
-		}, nil, []string{"salt_Y", "module a"}},
-		{"unknown field", func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
+		}, Want: []string{"salt_Y", "module a"}},
+		{What: "unknown field", Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			cfg["relu"] = true
-		}, nil, []string{"relu", "SALT"}},
-	} {
-		dir := filepath.Join(t.TempDir(), "adapter")
-		if err := os.CopyFS(dir, os.DirFS(orig)); err != nil {
-			t.Fatal(err)
-		}
-		if c.edit != nil {
-			rewrite(t, dir, c.edit)
-		}
-		m := newModel()
-		if c.model != nil {
-			m = c.model()
-		}
-		err := peft.LoadAdapter(dir, m, "")
-		if e := adaptertest.ErrorMentions(err, c.want...); e != nil {
-			t.Errorf("%s: %v", c.what, e)
-		} else {
-			t.Logf("%s: %v", c.what, err)
-		}
-		for _, l := range m.Mods {
-			if len(l.Adapters) != 0 {
-				t.Errorf("%s: %s has an adapter after the failed load", c.what, l.Name)
-			}
-		}
-	}
+		}, Want: []string{"relu", "SALT"}},
+	})
 }
 
 // TestSaveRefusesMixed: one adapter name on layers of two Add calls with

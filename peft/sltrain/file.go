@@ -147,7 +147,7 @@ func load(r *peft.AdapterReader, l *peft.Linear) (peft.Adapter, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkSupport(omega, d, k); err != nil {
+	if err := peft.CheckSupport(omega, d, k); err != nil {
 		return nil, r.Config.Errorf("sparse_index", "module %s: %v", l.Name, err)
 	}
 	if n := NonZeros(cfg.Delta, d, k); len(omega) != n {

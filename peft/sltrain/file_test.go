@@ -104,52 +104,6 @@ func TestFile(t *testing.T) {
 	}
 }
 
-// rewrite rewrites the adapter in dir after edit has changed its config and
-// tensors (a tensor set to nil is deleted).
-func rewrite(t *testing.T, dir string, edit func(cfg map[string]any, ts map[string]*mat.Dense)) {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(dir, peft.AdapterConfigFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg map[string]any
-	if err := json.Unmarshal(raw, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, peft.AdapterWeightsFile)
-	f, err := peft.OpenSafetensors(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts, shapes := map[string]*mat.Dense{}, map[string][]int{}
-	for _, n := range f.Names() {
-		if ts[n], err = f.Tensor(n); err != nil {
-			t.Fatal(err)
-		}
-		shapes[n] = f.Shape(n)
-	}
-	f.Close()
-	edit(cfg, ts)
-	for n, v := range ts {
-		if v == nil {
-			delete(ts, n)
-			delete(shapes, n)
-		} else if len(shapes[n]) == 1 {
-			r, c := v.Dims()
-			shapes[n] = []int{r * c}
-		}
-	}
-	if raw, err = json.Marshal(cfg); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, peft.AdapterConfigFile), raw, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := peft.WriteSafetensorsShaped(path, ts, shapes, "F64", map[string]string{"format": "pt"}); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestLoadRefuses: a support that is not one, whose size is not ⌊δ·d·k⌋,
 // that disagrees with the values, a missing entry or field, a δ out of
 // range and fields gopeft does not know are errors naming what is wrong,
@@ -164,68 +118,46 @@ func TestLoadRefuses(t *testing.T) {
 		}
 		return s
 	}
-	for _, c := range []struct {
-		what string
-		edit func(cfg map[string]any, ts map[string]*mat.Dense)
-		want []string
-	}{
-		{"unsorted support", func(cfg map[string]any, _ map[string]*mat.Dense) {
+	adaptertest.RefusesLoad(t, orig, newModel, []adaptertest.Refusal{
+		{What: "unsorted support", Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			s := seq(0, 24)
 			s[3], s[4] = s[4], s[3]
 			idx(cfg)["a"] = s
-		}, []string{"sparse_index", "module a", "Ω[4] = 3"}},
-		{"index out of range", func(cfg map[string]any, _ map[string]*mat.Dense) {
+		}, Want: []string{"sparse_index", "module a", "Ω[4] = 3"}},
+		{What: "index out of range", Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			idx(cfg)["b"] = seq(50, 12)
-		}, []string{"sparse_index", "module b", "Ω[10] = 60", "(5×12)"}},
-		{"support of another size", func(cfg map[string]any, ts map[string]*mat.Dense) {
+		}, Want: []string{"sparse_index", "module b", "Ω[10] = 60", "(5×12)"}},
+		{What: "support of another size", Edit: func(cfg map[string]any, ts map[string]*mat.Dense, _ map[string][]int) {
 			idx(cfg)["b"] = seq(0, 11)
 			ts["base_model.model.b.sparse_value"] = mat.NewDense(1, 11, nil)
-		}, []string{"sparse_index", "module b", "11 entries", "sp_ratio δ = 0.2", "⌊δ·d·k⌋ = 12"}},
-		{"no entry for a module", func(cfg map[string]any, _ map[string]*mat.Dense) {
+		}, Want: []string{"sparse_index", "module b", "11 entries", "sp_ratio δ = 0.2", "⌊δ·d·k⌋ = 12"}},
+		{What: "no entry for a module", Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			delete(idx(cfg), "a")
-		}, []string{"sparse_index", "module a"}},
-		{"values of another length", func(_ map[string]any, ts map[string]*mat.Dense) {
+		}, Want: []string{"sparse_index", "module a"}},
+		{What: "values of another length", Edit: func(_ map[string]any, ts map[string]*mat.Dense, _ map[string][]int) {
 			ts["base_model.model.a.sparse_value"] = mat.NewDense(1, 5, nil)
-		}, []string{"sparse_value", "[5]", "[24]"}},
-		{"not an index", func(cfg map[string]any, _ map[string]*mat.Dense) {
+		}, Want: []string{"sparse_value", "[5]", "[24]"}},
+		{What: "not an index", Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			s := make([]any, 12)
 			for i := range s {
 				s[i] = i
 			}
 			s[2] = 2.5
 			idx(cfg)["b"] = s
-		}, []string{"sparse_index", "module b", "Ω[2] = 2.5"}},
-		{"no sp_ratio", func(cfg map[string]any, _ map[string]*mat.Dense) {
+		}, Want: []string{"sparse_index", "module b", "Ω[2] = 2.5"}},
+		{What: "no sp_ratio", Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			delete(cfg, "sp_ratio")
-		}, []string{"sp_ratio", "missing"}},
-		{"sp_ratio 1", func(cfg map[string]any, _ map[string]*mat.Dense) {
+		}, Want: []string{"sp_ratio", "missing"}},
+		{What: "sp_ratio 1", Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			cfg["sp_ratio"] = 1
-		}, []string{"sp_ratio", "1 is outside (0, 1)"}},
-		{"rank other than r", func(cfg map[string]any, _ map[string]*mat.Dense) {
+		}, Want: []string{"sp_ratio", "1 is outside (0, 1)"}},
+		{What: "rank other than r", Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			cfg["r"] = 3
-		}, []string{"lora_A", "rank 2", "\"r\" is 3"}},
-		{"unknown field", func(cfg map[string]any, _ map[string]*mat.Dense) {
+		}, Want: []string{"lora_A", "rank 2", "\"r\" is 3"}},
+		{What: "unknown field", Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			cfg["trainable_scaling"] = true
-		}, []string{"trainable_scaling", "SLTrain"}},
-	} {
-		dir := filepath.Join(t.TempDir(), "adapter")
-		if err := os.CopyFS(dir, os.DirFS(orig)); err != nil {
-			t.Fatal(err)
-		}
-		rewrite(t, dir, c.edit)
-		m := newModel()
-		err := peft.LoadAdapter(dir, m, "")
-		if e := adaptertest.ErrorMentions(err, c.want...); e != nil {
-			t.Errorf("%s: %v", c.what, e)
-			continue
-		}
-		t.Logf("%s: %v", c.what, err)
-		for _, l := range m.Mods {
-			if len(l.Adapters) != 0 {
-				t.Errorf("%s: %s has an adapter after the failed load", c.what, l.Name)
-			}
-		}
-	}
+		}, Want: []string{"trainable_scaling", "SLTrain"}},
+	})
 }
 
 // TestSaveRefusesMixed: adapters that differ in what the config holds once

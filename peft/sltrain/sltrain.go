@@ -44,7 +44,7 @@ import (
 // C++ kernel):
 //
 //   - The forward pass is s·(x·Aᵀ)·Bᵀ + x·Sᵀ + b through gopeft's ops (S
-//     scattered into a dense (d×k) matrix, see support.go), not a fused
+//     scattered into a dense (d×k) matrix by peft.Scatter), not a fused
 //     kernel; the numbers are the same up to rounding.
 //   - SpLoRaLinear owns its bias (init U(−1/√d, 1/√d)); SLTrain uses the
 //     Linear's bias b, which Pretrain makes trainable.
@@ -64,8 +64,8 @@ type SLTrain struct {
 	KeepBase bool         // add s·B·A + S to the frozen W₀ instead of replacing it
 
 	module string
-	d, k   int      // the layer's weight is (d×k)
-	sup    *support // Ω
+	d, k   int   // the layer's weight is (d×k)
+	omega  []int // Ω: N flat indices i·k + j, strictly increasing (peft.CheckSupport)
 }
 
 var _ peft.Adapter = (*SLTrain)(nil)
@@ -153,7 +153,7 @@ func New(module, name string, d, k int, omega []int, cfg Config, rng *rand.Rand)
 		return nil, err
 	}
 	delta := cfg.delta()
-	if err := checkSupport(omega, d, k); err != nil {
+	if err := peft.CheckSupport(omega, d, k); err != nil {
 		return nil, fmt.Errorf("peft: SLTrain on %s: %v", module, err)
 	}
 	if n := NonZeros(delta, d, k); len(omega) != n {
@@ -180,7 +180,7 @@ func New(module, name string, d, k int, omega []int, cfg Config, rng *rand.Rand)
 		module:   module,
 		d:        d,
 		k:        k,
-		sup:      newSupport(d, k, append([]int(nil), omega...)),
+		omega:    append([]int(nil), omega...),
 	}, nil
 }
 
@@ -239,14 +239,16 @@ func (a *SLTrain) Module() string { return a.module }
 func (a *SLTrain) Scaling() float64 { return a.Alpha / float64(a.R) }
 
 // N returns the number of entries of Ω, ⌊δ·d·k⌋.
-func (a *SLTrain) N() int { return len(a.sup.omega) }
+func (a *SLTrain) N() int { return len(a.omega) }
 
 // Support returns Ω: the flat indices i·k + j of S's entries, increasing (a
 // copy).
-func (a *SLTrain) Support() []int { return append([]int(nil), a.sup.omega...) }
+func (a *SLTrain) Support() []int { return append([]int(nil), a.omega...) }
 
 // Sparse returns S (d×k): s scattered onto Ω, zero elsewhere.
-func (a *SLTrain) Sparse() *mat.Dense { return a.sup.dense(a.S.Value.RawRowView(0)) }
+func (a *SLTrain) Sparse() *mat.Dense {
+	return peft.Scatter(peft.NewConst(a.S.Value), a.omega, a.d, a.k).Value
+}
 
 // Weight returns s·B·A + S (d×k): the layer's weight, or with KeepBase its
 // update.
@@ -261,8 +263,8 @@ func (a *SLTrain) Weight() *mat.Dense {
 // Forward returns s·(x·Aᵀ)·Bᵀ + x·Sᵀ + b for x (n×k), with base (n×d) the
 // frozen layer's output, unused; with KeepBase, base + s·(x·Aᵀ)·Bᵀ + x·Sᵀ.
 func (a *SLTrain) Forward(l *peft.Linear, x, base *peft.Tensor) *peft.Tensor {
-	ax := peft.Scale(peft.MatMulT(x, a.A), a.Scaling())                       // (n×r) = s·x·Aᵀ
-	h := peft.Add(peft.MatMulT(ax, a.B), peft.MatMulT(x, a.sup.scatter(a.S))) // (n×d) = x·(s·B·A + S)ᵀ
+	ax := peft.Scale(peft.MatMulT(x, a.A), a.Scaling())                                         // (n×r) = s·x·Aᵀ
+	h := peft.Add(peft.MatMulT(ax, a.B), peft.MatMulT(x, peft.Scatter(a.S, a.omega, a.d, a.k))) // (n×d) = x·(s·B·A + S)ᵀ
 	switch {
 	case a.KeepBase:
 		return peft.Add(base, h)

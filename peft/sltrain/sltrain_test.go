@@ -13,14 +13,6 @@ import (
 	"gonum.org/v1/gonum/mat"
 )
 
-func adapters(as []*sltrain.SLTrain) []peft.Adapter {
-	out := make([]peft.Adapter, len(as))
-	for i, a := range as {
-		out[i] = a
-	}
-	return out
-}
-
 // suiteCase is the conformance case of SLTrain with δ = 0.3 (the suite's
 // layers, (4×5) and (3×4), get 6 and 3 entries).
 //
@@ -33,7 +25,7 @@ func suiteCase(keepBase bool) adaptertest.Case {
 	return adaptertest.Case{
 		Add: func(m peft.Model, o adaptertest.Options) ([]peft.Adapter, error) {
 			as, err := sltrain.Add(m, sltrain.Config{R: o.R, Alpha: o.Alpha, Delta: 0.3, KeepBase: keepBase, Targets: o.Targets, Seed: o.Seed})
-			return adapters(as), err
+			return adaptertest.Adapters(as), err
 		},
 		ZeroAtInit: keepBase,
 	}
@@ -58,15 +50,6 @@ var (
 )
 
 func newModel() *adaptertest.Chain { return adaptertest.NewChain(1, names, widths...) }
-
-// maxAbs returns the largest |entry| of m.
-func maxAbs(m mat.Matrix) float64 { return math.Max(mat.Max(m), -mat.Min(m)) }
-
-func relDiff(a, b mat.Matrix) float64 {
-	var d mat.Dense
-	d.Sub(a, b)
-	return maxAbs(&d) / math.Max(maxAbs(b), 1e-300)
-}
 
 // offSupport returns the largest |entry| of s outside omega.
 func offSupport(s *mat.Dense, omega []int) float64 {
@@ -123,13 +106,13 @@ func TestInit(t *testing.T) {
 				t.Errorf("keep=%v %s: Ω = %v is not a support of (%d×%d)", keep, names[i], omega, d, k)
 			}
 			bound := 1 / math.Sqrt(float64(k))
-			if v := maxAbs(a.A.Value); v == 0 || v > bound {
+			if v := adaptertest.MaxAbs(a.A.Value); v == 0 || v > bound {
 				t.Errorf("keep=%v %s: max|A| = %g, want in (0, %g]", keep, names[i], v, bound)
 			}
-			if maxAbs(a.B.Value) != 0 {
+			if adaptertest.MaxAbs(a.B.Value) != 0 {
 				t.Errorf("keep=%v %s: B ≠ 0 at init", keep, names[i])
 			}
-			v := maxAbs(a.S.Value)
+			v := adaptertest.MaxAbs(a.S.Value)
 			if keep && v != 0 {
 				t.Errorf("keep=%v %s: S ≠ 0 at init", keep, names[i])
 			}
@@ -139,7 +122,7 @@ func TestInit(t *testing.T) {
 			if !keep {
 				xi := adaptertest.RandDense(rng, 4, k)
 				want := affineRef(xi, a.Sparse(), m.Mods[i].B.Value)
-				if d := relDiff(m.Mods[i].Forward(peft.NewConst(xi)).Value, want); d > 1e-14 {
+				if d := adaptertest.RelDiffMax(m.Mods[i].Forward(peft.NewConst(xi)).Value, want); d > 1e-14 {
 					t.Errorf("keep=%v %s: output at init differs from x·Sᵀ + b by %.3g", keep, names[i], d)
 				}
 			}
@@ -243,7 +226,7 @@ func TestPretrain(t *testing.T) {
 	t.Logf("loss %.4f → %.4f in 400 steps", h.Loss[0], h.EvalLoss[0])
 	for i, a := range as {
 		l := m.Mods[i]
-		if !mat.Equal(l.W.Value, w0[i]) || (l.W.Grad != nil && maxAbs(l.W.Grad) != 0) {
+		if !mat.Equal(l.W.Value, w0[i]) || (l.W.Grad != nil && adaptertest.MaxAbs(l.W.Grad) != 0) {
 			t.Errorf("%s: the replaced W₀ changed or got a gradient", l.Name)
 		}
 		if mat.Equal(l.B.Value, b0[i]) {

@@ -7,11 +7,9 @@ import (
 	"math"
 	"math/rand"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -21,19 +19,11 @@ import (
 	"gonum.org/v1/gonum/mat"
 )
 
-func adapters(vs []*vera.VeRA) []peft.Adapter {
-	out := make([]peft.Adapter, len(vs))
-	for i, v := range vs {
-		out[i] = v
-	}
-	return out
-}
-
 func TestSuite(t *testing.T) {
 	adaptertest.Run(t, adaptertest.Case{
 		Add: func(m peft.Model, o adaptertest.Options) ([]peft.Adapter, error) {
 			vs, err := vera.Add(m, vera.Config{R: o.R, Targets: o.Targets, Seed: o.Seed})
-			return adapters(vs), err
+			return adaptertest.Adapters(vs), err
 		},
 		ZeroAtInit: true,
 		NoAlpha:    true, // λ_b and λ_d carry the scale
@@ -468,123 +458,53 @@ func TestFile(t *testing.T) {
 	}
 }
 
-// rewrite rewrites the adapter in dir after edit changes its config and
-// tensors.
-func rewrite(t *testing.T, dir string, edit func(cfg map[string]any, tensors map[string]*mat.Dense, shapes map[string][]int)) {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(dir, peft.AdapterConfigFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg map[string]any
-	if err := json.Unmarshal(raw, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, peft.AdapterWeightsFile)
-	f, err := peft.OpenSafetensors(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tensors, shapes := map[string]*mat.Dense{}, map[string][]int{}
-	for _, n := range f.Names() {
-		if tensors[n], err = f.Tensor(n); err != nil {
-			t.Fatal(err)
-		}
-		shapes[n] = f.Shape(n)
-	}
-	f.Close()
-	edit(cfg, tensors, shapes)
-	for n := range shapes {
-		if tensors[n] == nil {
-			delete(shapes, n) // the edit deleted the tensor
-		}
-	}
-	if raw, err = json.Marshal(cfg); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, peft.AdapterConfigFile), raw, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := peft.WriteSafetensorsShaped(path, tensors, shapes, "F64", map[string]string{"format": "pt"}); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestLoadRefuses: a file without the projections (PEFT's save_projection
 // false), projections that do not fit, λ vectors of the wrong length and
 // options gopeft does not implement are errors naming what is wrong, and
 // attach nothing.
 func TestLoadRefuses(t *testing.T) {
 	_, _, orig := saved(t)
-	type edit = func(cfg map[string]any, ts map[string]*mat.Dense, shapes map[string][]int)
-	for _, c := range []struct {
-		what string
-		edit edit
-		want []string
-	}{
-		{"save_projection false", func(cfg map[string]any, ts map[string]*mat.Dense, _ map[string][]int) {
+	adaptertest.RefusesLoad(t, orig, newModel, []adaptertest.Refusal{
+		{What: "save_projection false", Edit: func(cfg map[string]any, ts map[string]*mat.Dense, _ map[string][]int) {
 			cfg["save_projection"] = false
 			delete(ts, "base_model.vera_A")
 			delete(ts, "base_model.vera_B")
-		}, []string{"save_projection", "projection_prng_key"}},
-		{"no vera_A", func(_ map[string]any, ts map[string]*mat.Dense, _ map[string][]int) {
+		}, Want: []string{"save_projection", "projection_prng_key"}},
+		{What: "no vera_A", Edit: func(_ map[string]any, ts map[string]*mat.Dense, _ map[string][]int) {
 			delete(ts, "base_model.vera_A")
-		}, []string{"base_model.vera_A", "missing", "save_projection"}},
-		{"no vera_B", func(_ map[string]any, ts map[string]*mat.Dense, _ map[string][]int) {
+		}, Want: []string{"base_model.vera_A", "missing", "save_projection"}},
+		{What: "no vera_B", Edit: func(_ map[string]any, ts map[string]*mat.Dense, _ map[string][]int) {
 			delete(ts, "base_model.vera_B")
-		}, []string{"base_model.vera_B", "missing"}},
-		{"vera_A too narrow", func(_ map[string]any, ts map[string]*mat.Dense, shapes map[string][]int) {
+		}, Want: []string{"base_model.vera_B", "missing"}},
+		{What: "vera_A too narrow", Edit: func(_ map[string]any, ts map[string]*mat.Dense, shapes map[string][]int) {
 			ts["base_model.vera_A"] = mat.DenseCopyOf(ts["base_model.vera_A"].Slice(0, 3, 0, 6))
 			shapes["base_model.vera_A"] = []int{3, 6}
-		}, []string{"(3×6)", "b", "(4×7)", "k_max ≥ 7"}},
-		{"vera_A of another rank", func(_ map[string]any, ts map[string]*mat.Dense, shapes map[string][]int) {
+		}, Want: []string{"(3×6)", "b", "(4×7)", "k_max ≥ 7"}},
+		{What: "vera_A of another rank", Edit: func(_ map[string]any, ts map[string]*mat.Dense, shapes map[string][]int) {
 			ts["base_model.vera_A"] = mat.DenseCopyOf(ts["base_model.vera_A"].Slice(0, 2, 0, 7))
 			shapes["base_model.vera_A"] = []int{2, 7}
-		}, []string{"(2×7)", "r = 3"}},
-		{"λ_d of another rank", func(_ map[string]any, ts map[string]*mat.Dense, shapes map[string][]int) {
+		}, Want: []string{"(2×7)", "r = 3"}},
+		{What: "λ_d of another rank", Edit: func(_ map[string]any, ts map[string]*mat.Dense, shapes map[string][]int) {
 			ts["base_model.model.c.vera_lambda_d"] = mat.NewDense(1, 2, []float64{1, 2})
 			shapes["base_model.model.c.vera_lambda_d"] = []int{2}
-		}, []string{"vera_lambda_d", "[2]", "r = 3"}},
-		{"λ_b of another width", func(_ map[string]any, ts map[string]*mat.Dense, shapes map[string][]int) {
+		}, Want: []string{"vera_lambda_d", "[2]", "r = 3"}},
+		{What: "λ_b of another width", Edit: func(_ map[string]any, ts map[string]*mat.Dense, shapes map[string][]int) {
 			ts["base_model.model.a.vera_lambda_b"] = mat.NewDense(1, 3, []float64{1, 2, 3})
 			shapes["base_model.model.a.vera_lambda_b"] = []int{3}
-		}, []string{"vera_lambda_b", "[3]", "(7×5)"}},
-		{"bias all", func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
+		}, Want: []string{"vera_lambda_b", "[3]", "(7×5)"}},
+		{What: "bias all", Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			cfg["bias"] = "all"
-		}, []string{"bias", "all"}},
-		{"layers_to_transform", func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
+		}, Want: []string{"bias", "all"}},
+		{What: "layers_to_transform", Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			cfg["layers_to_transform"] = []int{0}
-		}, []string{"layers_to_transform"}},
-		{"fan_in_fan_out", func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
+		}, Want: []string{"layers_to_transform"}},
+		{What: "fan_in_fan_out", Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			cfg["fan_in_fan_out"] = true
-		}, []string{"fan_in_fan_out"}},
-		{"unknown field", func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
+		}, Want: []string{"fan_in_fan_out"}},
+		{What: "unknown field", Edit: func(cfg map[string]any, _ map[string]*mat.Dense, _ map[string][]int) {
 			cfg["vera_alpha"] = 8
-		}, []string{"vera_alpha", "VeRA"}},
-	} {
-		dir := filepath.Join(t.TempDir(), "adapter")
-		if err := os.CopyFS(dir, os.DirFS(orig)); err != nil {
-			t.Fatal(err)
-		}
-		rewrite(t, dir, c.edit)
-		m := newModel()
-		err := peft.LoadAdapter(dir, m, "")
-		if err == nil {
-			t.Errorf("%s: no error", c.what)
-			continue
-		}
-		t.Logf("%s: %v", c.what, err)
-		for _, w := range c.want {
-			if !strings.Contains(err.Error(), w) {
-				t.Errorf("%s: error %q does not name %q", c.what, err, w)
-			}
-		}
-		for _, l := range m.Mods {
-			if len(l.Adapters) != 0 {
-				t.Errorf("%s: %s has an adapter after the failed load", c.what, l.Name)
-			}
-		}
-	}
+		}, Want: []string{"vera_alpha", "VeRA"}},
+	})
 }
 
 // TestSaveRefusesTwoPairs: one adapter name on layers of two Add calls has
@@ -603,92 +523,25 @@ func TestSaveRefusesTwoPairs(t *testing.T) {
 	}
 }
 
-func hexes(m *mat.Dense) []string {
-	r, c := m.Dims()
-	out := make([]string, 0, r*c)
-	for i := 0; i < r; i++ {
-		for j := 0; j < c; j++ {
-			out = append(out, strconv.FormatFloat(m.At(i, j), 'x', -1, 64))
-		}
-	}
-	return out
-}
-
-func fromHexes(t *testing.T, hs []string, r, c int) *mat.Dense {
-	t.Helper()
-	if len(hs) != r*c {
-		t.Fatalf("%d values, want %d×%d", len(hs), r, c)
-	}
-	d := make([]float64, len(hs))
-	for i, h := range hs {
-		v, err := strconv.ParseFloat(h, 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		d[i] = v
-	}
-	return mat.NewDense(r, c, d)
-}
-
 // TestTorchCrossCheck saves an adapter and has testdata/vera_torch.py
 // recompute, with PyTorch in float64 after HuggingFace PEFT's VeRA layer,
 // each layer's output and ΔW from the saved files; they must equal gopeft's
 // to 1e-12. It is skipped where /usr/bin/python3 cannot import torch
 // (Debian's python3-torch provides it).
 func TestTorchCrossCheck(t *testing.T) {
-	if err := exec.Command("/usr/bin/python3", "-c", "import torch, numpy").Run(); err != nil {
-		t.Skip("no /usr/bin/python3 with torch and numpy (apt-get install python3-torch)")
-	}
 	m, vs, adir := saved(t)
 	root := filepath.Dir(adir)
-	rng := rand.New(rand.NewSource(16))
-	type module struct {
-		W      []string `json:"W"`
-		WShape []int    `json:"W_shape"`
-		Bias   []string `json:"bias"`
-		X      []string `json:"x"`
-		XShape []int    `json:"x_shape"`
-	}
-	io := struct {
-		Modules map[string]module `json:"modules"`
-	}{map[string]module{}}
-	xs := map[string]*mat.Dense{}
-	for _, l := range m.Mods {
-		d, k := l.W.Dims()
-		xs[l.Name] = adaptertest.RandDense(rng, 5, k)
-		io.Modules[l.Name] = module{hexes(l.W.Value), []int{d, k}, hexes(l.B.Value), hexes(xs[l.Name]), []int{5, k}}
-	}
-	raw, err := json.Marshal(io)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(root, "io.json"), raw, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("/usr/bin/python3", "testdata/vera_torch.py", root)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("vera_torch.py: %v\n%s", err, stderr.String())
-	}
-	var res struct {
-		Outputs map[string][]string `json:"outputs"`
-		Deltas  map[string][]string `json:"deltas"`
-	}
-	if err := json.Unmarshal(out, &res); err != nil {
-		t.Fatalf("vera_torch.py printed %q: %v", out, err)
-	}
+	xs, res := adaptertest.RunTorch(t, m, "testdata/vera_torch.py", root, 16, 5)
 	if mods := slices.Sorted(maps.Keys(res.Outputs)); !reflect.DeepEqual(mods, names) {
 		t.Fatalf("torch computed modules %v, want %v", mods, names)
 	}
 	for i, l := range m.Mods {
 		d, k := l.W.Dims()
 		got := l.Forward(peft.NewConst(xs[l.Name])).Value
-		if diff := relDiff(got, fromHexes(t, res.Outputs[l.Name], 5, d)); diff > 1e-12 {
+		if diff := relDiff(got, adaptertest.FromHexes(t, res.Outputs[l.Name], 5, d)); diff > 1e-12 {
 			t.Errorf("%s: gopeft's output differs from torch's by %.3g relative", l.Name, diff)
 		}
-		if diff := relDiff(vs[i].Delta(), fromHexes(t, res.Deltas[l.Name], d, k)); diff > 1e-12 {
+		if diff := relDiff(vs[i].Delta(), adaptertest.FromHexes(t, res.Deltas[l.Name], d, k)); diff > 1e-12 {
 			t.Errorf("%s: gopeft's ΔW differs from torch's by %.3g relative", l.Name, diff)
 		}
 	}
