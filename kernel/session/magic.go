@@ -68,7 +68,9 @@ full table, 116 cases run against go run):
   - x := s[i] at the top level, with s from compiled code (a []string
     from strings.Fields, a peft slice) can fail ("constant definition
     loop"): do it inside a func, or x := func() string { return s[i] }().
-  - a nil *T stored in an error or other interface compares equal to nil.
+  - a nil *T stored in an error or other interface compares equal to nil;
+    a nil pointer variable returned as an error (or any) is refused, but a
+    package-level var i any = p is not checked.
   - a named basic type (type Celsius float64) matches its underlying type
     in type switches and assertions.
   - methods of types declared in cells are invisible to compiled code:

@@ -57,6 +57,7 @@ type preparer struct {
 	isType     func(name string) bool // a type a cell declared
 	runInts    map[string]bool        // integer names of the whole run being prepared statement by statement
 	runDefined map[string]bool        // names that run declares
+	runPtrs    map[string]bool        // names that run declares with a pointer type
 	seq        int                    // numbers the temporaries, never reused in a session
 
 	cellDefer bool // a run of the running cell registered a defer of the cell
@@ -99,6 +100,7 @@ func (p *preparer) prepare(src string, decl bool) (string, error) {
 		return "", err
 	}
 	src = p.passGoDefer(src, decl)
+	src = p.passTypedNil(src, decl)
 	if !decl {
 		if src, err = p.passCommaOK(src); err != nil {
 			return "", err
@@ -1276,4 +1278,144 @@ func pureOperand(e ast.Expr) bool {
 		return pureOperand(x.X)
 	}
 	return simpleOperand(e)
+}
+
+// passTypedNil guards the classic gotcha yaegi v0.16.1 gets wrong: a nil
+// pointer stored in an interface is a non-nil interface in Go, but a nil
+// one in the interpreter, so `err == nil` differs. Where a name declared
+// with a pointer type is returned as an error/any/interface result, or
+// given as the value of a var of such a type, the statement is preceded by
+//
+//	if p == nil { gopeftk.TypedNil("p") };
+//
+// which refuses the case with an Unsupported error (a non-nil pointer goes
+// through unchanged).
+func (p *preparer) passTypedNil(src string, decl bool) string {
+	if !strings.Contains(src, "*") {
+		return src
+	}
+	pr, ok := parseRun(src, decl)
+	if !ok {
+		return src
+	}
+	ptrs := pointerNames(pr.file)
+	for n := range p.runPtrs {
+		ptrs[n] = true
+	}
+	if len(ptrs) == 0 {
+		return src
+	}
+	isIface := func(e ast.Expr) bool {
+		switch t := e.(type) {
+		case *ast.Ident:
+			return t.Name == "error" || t.Name == "any"
+		case *ast.InterfaceType:
+			return true
+		}
+		return false
+	}
+	var es []edit
+	guard := func(st ast.Stmt, names []string) {
+		var b strings.Builder
+		for _, n := range names {
+			fmt.Fprintf(&b, "if %s == nil { gopeftk.TypedNil(%q) }; ", n, n)
+		}
+		es = append(es, edit{off: pr.off(st.Pos()), ins: b.String()})
+	}
+	var walk func(body *ast.BlockStmt, results []bool)
+	walk = func(body *ast.BlockStmt, results []bool) {
+		ast.Inspect(body, func(n ast.Node) bool {
+			switch x := n.(type) {
+			case *ast.FuncLit:
+				walk(x.Body, ifaceResults(x.Type, isIface))
+				return false
+			case *ast.ReturnStmt:
+				if len(x.Results) != len(results) {
+					return true
+				}
+				var names []string
+				for i, r := range x.Results {
+					if id, ok := r.(*ast.Ident); ok && results[i] && ptrs[id.Name] {
+						names = append(names, id.Name)
+					}
+				}
+				if len(names) > 0 {
+					guard(x, names)
+				}
+			case *ast.DeclStmt:
+				if names := ifaceVarValues(x.Decl, ptrs, isIface); len(names) > 0 {
+					guard(x, names)
+				}
+			}
+			return true
+		})
+	}
+	for _, d := range pr.file.Decls {
+		if fd, ok := d.(*ast.FuncDecl); ok && fd.Body != nil {
+			walk(fd.Body, ifaceResults(fd.Type, isIface))
+		}
+	}
+	return applyEdits(src, es)
+}
+
+// ifaceResults lists, for each result of a func type, whether it has an
+// interface type.
+func ifaceResults(ft *ast.FuncType, isIface func(ast.Expr) bool) []bool {
+	var out []bool
+	if ft.Results == nil {
+		return nil
+	}
+	for _, f := range ft.Results.List {
+		n := max(len(f.Names), 1)
+		for i := 0; i < n; i++ {
+			out = append(out, isIface(f.Type))
+		}
+	}
+	return out
+}
+
+// ifaceVarValues lists the pointer names a var declaration of an interface
+// type takes as values.
+func ifaceVarValues(d ast.Decl, ptrs map[string]bool, isIface func(ast.Expr) bool) []string {
+	gd, ok := d.(*ast.GenDecl)
+	if !ok || gd.Tok != token.VAR {
+		return nil
+	}
+	var names []string
+	for _, sp := range gd.Specs {
+		vs := sp.(*ast.ValueSpec)
+		if vs.Type == nil || !isIface(vs.Type) {
+			continue
+		}
+		for _, v := range vs.Values {
+			if id, ok := v.(*ast.Ident); ok && ptrs[id.Name] {
+				names = append(names, id.Name)
+			}
+		}
+	}
+	return names
+}
+
+// pointerNames lists the names a file declares with a pointer type (vars,
+// parameters, results).
+func pointerNames(f *ast.File) map[string]bool {
+	ptrs := map[string]bool{}
+	ast.Inspect(f, func(n ast.Node) bool {
+		switch x := n.(type) {
+		case *ast.ValueSpec:
+			if _, ok := x.Type.(*ast.StarExpr); ok {
+				for _, id := range x.Names {
+					ptrs[id.Name] = true
+				}
+			}
+		case *ast.Field:
+			if _, ok := x.Type.(*ast.StarExpr); ok {
+				for _, id := range x.Names {
+					ptrs[id.Name] = true
+				}
+			}
+		}
+		return true
+	})
+	return ptrs
 }

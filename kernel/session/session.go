@@ -331,7 +331,12 @@ func (s *Session) runtimeSymbols() interp.Exports {
 			"Len":         reflect.ValueOf(checkMakeLen),
 			"Recovered":   reflect.ValueOf(recovered),
 			"CheckFormat": reflect.ValueOf(checkFormat),
-			"Context":     reflect.ValueOf(func() context.Context { return nb.Context() }),
+			"TypedNil": reflect.ValueOf(func(name string) {
+				panic(unsupportedPanic(fmt.Sprintf("%s is a nil pointer stored in an interface (an error, any): Go gives a non-nil "+
+					"interface holding a nil pointer, the interpreter a nil interface, so a comparison with nil would differ. "+
+					"Store or return nil itself (if %s == nil { return nil }), or keep the pointer type", name, name)))
+			}),
+			"Context": reflect.ValueOf(func() context.Context { return nb.Context() }),
 		},
 		"context/context": {
 			"AfterFunc": reflect.ValueOf(func(ctx context.Context, f func()) func() bool {
@@ -786,8 +791,9 @@ func (s *Session) evalStmts(ctx context.Context, r run, src, code string) error 
 	if pr, ok := parseRun(src, false); ok {
 		s.prep.runInts = intNames(pr.file, nil, nil)
 		s.prep.runDefined = definedNames(pr.file)
+		s.prep.runPtrs = pointerNames(pr.file)
 	}
-	defer func() { s.prep.runInts, s.prep.runDefined = nil, nil }()
+	defer func() { s.prep.runInts, s.prep.runDefined, s.prep.runPtrs = nil, nil, nil }()
 	for i, seg := range r.segs {
 		from := seg.start - r.start
 		if i == 0 {

@@ -200,3 +200,18 @@ func TestFmtVerbsRefuseCellStructs(t *testing.T) {
 		}
 	}
 }
+
+// TestTypedNilReturnRefused: a nil *T returned as an error is a non-nil
+// error in Go but a nil one in the interpreter; the kernel refuses the
+// case when it happens and lets a non-nil pointer through.
+func TestTypedNilReturnRefused(t *testing.T) {
+	s := newSession(t)
+	runOK(t, s, "type MyErr struct{}\nfunc (*MyErr) Error() string { return \"my error\" }\nfunc mayFail(fail bool) error {\n\tvar p *MyErr\n\tif fail {\n\t\tp = &MyErr{}\n\t}\n\treturn p\n}")
+	if res, _ := runOK(t, s, "mayFail(true).Error()"); text(res) != "my error" {
+		t.Errorf("a non-nil pointer as error: %s", text(res))
+	}
+	r := s.Execute(context.Background(), "err := mayFail(false)\nfmt.Println(err == nil)", 3, &recorder{})
+	if r.Error == nil || r.Error.Name != "Unsupported" || !strings.Contains(r.Error.Value, "nil pointer stored in an interface") {
+		t.Fatalf("a nil pointer returned as error: %+v", r.Error)
+	}
+}
