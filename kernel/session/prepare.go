@@ -84,32 +84,105 @@ func (p *preparer) prepare(src string, decl bool) (string, error) {
 	if strings.TrimSpace(src) == "" {
 		return src, nil
 	}
-	src = p.passMake(src, decl)
-	src = passRecover(src, decl)
-	src = p.passTypeSwitch(src, decl)
-	src = p.passFmtCheck(src, decl)
-	src = p.passRangeInt(src, decl)
+	// One parse tells which passes can apply: most cells need none, and
+	// each pass that runs parses the source again (it changes between
+	// passes).
+	f, ok := scanFeatures(src, decl)
+	if !ok {
+		return src, nil // yaegi reports the syntax error
+	}
+	orig := src
+	if f.make {
+		src = p.passMake(src, decl)
+	}
+	if f.recover {
+		src = passRecover(src, decl)
+	}
+	if f.typeSwitch {
+		src = p.passTypeSwitch(src, decl)
+	}
+	src = p.passFmtCheck(src, decl) // guarded by a string test
 	var err error
-	if src, err = p.passLoopVars(src, decl); err != nil {
-		return "", err
-	}
-	if err := checkDeferClosures(src, decl); err != nil {
-		return "", err
-	}
-	if err := p.checkMethodValues(src, decl); err != nil {
-		return "", err
-	}
-	src = p.passGoDefer(src, decl)
-	src = p.passTypedNil(src, decl)
-	if !decl {
-		if src, err = p.passCommaOK(src); err != nil {
+	if f.loop {
+		src = p.passRangeInt(src, decl)
+		if src, err = p.passLoopVars(src, decl); err != nil {
 			return "", err
 		}
-		if src, err = p.passTopLevel(src); err != nil {
+		if f.goDefer {
+			if err := checkDeferClosures(src, decl); err != nil {
+				return "", err
+			}
+		}
+	}
+	if f.selector {
+		if err := p.checkMethodValues(src, decl); err != nil {
 			return "", err
+		}
+	}
+	if f.goDefer {
+		src = p.passGoDefer(src, decl)
+	}
+	if f.pointer || len(p.runPtrs) > 0 {
+		src = p.passTypedNil(src, decl)
+	}
+	if !decl {
+		if f.commaOK {
+			if src, err = p.passCommaOK(src); err != nil {
+				return "", err
+			}
+		}
+		if f.topCompound || src != orig {
+			if src, err = p.passTopLevel(src); err != nil {
+				return "", err
+			}
 		}
 	}
 	return src, nil
+}
+
+// features are what one parse of a run found, for prepare to skip the
+// passes that have nothing to do.
+type features struct {
+	make, recover, typeSwitch, loop, goDefer, selector, pointer bool
+	commaOK, topCompound                                        bool // statement runs: at the top level
+}
+
+func scanFeatures(src string, decl bool) (features, bool) {
+	var f features
+	pr, ok := parseRun(src, decl)
+	if !ok {
+		return f, false
+	}
+	ast.Inspect(pr.file, func(n ast.Node) bool {
+		switch x := n.(type) {
+		case *ast.CallExpr:
+			if id, ok := x.Fun.(*ast.Ident); ok {
+				f.make = f.make || id.Name == "make" && len(x.Args) >= 2
+				f.recover = f.recover || id.Name == "recover"
+			}
+		case *ast.TypeSwitchStmt:
+			f.typeSwitch = true
+		case *ast.ForStmt, *ast.RangeStmt:
+			f.loop = true
+		case *ast.GoStmt, *ast.DeferStmt:
+			f.goDefer = true
+		case *ast.SelectorExpr:
+			f.selector = true
+		case *ast.StarExpr:
+			f.pointer = true
+		}
+		return true
+	})
+	for _, st := range pr.body {
+		switch x := st.(type) {
+		case *ast.AssignStmt:
+			f.commaOK = f.commaOK || x.Tok == token.DEFINE && len(x.Lhs) == 2 && len(x.Rhs) == 1
+		case *ast.IfStmt, *ast.ForStmt, *ast.RangeStmt, *ast.SwitchStmt, *ast.TypeSwitchStmt,
+			*ast.SelectStmt, *ast.BlockStmt, *ast.LabeledStmt, *ast.GoStmt, *ast.DeferStmt:
+			f.topCompound = true
+		}
+	}
+	return f, true
 }
 
 // prepareExpr rewrites a cell's final expression (shown as its value): the

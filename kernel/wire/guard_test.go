@@ -62,16 +62,6 @@ func (p *rawPeer) header(flags byte, size uint64) {
 	p.write([]byte{flags, byte(size)})
 }
 
-// frame sends a whole message frame; more sets the MORE flag.
-func (p *rawPeer) frame(body []byte, more bool) {
-	var fl byte
-	if more {
-		fl = 0x01
-	}
-	p.header(fl, uint64(len(body)))
-	p.write(body)
-}
-
 // closedByKernel reports whether the kernel closes the connection within d
 // (reading and discarding what the kernel sends: its greeting and READY).
 func (p *rawPeer) closedByKernel(d time.Duration) bool {
