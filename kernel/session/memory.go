@@ -70,7 +70,7 @@ import (
 
 // memSampleEvery is the watchdog's sampling period while a cell runs. A
 // sample is one metrics.Read (a microsecond or two, no stop of the world);
-// cells fill hundreds of MiB in 25 ms (untouched memory costs little).
+// a cell can fill hundreds of MiB in 25 ms (untouched memory costs little).
 const memSampleEvery = 10 * time.Millisecond
 
 // defaultMemFraction of the machine's memory is the default limit.

@@ -82,14 +82,16 @@
 // with a "MemoryLimit" error, once the Go heap passes the kernel's limit
 // (GOPEFT_MEMORY_LIMIT, e.g. "2GiB", "500MB", "60%", "off"; else 70% of
 // the machine's memory, the cgroup v2 memory.max or MemTotal; %memlimit
-// shows or sets it). A watchdog goroutine samples the heap every 25 ms
-// through runtime/metrics while a cell runs. The variables the stopped
-// cell declared are reset to their zero values and the memory is returned
-// to the system; earlier cells' variables are kept (also those the cell
-// grew, which keep their memory). Measured (TestMemoryLimitStopsCell, 300
-// MB limit, five runs): the error comes 13–40 ms after the heap crosses
-// the limit, and the resident size goes from a peak of 335–358 MiB back to
-// 30–34 MiB (27–30 MiB before the cell).
+// shows or sets it). A watchdog goroutine samples the heap every 10 ms
+// through runtime/metrics while a cell runs, and stops the cell only when
+// memory actually reachable passed the limit (memory.go). The variables
+// the stopped cell declared are reset to their zero values and the memory
+// is returned to the system; earlier cells' variables are kept (also those
+// the cell grew, which keep their memory). Measured (go test
+// ./kernel/session -run 'TestMemoryLimitStopsCell$' -count 3 -v, 300 MiB
+// limit, quiet machine, 2026-12-04): the error comes 7–46 ms after the
+// heap crosses the limit, and the resident size goes from a peak of
+// 328–338 MiB back to 29 MiB (28.5–29.2 MiB before the cell).
 // Not covered: a compiled call that allocates without watching ctx (it
 // goes on after the stop), a goroutine started by a cell that allocates
 // after its cell ended (the heap is watched only while a cell runs), and a
@@ -1074,14 +1076,12 @@ func (s *Session) failure(ctx context.Context, err error, code string) Result {
 		return s.panicResult(p, code)
 	}
 	msg := fixPositions(err.Error())
-	if m := posPrefix.FindStringSubmatch(msg); m != nil && strings.HasPrefix(m[2], "interface conversion: ") {
-		// A failed type assertion: Go's *runtime.TypeAssertionError.
-		line, _ := strconv.Atoi(m[1])
-		tb := []string{"runtime error: " + m[2]}
+	if text, line, ok := typeAssertionFailure(msg); ok {
+		tb := []string{"runtime error: " + text}
 		if lines := strings.Split(code, "\n"); line >= 1 && line <= len(lines) {
 			tb = append(tb, fmt.Sprintf("  cell line %d: %s", line, strings.TrimSpace(lines[line-1])))
 		}
-		return errorResult("runtime error", m[2], tb)
+		return errorResult("runtime error", text, tb)
 	}
 	return errorResult("Error", msg, nil)
 }
@@ -1105,8 +1105,8 @@ func (s *Session) panicResult(p interp.Panic, code string) Result {
 	if str, ok := p.Value.(string); ok && strings.HasPrefix(str, "reflect: slice index out of range") {
 		// yaegi indexes interpreted slices through reflect.
 		name, value = "runtime error", "index out of range"
-	} else if m := posPrefix.FindStringSubmatch(value); m != nil && strings.HasPrefix(m[2], "interface conversion: ") {
-		name, value = "runtime error", m[2] // yaegi's failed type assertion, with its position
+	} else if text, _, ok := typeAssertionFailure(value); ok {
+		name, value = "runtime error", text
 	} else if interpreterFault(value) {
 		name = "Unsupported"
 		value = "the interpreter (yaegi v0.16.1) failed inside Go's reflection (" + value + "). This happens when a value of a type " +
@@ -1165,6 +1165,18 @@ func errorResult(name, value string, tb []string) Result {
 
 // posPrefix matches a message that starts with a cell position.
 var posPrefix = regexp.MustCompile(`^(\d+):\d+: (.*)$`)
+
+// typeAssertionFailure recognises yaegi's message for a failed type
+// assertion (Go's *runtime.TypeAssertionError), which it prefixes with the
+// position: it returns Go's message and the cell line.
+func typeAssertionFailure(msg string) (text string, line int, ok bool) {
+	m := posPrefix.FindStringSubmatch(msg)
+	if m == nil || !strings.HasPrefix(m[2], "interface conversion: ") {
+		return "", 0, false
+	}
+	line, _ = strconv.Atoi(m[1])
+	return m[2], line, true
+}
 
 // missingBuiltin matches the compile error of a builtin yaegi lacks.
 var missingBuiltin = regexp.MustCompile(`undefined: (min|max|clear)\b`)
