@@ -163,9 +163,7 @@ func SaveAdapter(dir string, m Model, name string) error {
 // symbolic link, even dangling or written with a trailing slash, the
 // directory it points to is replaced and the link kept.
 func SaveAdapterWith(dir string, m Model, name string, opt AdapterOptions) error {
-	if name == "" {
-		name = "default"
-	}
+	name = AdapterName(name)
 	if opt.DType == "" {
 		opt.DType = "F64"
 	}
@@ -657,9 +655,7 @@ func methodFor(cfg *AdapterConfig) (Method, error) {
 
 // loadAdapter attaches the adapter of config cfg and tensors f to m.
 func loadAdapter(cfg *AdapterConfig, f *SafetensorsFile, m Model, name string) error {
-	if name == "" {
-		name = "default"
-	}
+	name = AdapterName(name)
 	meth, err := methodFor(cfg)
 	if err != nil {
 		return err

@@ -384,15 +384,22 @@ func quoteList(names []string) string {
 	return strings.Join(q, ", ")
 }
 
+// AdapterName is the name an adapter gets on a model: name, or "default"
+// when name is empty (as in HuggingFace PEFT).
+func AdapterName(name string) string {
+	if name == "" {
+		return "default"
+	}
+	return name
+}
+
 // AddAdapter attaches to each module of m matching targets (see Targets) the
 // adapter that build makes for it, under name, and activates it; it first
 // freezes m's base parameters. Every method's Add (lora.Add, dora.Add, …)
 // is this with its own build. If build fails for one module, adapters
 // already attached by this call are removed and the error returned.
 func AddAdapter(m Model, name string, targets []string, build func(l *Linear) (Adapter, error)) ([]Adapter, error) {
-	if name == "" {
-		name = "default"
-	}
+	name = AdapterName(name)
 	mods, err := Targets(m, targets...)
 	if err != nil {
 		return nil, err

@@ -17,6 +17,7 @@ func init() {
 		// function, constant and variable definitions
 		"AdapterConfigFile":       reflect.ValueOf(constant.MakeFromLiteral("\"adapter_config.json\"", token.STRING, 0)),
 		"AdapterMethod":           reflect.ValueOf(peft.AdapterMethod),
+		"AdapterName":             reflect.ValueOf(peft.AdapterName),
 		"AdapterParams":           reflect.ValueOf(peft.AdapterParams),
 		"AdapterWeightsFile":      reflect.ValueOf(constant.MakeFromLiteral("\"adapter_model.safetensors\"", token.STRING, 0)),
 		"Add":                     reflect.ValueOf(peft.Add),

@@ -337,9 +337,7 @@ func (cfg Config) withDefaults() (Config, configProblem) {
 	if cfg.OrthRegWeight == 0 {
 		cfg.OrthRegWeight = 0.5
 	}
-	if cfg.Name == "" {
-		cfg.Name = "default"
-	}
+	cfg.Name = peft.AdapterName(cfg.Name)
 	bad := func(field, format string, args ...any) (Config, configProblem) {
 		return cfg, configProblem{field, fmt.Sprintf(format, args...)}
 	}

@@ -132,10 +132,7 @@ func FromFactors(module, name string, a, b, m *mat.Dense, cfg Config, rng *rand.
 // module after module in model order. Parameters are named as PEFT's
 // ("fc1.lora_A.default.weight", "fc1.lora_magnitude_vector.default.weight").
 func Add(m peft.Model, cfg Config) ([]*DoRA, error) {
-	name := cfg.Name
-	if name == "" {
-		name = "default"
-	}
+	name := peft.AdapterName(cfg.Name)
 	rng := rand.New(rand.NewSource(cfg.Seed))
 	added, err := peft.AddAdapter(m, name, cfg.Targets, func(l *peft.Linear) (peft.Adapter, error) {
 		return New(l.Name, name, l.W.Value, cfg, rng)

@@ -232,10 +232,7 @@ func Add(m peft.Model, cfg Config) ([]*DSEE, error) {
 // AddContext is Add with a context: cancelling ctx stops the Decomposition
 // splits and returns its error, with no adapter attached.
 func AddContext(ctx context.Context, m peft.Model, cfg Config) ([]*DSEE, error) {
-	name := cfg.Name
-	if name == "" {
-		name = "default"
-	}
+	name := peft.AdapterName(cfg.Name)
 	rng := rand.New(rand.NewSource(cfg.Seed))
 	added, err := peft.AddAdapter(m, name, cfg.Targets, func(l *peft.Linear) (peft.Adapter, error) {
 		d, k := l.W.Dims()

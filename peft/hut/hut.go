@@ -123,10 +123,7 @@ func New(module, name string, d, k int, cfg Config, rng *rand.Rand) (*HUT, error
 // drawn from one generator seeded with cfg.Seed, module after module in
 // model order.
 func Add(m peft.Model, cfg Config) ([]*HUT, error) {
-	name := cfg.Name
-	if name == "" {
-		name = "default"
-	}
+	name := peft.AdapterName(cfg.Name)
 	rng := rand.New(rand.NewSource(cfg.Seed))
 	added, err := peft.AddAdapter(m, name, cfg.Targets, func(l *peft.Linear) (peft.Adapter, error) {
 		d, k := l.W.Dims()

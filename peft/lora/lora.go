@@ -115,10 +115,7 @@ func FromFactors(module, name string, a, b *mat.Dense, cfg Config, rng *rand.Ran
 // Each A is drawn from one generator seeded with cfg.Seed, module after
 // module in model order.
 func Add(m peft.Model, cfg Config) ([]*LoRA, error) {
-	name := cfg.Name
-	if name == "" {
-		name = "default"
-	}
+	name := peft.AdapterName(cfg.Name)
 	rng := rand.New(rand.NewSource(cfg.Seed))
 	added, err := peft.AddAdapter(m, name, cfg.Targets, func(l *peft.Linear) (peft.Adapter, error) {
 		d, k := l.W.Dims()

@@ -76,10 +76,7 @@ func Add(m peft.Model, cfg Config) ([]*lora.LoRA, error) {
 // AddContext is Add with a context: cancelling ctx stops the SVDs and
 // returns its error, with no weight changed.
 func AddContext(ctx context.Context, m peft.Model, cfg Config) ([]*lora.LoRA, error) {
-	name := cfg.Name
-	if name == "" {
-		name = "default"
-	}
+	name := peft.AdapterName(cfg.Name)
 	if cfg.NIter < 0 {
 		return nil, fmt.Errorf("peft: PiSSA: NIter = %d out of range: want 0 (exact SVD) or K ≥ 1 subspace iterations", cfg.NIter)
 	}

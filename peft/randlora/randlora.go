@@ -299,10 +299,7 @@ func New(module, name string, d, k int, a, b *peft.Tensor, cfg Config, rng *rand
 // cfg.Seed, sized to the largest output and input widths among the
 // targets, and builds every layer on it with New.
 func Add(m peft.Model, cfg Config) ([]*RandLoRA, error) {
-	name := cfg.Name
-	if name == "" {
-		name = "default"
-	}
+	name := peft.AdapterName(cfg.Name)
 	mods, err := peft.Targets(m, cfg.Targets...)
 	if err != nil {
 		return nil, err

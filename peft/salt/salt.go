@@ -184,10 +184,7 @@ func Add(m peft.Model, cfg Config) ([]*SALT, error) {
 // AddContext is Add with a context: cancelling ctx stops the SVDs and
 // returns its error, with no adapter attached.
 func AddContext(ctx context.Context, m peft.Model, cfg Config) ([]*SALT, error) {
-	name := cfg.Name
-	if name == "" {
-		name = "default"
-	}
+	name := peft.AdapterName(cfg.Name)
 	rng := rand.New(rand.NewSource(cfg.Seed))
 	added, err := peft.AddAdapter(m, name, cfg.Targets, func(l *peft.Linear) (peft.Adapter, error) {
 		return New(ctx, l.Name, name, l.W.Value, cfg, rng)

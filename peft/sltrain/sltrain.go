@@ -190,10 +190,7 @@ func New(module, name string, d, k int, omega []int, cfg Config, rng *rand.Rand)
 // the targeted modules' W₀. One generator seeded with cfg.Seed draws, module
 // after module in model order, Ω (RandomSupport), A and S's values.
 func Add(m peft.Model, cfg Config) ([]*SLTrain, error) {
-	name := cfg.Name
-	if name == "" {
-		name = "default"
-	}
+	name := peft.AdapterName(cfg.Name)
 	rng := rand.New(rand.NewSource(cfg.Seed))
 	added, err := peft.AddAdapter(m, name, cfg.Targets, func(l *peft.Linear) (peft.Adapter, error) {
 		d, k := l.W.Dims()

@@ -145,10 +145,7 @@ func New(module, name string, d, k int, a, b *peft.Tensor, cfg Config, rng *rand
 // cfg.Seed, sized to the largest input and output widths among the targets,
 // and builds every layer on it with New.
 func Add(m peft.Model, cfg Config) ([]*VeRA, error) {
-	name := cfg.Name
-	if name == "" {
-		name = "default"
-	}
+	name := peft.AdapterName(cfg.Name)
 	mods, err := peft.Targets(m, cfg.Targets...)
 	if err != nil {
 		return nil, err
