@@ -97,6 +97,13 @@ type Linear struct {
 	W    *Tensor // (out×in), frozen once an adapter is attached
 	B    *Tensor // (1×out), or nil for no bias
 
+	// Kernel, when set, is the N-d shape of the weight that W holds
+	// flattened: a 2-D convolution's kernel (C_out, C_in, kh, kw) is W
+	// (C_out × C_in·kh·kw), applied to im2col patches. It is nil for a plain
+	// linear layer. Adapters that work on the N-d form (FLoRA's Tucker core,
+	// ConvLoRA) read it; the others see W as a matrix.
+	Kernel []int
+
 	// Adapters holds the named adapters on this layer; Active names the one
 	// in use ("" for none) and Disabled bypasses it, giving the base layer
 	// exactly.
