@@ -2,6 +2,8 @@ package session
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
 	"reflect"
 	"strings"
 	"unicode"
@@ -75,22 +77,25 @@ func (e unsupportedPanic) Error() string { return string(e) }
 // guardStdlib wraps the interpreter's json.Marshal and MarshalIndent with
 // checkMarshal. It does nothing if yaegi's layout is not the expected one
 // (another version).
-func guardStdlib(it *interp.Interpreter) {
-	bin := settable(reflect.ValueOf(it).Elem().FieldByName("binPkg"))
+func guardStdlib(it *interp.Interpreter, cellUnwrap func() bool) fmtFuncs {
+	iv := reflect.ValueOf(it).Elem()
+	bin := settable(iv.FieldByName("binPkg"))
 	if !bin.IsValid() || bin.Kind() != reflect.Map {
-		return
+		return nil
 	}
-	wrap := func(pkg, name string, f func(old reflect.Value) any) {
+	wrap := func(pkg, name string, f func(old reflect.Value) any) reflect.Value {
 		syms := bin.MapIndex(reflect.ValueOf(pkg))
 		if !syms.IsValid() {
-			return
+			return reflect.Value{}
 		}
 		old := syms.MapIndex(reflect.ValueOf(name))
 		if !old.IsValid() {
-			return
+			return reflect.Value{}
 		}
 		old = old.Interface().(reflect.Value)
-		syms.SetMapIndex(reflect.ValueOf(name), reflect.ValueOf(reflect.ValueOf(f(old))))
+		nv := reflect.ValueOf(f(old))
+		syms.SetMapIndex(reflect.ValueOf(name), reflect.ValueOf(nv))
+		return nv
 	}
 	wrap("encoding/json", "Marshal", func(reflect.Value) any {
 		return func(v any) ([]byte, error) { checkMarshal(v); return json.Marshal(v) }
@@ -101,6 +106,163 @@ func guardStdlib(it *interp.Interpreter) {
 			return json.MarshalIndent(v, prefix, indent)
 		}
 	})
+	wrap("errors", "Is", func(reflect.Value) any { return errorsIs(cellUnwrap) })
+	return guardFmt(iv, bin, wrap)
+}
+
+// errorsIs is errors.Is for the interpreter. yaegi hands compiled code an
+// error of a cell type in a wrapper that holds a func (never equal to
+// another) and, for a struct type, only one of its fields: errors.Is(err,
+// E{3}) was false where Go finds E{3} in err's chain, and the wrapped value
+// cannot tell E{1, 3} from E{2, 3}. Such a target is refused; so is a
+// chain through a cell error whose type might have Unwrap or Is methods,
+// which the wrapper hides. Compiled errors (errors.New sentinels, %w
+// chains) are compared as errors.Is does.
+func errorsIs(cellUnwrap func() bool) func(err, target error) bool {
+	return func(err, target error) bool {
+		if isCellError(target) {
+			panic(unsupportedPanic("errors.Is cannot compare with an error value of a type declared in a cell: the interpreter " +
+				"gives compiled code a stand-in without the value's identity. Compare with a sentinel made by errors.New " +
+				"(var ErrNotFound = errors.New(\"not found\")), or unwrap with errors.Unwrap and a type assertion in the cell"))
+		}
+		var is func(err error) bool
+		is = func(err error) bool {
+			for err != nil {
+				if err == target {
+					return true
+				}
+				if isCellError(err) {
+					if cellUnwrap() {
+						panic(unsupportedPanic("errors.Is cannot follow an error of a type declared in a cell whose type may " +
+							"have Unwrap or Is methods: the interpreter hides them from compiled code. Check the chain in the " +
+							"cell (call its Unwrap method, compare with ==)"))
+					}
+					return false
+				}
+				if x, ok := err.(interface{ Is(error) bool }); ok && x.Is(target) {
+					return true
+				}
+				switch x := err.(type) {
+				case interface{ Unwrap() error }:
+					err = x.Unwrap()
+				case interface{ Unwrap() []error }:
+					for _, e := range x.Unwrap() {
+						if is(e) {
+							return true
+						}
+					}
+					return false
+				default:
+					return false
+				}
+			}
+			return false
+		}
+		if err == nil || target == nil {
+			return err == target
+		}
+		return is(err)
+	}
+}
+
+// isCellError reports whether err is yaegi's stand-in for an error of a
+// cell type.
+func isCellError(err error) bool {
+	t := reflect.TypeOf(err)
+	return t != nil && t.Kind() == reflect.Struct && t.PkgPath() == yaegiInterp && t.Name() == "_error"
+}
+
+// guardFmt puts the kernel's fmt and log print functions in place of the
+// interpreter's (see fmtcheck.go), and has yaegi wrap an argument with an
+// Error method, as it does one with String or Format, the error first.
+func guardFmt(iv, bin reflect.Value, wrap func(pkg, name string, f func(old reflect.Value) any) reflect.Value) fmtFuncs {
+	mapTypes := settable(iv.FieldByName("mapTypes"))
+	if !mapTypes.IsValid() || mapTypes.Kind() != reflect.Map {
+		return nil
+	}
+	// yaegi keys its lists of interfaces to wrap by the symbol's value, and
+	// takes the first one a type implements: Go's fmt checks Formatter,
+	// then error, then Stringer.
+	wrappers := []reflect.Type{
+		reflect.TypeOf((*fmt.Formatter)(nil)).Elem(),
+		reflect.TypeOf((*error)(nil)).Elem(),
+		reflect.TypeOf((*fmt.Stringer)(nil)).Elem(),
+	}
+	funcs := fmtFuncs{}
+	add := func(pkg, name string, f func(old reflect.Value) any) {
+		if nv := wrap(pkg, name, f); nv.IsValid() {
+			mapTypes.SetMapIndex(reflect.ValueOf(nv), reflect.ValueOf(wrappers))
+			funcs[nv] = pkg + "." + name
+		}
+	}
+	type printFn = func(a ...any) (int, error)
+	type printfFn = func(format string, a ...any) (int, error)
+	for _, name := range []string{"Print", "Println"} {
+		add("fmt", name, func(old reflect.Value) any {
+			f := old.Interface().(printFn)
+			name := "fmt." + name
+			return func(a ...any) (int, error) { return f(fixFmtArgs(name, a)...) }
+		})
+	}
+	add("fmt", "Printf", func(old reflect.Value) any {
+		f := old.Interface().(printfFn)
+		return func(format string, a ...any) (int, error) { return f(format, fixFmtArgs("fmt.Printf", a)...) }
+	})
+	for _, name := range []string{"Sprint", "Sprintln"} {
+		add("fmt", name, func(old reflect.Value) any {
+			f := old.Interface().(func(a ...any) string)
+			name := "fmt." + name
+			return func(a ...any) string { return f(fixFmtArgs(name, a)...) }
+		})
+	}
+	add("fmt", "Sprintf", func(old reflect.Value) any {
+		f := old.Interface().(func(format string, a ...any) string)
+		return func(format string, a ...any) string { return f(format, fixFmtArgs("fmt.Sprintf", a)...) }
+	})
+	add("fmt", "Errorf", func(old reflect.Value) any {
+		f := old.Interface().(func(format string, a ...any) error)
+		return func(format string, a ...any) error { return f(format, fixErrorfArgs(a)...) }
+	})
+	for _, name := range []string{"Fprint", "Fprintln"} {
+		add("fmt", name, func(old reflect.Value) any {
+			f := old.Interface().(func(w io.Writer, a ...any) (int, error))
+			name := "fmt." + name
+			return func(w io.Writer, a ...any) (int, error) { return f(w, fixFmtArgs(name, a)...) }
+		})
+	}
+	add("fmt", "Fprintf", func(old reflect.Value) any {
+		f := old.Interface().(func(w io.Writer, format string, a ...any) (int, error))
+		return func(w io.Writer, format string, a ...any) (int, error) {
+			return f(w, format, fixFmtArgs("fmt.Fprintf", a)...)
+		}
+	})
+	for _, name := range []string{"Print", "Println", "Panic", "Panicln", "Fatal", "Fatalln"} {
+		add("log", name, func(old reflect.Value) any {
+			f := old.Interface().(func(a ...any))
+			name := "log." + name
+			return func(a ...any) { f(fixFmtArgs(name, a)...) }
+		})
+	}
+	for _, name := range []string{"Printf", "Panicf", "Fatalf"} {
+		add("log", name, func(old reflect.Value) any {
+			f := old.Interface().(func(format string, a ...any))
+			name := "log." + name
+			return func(format string, a ...any) { f(format, fixFmtArgs(name, a)...) }
+		})
+	}
+	return funcs
+}
+
+// fixErrorfArgs is fixFmtArgs for Errorf, which keeps an error as an
+// error, so that %w wraps it.
+func fixErrorfArgs(a []any) []any {
+	out := fixFmtArgs("fmt.Errorf", a)
+	for i := range out {
+		if fa, ok := out[i].(fmtArg); ok && fa.isErr {
+			out[i] = a[i]
+		}
+	}
+	return out
 }
 
 // checkFormat is gopeftk.CheckFormat (see passFmtCheck): it returns format,

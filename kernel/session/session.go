@@ -168,11 +168,15 @@ type Session struct {
 	shownRich []map[string]any
 	hasShown  bool
 
-	prep      preparer     // rewrites runs so they mean what Go means (prepare.go)
-	decls     []storedDecl // funcs, methods, types and consts, for redefinitions (redefine.go)
-	work      *worker      // runs the programs (runOnWorker)
-	stack     stackWatch   // stops runaway recursion (stack.go)
-	stackTrip int64        // stack size when the watcher stopped the running cell, 0 if it did not
+	prep  preparer     // rewrites runs so they mean what Go means (prepare.go)
+	decls []storedDecl // funcs, methods, types and consts, for redefinitions (redefine.go)
+
+	fmtFuncs  fmtFuncs               // the kernel's print functions (fmtcheck.go)
+	fmtTypes  map[string]*methodType // cell types with String, Error or Format, of decls[:fmtTypesN]
+	fmtTypesN int
+	work      *worker    // runs the programs (runOnWorker)
+	stack     stackWatch // stops runaway recursion (stack.go)
+	stackTrip int64      // stack size when the watcher stopped the running cell, 0 if it did not
 }
 
 // noFit: no global frame slot was released since the last run.
@@ -213,8 +217,9 @@ func (s *Session) reset() error {
 	if err := it.Use(s.runtimeSymbols()); err != nil {
 		return err
 	}
-	guardStdlib(it)
+	fmtFns := guardStdlib(it, s.cellUnwrap)
 	s.it = it
+	s.fmtFuncs = fmtFns
 	s.armed = false
 	s.fitFrom = noFit
 	s.index = newDeclIndex()
@@ -879,6 +884,9 @@ func (s *Session) compile(src string) (prog *interp.Program, err error) {
 	if err != nil {
 		return nil, compileError{err}
 	}
+	if err := s.checkFmtCalls(prog); err != nil {
+		return nil, compileError{err}
+	}
 	return prog, nil
 }
 
@@ -1190,6 +1198,13 @@ var builtinInstead = map[string]string{
 // compileErrorResult reports a syntax or type error with the cell lines it
 // names.
 func compileErrorResult(err error, code string) Result {
+	if ue, ok := err.(unsupportedError); ok {
+		tb := []string{"Unsupported: " + ue.msg}
+		if lines := strings.Split(code, "\n"); ue.line >= 1 && ue.line <= len(lines) {
+			tb = append(tb, fmt.Sprintf("  cell line %d: %s", ue.line, strings.TrimSpace(lines[ue.line-1])))
+		}
+		return Result{Error: &ExecError{Name: "Unsupported", Value: ue.msg, Traceback: tb}}
+	}
 	msg := fixPositions(err.Error())
 	if m := missingBuiltin.FindStringSubmatch(msg); m != nil {
 		msg = "Go 1.21's builtin " + m[1] + " is missing from the interpreter (yaegi v0.16.1): write " + builtinInstead[m[1]] +
