@@ -30,6 +30,13 @@ type Adapter interface {
 	MergedWeight(w0 *mat.Dense) *mat.Dense
 }
 
+// Merger is implemented by an Adapter whose update may depend on the input
+// (MoRAM's routing), so that no single weight reproduces it: Merge returns
+// an error when Mergeable is false, and MergedWeight is not called.
+type Merger interface {
+	Mergeable() bool
+}
+
 // Optimizer updates trainable tensors from their gradients: SGD, AdamW,
 // GaLore, ….
 type Optimizer interface {

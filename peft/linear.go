@@ -172,6 +172,9 @@ func (l *Linear) Merge() error {
 	if !ok {
 		return fmt.Errorf("peft: %s: active adapter %q does not exist", l.Name, l.Active)
 	}
+	if m, ok := a.(Merger); ok && !m.Mergeable() {
+		return fmt.Errorf("peft: %s: adapter %q cannot be merged: its update depends on the input (%T)", l.Name, l.Active, a)
+	}
 	w0 := mat.DenseCopyOf(l.W.Value)
 	w := a.MergedWeight(w0)
 	r, c := w.Dims()
@@ -465,7 +468,16 @@ func EnableAdapters(m Model) {
 }
 
 // MergeAdapters merges the active adapter of every module that has one.
+// A module whose adapter cannot be merged (a Merger) is an error before
+// any module is merged.
 func MergeAdapters(m Model) error {
+	for _, l := range m.Modules() {
+		if a, ok := l.Adapters[l.Active]; ok && l.merged == "" {
+			if mg, ok := a.(Merger); ok && !mg.Mergeable() {
+				return fmt.Errorf("peft: %s: adapter %q cannot be merged: its update depends on the input (%T); nothing was merged", l.Name, l.Active, a)
+			}
+		}
+	}
 	for _, l := range m.Modules() {
 		if l.Active != "" && l.merged == "" {
 			if err := l.Merge(); err != nil {
