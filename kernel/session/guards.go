@@ -5,6 +5,8 @@ import (
 	"go/token"
 	"math"
 	"reflect"
+	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -154,3 +156,75 @@ type boundsError string
 
 func (e boundsError) Error() string { return "runtime error: " + string(e) }
 func (e boundsError) RuntimeError() {}
+
+// Compile errors that come from what yaegi v0.16.1 lacks, not from the
+// cell, are reported as Unsupported with what to write instead.
+var (
+	missingImport    = regexp.MustCompile(`import "([^"]+)" error: unable to find source`)
+	genericSelector  = regexp.MustCompile(`undefined selector: (slices|maps|cmp|iter|sync/atomic)\.(\w+)`)
+	untypedInference = regexp.MustCompile(`untyped (\w+) does not implement ([\w.]+)`)
+)
+
+// explainCompile turns a compile error msg of src into an Unsupported
+// error when it is one of the interpreter's gaps.
+func (s *Session) explainCompile(msg, src string) (unsupportedError, bool) {
+	line := 0
+	if m := posPrefix.FindStringSubmatch(msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		line-- // the compiled source starts with a newline per line before the run (pad)
+	}
+	switch {
+	case missingImport.MatchString(msg):
+		pkg := missingImport.FindStringSubmatch(msg)[1]
+		text := fmt.Sprintf("package %s is not available in the kernel: the interpreter (yaegi v0.16.1) has the standard "+
+			"library of Go 1.22, gonum, gonum/plot and gopeft's packages (%%help lists them)", pkg)
+		if pkg == "iter" {
+			text += "; range over a func (Go 1.23 iterators) is not supported either: return a slice, or pass a callback"
+		}
+		return unsupportedError{line: line, msg: text}, true
+	case genericSelector.MatchString(msg):
+		m := genericSelector.FindStringSubmatch(msg)
+		return unsupportedError{line: line, msg: fmt.Sprintf("%s.%s is a generic function or type, which the interpreter "+
+			"(yaegi v0.16.1) cannot take from a compiled package. Use the non-generic equivalents (sort.Ints, sort.Strings, "+
+			"sort.Slice, strings.Compare), a loop, or declare your own generic func in a cell", m[1], m[2])}, true
+	case untypedInference.MatchString(msg):
+		m := untypedInference.FindStringSubmatch(msg)
+		return unsupportedError{line: line, msg: fmt.Sprintf("the interpreter (yaegi v0.16.1) cannot infer a type argument "+
+			"from an untyped %s constant for the constraint %s: write the type argument (Max[float64](2.5, -1.0)) or "+
+			"convert the constants (float64(2.5))", m[1], m[2])}, true
+	}
+	if g := s.genericCalled(src, line); g != "" {
+		switch {
+		case strings.Contains(msg, "nil pointer dereference"):
+			return unsupportedError{line: line, msg: fmt.Sprintf("the interpreter (yaegi v0.16.1) cannot compile a variable "+
+				"declared at the top level of a cell from the result of the generic func %s: give the variable its type "+
+				"(var evens []int = %s(…)), or use the result inside a func", g, g)}, true
+		case strings.Contains(msg, "cannot use type"):
+			return unsupportedError{line: line, msg: fmt.Sprintf("the interpreter (yaegi v0.16.1) infers the type arguments "+
+				"of the generic func %s wrongly here (%s): write them, e.g. %s[int, string](…)", g, msg, g)}, true
+		}
+	}
+	return unsupportedError{}, false
+}
+
+// genericCalled returns the name of a generic func declared in a cell that
+// src calls without type arguments, on line (1-based; 0: anywhere).
+func (s *Session) genericCalled(src string, line int) string {
+	lines := strings.Split(src, "\n")
+	if line >= 1 && line+1 <= len(lines) {
+		src = lines[line] // the compiled source has one more line than the run (pad)
+	}
+	for _, d := range s.decls {
+		if len(d.names) != 1 || !strings.HasPrefix(d.src, "func ") || strings.Contains(d.names[0], ".") {
+			continue
+		}
+		g := d.names[0]
+		if !strings.HasPrefix(strings.TrimPrefix(d.src, "func "), g+"[") {
+			continue
+		}
+		if regexp.MustCompile(`\b` + regexp.QuoteMeta(g) + `\(`).MatchString(src) {
+			return g
+		}
+	}
+	return ""
+}

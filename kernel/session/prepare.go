@@ -6,6 +6,7 @@ import (
 	"go/parser"
 	"go/token"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -101,7 +102,8 @@ func (p *preparer) prepare(src string, decl bool) (string, error) {
 	if f.typeSwitch {
 		src = p.passTypeSwitch(src, decl)
 	}
-	src = p.passFmtCheck(src, decl) // guarded by a string test
+	src = p.passFmtCheck(src, decl)  // guarded by a string test
+	src = passConstRepeat(src, decl) // guarded by a string test
 	var err error
 	if f.loop {
 		src = p.passRangeInt(src, decl)
@@ -1491,4 +1493,87 @@ func pointerNames(f *ast.File) map[string]bool {
 		return true
 	})
 	return ptrs
+}
+
+// passConstRepeat writes out the implicit repetition of a const group's
+// expression list, with iota as the line's index, in a group that uses iota
+// or declares several names on a line:
+//
+//	const (
+//		A, B = iota, iota * 10     →   A, B = 0, 0 * 10
+//		C, D                       →   C, D = 1, 1 * 10
+//	)
+//
+// which is what the Go spec defines them to mean. yaegi v0.16.1 counts
+// iota by name rather than by line (C, D = iota, … gave 2) and fails on an
+// implicit repetition of several names ("constant definition loop").
+func passConstRepeat(src string, decl bool) string {
+	if !strings.Contains(src, "const") {
+		return src
+	}
+	pr, ok := parseRun(src, decl)
+	if !ok {
+		return src
+	}
+	// subst is the text of e with each iota replaced by i.
+	subst := func(e ast.Expr, i int) string {
+		var es []edit
+		ast.Inspect(e, func(n ast.Node) bool {
+			if id, ok := n.(*ast.Ident); ok && id.Name == "iota" {
+				es = append(es, edit{off: pr.off(id.Pos()) - pr.off(e.Pos()), del: len("iota"), ins: strconv.Itoa(i)})
+			}
+			return true
+		})
+		return applyEdits(src[pr.off(e.Pos()):pr.off(e.End())], es)
+	}
+	var es []edit
+	ast.Inspect(pr.file, func(n ast.Node) bool {
+		g, ok := n.(*ast.GenDecl)
+		if !ok || g.Tok != token.CONST || !g.Lparen.IsValid() {
+			return true
+		}
+		usesIota, multi := false, false
+		for _, sp := range g.Specs {
+			vs := sp.(*ast.ValueSpec)
+			multi = multi || len(vs.Names) > 1
+			for _, v := range vs.Values {
+				ast.Inspect(v, func(n ast.Node) bool {
+					if id, ok := n.(*ast.Ident); ok && id.Name == "iota" {
+						usesIota = true
+					}
+					return true
+				})
+			}
+		}
+		if !usesIota && !multi {
+			return true
+		}
+		var prev *ast.ValueSpec
+		for i, sp := range g.Specs {
+			vs := sp.(*ast.ValueSpec)
+			if len(vs.Values) > 0 {
+				prev = vs
+				for _, v := range vs.Values {
+					if t := subst(v, i); t != src[pr.off(v.Pos()):pr.off(v.End())] {
+						es = append(es, edit{off: pr.off(v.Pos()), del: pr.off(v.End()) - pr.off(v.Pos()), ins: t})
+					}
+				}
+				continue
+			}
+			if prev == nil || vs.Type != nil {
+				continue
+			}
+			ins := " = "
+			if prev.Type != nil {
+				ins = " " + src[pr.off(prev.Type.Pos()):pr.off(prev.Type.End())] + " = "
+			}
+			var vals []string
+			for _, v := range prev.Values {
+				vals = append(vals, subst(v, i))
+			}
+			es = append(es, edit{off: pr.off(vs.Names[len(vs.Names)-1].End()), ins: ins + strings.Join(vals, ", ")})
+		}
+		return true
+	})
+	return applyEdits(src, es)
 }

@@ -878,10 +878,16 @@ func (s *Session) compile(src string) (prog *interp.Program, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = compileError{fmt.Errorf("%v", r)}
+			if ue, ok := s.explainCompile(fmt.Sprint(r), src); ok {
+				err = compileError{ue}
+			}
 		}
 	}()
 	prog, err = s.it.Compile(src)
 	if err != nil {
+		if ue, ok := s.explainCompile(err.Error(), src); ok {
+			return nil, compileError{ue}
+		}
 		return nil, compileError{err}
 	}
 	if err := s.checkFmtCalls(prog); err != nil {
