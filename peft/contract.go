@@ -96,6 +96,20 @@ type RankTrace struct {
 	Budget  []int    // total budget b(t) at each of Steps
 }
 
+// Clone returns a deep copy of t.
+func (t *RankTrace) Clone() *RankTrace {
+	c := &RankTrace{
+		Modules: append([]string(nil), t.Modules...),
+		Steps:   append([]int(nil), t.Steps...),
+		Budget:  append([]int(nil), t.Budget...),
+		Ranks:   make([][]int, len(t.Ranks)),
+	}
+	for i, r := range t.Ranks {
+		c.Ranks[i] = append([]int(nil), r...)
+	}
+	return c
+}
+
 // Linear is a dense layer y = x·Wᵀ + b with x (n×in), W (out×in), b (1×out),
 // the layer PEFT methods adapt. Name is its stable dotted name in the model
 // ("blocks.0.attn.q"), by which adapters target it.

@@ -413,16 +413,7 @@ func (a *AdaLoRA) Ranks() []int {
 // History; its Budget holds b(t) at the schedule step t of each (see
 // Budget).
 func (a *AdaLoRA) Trace() *peft.RankTrace {
-	t := &peft.RankTrace{
-		Modules: slices.Clone(a.trace.Modules),
-		Steps:   slices.Clone(a.trace.Steps),
-		Budget:  slices.Clone(a.trace.Budget),
-		Ranks:   make([][]int, len(a.trace.Ranks)),
-	}
-	for i, r := range a.trace.Ranks {
-		t.Ranks[i] = slices.Clone(r)
-	}
-	return t
+	return a.trace.Clone()
 }
 
 // Params returns every layer's P, λ and Q.

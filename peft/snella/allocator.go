@@ -158,16 +158,7 @@ func (a *Allocator) Kept() []int {
 // a peft.RankTrace whose Ranks hold κ rather than ranks and whose Budget
 // holds b(t).
 func (a *Allocator) Trace() *peft.RankTrace {
-	t := &peft.RankTrace{
-		Modules: slices.Clone(a.trace.Modules),
-		Steps:   slices.Clone(a.trace.Steps),
-		Budget:  slices.Clone(a.trace.Budget),
-		Ranks:   make([][]int, len(a.trace.Ranks)),
-	}
-	for i, r := range a.trace.Ranks {
-		t.Ranks[i] = slices.Clone(r)
-	}
-	return t
+	return a.trace.Clone()
 }
 
 // Regularizer returns nil: SNELLA adds nothing to the loss.
