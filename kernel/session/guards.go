@@ -142,12 +142,24 @@ func recovered(v any) any {
 		switch {
 		case strings.HasPrefix(s, "reflect: slice index out of range"), strings.HasPrefix(s, "reflect: string index out of range"),
 			strings.HasPrefix(s, "reflect: array index out of range"):
-			return boundsError("index out of range")
+			return boundsError(indexUnreported)
 		case strings.HasPrefix(s, "reflect.Value.Slice: slice index out of bounds"):
 			return boundsError("slice bounds out of range")
 		}
 	}
 	return v
+}
+
+// boundsIndex is gopeftk.Index (see passBounds): it returns i, or panics
+// with Go's runtime.Error when i is out of range for length n.
+func boundsIndex(i, n int) int {
+	if i < 0 {
+		panic(boundsError(fmt.Sprintf("index out of range [%d]", i)))
+	}
+	if i >= n {
+		panic(boundsError(fmt.Sprintf("index out of range [%d] with length %d", i, n)))
+	}
+	return i
 }
 
 // boundsError is a runtime.Error for an index or slice bound the
@@ -228,3 +240,8 @@ func (s *Session) genericCalled(src string, line int) string {
 	}
 	return ""
 }
+
+// indexUnreported is the message of an index out of range that passBounds
+// did not check: yaegi's reflect panic has neither the index nor the length.
+const indexUnreported = "index out of range (the interpreter does not report the index and the length here; " +
+	"in a function that calls recover, or outside loops at the top level, the kernel checks and reports them)"

@@ -54,6 +54,7 @@ type preparer struct {
 	isConst    func(name string) bool // a session constant
 	isPkg      func(name string) bool // an imported package name
 	isIntVar   func(name string) bool // a session variable of an integer type
+	isIndexed  func(name string) bool // a session variable of a slice, array or string type
 	isMethod   func(name string) bool // a method name of a type a cell declared
 	isType     func(name string) bool // a type a cell declared
 	runInts    map[string]bool        // integer names of the whole run being prepared statement by statement
@@ -104,6 +105,7 @@ func (p *preparer) prepare(src string, decl bool) (string, error) {
 	}
 	src = p.passFmtCheck(src, decl)  // guarded by a string test
 	src = passConstRepeat(src, decl) // guarded by a string test
+	src = p.passBounds(src, decl)    // guarded by a string test
 	var err error
 	if f.loop {
 		src = p.passRangeInt(src, decl)
@@ -1576,4 +1578,191 @@ func passConstRepeat(src string, decl bool) string {
 		return true
 	})
 	return applyEdits(src, es)
+}
+
+// passBounds gives an index out of range Go's message. yaegi v0.16.1
+// indexes slices, arrays and strings through reflect, whose panic names
+// neither the index nor the length ("index out of range"), so a recovered
+// runtime.Error prints differently from Go's "index out of range [5] with
+// length 3". Where the kernel can see that x is a slice, array or string —
+// a parameter, or a variable declared with such a type or a literal of
+// one, or a session variable holding one — x[i] becomes
+//
+//	x[gopeftk.Index(int(i), len(x))]
+//
+// which panics with Go's runtime.Error before the access. A constant index
+// is left alone (Go checks it when compiling, for arrays), and so is an x
+// the kernel cannot type (a map, a named type, a field). The check is a
+// call into compiled code, about 350 ns in yaegi (an indexed loop over a
+// slice ran 8× slower), so it is made only where the message can be seen
+// as a value: in a function that calls recover, and in a cell's top-level
+// statements outside loops. Elsewhere an uncaught panic shows the
+// interpreter's message, labelled as lacking the index and length.
+func (p *preparer) passBounds(src string, decl bool) string {
+	if !strings.Contains(src, "[") {
+		return src
+	}
+	prefix := "package main;"
+	full := prefix + src
+	if !decl {
+		prefix = "package main; func main() {"
+		full = prefix + src + "\n}"
+	}
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, "", full, 0)
+	if err != nil {
+		return src
+	}
+	tf := fset.File(f.Pos())
+	off := func(pos token.Pos) int { return tf.Offset(pos) - len(prefix) }
+	var es []edit
+	var stack []ast.Node
+	ast.Inspect(f, func(n ast.Node) bool {
+		if n == nil {
+			stack = stack[:len(stack)-1]
+			return true
+		}
+		stack = append(stack, n)
+		ix, ok := n.(*ast.IndexExpr)
+		if !ok || !boundsWorthIt(stack, decl) {
+			return true
+		}
+		x, ok := ix.X.(*ast.Ident)
+		if !ok || !p.indexedVar(x) || constIndex(ix.Index, p.isConst) {
+			return true
+		}
+		es = append(es, edit{off: off(ix.Index.Pos()), ins: "gopeftk.Index(int("},
+			edit{off: off(ix.Index.End()), ins: "), len(" + x.Name + "))"})
+		return true
+	})
+	return applyEdits(src, es)
+}
+
+// indexedVar reports whether x is a variable of a slice, array or string
+// type, as far as the source (or the session) shows.
+func (p *preparer) indexedVar(x *ast.Ident) bool {
+	if x.Obj == nil {
+		return !p.runDefined[x.Name] && p.isIndexed != nil && p.isIndexed(x.Name)
+	}
+	if x.Obj.Kind != ast.Var {
+		return false
+	}
+	switch d := x.Obj.Decl.(type) {
+	case *ast.Field:
+		return indexedType(d.Type)
+	case *ast.ValueSpec:
+		if d.Type != nil {
+			return indexedType(d.Type)
+		}
+		for i, n := range d.Names {
+			if n.Name == x.Name && i < len(d.Values) && len(d.Values) == len(d.Names) {
+				return indexedValue(d.Values[i])
+			}
+		}
+	case *ast.AssignStmt:
+		if d.Tok != token.DEFINE || len(d.Lhs) != len(d.Rhs) {
+			return false
+		}
+		for i, l := range d.Lhs {
+			if id, ok := l.(*ast.Ident); ok && id.Name == x.Name {
+				return indexedValue(d.Rhs[i])
+			}
+		}
+	}
+	return false
+}
+
+// indexedType: []T, [N]T or string.
+func indexedType(t ast.Expr) bool {
+	switch t := t.(type) {
+	case *ast.ArrayType:
+		return true
+	case *ast.Ident:
+		return t.Name == "string"
+	}
+	return false
+}
+
+// indexedValue: a literal of a slice or array type, make of a slice type,
+// or a string literal.
+func indexedValue(e ast.Expr) bool {
+	switch e := e.(type) {
+	case *ast.CompositeLit:
+		_, ok := e.Type.(*ast.ArrayType)
+		return ok
+	case *ast.CallExpr:
+		if id, ok := e.Fun.(*ast.Ident); ok && id.Name == "make" && len(e.Args) > 0 {
+			_, ok := e.Args[0].(*ast.ArrayType)
+			return ok
+		}
+	case *ast.BasicLit:
+		return e.Kind == token.STRING
+	}
+	return false
+}
+
+// constIndex reports whether an index is a constant the compiler checks:
+// a literal, or a name of a constant.
+func constIndex(e ast.Expr, isConst func(string) bool) bool {
+	switch e := e.(type) {
+	case *ast.BasicLit:
+		return true
+	case *ast.Ident:
+		if e.Obj != nil {
+			return e.Obj.Kind == ast.Con
+		}
+		return isConst != nil && isConst(e.Name)
+	case *ast.ParenExpr:
+		return constIndex(e.X, isConst)
+	case *ast.UnaryExpr:
+		return constIndex(e.X, isConst)
+	case *ast.BinaryExpr:
+		return constIndex(e.X, isConst) && constIndex(e.Y, isConst)
+	}
+	return false
+}
+
+// boundsWorthIt reports whether an index expression, the last of stack,
+// gets passBounds' check: inside a function that calls recover, or at the
+// top level of a statement run, outside loops.
+func boundsWorthIt(stack []ast.Node, decl bool) bool {
+	for i := len(stack) - 2; i >= 0; i-- {
+		switch n := stack[i].(type) {
+		case *ast.FuncLit:
+			return bodyRecovers(n.Body)
+		case *ast.FuncDecl:
+			if n.Name.Name == "main" && !decl && i == 1 {
+				return true // the wrapper of a statement run: top level, outside loops
+			}
+			return bodyRecovers(n.Body)
+		case *ast.ForStmt, *ast.RangeStmt:
+			// a loop at the top level: only a function inside it that
+			// calls recover (handled above, nearer) gets the check
+			top := true
+			for _, m := range stack[:i] {
+				if _, ok := m.(*ast.FuncLit); ok {
+					top = false
+				}
+			}
+			if top {
+				return false
+			}
+		}
+	}
+	return false
+}
+
+// bodyRecovers reports whether body calls recover, directly or in a
+// function literal it defers.
+func bodyRecovers(body *ast.BlockStmt) bool {
+	found := false
+	ast.Inspect(body, func(n ast.Node) bool {
+		if c, ok := n.(*ast.CallExpr); ok {
+			if id, ok := c.Fun.(*ast.Ident); ok && id.Name == "recover" {
+				found = true
+			}
+		}
+		return !found
+	})
+	return found
 }

@@ -237,6 +237,17 @@ func (s *Session) reset() error {
 			return false
 		},
 		isType: func(n string) bool { d, ok := s.index.names[n]; return ok && d.kind == kindType },
+		isIndexed: func(n string) bool {
+			v, ok := s.globals()[n]
+			if !ok || !v.IsValid() {
+				return false
+			}
+			switch v.Kind() {
+			case reflect.Slice, reflect.Array, reflect.String:
+				return true
+			}
+			return false
+		},
 		isIntVar: func(n string) bool {
 			v, ok := s.globals()[n]
 			if !ok || !v.IsValid() {
@@ -337,6 +348,7 @@ func (s *Session) runtimeSymbols() interp.Exports {
 			"GoPanic":     reflect.ValueOf(func(r any) { s.goPanic(r) }),
 			"Len":         reflect.ValueOf(checkMakeLen),
 			"Recovered":   reflect.ValueOf(recovered),
+			"Index":       reflect.ValueOf(boundsIndex),
 			"CheckFormat": reflect.ValueOf(checkFormat),
 			"TypedNil": reflect.ValueOf(func(name string) {
 				panic(unsupportedPanic(fmt.Sprintf("%s is a nil pointer stored in an interface (an error, any): Go gives a non-nil "+
@@ -1116,9 +1128,9 @@ func (s *Session) panicResult(p interp.Panic, code string) Result {
 		name = errorName(v)
 	}
 	value := fmt.Sprint(p.Value)
-	if str, ok := p.Value.(string); ok && strings.HasPrefix(str, "reflect: slice index out of range") {
+	if str, ok := p.Value.(string); ok && (strings.HasPrefix(str, "reflect: slice index out of range") || strings.HasPrefix(str, "reflect: array index out of range") || strings.HasPrefix(str, "reflect: string index out of range")) {
 		// yaegi indexes interpreted slices through reflect.
-		name, value = "runtime error", "index out of range"
+		name, value = "runtime error", indexUnreported
 	} else if text, _, ok := typeAssertionFailure(value); ok {
 		name, value = "runtime error", text
 	} else if interpreterFault(value) {
