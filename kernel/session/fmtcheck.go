@@ -107,9 +107,6 @@ func (s *Session) checkFmtCalls(prog any) error {
 		return nil
 	}
 	types := s.fmtMethodTypes()
-	if len(types) == 0 {
-		return nil
-	}
 	root := reflect.ValueOf(prog)
 	if root.Kind() != reflect.Pointer || root.IsNil() {
 		return nil
@@ -177,6 +174,21 @@ func fmtArgCheck(fn string, n reflect.Value, verb rune, types map[string]*method
 		return nil
 	}
 	t := n.Elem().FieldByName("typ")
+	if verb == 'T' || verb == '#' {
+		if name := cellNamedType(t, verb == '#'); name != "" {
+			at := 0
+			if p := token.Pos(n.Elem().FieldByName("pos").Int()); p.IsValid() {
+				at = fset.Position(p).Line - 1
+			}
+			v := "%T"
+			if verb == '#' {
+				v = "%#v"
+			}
+			return unsupportedError{line: at, msg: fmt.Sprintf("%s with %s cannot name the type %s declared in a cell: the "+
+				"interpreter gives compiled code its underlying type (main.%s would show as its underlying type). Print the "+
+				"type's name yourself, or use %%v", fn, v, name, name)}
+		}
+	}
 	var bad *methodType
 	var nested, rawStruct bool
 	var walk func(t reflect.Value, depth int, viaPtr bool, seen map[uintptr]bool)
@@ -479,7 +491,7 @@ func formatVerbs(fn string, kids reflect.Value) (verbs []rune, fi int) {
 	// a string literal's node keeps its source text in ident
 	fn0 := kids.Index(fi).Elem()
 	if k := fn0.FieldByName("child"); k.Len() >= 2 && !k.Index(0).IsNil() && !k.Index(1).IsNil() &&
-		strings.HasSuffix(k.Index(0).Elem().FieldByName("ident").String(), "CheckFormat") {
+		calleeName(k.Index(0).Elem()) == "CheckFormat" {
 		fn0 = k.Index(1).Elem() // gopeftk.CheckFormat("…", …), see passFmtCheck
 	}
 	lit := fn0.FieldByName("ident").String()
@@ -496,7 +508,9 @@ func formatVerbs(fn string, kids reflect.Value) (verbs []rune, fi int) {
 			continue
 		}
 		i++
+		sharp := false
 		for i < len(format) && strings.IndexByte("+-# 0", format[i]) >= 0 {
+			sharp = sharp || format[i] == '#'
 			i++
 		}
 		for i < len(format) && (format[i] >= '0' && format[i] <= '9' || format[i] == '*' || format[i] == '.' || format[i] == '[') {
@@ -518,6 +532,9 @@ func formatVerbs(fn string, kids reflect.Value) (verbs []rune, fi int) {
 		if r >= 0x80 {
 			r = '?'
 		}
+		if r == 'v' && sharp {
+			r = '#' // %#v: Go syntax, with type names
+		}
 		verbs = append(verbs, r)
 	}
 	return verbs, fi
@@ -533,4 +550,51 @@ func (s *Session) cellUnwrap() bool {
 		}
 	}
 	return false
+}
+
+// cellNamedType returns the name of a type declared in a cell within the
+// static type t (an itype), or "". With valueOK, a named type at the top
+// whose underlying type is not a struct is allowed (%#v prints its value
+// alone, as Go does).
+func cellNamedType(t reflect.Value, valueOK bool) string {
+	found := ""
+	seen := map[uintptr]bool{}
+	var walk func(t reflect.Value, depth int)
+	walk = func(t reflect.Value, depth int) {
+		if found != "" || !t.IsValid() || t.IsNil() || seen[t.Pointer()] {
+			return
+		}
+		seen[t.Pointer()] = true
+		tv := t.Elem()
+		if name := tv.FieldByName("name").String(); name != "" && tv.FieldByName("path").String() == "main" {
+			if !(valueOK && depth == 0 && !underlyingStruct(tv)) {
+				found = name
+				return
+			}
+		}
+		cat := tv.FieldByName("cat").Uint()
+		if cat == funcCat || cat == interfaceCat {
+			return
+		}
+		walk(tv.FieldByName("val"), depth+1)
+		walk(tv.FieldByName("key"), depth+1)
+		fs := tv.FieldByName("field")
+		for i := 0; i < fs.Len(); i++ {
+			walk(fs.Index(i).FieldByName("typ"), depth+1)
+		}
+	}
+	walk(t, 0)
+	return found
+}
+
+// calleeName is the name a call node's callee ends with: f, or pkg.f (a
+// selector node, whose last child is the name).
+func calleeName(n reflect.Value) string {
+	if id := n.FieldByName("ident").String(); id != "" {
+		return id
+	}
+	if k := n.FieldByName("child"); k.Len() > 0 && !k.Index(k.Len()-1).IsNil() {
+		return k.Index(k.Len() - 1).Elem().FieldByName("ident").String()
+	}
+	return ""
 }

@@ -206,7 +206,7 @@ func guardFmt(iv, bin reflect.Value, wrap func(pkg, name string, f func(old refl
 	}
 	add("fmt", "Printf", func(old reflect.Value) any {
 		f := old.Interface().(printfFn)
-		return func(format string, a ...any) (int, error) { return f(format, fixFmtArgs("fmt.Printf", a)...) }
+		return func(format string, a ...any) (int, error) { return f(format, fixFmtArgsF("fmt.Printf", format, a)...) }
 	})
 	for _, name := range []string{"Sprint", "Sprintln"} {
 		add("fmt", name, func(old reflect.Value) any {
@@ -217,11 +217,11 @@ func guardFmt(iv, bin reflect.Value, wrap func(pkg, name string, f func(old refl
 	}
 	add("fmt", "Sprintf", func(old reflect.Value) any {
 		f := old.Interface().(func(format string, a ...any) string)
-		return func(format string, a ...any) string { return f(format, fixFmtArgs("fmt.Sprintf", a)...) }
+		return func(format string, a ...any) string { return f(format, fixFmtArgsF("fmt.Sprintf", format, a)...) }
 	})
 	add("fmt", "Errorf", func(old reflect.Value) any {
 		f := old.Interface().(func(format string, a ...any) error)
-		return func(format string, a ...any) error { return f(format, fixErrorfArgs(a)...) }
+		return func(format string, a ...any) error { return f(format, fixErrorfArgs(format, a)...) }
 	})
 	for _, name := range []string{"Fprint", "Fprintln"} {
 		add("fmt", name, func(old reflect.Value) any {
@@ -233,7 +233,7 @@ func guardFmt(iv, bin reflect.Value, wrap func(pkg, name string, f func(old refl
 	add("fmt", "Fprintf", func(old reflect.Value) any {
 		f := old.Interface().(func(w io.Writer, format string, a ...any) (int, error))
 		return func(w io.Writer, format string, a ...any) (int, error) {
-			return f(w, format, fixFmtArgs("fmt.Fprintf", a)...)
+			return f(w, format, fixFmtArgsF("fmt.Fprintf", format, a)...)
 		}
 	})
 	for _, name := range []string{"Print", "Println", "Panic", "Panicln", "Fatal", "Fatalln"} {
@@ -247,7 +247,7 @@ func guardFmt(iv, bin reflect.Value, wrap func(pkg, name string, f func(old refl
 		add("log", name, func(old reflect.Value) any {
 			f := old.Interface().(func(format string, a ...any))
 			name := "log." + name
-			return func(format string, a ...any) { f(format, fixFmtArgs(name, a)...) }
+			return func(format string, a ...any) { f(format, fixFmtArgsF(name, format, a)...) }
 		})
 	}
 	return funcs
@@ -255,8 +255,8 @@ func guardFmt(iv, bin reflect.Value, wrap func(pkg, name string, f func(old refl
 
 // fixErrorfArgs is fixFmtArgs for Errorf, which keeps an error as an
 // error, so that %w wraps it.
-func fixErrorfArgs(a []any) []any {
-	out := fixFmtArgs("fmt.Errorf", a)
+func fixErrorfArgs(format string, a []any) []any {
+	out := fixFmtArgsF("fmt.Errorf", format, a)
 	for i := range out {
 		if fa, ok := out[i].(fmtArg); ok && fa.isErr {
 			out[i] = a[i]
@@ -282,4 +282,20 @@ func checkFormat(format string, args ...any) string {
 		}
 	}
 	return format
+}
+
+// fixFmtArgsF is fixFmtArgs for a formatted print: a cell value with a
+// String or Error method under %T or %#v (whose type fmt would misname) is
+// refused. The static check (fmtcheck.go) catches literal formats first.
+func fixFmtArgsF(fn, format string, a []any) []any {
+	out := fixFmtArgs(fn, a)
+	if strings.Contains(format, "%T") || strings.Contains(format, "%#v") {
+		for _, v := range out {
+			if _, ok := v.(fmtArg); ok {
+				panic(unsupportedPanic(fn + "'s %T and %#v cannot name a type declared in a cell: the interpreter gives " +
+					"compiled code its underlying type. Print the type's name yourself, or use %v"))
+			}
+		}
+	}
+	return out
 }
