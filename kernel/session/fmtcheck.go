@@ -502,42 +502,7 @@ func formatVerbs(fn string, kids reflect.Value) (verbs []rune, fi int) {
 	if err != nil {
 		return nil, fi
 	}
-	verbs = []rune{}
-	for i := 0; i < len(format); i++ {
-		if format[i] != '%' {
-			continue
-		}
-		i++
-		sharp := false
-		for i < len(format) && strings.IndexByte("+-# 0", format[i]) >= 0 {
-			sharp = sharp || format[i] == '#'
-			i++
-		}
-		for i < len(format) && (format[i] >= '0' && format[i] <= '9' || format[i] == '*' || format[i] == '.' || format[i] == '[') {
-			switch format[i] {
-			case '*':
-				verbs = append(verbs, 'd')
-			case '[':
-				return nil, fi
-			}
-			i++
-		}
-		if i >= len(format) {
-			break
-		}
-		if format[i] == '%' {
-			continue
-		}
-		r := rune(format[i])
-		if r >= 0x80 {
-			r = '?'
-		}
-		if r == 'v' && sharp {
-			r = '#' // %#v: Go syntax, with type names
-		}
-		verbs = append(verbs, r)
-	}
-	return verbs, fi
+	return parseVerbs(format), fi
 }
 
 // cellUnwrap reports whether a cell declared an Unwrap or Is method.
@@ -597,4 +562,46 @@ func calleeName(n reflect.Value) string {
 		return k.Index(k.Len() - 1).Elem().FieldByName("ident").String()
 	}
 	return ""
+}
+
+// parseVerbs returns the verbs of format, one per argument it consumes (a
+// * width or precision consumes an int: 'd'; %#v is '#'), or nil if it
+// uses explicit argument indexes.
+func parseVerbs(format string) []rune {
+	verbs := []rune{}
+	for i := 0; i < len(format); i++ {
+		if format[i] != '%' {
+			continue
+		}
+		i++
+		sharp := false
+		for i < len(format) && strings.IndexByte("+-# 0", format[i]) >= 0 {
+			sharp = sharp || format[i] == '#'
+			i++
+		}
+		for i < len(format) && (format[i] >= '0' && format[i] <= '9' || format[i] == '*' || format[i] == '.' || format[i] == '[') {
+			switch format[i] {
+			case '*':
+				verbs = append(verbs, 'd')
+			case '[':
+				return nil
+			}
+			i++
+		}
+		if i >= len(format) {
+			break
+		}
+		if format[i] == '%' {
+			continue
+		}
+		r := rune(format[i])
+		if r >= 0x80 {
+			r = '?'
+		}
+		if r == 'v' && sharp {
+			r = '#' // %#v: Go syntax, with type names
+		}
+		verbs = append(verbs, r)
+	}
+	return verbs
 }

@@ -290,7 +290,11 @@ func checkFormat(format string, args ...any) string {
 func fixFmtArgsF(fn, format string, a []any) []any {
 	out := fixFmtArgs(fn, a)
 	if strings.Contains(format, "%T") || strings.Contains(format, "%#v") {
-		for _, v := range out {
+		verbs := parseVerbs(format)
+		for j, v := range out {
+			if verbs != nil && (j >= len(verbs) || verbs[j] != 'T' && verbs[j] != '#') {
+				continue
+			}
 			if _, ok := v.(fmtArg); ok {
 				panic(unsupportedPanic(fn + "'s %T and %#v cannot name a type declared in a cell: the interpreter gives " +
 					"compiled code its underlying type. Print the type's name yourself, or use %v"))

@@ -1216,6 +1216,9 @@ var builtinInstead = map[string]string{
 // compileErrorResult reports a syntax or type error with the cell lines it
 // names.
 func compileErrorResult(err error, code string) Result {
+	if ce, ok := err.(compileError); ok {
+		err = ce.err
+	}
 	if ue, ok := err.(unsupportedError); ok {
 		tb := []string{"Unsupported: " + ue.msg}
 		if lines := strings.Split(code, "\n"); ue.line >= 1 && ue.line <= len(lines) {
