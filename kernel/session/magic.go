@@ -57,14 +57,16 @@ earlier cells declared. What it cannot make right it refuses with an
 Unsupported error that says what to write instead (a comma-ok receive at the
 top level, a method value of a cell type, a deferred closure in a loop using
 the loop's variables, min/max/clear, errors.As into a cell type, ...).
+fmt with cell types: String and Error methods are used as Go's fmt uses
+them at the top level of the arguments (Error first, %d on the value);
+where the interpreter hides a method or a type name (a Stringer inside a
+slice, map, field or []any, a pointer-receiver String on a value, %T or
+%#v of a cell type, %d of a struct with methods) the call is refused.
+The runtime errors of an index out of range name the index and length in
+functions that recover and outside loops at the top level; in loops the
+message says it lacks them.
 Known differences it does not catch (kernel/kerneltest/README.md has the
-full table, 116 cases run against go run):
-  - %T of a named basic type (type ID string) says string. (%T, %#v and
-    %+v of a cell struct type are refused when fmt's arguments are plain
-    names or literals; with a call among them they show struct {...} and
-    unexported fields renamed Xname.)
-  - a String method is not used for values of cell types inside slices,
-    maps or struct fields (fmt.Println(d) works, fmt.Println([]Day{d}) not).
+full table, 122 cases run against go run):
   - x := s[i] at the top level, with s from compiled code (a []string
     from strings.Fields, a peft slice) can fail ("constant definition
     loop"): do it inside a func, or x := func() string { return s[i] }().
