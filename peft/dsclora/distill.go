@@ -105,6 +105,13 @@ func (cfg DistillConfig) check(student, teacher *peft.SRNet) error {
 	if cfg.Rec == 0 && cfg.TS == 0 && cfg.AD == 0 {
 		return fmt.Errorf("peft: dsclora.Distill: DistillConfig.Rec, TS and AD are all 0; want at least one weight > 0")
 	}
+	if teacher == nil {
+		if cfg.TS != 0 || cfg.AD != 0 || len(cfg.Pairs) > 0 {
+			return fmt.Errorf("peft: dsclora.Distill: no teacher (nil), but DistillConfig.TS = %v, AD = %v and %d Pairs need one; "+
+				"set them to 0 for plain ConvLoRA training", cfg.TS, cfg.AD, len(cfg.Pairs))
+		}
+		return nil
+	}
 	for i, p := range cfg.Pairs {
 		if p[0] < 0 || p[0] >= student.Depth || p[1] < 0 || p[1] >= teacher.Depth {
 			return fmt.Errorf("peft: dsclora.Distill: DistillConfig.Pairs[%d] = %v; the student has feature maps 0…%d, the teacher 0…%d", i, p, student.Depth-1, teacher.Depth-1)
@@ -164,15 +171,18 @@ func (d *distilled) Loss(b peft.Batch) *peft.Tensor {
 // whether or not its parameters are trainable). It runs peft.Train with
 // cfg.Train, so ctx, schedules, evaluation and callbacks behave as there;
 // the history's evaluation loss and metric are the student's MSE and PSNR
-// on data's evaluation images. λ₂ = λ₃ = 0 is plain ConvLoRA training.
+// on data's evaluation images. λ₂ = λ₃ = 0 is plain ConvLoRA training,
+// for which teacher may be nil.
 func Distill(ctx context.Context, student, teacher *peft.SRNet, data peft.Dataset, cfg DistillConfig) (*peft.History, error) {
 	if err := cfg.check(student, teacher); err != nil {
 		return nil, err
 	}
 	pairs := cfg.Pairs
-	if pairs == nil {
+	if pairs == nil && teacher != nil {
 		pairs = [][2]int{{student.Depth - 1, teacher.Depth - 1}}
 	}
-	teacher.SetTraining(false)
+	if teacher != nil {
+		teacher.SetTraining(false)
+	}
 	return peft.Train(ctx, &distilled{SRNet: student, teacher: teacher, cfg: cfg, pairs: pairs}, data, cfg.Train)
 }

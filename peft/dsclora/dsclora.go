@@ -40,7 +40,10 @@ import (
 // output is the base conv plus the conv with kernel ΔW; ΔW is zero at init
 // (the adapted network starts as the base network exactly); B·A has rank
 // ≤ r·k (not r: each of the r·k rows of A mixes a k-wide slice of the
-// kernel); and a layer trains r·k²·(C_in + C_out) numbers.
+// kernel); ΔW as the C_out × C_in·k² matrix the conv applies puts k
+// (C_out × C_in·k) blocks of B·A side by side, so its rank is at most
+// min(C_out, C_in·k², r·k²) and can exceed r·k (measured 8 at r·k = 6 in
+// notebook 06); and a layer trains r·k²·(C_in + C_out) numbers.
 //
 // The kernel shape is read from Linear.Kernel (set by peft.Conv2d). A kernel
 // that is not square (kh ≠ kw) is refused with an error naming the module.
@@ -64,7 +67,7 @@ import (
 type ConvLoRA struct {
 	A     *peft.Tensor // (r·k × C_in·k)
 	B     *peft.Tensor // (C_out·k × r·k)
-	R     int          // rank r (B·A has rank ≤ r·k)
+	R     int          // rank r (B·A has rank ≤ r·k, ΔW ≤ r·k²)
 	Alpha float64      // α; s = α/r
 
 	Cout, Cin, K int // the kernel is (C_out, C_in, k, k)
@@ -175,7 +178,8 @@ func (a *ConvLoRA) Forward(l *peft.Linear, x, base *peft.Tensor) *peft.Tensor {
 // Params returns A and B.
 func (a *ConvLoRA) Params() []*peft.Tensor { return []*peft.Tensor{a.A, a.B} }
 
-// Rank returns r (B·A, and so ΔW, has rank ≤ r·k).
+// Rank returns r (B·A has rank ≤ r·k; ΔW as the conv's C_out × C_in·k²
+// matrix, rank ≤ r·k², see the type's doc).
 func (a *ConvLoRA) Rank() int { return a.R }
 
 // Product returns B·A ((C_out·k) × (C_in·k)), the matrix whose rank is at
