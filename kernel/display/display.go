@@ -125,9 +125,28 @@ func BundleWith(v any, have map[string]any) (data, metadata map[string]any) {
 		}
 	}
 	if _, ok := data["text/plain"]; !ok {
-		data["text/plain"] = safeText(v)
+		data["text/plain"] = imageText(v, data, metadata)
 	}
 	return data, metadata
+}
+
+// imageText is the text/plain form of a value shown as an image: a short
+// description (as Jupyter's "<Figure size …>"), not the dump of its pixels
+// or fields that fmt would give; safeText for anything else.
+func imageText(v any, data, metadata map[string]any) string {
+	_, isPNG := data["image/png"]
+	_, isSVG := data["image/svg+xml"]
+	if !isPNG && !isSVG {
+		return safeText(v)
+	}
+	if m, ok := metadata["image/png"].(map[string]any); ok {
+		if w, ok := m["width"].(int); ok {
+			if h, ok := m["height"].(int); ok {
+				return fmt.Sprintf("<%T: image %d×%d>", v, w, h)
+			}
+		}
+	}
+	return fmt.Sprintf("<%T: image>", v)
 }
 
 func isNil(v any) bool {
