@@ -216,6 +216,12 @@ func (s *Session) explainCompile(msg, src string) (unsupportedError, bool) {
 				"of the generic func %s wrongly here (%s): write them, e.g. %s[int, string](…)", g, msg, g)}, true
 		}
 	}
+	if strings.Contains(msg, "nil pointer dereference") {
+		return unsupportedError{line: line, msg: "the interpreter (yaegi v0.16.1) failed while compiling this code (a nil pointer " +
+			"in its compiler, not in your code). Known causes: a top-level x := s[i] or x := s[i].M() where s comes from " +
+			"compiled code, and x := f(…) of a generic func. Give the variable its type (var x T = …), or do the work " +
+			"inside a func: func() { … }()"}, true
+	}
 	return unsupportedError{}, false
 }
 
