@@ -48,8 +48,8 @@ type Optimizer interface {
 	StateBytes() int
 }
 
-// ContextOptimizer is implemented by an Optimizer whose steps run long
-// computations that should stop when a context is cancelled (GaLore's
+// ContextOptimizer is implemented by an Optimizer (or a Hook) whose steps
+// run long computations that should stop when a context is cancelled (GaLore's
 // SVDs). Train calls SetContext with its own context before the first step,
 // and with context.Background() when it returns; a step whose computation
 // is cancelled panics with an error wrapping ctx's, which Train returns.

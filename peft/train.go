@@ -131,6 +131,14 @@ func Train(ctx context.Context, m Model, data Dataset, cfg TrainConfig) (*Histor
 		co.SetContext(ctx)
 		defer co.SetContext(context.Background())
 	}
+	for _, hk := range cfg.Hooks {
+		// A hook whose steps run long computations (TRP's and Maestro's
+		// SVDs) stops with the run, as a ContextOptimizer does.
+		if co, ok := hk.(ContextOptimizer); ok {
+			co.SetContext(ctx)
+			defer co.SetContext(context.Background())
+		}
+	}
 	rng := rand.New(rand.NewSource(cfg.Seed))
 	m.SetTraining(true)
 	defer m.SetTraining(false)
