@@ -8,9 +8,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"path"
-	"regexp"
-	"strings"
 
 	"github.com/gopeft/gopeft/accel"
 	"github.com/gopeft/gopeft/peft"
@@ -133,11 +130,7 @@ func New(cfg Config) *Conda {
 		bad("Config.Scale = %g: want a finite α", cfg.Scale)
 	}
 	for _, p := range cfg.Targets {
-		if strings.HasPrefix(p, "^") && strings.HasSuffix(p, "$") {
-			if _, err := regexp.Compile(p); err != nil {
-				bad("Config.Targets pattern %q: %v", p, err)
-			}
-		} else if _, err := path.Match(p, ""); err != nil {
+		if err := peft.CheckParamPattern(p); err != nil {
 			bad("Config.Targets pattern %q: %v", p, err)
 		}
 	}
@@ -158,36 +151,7 @@ func (c *Conda) projects(p *peft.Tensor) bool {
 	if m < 2 || n < 2 {
 		return false
 	}
-	return len(c.cfg.Targets) == 0 || condaMatch(c.cfg.Targets, p.Name)
-}
-
-// condaMatch reports whether name, or name without its last dotted
-// component (the module of "blocks.0.attn.q.weight"), equals a pattern,
-// ends in "."+pattern, matches it as a path.Match glob, or, for a pattern
-// written ^…$, matches it as a regular expression.
-func condaMatch(patterns []string, name string) bool {
-	cands := []string{name}
-	if i := strings.LastIndexByte(name, '.'); i > 0 {
-		cands = append(cands, name[:i])
-	}
-	for _, p := range patterns {
-		var re *regexp.Regexp
-		if strings.HasPrefix(p, "^") && strings.HasSuffix(p, "$") {
-			re, _ = regexp.Compile(p) // checked by New
-		}
-		for _, s := range cands {
-			if s == p || strings.HasSuffix(s, "."+p) {
-				return true
-			}
-			if ok, _ := path.Match(p, s); ok {
-				return true
-			}
-			if re != nil && re.MatchString(s) {
-				return true
-			}
-		}
-	}
-	return false
+	return len(c.cfg.Targets) == 0 || peft.MatchParam(c.cfg.Targets, p.Name)
 }
 
 // refresh is a basis computed in the first phase of a step.

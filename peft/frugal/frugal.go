@@ -9,10 +9,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"path"
-	"regexp"
 	"slices"
-	"strings"
 
 	"github.com/gopeft/gopeft/accel"
 	"github.com/gopeft/gopeft/peft"
@@ -200,11 +197,7 @@ func New(cfg Config) *FRUGAL {
 		bad("Config.WeightDecay = %g out of range: want a finite λ ≥ 0", cfg.WeightDecay)
 	}
 	for _, p := range cfg.Targets {
-		if strings.HasPrefix(p, "^") && strings.HasSuffix(p, "$") {
-			if _, err := regexp.Compile(p); err != nil {
-				bad("Config.Targets pattern %q: %v", p, err)
-			}
-		} else if _, err := path.Match(p, ""); err != nil {
+		if err := peft.CheckParamPattern(p); err != nil {
 			bad("Config.Targets pattern %q: %v", p, err)
 		}
 	}
@@ -226,36 +219,7 @@ func (f *FRUGAL) splits(p *peft.Tensor) bool {
 	if m < 2 || n < 2 {
 		return false
 	}
-	return len(f.cfg.Targets) == 0 || frugalMatch(f.cfg.Targets, p.Name)
-}
-
-// frugalMatch reports whether name, or name without its last dotted
-// component (the module of "blocks.0.attn.q.weight"), equals a pattern,
-// ends in "."+pattern, matches it as a path.Match glob, or, for a pattern
-// written ^…$, matches it as a regular expression.
-func frugalMatch(patterns []string, name string) bool {
-	cands := []string{name}
-	if i := strings.LastIndexByte(name, '.'); i > 0 {
-		cands = append(cands, name[:i])
-	}
-	for _, p := range patterns {
-		var re *regexp.Regexp
-		if strings.HasPrefix(p, "^") && strings.HasSuffix(p, "$") {
-			re, _ = regexp.Compile(p) // checked by New
-		}
-		for _, s := range cands {
-			if s == p || strings.HasSuffix(s, "."+p) {
-				return true
-			}
-			if ok, _ := path.Match(p, s); ok {
-				return true
-			}
-			if re != nil && re.MatchString(s) {
-				return true
-			}
-		}
-	}
-	return false
+	return len(f.cfg.Targets) == 0 || peft.MatchParam(f.cfg.Targets, p.Name)
 }
 
 // subspace returns the size of the state-full subspace of an m×n matrix:

@@ -6,9 +6,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"path"
-	"regexp"
-	"strings"
 
 	"github.com/gopeft/gopeft/accel"
 	"github.com/gopeft/gopeft/peft"
@@ -120,11 +117,7 @@ func New(cfg Config) *GaLore {
 		bad("Scale = %g: want a finite α", cfg.Scale)
 	}
 	for _, p := range cfg.Targets {
-		if strings.HasPrefix(p, "^") && strings.HasSuffix(p, "$") {
-			if _, err := regexp.Compile(p); err != nil {
-				bad("target pattern %q: %v", p, err)
-			}
-		} else if _, err := path.Match(p, ""); err != nil {
+		if err := peft.CheckParamPattern(p); err != nil {
 			bad("target pattern %q: %v", p, err)
 		}
 	}
@@ -144,7 +137,7 @@ func (g *GaLore) projects(p *peft.Tensor) (bool, error) {
 	if len(g.cfg.Targets) == 0 {
 		return min(m, n) > g.cfg.Rank, nil
 	}
-	if !galoreMatch(g.cfg.Targets, p.Name) {
+	if !peft.MatchParam(g.cfg.Targets, p.Name) {
 		return false, nil
 	}
 	if g.cfg.Rank > min(m, n) {
@@ -152,35 +145,6 @@ func (g *GaLore) projects(p *peft.Tensor) (bool, error) {
 			"rank r = %d out of range [1, %d] for the %s matrix", g.cfg.Rank, min(m, n), peft.ShapeOf(m, n))}
 	}
 	return true, nil
-}
-
-// galoreMatch reports whether name, or name without its last dotted
-// component (the module of "blocks.0.attn.q.weight"), equals a pattern,
-// ends in "."+pattern, matches it as a path.Match glob, or, for a pattern
-// written ^…$, matches it as a regular expression (as Targets does).
-func galoreMatch(patterns []string, name string) bool {
-	cands := []string{name}
-	if i := strings.LastIndexByte(name, '.'); i > 0 {
-		cands = append(cands, name[:i])
-	}
-	for _, p := range patterns {
-		var re *regexp.Regexp
-		if strings.HasPrefix(p, "^") && strings.HasSuffix(p, "$") {
-			re, _ = regexp.Compile(p) // checked by New
-		}
-		for _, c := range cands {
-			if c == p || strings.HasSuffix(c, "."+p) {
-				return true
-			}
-			if ok, _ := path.Match(p, c); ok {
-				return true
-			}
-			if re != nil && re.MatchString(c) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // Check returns the error that Step would panic with for params: a targeted
