@@ -7,6 +7,8 @@ import (
 	"go/token"
 	"reflect"
 	"strings"
+
+	"github.com/traefik/yaegi/interp"
 )
 
 // Redefinitions. A notebook user edits a cell and runs it again, so a name
@@ -285,4 +287,60 @@ func (s *Session) dropSymbol(name string) {
 		return
 	}
 	sym.SetMapIndex(reflect.ValueOf(name), reflect.Value{})
+}
+
+// A program's main. yaegi v0.16.1 runs the package's main function after
+// every program it executes, once one is declared (Program.init ends with
+// it): a cell declaring func main() ran it again with every later cell,
+// and so did a cell whose code starts with a func literal call
+// (func() { … }()), which yaegi compiles as the body of a main. The
+// program that declares main runs it, as go run would; later programs do
+// not (yaegi bug 45 in kernel/kerneltest/README.md).
+
+// mainNode returns the address of the node of the package's main, or 0.
+func (s *Session) mainNode() uintptr {
+	n := s.mainSym()
+	if !n.IsValid() || n.IsNil() {
+		return 0
+	}
+	return n.Pointer()
+}
+
+// mainSym returns the node field of main's symbol in the main scope, or
+// the zero Value.
+func (s *Session) mainSym() reflect.Value {
+	scopes := reflect.ValueOf(s.it).Elem().FieldByName("scopes")
+	if !scopes.IsValid() || scopes.Kind() != reflect.Map {
+		return reflect.Value{}
+	}
+	sc := scopes.MapIndex(reflect.ValueOf("main"))
+	if !sc.IsValid() || sc.Kind() != reflect.Pointer || sc.IsNil() {
+		return reflect.Value{}
+	}
+	sym := sc.Elem().FieldByName("sym")
+	if !sym.IsValid() || sym.Kind() != reflect.Map {
+		return reflect.Value{}
+	}
+	m := sym.MapIndex(reflect.ValueOf("main"))
+	if !m.IsValid() || m.IsNil() {
+		return reflect.Value{}
+	}
+	return m.Elem().FieldByName("node")
+}
+
+// stripMain removes the main function's node from the nodes prog runs
+// after its own code.
+func (s *Session) stripMain(prog *interp.Program) {
+	mainNode := s.mainSym()
+	init := settable(reflect.ValueOf(prog).Elem().FieldByName("init"))
+	if !init.IsValid() || init.Kind() != reflect.Slice || !mainNode.IsValid() || mainNode.IsNil() {
+		return
+	}
+	kept := reflect.MakeSlice(init.Type(), 0, init.Len())
+	for i := 0; i < init.Len(); i++ {
+		if n := init.Index(i); n.Pointer() != mainNode.Pointer() {
+			kept = reflect.Append(kept, n)
+		}
+	}
+	init.Set(kept)
 }

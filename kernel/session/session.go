@@ -594,7 +594,7 @@ func (s *Session) evalRuns(ctx context.Context, c *cell, code string) Result {
 			prog, err := s.compile(pad(fr.line) + "gopeftk.Show(" + final + ")")
 			if err != nil {
 				// A call with no result cannot be shown: run it as is.
-				prog, err = s.compile(pad(fr.line) + final)
+				prog, err = s.compile(pad(fr.line) + ";" + final) // ";": see evalStmts
 				if err != nil {
 					return compileErrorResult(err, code)
 				}
@@ -845,8 +845,10 @@ func (s *Session) evalStmts(ctx context.Context, r run, src, code string) error 
 			continue
 		}
 		funcLit = funcLit || hasFuncLit(piece)
-		if toks, _, err := scanCell(piece); err == nil && len(toks) > 0 && toks[0].tok == token.VAR {
-			piece = ";" + piece // yaegi compiles a source starting with var as a file
+		if toks, _, err := scanCell(piece); err == nil && len(toks) > 0 && (toks[0].tok == token.VAR || toks[0].tok == token.FUNC) {
+			// yaegi compiles a source starting with var as a file, and one
+			// starting with func() { … }() as the body of a main
+			piece = ";" + piece
 		}
 		prog, err := s.compile(pad(line) + strings.Repeat(" ", col) + piece)
 		if err != nil {
@@ -895,6 +897,7 @@ func (s *Session) compile(src string) (prog *interp.Program, err error) {
 			}
 		}
 	}()
+	mainBefore := s.mainNode()
 	prog, err = s.it.Compile(src)
 	if err != nil {
 		if ue, ok := s.explainCompile(err.Error(), src); ok {
@@ -904,6 +907,9 @@ func (s *Session) compile(src string) (prog *interp.Program, err error) {
 	}
 	if err := s.checkFmtCalls(prog); err != nil {
 		return nil, compileError{err}
+	}
+	if s.mainNode() == mainBefore {
+		s.stripMain(prog) // main is an earlier program's: not this one's to run
 	}
 	return prog, nil
 }
