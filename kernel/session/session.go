@@ -594,7 +594,10 @@ func (s *Session) evalRuns(ctx context.Context, c *cell, code string) Result {
 			prog, err := s.compile(pad(fr.line) + "gopeftk.Show(" + final + ")")
 			if err != nil {
 				// A call with no result cannot be shown: run it as is.
-				prog, err = s.compile(pad(fr.line) + ";" + final) // ";": see evalStmts
+				if strings.HasPrefix(strings.TrimSpace(final), "func") {
+					final = ";" + final // see evalStmts
+				}
+				prog, err = s.compile(pad(fr.line) + final)
 				if err != nil {
 					return compileErrorResult(err, code)
 				}
