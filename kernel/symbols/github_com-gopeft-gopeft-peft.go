@@ -29,9 +29,13 @@ func init() {
 		"BaseParams":              reflect.ValueOf(peft.BaseParams),
 		"CausalSelfAttention":     reflect.ValueOf(peft.CausalSelfAttention),
 		"CharVocab":               reflect.ValueOf(peft.CharVocab),
+		"CheckParamPattern":       reflect.ValueOf(peft.CheckParamPattern),
 		"CheckSupport":            reflect.ValueOf(peft.CheckSupport),
+		"ClassSplit":              reflect.ValueOf(peft.ClassSplit),
 		"ConcatCols":              reflect.ValueOf(peft.ConcatCols),
 		"ConcatRows":              reflect.ValueOf(peft.ConcatRows),
+		"ContinualAverage":        reflect.ValueOf(peft.ContinualAverage),
+		"ContinualForgetting":     reflect.ValueOf(peft.ContinualForgetting),
 		"Conv2D":                  reflect.ValueOf(peft.Conv2D),
 		"ConvTranspose2D":         reflect.ValueOf(peft.ConvTranspose2D),
 		"CrossEntropy":            reflect.ValueOf(peft.CrossEntropy),
@@ -46,6 +50,8 @@ func init() {
 		"DigitsMLPTrainConfig":    reflect.ValueOf(&peft.DigitsMLPTrainConfig).Elem(),
 		"DigitsSR":                reflect.ValueOf(peft.DigitsSR),
 		"DigitsSeed":              reflect.ValueOf(constant.MakeFromLiteral("0", token.INT, 0)),
+		"DigitsSequence":          reflect.ValueOf(peft.DigitsSequence),
+		"DirichletSplit":          reflect.ValueOf(peft.DirichletSplit),
 		"DisableAdapters":         reflect.ValueOf(peft.DisableAdapters),
 		"Div":                     reflect.ValueOf(peft.Div),
 		"Dropout":                 reflect.ValueOf(peft.Dropout),
@@ -53,6 +59,7 @@ func init() {
 		"EnableAdapters":          reflect.ValueOf(peft.EnableAdapters),
 		"EncodeSafetensors":       reflect.ValueOf(peft.EncodeSafetensors),
 		"Evaluate":                reflect.ValueOf(peft.Evaluate),
+		"Federate":                reflect.ValueOf(peft.Federate),
 		"FitPowerLaw":             reflect.ValueOf(peft.FitPowerLaw),
 		"FitPowerLawXMin":         reflect.ValueOf(peft.FitPowerLawXMin),
 		"FreezeBase":              reflect.ValueOf(peft.FreezeBase),
@@ -64,8 +71,10 @@ func init() {
 		"HistogramOf":             reflect.ValueOf(peft.HistogramOf),
 		"HookMethod":              reflect.ValueOf(peft.HookMethod),
 		"IDWT":                    reflect.ValueOf(peft.IDWT),
+		"IIDSplit":                reflect.ValueOf(peft.IIDSplit),
 		"Im2Col":                  reflect.ValueOf(peft.Im2Col),
 		"LRAt":                    reflect.ValueOf(peft.LRAt),
+		"LabelSkew":               reflect.ValueOf(peft.LabelSkew),
 		"LayerNorm":               reflect.ValueOf(peft.LayerNorm),
 		"LayerNormEps":            reflect.ValueOf(constant.MakeFromLiteral("9.999999999999999999948913325368725010799941799177759094163775444e-06", token.FLOAT, 0)),
 		"Left":                    reflect.ValueOf(peft.Left),
@@ -79,8 +88,10 @@ func init() {
 		"MSE":                     reflect.ValueOf(peft.MSE),
 		"MatMul":                  reflect.ValueOf(peft.MatMul),
 		"MatMulT":                 reflect.ValueOf(peft.MatMulT),
+		"MatchParam":              reflect.ValueOf(peft.MatchParam),
 		"Maybe":                   reflect.ValueOf(peft.Maybe),
 		"Mean":                    reflect.ValueOf(peft.Mean),
+		"MeanUpdate":              reflect.ValueOf(peft.MeanUpdate),
 		"MergeAdapters":           reflect.ValueOf(peft.MergeAdapters),
 		"MethodOf":                reflect.ValueOf(peft.MethodOf),
 		"Methods":                 reflect.ValueOf(peft.Methods),
@@ -92,6 +103,7 @@ func init() {
 		"NCHWToNHWC":              reflect.ValueOf(peft.NCHWToNHWC),
 		"NHWCToNCHW":              reflect.ValueOf(peft.NHWCToNCHW),
 		"NewAdamW":                reflect.ValueOf(peft.NewAdamW),
+		"NewClients":              reflect.ValueOf(peft.NewClients),
 		"NewConst":                reflect.ValueOf(peft.NewConst),
 		"NewConv2d":               reflect.ValueOf(peft.NewConv2d),
 		"NewESD":                  reflect.ValueOf(peft.NewESD),
@@ -124,6 +136,7 @@ func init() {
 		"Reshape":                 reflect.ValueOf(peft.Reshape),
 		"Right":                   reflect.ValueOf(peft.Right),
 		"RowNorms":                reflect.ValueOf(peft.RowNorms),
+		"RunContinual":            reflect.ValueOf(peft.RunContinual),
 		"SRLowRes":                reflect.ValueOf(constant.MakeFromLiteral("4", token.INT, 0)),
 		"SRScale":                 reflect.ValueOf(constant.MakeFromLiteral("2", token.INT, 0)),
 		"SaveAdapter":             reflect.ValueOf(peft.SaveAdapter),
@@ -137,6 +150,7 @@ func init() {
 		"Slice":                   reflect.ValueOf(peft.Slice),
 		"Softmax":                 reflect.ValueOf(peft.Softmax),
 		"SpectrumOf":              reflect.ValueOf(peft.SpectrumOf),
+		"SplitDigits":             reflect.ValueOf(peft.SplitDigits),
 		"Sub":                     reflect.ValueOf(peft.Sub),
 		"SubspaceSimilarity":      reflect.ValueOf(peft.SubspaceSimilarity),
 		"SubspaceSimilarityBases": reflect.ValueOf(peft.SubspaceSimilarityBases),
@@ -145,6 +159,7 @@ func init() {
 		"Tanh":                    reflect.ValueOf(peft.Tanh),
 		"Targets":                 reflect.ValueOf(peft.Targets),
 		"Text":                    reflect.ValueOf(peft.Text),
+		"TextSequence":            reflect.ValueOf(peft.TextSequence),
 		"Texts":                   reflect.ValueOf(&peft.Texts).Elem(),
 		"TinyGPTConfig":           reflect.ValueOf(&peft.TinyGPTConfig).Elem(),
 		"TinyGPTFile":             reflect.ValueOf(constant.MakeFromLiteral("\"tiny-gpt.safetensors\"", token.STRING, 0)),
@@ -161,58 +176,73 @@ func init() {
 		"WriteSafetensorsShaped":  reflect.ValueOf(peft.WriteSafetensorsShaped),
 
 		// type definitions
-		"AdamW":            reflect.ValueOf((*peft.AdamW)(nil)),
-		"Adapter":          reflect.ValueOf((*peft.Adapter)(nil)),
-		"AdapterConfig":    reflect.ValueOf((*peft.AdapterConfig)(nil)),
-		"AdapterFormat":    reflect.ValueOf((*peft.AdapterFormat)(nil)),
-		"AdapterOptions":   reflect.ValueOf((*peft.AdapterOptions)(nil)),
-		"AdapterReader":    reflect.ValueOf((*peft.AdapterReader)(nil)),
-		"AdapterWriter":    reflect.ValueOf((*peft.AdapterWriter)(nil)),
-		"ArgError":         reflect.ValueOf((*peft.ArgError)(nil)),
-		"Batch":            reflect.ValueOf((*peft.Batch)(nil)),
-		"Classification":   reflect.ValueOf((*peft.Classification)(nil)),
-		"ContextOptimizer": reflect.ValueOf((*peft.ContextOptimizer)(nil)),
-		"Conv2d":           reflect.ValueOf((*peft.Conv2d)(nil)),
-		"ConvGeom":         reflect.ValueOf((*peft.ConvGeom)(nil)),
-		"CustomAdapter":    reflect.ValueOf((*peft.CustomAdapter)(nil)),
-		"Dataset":          reflect.ValueOf((*peft.Dataset)(nil)),
-		"ESD":              reflect.ValueOf((*peft.ESD)(nil)),
-		"GPT":              reflect.ValueOf((*peft.GPT)(nil)),
-		"GPTBlock":         reflect.ValueOf((*peft.GPTBlock)(nil)),
-		"GPTConfig":        reflect.ValueOf((*peft.GPTConfig)(nil)),
-		"Histogram":        reflect.ValueOf((*peft.Histogram)(nil)),
-		"History":          reflect.ValueOf((*peft.History)(nil)),
-		"Hook":             reflect.ValueOf((*peft.Hook)(nil)),
-		"Linear":           reflect.ValueOf((*peft.Linear)(nil)),
-		"LinearModel":      reflect.ValueOf((*peft.LinearModel)(nil)),
-		"MLP":              reflect.ValueOf((*peft.MLP)(nil)),
-		"MarchenkoPastur":  reflect.ValueOf((*peft.MarchenkoPastur)(nil)),
-		"Merger":           reflect.ValueOf((*peft.Merger)(nil)),
-		"Method":           reflect.ValueOf((*peft.Method)(nil)),
-		"MethodKind":       reflect.ValueOf((*peft.MethodKind)(nil)),
-		"Metricer":         reflect.ValueOf((*peft.Metricer)(nil)),
-		"Model":            reflect.ValueOf((*peft.Model)(nil)),
-		"Optimizer":        reflect.ValueOf((*peft.Optimizer)(nil)),
-		"PanicError":       reflect.ValueOf((*peft.PanicError)(nil)),
-		"PowerLaw":         reflect.ValueOf((*peft.PowerLaw)(nil)),
-		"RankTrace":        reflect.ValueOf((*peft.RankTrace)(nil)),
-		"SGD":              reflect.ValueOf((*peft.SGD)(nil)),
-		"SRNet":            reflect.ValueOf((*peft.SRNet)(nil)),
-		"SafetensorsError": reflect.ValueOf((*peft.SafetensorsError)(nil)),
-		"SafetensorsFile":  reflect.ValueOf((*peft.SafetensorsFile)(nil)),
-		"ShapeError":       reflect.ValueOf((*peft.ShapeError)(nil)),
-		"Side":             reflect.ValueOf((*peft.Side)(nil)),
-		"Spectrum":         reflect.ValueOf((*peft.Spectrum)(nil)),
-		"SuperResolution":  reflect.ValueOf((*peft.SuperResolution)(nil)),
-		"TeacherTask":      reflect.ValueOf((*peft.TeacherTask)(nil)),
-		"Tensor":           reflect.ValueOf((*peft.Tensor)(nil)),
-		"TextData":         reflect.ValueOf((*peft.TextData)(nil)),
-		"TrainConfig":      reflect.ValueOf((*peft.TrainConfig)(nil)),
-		"Vocab":            reflect.ValueOf((*peft.Vocab)(nil)),
+		"AdamW":             reflect.ValueOf((*peft.AdamW)(nil)),
+		"Adapter":           reflect.ValueOf((*peft.Adapter)(nil)),
+		"AdapterConfig":     reflect.ValueOf((*peft.AdapterConfig)(nil)),
+		"AdapterFormat":     reflect.ValueOf((*peft.AdapterFormat)(nil)),
+		"AdapterOptions":    reflect.ValueOf((*peft.AdapterOptions)(nil)),
+		"AdapterReader":     reflect.ValueOf((*peft.AdapterReader)(nil)),
+		"AdapterWriter":     reflect.ValueOf((*peft.AdapterWriter)(nil)),
+		"Aggregator":        reflect.ValueOf((*peft.Aggregator)(nil)),
+		"ArgError":          reflect.ValueOf((*peft.ArgError)(nil)),
+		"Batch":             reflect.ValueOf((*peft.Batch)(nil)),
+		"Classification":    reflect.ValueOf((*peft.Classification)(nil)),
+		"Client":            reflect.ValueOf((*peft.Client)(nil)),
+		"ClientUpdate":      reflect.ValueOf((*peft.ClientUpdate)(nil)),
+		"ContextOptimizer":  reflect.ValueOf((*peft.ContextOptimizer)(nil)),
+		"ContinualConfig":   reflect.ValueOf((*peft.ContinualConfig)(nil)),
+		"ContinualFuncs":    reflect.ValueOf((*peft.ContinualFuncs)(nil)),
+		"ContinualMethod":   reflect.ValueOf((*peft.ContinualMethod)(nil)),
+		"ContinualResult":   reflect.ValueOf((*peft.ContinualResult)(nil)),
+		"ContinualSequence": reflect.ValueOf((*peft.ContinualSequence)(nil)),
+		"ContinualTask":     reflect.ValueOf((*peft.ContinualTask)(nil)),
+		"Conv2d":            reflect.ValueOf((*peft.Conv2d)(nil)),
+		"ConvGeom":          reflect.ValueOf((*peft.ConvGeom)(nil)),
+		"CustomAdapter":     reflect.ValueOf((*peft.CustomAdapter)(nil)),
+		"Dataset":           reflect.ValueOf((*peft.Dataset)(nil)),
+		"ESD":               reflect.ValueOf((*peft.ESD)(nil)),
+		"FedAvg":            reflect.ValueOf((*peft.FedAvg)(nil)),
+		"FedConfig":         reflect.ValueOf((*peft.FedConfig)(nil)),
+		"FedHistory":        reflect.ValueOf((*peft.FedHistory)(nil)),
+		"GPT":               reflect.ValueOf((*peft.GPT)(nil)),
+		"GPTBlock":          reflect.ValueOf((*peft.GPTBlock)(nil)),
+		"GPTConfig":         reflect.ValueOf((*peft.GPTConfig)(nil)),
+		"Histogram":         reflect.ValueOf((*peft.Histogram)(nil)),
+		"History":           reflect.ValueOf((*peft.History)(nil)),
+		"Hook":              reflect.ValueOf((*peft.Hook)(nil)),
+		"Linear":            reflect.ValueOf((*peft.Linear)(nil)),
+		"LinearModel":       reflect.ValueOf((*peft.LinearModel)(nil)),
+		"MLP":               reflect.ValueOf((*peft.MLP)(nil)),
+		"MarchenkoPastur":   reflect.ValueOf((*peft.MarchenkoPastur)(nil)),
+		"Merger":            reflect.ValueOf((*peft.Merger)(nil)),
+		"Method":            reflect.ValueOf((*peft.Method)(nil)),
+		"MethodKind":        reflect.ValueOf((*peft.MethodKind)(nil)),
+		"Metricer":          reflect.ValueOf((*peft.Metricer)(nil)),
+		"Model":             reflect.ValueOf((*peft.Model)(nil)),
+		"Optimizer":         reflect.ValueOf((*peft.Optimizer)(nil)),
+		"PanicError":        reflect.ValueOf((*peft.PanicError)(nil)),
+		"PowerLaw":          reflect.ValueOf((*peft.PowerLaw)(nil)),
+		"RankTrace":         reflect.ValueOf((*peft.RankTrace)(nil)),
+		"SGD":               reflect.ValueOf((*peft.SGD)(nil)),
+		"SRNet":             reflect.ValueOf((*peft.SRNet)(nil)),
+		"SafetensorsError":  reflect.ValueOf((*peft.SafetensorsError)(nil)),
+		"SafetensorsFile":   reflect.ValueOf((*peft.SafetensorsFile)(nil)),
+		"ShapeError":        reflect.ValueOf((*peft.ShapeError)(nil)),
+		"Side":              reflect.ValueOf((*peft.Side)(nil)),
+		"Spectrum":          reflect.ValueOf((*peft.Spectrum)(nil)),
+		"Split":             reflect.ValueOf((*peft.Split)(nil)),
+		"SuperResolution":   reflect.ValueOf((*peft.SuperResolution)(nil)),
+		"TeacherTask":       reflect.ValueOf((*peft.TeacherTask)(nil)),
+		"Tensor":            reflect.ValueOf((*peft.Tensor)(nil)),
+		"TextData":          reflect.ValueOf((*peft.TextData)(nil)),
+		"TrainConfig":       reflect.ValueOf((*peft.TrainConfig)(nil)),
+		"Vocab":             reflect.ValueOf((*peft.Vocab)(nil)),
 
 		// interface wrapper definitions
 		"_Adapter":          reflect.ValueOf((*_github_com_gopeft_gopeft_peft_Adapter)(nil)),
+		"_Aggregator":       reflect.ValueOf((*_github_com_gopeft_gopeft_peft_Aggregator)(nil)),
 		"_ContextOptimizer": reflect.ValueOf((*_github_com_gopeft_gopeft_peft_ContextOptimizer)(nil)),
+		"_ContinualMethod":  reflect.ValueOf((*_github_com_gopeft_gopeft_peft_ContinualMethod)(nil)),
 		"_Dataset":          reflect.ValueOf((*_github_com_gopeft_gopeft_peft_Dataset)(nil)),
 		"_Hook":             reflect.ValueOf((*_github_com_gopeft_gopeft_peft_Hook)(nil)),
 		"_Merger":           reflect.ValueOf((*_github_com_gopeft_gopeft_peft_Merger)(nil)),
@@ -244,6 +274,16 @@ func (W _github_com_gopeft_gopeft_peft_Adapter) Rank() int {
 	return W.WRank()
 }
 
+// _github_com_gopeft_gopeft_peft_Aggregator is an interface wrapper for Aggregator type
+type _github_com_gopeft_gopeft_peft_Aggregator struct {
+	IValue     interface{}
+	WAggregate func(round int, global []*peft.Tensor, updates []peft.ClientUpdate) ([]*mat.Dense, error)
+}
+
+func (W _github_com_gopeft_gopeft_peft_Aggregator) Aggregate(round int, global []*peft.Tensor, updates []peft.ClientUpdate) ([]*mat.Dense, error) {
+	return W.WAggregate(round, global, updates)
+}
+
 // _github_com_gopeft_gopeft_peft_ContextOptimizer is an interface wrapper for ContextOptimizer type
 type _github_com_gopeft_gopeft_peft_ContextOptimizer struct {
 	IValue      interface{}
@@ -252,6 +292,20 @@ type _github_com_gopeft_gopeft_peft_ContextOptimizer struct {
 
 func (W _github_com_gopeft_gopeft_peft_ContextOptimizer) SetContext(ctx context.Context) {
 	W.WSetContext(ctx)
+}
+
+// _github_com_gopeft_gopeft_peft_ContinualMethod is an interface wrapper for ContinualMethod type
+type _github_com_gopeft_gopeft_peft_ContinualMethod struct {
+	IValue      interface{}
+	WAfterTask  func(ctx context.Context, m peft.Model, task int, data peft.Dataset) error
+	WBeforeTask func(ctx context.Context, m peft.Model, task int, cfg peft.TrainConfig) (peft.TrainConfig, error)
+}
+
+func (W _github_com_gopeft_gopeft_peft_ContinualMethod) AfterTask(ctx context.Context, m peft.Model, task int, data peft.Dataset) error {
+	return W.WAfterTask(ctx, m, task, data)
+}
+func (W _github_com_gopeft_gopeft_peft_ContinualMethod) BeforeTask(ctx context.Context, m peft.Model, task int, cfg peft.TrainConfig) (peft.TrainConfig, error) {
+	return W.WBeforeTask(ctx, m, task, cfg)
 }
 
 // _github_com_gopeft_gopeft_peft_Dataset is an interface wrapper for Dataset type
