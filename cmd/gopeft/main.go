@@ -4,6 +4,7 @@
 //	gopeft install [--user | --prefix DIR | --sys-prefix]   write the kernelspec
 //	gopeft kernel -f CONNECTION_FILE                        run the kernel (Jupyter calls this)
 //	gopeft run NOTEBOOK.ipynb [-o OUT.ipynb]                execute a notebook headlessly
+//	gopeft analyze CKPT [CKPT2] [-top k] [-csv OUT.csv] [-md] rank analysis of checkpoints
 //	gopeft version                                          print the version
 package main
 
@@ -29,6 +30,9 @@ commands:
                  run the kernel (Jupyter starts it from the kernelspec)
   run NOTEBOOK.ipynb [-o OUT.ipynb]
                  execute a notebook headlessly, without Jupyter or Python
+  analyze CKPT [CKPT2] [-top k] [-csv OUT.csv] [-md]
+                 rank analysis of a safetensors checkpoint, or of the update
+                 between two (streamed tensor by tensor)
   version        print the version
 `
 
@@ -44,6 +48,8 @@ func mainArgs(args []string, stdout, stderr io.Writer) int {
 		return kernelMain(args[1:], stderr)
 	case "run":
 		return runMain(args[1:])
+	case "analyze":
+		return analyzeMain(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "gopeft %s (%s %s/%s)\n", kernel.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
