@@ -1,7 +1,10 @@
 package peft
 
 import (
+	"fmt"
 	"math"
+
+	"gonum.org/v1/gonum/mat"
 )
 
 // SGD is stochastic gradient descent with optional momentum and decoupled
@@ -136,4 +139,37 @@ func writeBack(p *Tensor, theta []float64) {
 	for i := 0; i < rm.Rows; i++ {
 		copy(rm.Data[i*rm.Stride:i*rm.Stride+rm.Cols], theta[i*rm.Cols:(i+1)*rm.Cols])
 	}
+}
+
+// AdamDirection updates Adam's moments m and v (contiguous, made by
+// mat.NewDense, of g's shape) with the gradient g and returns the step
+// direction bc·m/(√v + ε) as a new matrix:
+//
+//	m ← β₁·m + (1−β₁)·g,   v ← β₂·v + (1−β₂)·g²,   out = bc·m/(√v + ε)
+//
+// where bc is the bias correction through the step size,
+// AdamBiasCorrection(t, β₁, β₂), as GaLore's code applies it (1 to leave
+// it out). The optimizers that run Adam on projected gradients (GaLore,
+// Fira, Q-GaLore, CoSO) share it, so the arithmetic is in one place.
+func AdamDirection(m, v *mat.Dense, g mat.Matrix, beta1, beta2, eps, bc float64) *mat.Dense {
+	r, c := g.Dims()
+	if mr, mc := m.Dims(); mr != r || mc != c {
+		panic(ShapeError{Op: "AdamDirection", Got: fmt.Sprintf("moments %s, gradient %s", ShapeOf(mr, mc), ShapeOf(r, c)), Want: "the same shape"})
+	}
+	md, vd := m.RawMatrix().Data, v.RawMatrix().Data
+	gd := mat.DenseCopyOf(g).RawMatrix().Data
+	out := mat.NewDense(r, c, nil)
+	od := out.RawMatrix().Data
+	for i, x := range gd {
+		md[i] = beta1*md[i] + (1-beta1)*x   // update the first moment (momentum)
+		vd[i] = beta2*vd[i] + (1-beta2)*x*x // update the second moment
+		od[i] = bc * md[i] / (math.Sqrt(vd[i]) + eps)
+	}
+	return out
+}
+
+// AdamBiasCorrection returns √(1−β₂ᵗ)/(1−β₁ᵗ): both moments bias-corrected
+// through the step size at step t (from 1).
+func AdamBiasCorrection(t int, beta1, beta2 float64) float64 {
+	return math.Sqrt(1-math.Pow(beta2, float64(t))) / (1 - math.Pow(beta1, float64(t)))
 }

@@ -304,20 +304,7 @@ func (o *CoSO) stepProjected(p *peft.Tensor, st *cosoState, lr float64) *mat.Den
 // step) and returns the bias-corrected direction √(1−β₂ᵗ)/(1−β₁ᵗ) ·
 // M/(√V + ε), as GaLore's code.
 func (o *CoSO) adam(st *cosoState, gr *mat.Dense) *mat.Dense {
-	b1, b2, eps := o.cfg.Beta1, o.cfg.Beta2, o.cfg.Eps
-	md, vd := st.m.RawMatrix().Data, st.v.RawMatrix().Data
-	gd := mat.DenseCopyOf(gr).RawMatrix().Data
-	// bias-correct both moments through the step size
-	bc := math.Sqrt(1-math.Pow(b2, float64(st.t))) / (1 - math.Pow(b1, float64(st.t)))
-	r, c := gr.Dims()
-	out := mat.NewDense(r, c, nil)
-	od := out.RawMatrix().Data
-	for i, x := range gd {
-		md[i] = b1*md[i] + (1-b1)*x   // update the first moment (momentum)
-		vd[i] = b2*vd[i] + (1-b2)*x*x // update the second moment
-		od[i] = bc * md[i] / (math.Sqrt(vd[i]) + eps)
-	}
-	return out
+	return peft.AdamDirection(st.m, st.v, gr, o.cfg.Beta1, o.cfg.Beta2, o.cfg.Eps, peft.AdamBiasCorrection(st.t, o.cfg.Beta1, o.cfg.Beta2))
 }
 
 func scaled(s float64, a mat.Matrix) *mat.Dense {

@@ -374,24 +374,13 @@ func limit(s *mat.Dense, prev, gamma float64) float64 {
 // and returns Adam's direction M/(√V + ε), of gr's shape, without the bias
 // correction (see biasCorrection).
 func (f *Fira) adam(st *firaState, gr *mat.Dense) *mat.Dense {
-	b1, b2, eps := f.cfg.Beta1, f.cfg.Beta2, f.cfg.Eps
-	md, vd := st.m.RawMatrix().Data, st.v.RawMatrix().Data // made by mat.NewDense: contiguous
-	gd := mat.DenseCopyOf(gr).RawMatrix().Data
-	r, c := gr.Dims()
-	out := mat.NewDense(r, c, nil)
-	od := out.RawMatrix().Data
-	for i, x := range gd {
-		md[i] = b1*md[i] + (1-b1)*x   // update the first moment (momentum)
-		vd[i] = b2*vd[i] + (1-b2)*x*x // update the second moment
-		od[i] = md[i] / (math.Sqrt(vd[i]) + eps)
-	}
-	return out
+	return peft.AdamDirection(st.m, st.v, gr, f.cfg.Beta1, f.cfg.Beta2, f.cfg.Eps, 1)
 }
 
 // biasCorrection returns √(1−β₂ᵗ)/(1−β₁ᵗ): both moments bias-corrected
 // through the step size, as the paper's code does.
 func (f *Fira) biasCorrection(t int) float64 {
-	return math.Sqrt(1-math.Pow(f.cfg.Beta2, float64(t))) / (1 - math.Pow(f.cfg.Beta1, float64(t)))
+	return peft.AdamBiasCorrection(t, f.cfg.Beta1, f.cfg.Beta2)
 }
 
 // StateBytes returns the size of f's state in bytes, as float64: Adam's two

@@ -271,20 +271,7 @@ func (g *GaLore) stepProjected(p *peft.Tensor, st *galoreState, lr float64) *mat
 // and returns the bias-corrected step direction
 // √(1−β₂ᵗ)/(1−β₁ᵗ) · M/(√V + ε), of gr's shape.
 func (g *GaLore) adam(st *galoreState, gr *mat.Dense) *mat.Dense {
-	b1, b2, eps := g.cfg.Beta1, g.cfg.Beta2, g.cfg.Eps
-	md, vd := st.m.RawMatrix().Data, st.v.RawMatrix().Data // made by mat.NewDense: contiguous
-	gd := mat.DenseCopyOf(gr).RawMatrix().Data
-	// bias-correct both moments through the step size, as the paper's code
-	bc := math.Sqrt(1-math.Pow(b2, float64(st.t))) / (1 - math.Pow(b1, float64(st.t)))
-	r, c := gr.Dims()
-	out := mat.NewDense(r, c, nil)
-	od := out.RawMatrix().Data
-	for i, x := range gd {
-		md[i] = b1*md[i] + (1-b1)*x   // update the first moment (momentum)
-		vd[i] = b2*vd[i] + (1-b2)*x*x // update the second moment
-		od[i] = bc * md[i] / (math.Sqrt(vd[i]) + eps)
-	}
-	return out
+	return peft.AdamDirection(st.m, st.v, gr, g.cfg.Beta1, g.cfg.Beta2, g.cfg.Eps, peft.AdamBiasCorrection(st.t, g.cfg.Beta1, g.cfg.Beta2))
 }
 
 // scaled returns s·a as a new matrix.

@@ -404,20 +404,7 @@ func (q *QGaLore) refresh(p *peft.Tensor, st *qState) {
 // and returns the bias-corrected step direction
 // √(1−β₂ᵗ)/(1−β₁ᵗ) · M/(√V + ε), of gr's shape.
 func (q *QGaLore) adam(st *qState, gr *mat.Dense) *mat.Dense {
-	b1, b2, eps := q.cfg.Beta1, q.cfg.Beta2, q.cfg.Eps
-	md, vd := st.m.RawMatrix().Data, st.v.RawMatrix().Data // made by mat.NewDense: contiguous
-	gd := mat.DenseCopyOf(gr).RawMatrix().Data
-	// bias-correct both moments through the step size, as GaLore's code
-	bc := math.Sqrt(1-math.Pow(b2, float64(st.t))) / (1 - math.Pow(b1, float64(st.t)))
-	r, c := gr.Dims()
-	out := mat.NewDense(r, c, nil)
-	od := out.RawMatrix().Data
-	for i, x := range gd {
-		md[i] = b1*md[i] + (1-b1)*x   // update the first moment (momentum)
-		vd[i] = b2*vd[i] + (1-b2)*x*x // update the second moment
-		od[i] = bc * md[i] / (math.Sqrt(vd[i]) + eps)
-	}
-	return out
+	return peft.AdamDirection(st.m, st.v, gr, q.cfg.Beta1, q.cfg.Beta2, q.cfg.Eps, peft.AdamBiasCorrection(st.t, q.cfg.Beta1, q.cfg.Beta2))
 }
 
 // StochasticRound returns w (r×c) as symmetric absmax integers of bits
