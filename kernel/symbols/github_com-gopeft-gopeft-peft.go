@@ -15,6 +15,8 @@ import (
 func init() {
 	Symbols["github.com/gopeft/gopeft/peft/peft"] = map[string]reflect.Value{
 		// function, constant and variable definitions
+		"AdamBiasCorrection":      reflect.ValueOf(peft.AdamBiasCorrection),
+		"AdamDirection":           reflect.ValueOf(peft.AdamDirection),
 		"AdapterConfigFile":       reflect.ValueOf(constant.MakeFromLiteral("\"adapter_config.json\"", token.STRING, 0)),
 		"AdapterMethod":           reflect.ValueOf(peft.AdapterMethod),
 		"AdapterName":             reflect.ValueOf(peft.AdapterName),
