@@ -106,6 +106,7 @@ func (p *preparer) prepare(src string, decl bool) (string, error) {
 	src = p.passFmtCheck(src, decl)  // guarded by a string test
 	src = passConstRepeat(src, decl) // guarded by a string test
 	src = p.passBounds(src, decl)    // guarded by a string test
+	src = p.passParallelAssign(src, decl)
 	var err error
 	if f.loop {
 		src = p.passRangeInt(src, decl)
@@ -1761,6 +1762,94 @@ func bodyRecovers(body *ast.BlockStmt) bool {
 			if id, ok := c.Fun.(*ast.Ident); ok && id.Name == "recover" {
 				found = true
 			}
+		}
+		return !found
+	})
+	return found
+}
+
+// passParallelAssign hoists the calls out of a parallel assignment.
+// yaegi v0.16.1 loses the other values of `a, b = f(x), y` when one of the
+// right-hand sides is a call (b is left 0, silently; := is not affected):
+//
+//	u, v = math.Sqrt(4), 3     →   __pa7_0 := math.Sqrt(4); u, v = __pa7_0, 3
+//
+// The calls run first, left to right, then the assignment, which the Go
+// spec allows (it fixes the order of calls, not of other operands). Only
+// statements of a block are rewritten (not a for loop's post statement);
+// the line count is kept.
+func (p *preparer) passParallelAssign(src string, decl bool) string {
+	if !strings.Contains(src, ",") || !strings.Contains(src, "(") {
+		return src
+	}
+	pr, ok := parseRun(src, decl)
+	if !ok {
+		return src
+	}
+	text := func(n ast.Node) string { return src[pr.off(n.Pos()):pr.off(n.End())] }
+	var es []edit
+	rewrite := func(list []ast.Stmt) {
+		for _, st := range list {
+			as, ok := st.(*ast.AssignStmt)
+			if !ok || as.Tok != token.ASSIGN || len(as.Lhs) < 2 || len(as.Lhs) != len(as.Rhs) {
+				continue
+			}
+			calls := make([]bool, len(as.Rhs))
+			any := false
+			for i, r := range as.Rhs {
+				calls[i] = hasCall(r)
+				any = any || calls[i]
+			}
+			if !any {
+				continue
+			}
+			p.seq++
+			var b strings.Builder
+			args := make([]string, len(as.Rhs))
+			for i, r := range as.Rhs {
+				args[i] = text(r)
+				if calls[i] {
+					tmp := fmt.Sprintf("__pa%d_%d", p.seq, i)
+					fmt.Fprintf(&b, "%s := %s; ", tmp, args[i])
+					args[i] = tmp
+				}
+			}
+			lhs := make([]string, len(as.Lhs))
+			for i, l := range as.Lhs {
+				lhs[i] = text(l)
+			}
+			fmt.Fprintf(&b, "%s = %s", strings.Join(lhs, ", "), strings.Join(args, ", "))
+			old := text(as)
+			repl := b.String()
+			if d := strings.Count(old, "\n") - strings.Count(repl, "\n"); d > 0 {
+				repl += strings.Repeat("\n", d)
+			}
+			es = append(es, edit{off: pr.off(as.Pos()), del: len(old), ins: repl})
+		}
+	}
+	ast.Inspect(pr.file, func(n ast.Node) bool {
+		switch x := n.(type) {
+		case *ast.BlockStmt:
+			rewrite(x.List)
+		case *ast.CaseClause:
+			rewrite(x.Body)
+		case *ast.CommClause:
+			rewrite(x.Body)
+		}
+		return true
+	})
+	return applyEdits(src, es) // a statement run's statements are the body of its wrapper func, visited above
+}
+
+// hasCall reports whether e contains a call, outside function literals.
+func hasCall(e ast.Expr) bool {
+	found := false
+	ast.Inspect(e, func(n ast.Node) bool {
+		switch n.(type) {
+		case *ast.FuncLit:
+			return false
+		case *ast.CallExpr:
+			found = true
 		}
 		return !found
 	})
