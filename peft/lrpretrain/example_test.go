@@ -32,7 +32,6 @@ func ExampleNewRestarter() {
 		fmt.Println(err)
 		return
 	}
-	h.SetContext(ctx)
 	n, total, _ := peft.TrainableParams(m)
 	fmt.Printf("trained numbers: %d of %d\n", n, total)
 	data := peft.DigitsData(0.25, 1)

@@ -58,8 +58,8 @@ import (
 //   - The SVD of B·A is computed from thin QRs of B and Aᵀ and the SVD of
 //     the r×r core, O((d+k)·r²) instead of O(d·k·min(d,k)); same result.
 //
-// Restarter implements peft.Hook. Its SVDs run under the context given to
-// SetContext (context.Background() until then).
+// Restarter implements peft.Hook and SetContext: peft.Train gives it the
+// run's context, so that cancelling the run stops its SVDs.
 type Restarter struct {
 	Pairs  []Pair
 	Opt    *Adam // whose moments Reset zeroes; may be nil without Reset

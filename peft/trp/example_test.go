@@ -22,7 +22,6 @@ func ExampleNew() {
 		fmt.Println(err)
 		return
 	}
-	h.SetContext(ctx) // so that cancelling ctx stops the SVDs too
 	cfg := peft.TrainConfig{Steps: 400, BatchSize: 64, LR: 1e-2, Seed: 1, Hooks: []peft.Hook{h}}
 	if _, err := peft.FullFineTune(ctx, m, data, cfg); err != nil {
 		fmt.Println(err)

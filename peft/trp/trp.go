@@ -60,9 +60,10 @@ import (
 //   - Which layers: the reference leaves out the first convolution and 1×1
 //     ones; gopeft takes Config.Targets, every Linear of the model if empty.
 //
-// TRP implements peft.Hook. Its SVDs run under the context given to
-// SetContext (context.Background() until then): give it the training run's
-// context so that cancelling the run stops them.
+// TRP implements peft.Hook and SetContext: peft.Train gives it the run's
+// context, so that cancelling the run stops its SVDs (outside Train they
+// run under the context given to SetContext, context.Background() until
+// then).
 type TRP struct {
 	Config Config
 	Layers []*peft.Linear // the targeted layers, in model order

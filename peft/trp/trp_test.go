@@ -426,8 +426,8 @@ func TestAfterStep(t *testing.T) {
 	}
 }
 
-// TestTrainCancelled: when the context given to SetContext is cancelled
-// during a run, peft.Train stops at the next step with the hook's error.
+// TestTrainCancelled: peft.Train gives the hook the run's context; when it
+// is cancelled during a run, training stops at the next step.
 func TestTrainCancelled(t *testing.T) {
 	m := peft.NewMLP([]int{64, 16, 10}, 1)
 	data := peft.DigitsData(0.2, 1)
@@ -436,15 +436,14 @@ func TestTrainCancelled(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h.SetContext(ctx)
 	cfg := peft.TrainConfig{Steps: 20, BatchSize: 16, LR: 1e-2, Hooks: []peft.Hook{h}, Callback: func(step int, _ *peft.History) {
 		if step == 3 {
 			cancel()
 		}
 	}}
-	hist, err := peft.FullFineTune(context.Background(), m, data, cfg)
+	hist, err := peft.FullFineTune(ctx, m, data, cfg)
 	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "step 4") || len(hist.Steps) != 3 {
-		t.Errorf("run with the hook's context cancelled after step 3: %d steps recorded, error %v; want 3 and context.Canceled at step 4", len(hist.Steps), err)
+		t.Errorf("run cancelled after step 3: %d steps recorded, error %v; want 3 and context.Canceled at step 4", len(hist.Steps), err)
 	}
 }
 
