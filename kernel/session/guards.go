@@ -175,6 +175,7 @@ var (
 	missingImport    = regexp.MustCompile(`import "([^"]+)" error: unable to find source`)
 	genericSelector  = regexp.MustCompile(`undefined selector: (slices|maps|cmp|iter|sync/atomic)\.(\w+)`)
 	untypedInference = regexp.MustCompile(`untyped (\w+) does not implement ([\w.]+)`)
+	spreadConvert    = regexp.MustCompile(`reflect\.Value\.Convert: value of type \[\]\S+ cannot be converted to type \S+`)
 )
 
 // explainCompile turns a compile error msg of src into an Unsupported
@@ -204,6 +205,10 @@ func (s *Session) explainCompile(msg, src string) (unsupportedError, bool) {
 		return unsupportedError{line: line, msg: fmt.Sprintf("the interpreter (yaegi v0.16.1) cannot infer a type argument "+
 			"from an untyped %s constant for the constraint %s: write the type argument (Max[float64](2.5, -1.0)) or "+
 			"convert the constants (float64(2.5))", m[1], m[2])}, true
+	}
+	if spreadConvert.MatchString(msg) && strings.Contains(src, "...") {
+		return unsupportedError{line: line, msg: "the interpreter (yaegi v0.16.1) cannot spread a compiled package's slice " +
+			"variable into a variadic call (f(pkg.Values...)): copy it to a variable first, xs := pkg.Values; f(xs...)"}, true
 	}
 	if g := s.genericCalled(src, line); g != "" {
 		switch {

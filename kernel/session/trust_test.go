@@ -215,3 +215,17 @@ func TestTypedNilReturnRefused(t *testing.T) {
 		t.Fatalf("a nil pointer returned as error: %+v", r.Error)
 	}
 }
+
+// Spreading a compiled package's slice variable into a variadic call is a
+// reflect.Convert failure inside yaegi: it is refused with the workaround,
+// and the workaround works.
+func TestSpreadOfPackageSliceIsExplained(t *testing.T) {
+	s := newSession(t)
+	res := s.Execute(context.Background(), "d := peft.DigitsData(0.2, 1, peft.DigitsMLPClasses...)", 1, &recorder{})
+	if res.Error == nil || res.Error.Name != "Unsupported" || !strings.Contains(res.Error.Value, "xs := pkg.Values; f(xs...)") {
+		t.Fatalf("want an Unsupported error with the workaround, got %+v", res.Error)
+	}
+	if res, _ := runOK(t, s, "xs := peft.DigitsMLPClasses\nd := peft.DigitsData(0.2, 1, xs...)\nlen(d.Labels) > 0"); text(res) != "true" {
+		t.Fatalf("the workaround: %s", text(res))
+	}
+}
