@@ -10,9 +10,10 @@ import (
 //
 //	go generate ./peft     (runs: go run ./internal/pretrain -out pretrained)
 //
-// which calls PretrainTinyGPT and PretrainDigitsMLP with their fixed seeds
-// and writes pretrained/tiny-gpt.safetensors and
-// pretrained/digits-mlp.safetensors (float32, PyTorch state_dict names).
+// which calls PretrainTinyGPT, PretrainTinyGPTWide and PretrainDigitsMLP
+// with their fixed seeds and writes pretrained/tiny-gpt.safetensors,
+// pretrained/tiny-gpt-wide.safetensors and pretrained/digits-mlp.safetensors
+// (float32, PyTorch state_dict names).
 // The same build gives the same bytes every time.
 //
 //go:generate go run ./internal/pretrain -out pretrained
@@ -26,6 +27,18 @@ var TinyGPTConfig = GPTConfig{Vocab: 96, Context: 64, Layers: 2, Heads: 4, Dim: 
 // TinyGPTTrainConfig is how PretrainTinyGPT trains it on Moby-Dick.
 var TinyGPTTrainConfig = TrainConfig{Steps: 1200, BatchSize: 16, LR: 3e-3, WarmupSteps: 60, MinLR: 3e-4,
 	WeightDecay: 0.01, ClipNorm: 1, Seed: 1, Name: "tiny GPT on moby-dick"}
+
+// TinyGPTWideConfig is the shape of the shipped wide tiny GPT, the tiny
+// GPT's wider sibling (SN-Netv2 stitches the two): TinyGPTConfig's
+// vocabulary (V = 96), context (T ≤ 64) and 2 blocks, with C = 96 in 6
+// heads of 16 (the tiny GPT's head width) and an MLP of 4·C = 384.
+var TinyGPTWideConfig = GPTConfig{Vocab: 96, Context: 64, Layers: 2, Heads: 6, Dim: 96, Hidden: 384, Seed: 2}
+
+// TinyGPTWideTrainConfig is how PretrainTinyGPTWide trains it on
+// Moby-Dick: TinyGPTTrainConfig's schedule and batches (the same seed, so
+// the same windows in the same order).
+var TinyGPTWideTrainConfig = TrainConfig{Steps: 1200, BatchSize: 16, LR: 3e-3, WarmupSteps: 60, MinLR: 3e-4,
+	WeightDecay: 0.01, ClipNorm: 1, Seed: 1, Name: "wide tiny GPT on moby-dick"}
 
 // DigitsMLPSizes are the layer widths of the shipped digits MLP:
 // 64 pixels → 64 → 10 classes (layers fc1, fc2).
@@ -49,8 +62,9 @@ var DigitsMLPTrainConfig = TrainConfig{Steps: 400, BatchSize: 64, LR: 1e-2, Warm
 
 // Names of the shipped files in pretrained/.
 const (
-	TinyGPTFile   = "tiny-gpt.safetensors"
-	DigitsMLPFile = "digits-mlp.safetensors"
+	TinyGPTFile     = "tiny-gpt.safetensors"
+	TinyGPTWideFile = "tiny-gpt-wide.safetensors"
+	DigitsMLPFile   = "digits-mlp.safetensors"
 )
 
 // PretrainTinyGPT trains TinyGPTConfig's GPT from scratch on Moby-Dick (a
@@ -58,14 +72,25 @@ const (
 // out) with TinyGPTTrainConfig, plus every/callback for progress. It is what
 // made the shipped tiny-gpt.safetensors.
 func PretrainTinyGPT(ctx context.Context, every int, callback func(step int, h *History)) (*GPT, *History, error) {
-	data, err := NewTextData("moby-dick", TinyGPTConfig.Context, 0.05)
+	return pretrainGPT(ctx, TinyGPTConfig, TinyGPTTrainConfig, every, callback)
+}
+
+// PretrainTinyGPTWide trains TinyGPTWideConfig's GPT from scratch on
+// Moby-Dick as PretrainTinyGPT does the tiny one, with
+// TinyGPTWideTrainConfig. It is what made the shipped
+// tiny-gpt-wide.safetensors.
+func PretrainTinyGPTWide(ctx context.Context, every int, callback func(step int, h *History)) (*GPT, *History, error) {
+	return pretrainGPT(ctx, TinyGPTWideConfig, TinyGPTWideTrainConfig, every, callback)
+}
+
+func pretrainGPT(ctx context.Context, gcfg GPTConfig, tcfg TrainConfig, every int, callback func(step int, h *History)) (*GPT, *History, error) {
+	data, err := NewTextData("moby-dick", gcfg.Context, 0.05)
 	if err != nil {
 		return nil, nil, err
 	}
-	g := NewGPT(TinyGPTConfig)
-	cfg := TinyGPTTrainConfig
-	cfg.Every, cfg.Callback = every, callback
-	h, err := Train(ctx, g, data, cfg)
+	g := NewGPT(gcfg)
+	tcfg.Every, tcfg.Callback = every, callback
+	h, err := Train(ctx, g, data, tcfg)
 	return g, h, err
 }
 
@@ -98,6 +123,17 @@ func loadPretrained(name string, m Model) error {
 func LoadTinyGPT() (*GPT, error) {
 	g := NewGPT(TinyGPTConfig)
 	if err := loadPretrained(TinyGPTFile, g); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// LoadTinyGPTWide returns the shipped wide tiny GPT (TinyGPTWideConfig),
+// pretrained on Moby-Dick, with every parameter trainable. Its tokens are
+// CharVocab's, as the tiny GPT's.
+func LoadTinyGPTWide() (*GPT, error) {
+	g := NewGPT(TinyGPTWideConfig)
+	if err := loadPretrained(TinyGPTWideFile, g); err != nil {
 		return nil, err
 	}
 	return g, nil

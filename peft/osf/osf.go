@@ -129,6 +129,12 @@ type subspace struct {
 	u *mat.Dense // (m×k) U_k
 	v *mat.Dense // (n×k) V_k
 	s []float64  // (k) their singular values when protected
+	// next is the largest singular value of the unprotected part of W at
+	// the last Protect (0 if none), and leak how far, relative to max|W|,
+	// W then was from U_k·diag(s)·V_kᵀ plus its unprotected part: what
+	// SaveAdapter needs to know that PEFT's SVD of that W gives the same
+	// frozen part (see file.go).
+	next, leak float64
 }
 
 // New returns an OSF optimizer. A configuration out of range panics with a
@@ -347,6 +353,9 @@ func (o *OSF) Protect(ctx context.Context, params []*peft.Tensor) error {
 			sub.u.Copy(full.U.Slice(0, m, 0, k))
 			sub.v.Copy(full.VT.Slice(0, k, 0, n).T())
 			sub.s = append([]float64(nil), full.S[:k]...)
+			if k < len(full.S) {
+				sub.next = full.S[k]
+			}
 			o.prot[p] = sub
 			continue
 		}
@@ -362,6 +371,11 @@ func (o *OSF) Protect(ctx context.Context, params []*peft.Tensor) error {
 		sub.u = extend(sub.u, nu)
 		sub.v = extend(sub.v, nv)
 		sub.s = append(sub.s, svd.S[:add]...)
+		sub.next = 0
+		if add < len(svd.S) {
+			sub.next = svd.S[add]
+		}
+		sub.leak = leakOf(sub, p.Value)
 	}
 	o.tasks = t
 	clear(o.adam) // a fresh AdamW for the next task

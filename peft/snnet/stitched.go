@@ -50,7 +50,9 @@ type StitchConfig struct {
 	L      int // front layers before the stitch, 1 ≤ L ≤ (front's layers) − 1
 	LPrime int // back layers the stitch stands in for, 1 ≤ L' ≤ (back's layers) − 1
 	// The least-squares fit runs on Batches batches of BatchSize training
-	// rows drawn from the data with Seed: 4 and 64 if 0.
+	// rows drawn from the data with Seed: 4 and 64 if 0. For StitchGPT,
+	// BatchSize counts sequences (DefaultGPTBatchSize if 0), L and L' are
+	// block boundaries 0 … blocks.
 	Batches   int
 	BatchSize int
 	Seed      int64

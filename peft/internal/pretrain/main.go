@@ -1,6 +1,7 @@
 // Command pretrain makes the pretrained bases shipped in peft/pretrained:
-// a tiny GPT trained on Moby-Dick and an MLP trained on the digits 0–4, each
-// from fixed seeds, written as float32 safetensors. Run it through
+// a tiny GPT and a wider one (C = 64 and 96) trained on Moby-Dick, and an MLP
+// trained on the digits 0–4, each from fixed seeds, written as float32
+// safetensors. Run it through
 //
 //	go generate ./peft
 //
@@ -22,7 +23,7 @@ import (
 
 func main() {
 	out := flag.String("out", "pretrained", "directory to write the safetensors files into")
-	only := flag.String("only", "", `make only "gpt" or "mlp"`)
+	only := flag.String("only", "", `make only "gpt", "gpt-wide" or "mlp"`)
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -49,26 +50,37 @@ func run(ctx context.Context, out, only string) error {
 		}
 	}
 	if only == "" || only == "gpt" {
-		start := time.Now()
-		g, h, err := peft.PretrainTinyGPT(ctx, 100, func(step int, h *peft.History) {
-			fmt.Fprintf(os.Stderr, "tiny GPT step %4d  loss %.4f  lr %.2e  %.1fs\n", step, h.Loss[step-1], h.LR[step-1], time.Since(start).Seconds())
-		})
-		if err != nil {
+		if err := gpt(ctx, "tiny GPT", peft.PretrainTinyGPT, peft.TinyGPTConfig, filepath.Join(out, peft.TinyGPTFile)); err != nil {
 			return err
 		}
-		data, err := peft.NewTextData("moby-dick", peft.TinyGPTConfig.Context, 0.05)
-		if err != nil {
-			return err
-		}
-		loss, bpc, err := peft.Evaluate(ctx, g, data)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(os.Stderr, "tiny GPT: %d steps in %.1fs, held-out Moby-Dick loss %.4f nats (%.3f bits/char)\n",
-			len(h.Loss), time.Since(start).Seconds(), loss, bpc)
-		if err := peft.SaveModelAs(filepath.Join(out, peft.TinyGPTFile), g, "F32"); err != nil {
+	}
+	if only == "" || only == "gpt-wide" {
+		if err := gpt(ctx, "wide tiny GPT", peft.PretrainTinyGPTWide, peft.TinyGPTWideConfig, filepath.Join(out, peft.TinyGPTWideFile)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// gpt trains a GPT of config cfg with pretrain, reports its held-out
+// Moby-Dick loss, and writes it to path.
+func gpt(ctx context.Context, name string, pretrain func(context.Context, int, func(int, *peft.History)) (*peft.GPT, *peft.History, error), cfg peft.GPTConfig, path string) error {
+	start := time.Now()
+	g, h, err := pretrain(ctx, 100, func(step int, h *peft.History) {
+		fmt.Fprintf(os.Stderr, "%s step %4d  loss %.4f  lr %.2e  %.1fs\n", name, step, h.Loss[step-1], h.LR[step-1], time.Since(start).Seconds())
+	})
+	if err != nil {
+		return err
+	}
+	data, err := peft.NewTextData("moby-dick", cfg.Context, 0.05)
+	if err != nil {
+		return err
+	}
+	loss, bpc, err := peft.Evaluate(ctx, g, data)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "%s: %d steps in %.1fs, held-out Moby-Dick loss %.4f nats (%.3f bits/char)\n",
+		name, len(h.Loss), time.Since(start).Seconds(), loss, bpc)
+	return peft.SaveModelAs(path, g, "F32")
 }
