@@ -16,24 +16,21 @@ var (
 	useAVX2   = cpu.X86.HasAVX2 && cpu.X86.HasFMA
 )
 
-// Kernel sets of the assembly paths. Blocking: an A block mc×kc (≤ 512 KiB)
-// stays in L2 while B panels kc×nr stream through L1; kc and mc were chosen
-// by measurement on the development machine (an AVX-512 Xeon with 48 KiB
-// L1d and 2 MiB L2 per core), where a deeper kc (fewer passes over C) beat a
-// B panel that fits L1.
+// Kernel sets of the assembly paths, with their cache blocks (kc, mc, nc)
+// derived from this machine's caches (gemmBlocking in cache.go).
 var (
-	dgemmAVX512Set = kernelSet[float64]{name: "AVX512", mr: 14, nr: 16, kc: 512, mc: 14 * 8, nc: 1024,
+	dgemmAVX512Set = withBlocking(kernelSet[float64]{name: "AVX512", mr: 14, nr: 16,
 		tile: asmTileFunc(16, dgemmAVX512[:], dgemmAVX512R[:]),
-		half: asmTileFunc(8, dgemmAVX512H[:], dgemmAVX512HR[:])}
-	dgemmAVX2Set = kernelSet[float64]{name: "AVX2", mr: 6, nr: 8, kc: 256, mc: 6 * 40, nc: 2048,
+		half: asmTileFunc(8, dgemmAVX512H[:], dgemmAVX512HR[:])}, caches)
+	dgemmAVX2Set = withBlocking(kernelSet[float64]{name: "AVX2", mr: 6, nr: 8,
 		tile: asmTileFunc(8, dgemmAVX2[:], dgemmAVX2R[:]),
-		half: asmTileFunc(4, dgemmAVX2H[:], dgemmAVX2HR[:])}
-	sgemmAVX512Set = kernelSet[float32]{name: "AVX512", mr: 14, nr: 32, kc: 512, mc: 14 * 8, nc: 1024,
+		half: asmTileFunc(4, dgemmAVX2H[:], dgemmAVX2HR[:])}, caches)
+	sgemmAVX512Set = withBlocking(kernelSet[float32]{name: "AVX512", mr: 14, nr: 32,
 		tile: asmTileFunc(32, sgemmAVX512[:], sgemmAVX512R[:]),
-		half: asmTileFunc(16, sgemmAVX512H[:], sgemmAVX512HR[:])}
-	sgemmAVX2Set = kernelSet[float32]{name: "AVX2", mr: 6, nr: 16, kc: 256, mc: 6 * 40, nc: 2048,
+		half: asmTileFunc(16, sgemmAVX512H[:], sgemmAVX512HR[:])}, caches)
+	sgemmAVX2Set = withBlocking(kernelSet[float32]{name: "AVX2", mr: 6, nr: 16,
 		tile: asmTileFunc(16, sgemmAVX2[:], sgemmAVX2R[:]),
-		half: asmTileFunc(8, sgemmAVX2H[:], sgemmAVX2HR[:])}
+		half: asmTileFunc(8, sgemmAVX2H[:], sgemmAVX2HR[:])}, caches)
 )
 
 // asmTile picks the kernel for a tile of height h whose A is read at

@@ -3,6 +3,7 @@ package accel
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"gonum.org/v1/gonum/blas"
@@ -23,6 +24,8 @@ var benchShapes = []gemmShape{
 	{"n=64", 64, 64, 64},
 	{"n=256", 256, 256, 256},
 	{"n=1024", 1024, 1024, 1024},
+	{"n=2048", 2048, 2048, 2048},
+	{"n=4096", 4096, 4096, 4096},
 	{"4096x1024*1024x16", 4096, 16, 1024},
 	{"16x1024*1024x4096", 16, 4096, 1024},
 	{"256x1024*1024x1024", 256, 1024, 1024},
@@ -51,7 +54,7 @@ func BenchmarkDgemm(b *testing.B) {
 			for _, s := range benchShapes {
 				for _, threads := range []int{1, 2} {
 					b.Run(fmt.Sprintf("%s/t=%d", s.name, threads), func(b *testing.B) {
-						if impl.name == "generic" && s.m*s.n*s.k > 1<<26 && testing.Short() {
+						if impl.name == "generic" && s.m*s.n*s.k > 1<<26 && testing.Short() || impl.name != "asm" && s.m*s.n*s.k > 1<<30 {
 							b.Skip("slow")
 						}
 						a, bm, c := randSlice[float64](rng, s.m*s.k), randSlice[float64](rng, s.k*s.n), make([]float64, s.m*s.n)
@@ -82,7 +85,7 @@ func BenchmarkSgemm(b *testing.B) {
 			for _, s := range benchShapes {
 				for _, threads := range []int{1, 2} {
 					b.Run(fmt.Sprintf("%s/t=%d", s.name, threads), func(b *testing.B) {
-						if impl.name == "generic" && s.m*s.n*s.k > 1<<26 && testing.Short() {
+						if impl.name == "generic" && s.m*s.n*s.k > 1<<26 && testing.Short() || impl.name != "asm" && s.m*s.n*s.k > 1<<30 {
 							b.Skip("slow")
 						}
 						a, bm, c := randSlice[float32](rng, s.m*s.k), randSlice[float32](rng, s.k*s.n), make([]float32, s.m*s.n)
@@ -130,7 +133,7 @@ func BenchmarkDgemmTrans(b *testing.B) {
 	rng := rand.New(rand.NewPCG(1, 1))
 	prev := SetThreads(1)
 	defer SetThreads(prev)
-	for _, s := range benchShapes[2:] {
+	for _, s := range slices.Concat(benchShapes[2:3], benchShapes[5:]) {
 		a, bm, c := randSlice[float64](rng, s.m*s.k), randSlice[float64](rng, s.k*s.n), make([]float64, s.m*s.n)
 		for _, tr := range []struct {
 			name   string

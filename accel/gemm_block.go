@@ -34,10 +34,9 @@ import "sync/atomic"
 // read A by rows or B by rows in place (see gemmSerial), which is what the
 // tall-skinny and short-wide LoRA products need.
 //
-// Large products are split across goroutines by rows of C (or by columns
-// when C is wide). Goroutines splitting by rows all need the same blocks of
-// B, so they pack each block together, a share of the panels each, into two
-// buffers used in turn, meeting at a barrier once per block.
+// Large products are split across goroutines in two dimensions, a grid of
+// blocks of C whose shape follows the shape of C (gemmGrid); each worker
+// packs its own panels.
 
 // kernelSet is one microkernel with its blocking parameters.
 type kernelSet[T float32 | float64] struct {
@@ -55,7 +54,8 @@ type kernelSet[T float32 | float64] struct {
 }
 
 // minParallelFlops is the size m·n·k below which products stay on one
-// goroutine: smaller ones finish in well under 100 µs.
+// goroutine without further thought: smaller ones finish in well under
+// 100 µs. Above it, gemmGrid decides.
 const minParallelFlops = 96 * 96 * 96
 
 // parallelBusy is set while a product is running on several goroutines; a
@@ -65,63 +65,98 @@ var parallelBusy atomic.Bool
 // gemmBlocked computes C = alpha·op(A)·op(B) + beta·C with kernel set ks,
 // splitting large products across goroutines. Arguments are checked,
 // m, n, k > 0 and alpha ≠ 0.
+//
+// A parallel product cuts C into a grid of pr×pc blocks (gemmGrid), rows in
+// multiples of mr and columns in multiples of nr, and each worker runs the
+// serial driver on its block with its own packing buffers: it packs its
+// rows of op(A) and its columns of op(B) itself. Nothing is shared while
+// the workers run (no barrier, no shared counter), so a worker that the OS
+// deschedules delays only its own block, and one that has not started when
+// the caller is done with its own is taken over by the caller.
 func gemmBlocked[T float32 | float64](ks *kernelSet[T], tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
-	nt := Threads()
-	if nt > 1 && m*n*k >= minParallelFlops {
-		// Split the larger dimension of C, measured in tiles, into nt
-		// non-empty parts.
-		rowTiles, colTiles := (m+ks.mr-1)/ks.mr, (n+ks.nr-1)/ks.nr
-		tiles := max(rowTiles, colTiles)
-		nt = min(nt, tiles)
-		stepTiles := (tiles + nt - 1) / nt
-		nt = (tiles + stepTiles - 1) / stepTiles
-		if nt > 1 && parallelBusy.CompareAndSwap(false, true) {
+	if nt := Threads(); nt > 1 && m*n*k >= minParallelFlops {
+		pr, pc := gemmGrid(nt, ks.mr, ks.nr, m, n, k)
+		if pr*pc > 1 && parallelBusy.CompareAndSwap(false, true) {
 			defer parallelBusy.Store(false)
-			if rowTiles >= colTiles {
-				// Every part multiplies its rows of A by all of B: the parts
-				// pack the blocks of B together, each a share of the panels,
-				// into two buffers used in turn.
-				step := stepTiles * ks.mr
-				bufs := make([]gemmBuf[T], nt)
-				for t := range bufs {
-					bufs[t] = getBuf(ks)
+			rowTiles, colTiles := (m+ks.mr-1)/ks.mr, (n+ks.nr-1)/ks.nr
+			parallel(pr*pc, nil, func(t int) {
+				r, q := t/pc, t%pc
+				// Block (r, q): tiles [r·rowTiles/pr, (r+1)·rowTiles/pr) of
+				// the rows and likewise of the columns, so the blocks differ
+				// by at most one tile each way.
+				i0, i1 := r*rowTiles/pr*ks.mr, min(m, (r+1)*rowTiles/pr*ks.mr)
+				j0, j1 := q*colTiles/pc*ks.nr, min(n, (q+1)*colTiles/pc*ks.nr)
+				offA := i0 * lda // first row of op(A): a row of A, or a column when tA
+				if tA {
+					offA = i0
 				}
-				coop := &gemmCoop[T]{nt: nt, bar: newBarrier(nt), bp: [2][]T{bufs[0].bp, bufs[1].bp}}
-				parallel(nt, coop.bar.abort, func(t int) {
-					i0, i1 := t*step, min(m, (t+1)*step)
-					off := i0 * lda // first row of A, or first column when tA
-					if tA {
-						off = i0
-					}
-					gemmSerial(ks, &bufs[t], &gemmCoop[T]{t: t, nt: nt, bar: coop.bar, bp: coop.bp},
-						tA, tB, i1-i0, n, k, alpha, a[off:], lda, b, ldb, beta, c[i0*ldc:], ldc)
-				})
-				for t := range bufs {
-					putBuf(&bufs[t])
+				offB := j0 // first column of op(B): a column of B, or a row when tB
+				if tB {
+					offB = j0 * ldb
 				}
-			} else {
-				step := stepTiles * ks.nr
-				parallel(nt, nil, func(t int) {
-					j0, j1 := t*step, min(n, (t+1)*step)
-					off := j0 // first column of B, or first row when tB
-					if tB {
-						off = j0 * ldb
-					}
-					gemmSerial(ks, nil, nil, tA, tB, m, j1-j0, k, alpha, a, lda, b[off:], ldb, beta, c[j0:], ldc)
-				})
-			}
+				gemmSerial(ks, tA, tB, i1-i0, j1-j0, k, alpha, a[offA:], lda, b[offB:], ldb, beta, c[i0*ldc+j0:], ldc)
+			})
 			return
 		}
 	}
-	gemmSerial(ks, nil, nil, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	gemmSerial(ks, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
-// gemmCoop is what one of nt goroutines needs to pack blocks of B together
-// with the others: its index t, the barrier, and the two shared buffers.
-type gemmCoop[T float32 | float64] struct {
-	t, nt int
-	bar   *barrier
-	bp    [2][]T
+// Costs of the parallel split, in multiply-adds of the microkernel (one
+// AVX-512 core does 16 float64 multiply-adds per cycle).
+const (
+	// gemmPackCost is the cost of packing, or streaming from memory, one
+	// element of A or B: about one element per cycle.
+	gemmPackCost = 16
+	// gemmWorkerCost is the cost of one more worker: waking it and waiting
+	// for it, about 20 µs.
+	gemmWorkerCost = 1 << 20
+	// gemmBandwidthIntensity: a product doing fewer than this many
+	// multiply-adds per element of A, B and C per worker is bound by memory
+	// bandwidth (see gemmGrid).
+	gemmBandwidthIntensity = 4
+)
+
+// gemmGrid chooses how a product of op(A) m×k by op(B) k×n is cut into
+// pr×pc blocks of C, one per worker, for at most nt workers and a kernel
+// mr×nr. A worker's time is modelled as
+//
+//	mb·nb·k + gemmPackCost·(mb + nb)·k
+//
+// for a block of mb×nb (whole tiles, the largest block), the product plus
+// the packing (or streaming) of its rows of op(A) and columns of op(B), and
+// each worker past the first adds gemmWorkerCost. gemmGrid returns the grid
+// of least time, fewest workers on ties: pr ≤ the row tiles, pc ≤ the
+// column tiles, and pr·pc ≤ nt. For a given number of workers w the packing
+// term is least when mb ≈ nb, so the grid follows the shape of C (1024×1024
+// on 4 workers: 2×2; 4096×16: w×1; 16×4096: 1×w).
+//
+// Products with little reuse are bound by memory bandwidth, not by the
+// cores: with intensity I = m·n·k / (m·k + k·n + m·n) multiply-adds per
+// element, a core at full speed (16 multiply-adds per cycle) would read
+// 128/I bytes per cycle, 24 GB/s at 3 GHz for the LoRA shapes' I ≈ 16, and
+// a socket's memory feeds only a few such cores. So the workers are also
+// capped at max(2, I/gemmBandwidthIntensity): 3 for 4096×1024·1024×16 or
+// 16×1024·1024×4096, 85 for 1024³.
+func gemmGrid(nt, mr, nr, m, n, k int) (pr, pc int) {
+	rowTiles, colTiles := (m+mr-1)/mr, (n+nr-1)/nr
+	intensity := float64(m) * float64(n) * float64(k) / (float64(m)*float64(k) + float64(k)*float64(n) + float64(m)*float64(n))
+	nt = min(nt, max(2, int(intensity/gemmBandwidthIntensity)), rowTiles*colTiles)
+	cost := func(pr, pc int) float64 {
+		mb := min(float64((rowTiles+pr-1)/pr*mr), float64(m))
+		nb := min(float64((colTiles+pc-1)/pc*nr), float64(n))
+		return mb*nb*float64(k) + gemmPackCost*(mb+nb)*float64(k) + gemmWorkerCost*float64(pr*pc-1)
+	}
+	pr, pc = 1, 1
+	best := cost(1, 1)
+	for r := 1; r <= min(nt, rowTiles); r++ {
+		for q := 1; q <= min(nt/r, colTiles); q++ {
+			if c := cost(r, q); c < best {
+				pr, pc, best = r, q, c
+			}
+		}
+	}
+	return pr, pc
 }
 
 // gemmBuf holds one goroutine's packing buffers, three parts of one slice
@@ -153,20 +188,16 @@ const smallDirectElems = 1 << 16
 
 var useSmallDirect = true
 
-// gemmSerial is gemmBlocked on the caller's goroutine alone, with buffers
-// buf (nil: its own). With coop not nil, it is one of coop.nt goroutines
-// that pack each block of B together (see gemmBlocked).
-func gemmSerial[T float32 | float64](ks *kernelSet[T], buf *gemmBuf[T], coop *gemmCoop[T], tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
-	if buf == nil {
-		own := getBuf(ks)
-		buf = &own
-		defer putBuf(buf)
-	}
+// gemmSerial is gemmBlocked on the caller's goroutine alone, with packing
+// buffers of its own from the scratch pool.
+func gemmSerial[T float32 | float64](ks *kernelSet[T], tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+	own := getBuf(ks)
+	buf := &own
+	defer putBuf(buf)
 	mr, nr := ks.mr, ks.nr
 	// A packed panel of B serves every row tile of C; with only a couple of
 	// them, the kernels read B in place (rows of B are contiguous unless tB).
-	// Goroutines that pack together must all pack.
-	directB := !tB && m <= 2*mr && coop == nil
+	directB := !tB && m <= 2*mr
 	kcMax := ks.kc
 	if directB {
 		// B read in place is scattered over many pages and lines: keep its
@@ -182,11 +213,10 @@ func gemmSerial[T float32 | float64](ks *kernelSet[T], buf *gemmBuf[T], coop *ge
 	if _, ok := any(zero).(float32); ok {
 		size = 4
 	}
-	if useSmallDirect && !tB && coop == nil && k*n <= smallDirectElems && ldb*size%4096 != 0 {
+	if useSmallDirect && !tB && k*n <= smallDirectElems && ldb*size%4096 != 0 {
 		directB = true
 	}
 	smallA := useSmallDirect && m*k <= smallDirectElems && lda*size%4096 != 0
-	blockIdx := 0 // blocks of B so far
 	for jc := 0; jc < n; jc += ks.nc {
 		nc := min(ks.nc, n-jc)
 		// Likewise a packed panel of A serves every column tile of C: with a
@@ -194,28 +224,13 @@ func gemmSerial[T float32 | float64](ks *kernelSet[T], buf *gemmBuf[T], coop *ge
 		// by the contiguous columns of the stored Aᵀ.
 		directA := nc <= 2*nr || smallA
 		lastJ := (nc - 1) / nr * nr // first column of the last B panel
-		for pc := 0; pc < k; pc, blockIdx = pc+kcMax, blockIdx+1 {
+		for pc := 0; pc < k; pc += kcMax {
 			kc := min(kcMax, k-pc)
 			betaK := beta // the first block of k applies beta, later ones add
 			if pc > 0 {
 				betaK = 1
 			}
-			bpBlock := buf.bp
 			switch {
-			case coop != nil:
-				// Pack this goroutine's share of the panels into the buffer
-				// not used by the previous block, then wait for the others.
-				// (Two buffers: a goroutine may start packing block q+1
-				// while another still computes with block q, but not before
-				// all have finished block q-1, since they passed the
-				// barrier of block q after it.)
-				bpBlock = coop.bp[blockIdx%2]
-				panels := (nc + nr - 1) / nr
-				p0, p1 := coop.t*panels/coop.nt, (coop.t+1)*panels/coop.nt
-				if p0 < p1 {
-					packB(bpBlock[p0*nr*kc:], tB, b, ldb, pc, jc+p0*nr, kc, min(p1*nr, nc)-p0*nr, nr)
-				}
-				coop.bar.wait()
 			case !directB:
 				packB(buf.bp, tB, b, ldb, pc, jc, kc, nc, nr)
 			case nc-lastJ < nr:
@@ -237,7 +252,7 @@ func gemmSerial[T float32 | float64](ks *kernelSet[T], buf *gemmBuf[T], coop *ge
 				}
 				for jr := 0; jr < nc; jr += nr {
 					nj := min(nr, nc-jr)
-					bp, sb := bpBlock[jr*kc:(jr+nr)*kc], nr
+					bp, sb := buf.bp[jr*kc:(jr+nr)*kc], nr
 					if directB {
 						if nj == nr {
 							bp, sb = b[pc*ldb+jc+jr:], ldb

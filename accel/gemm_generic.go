@@ -18,6 +18,6 @@ func gemmGeneric[T float32 | float64](tA, tB bool, m, n, k int, alpha T, a []T, 
 }
 
 var (
-	dgemmGenericSet = kernelSet[float64]{name: "generic", mr: 4, nr: 4, kc: 256, mc: 128, nc: 1024, tile: gemmKernelGeneric[float64]}
-	sgemmGenericSet = kernelSet[float32]{name: "generic", mr: 4, nr: 4, kc: 256, mc: 128, nc: 1024, tile: gemmKernelGeneric[float32]}
+	dgemmGenericSet = withBlocking(kernelSet[float64]{name: "generic", mr: 4, nr: 4, tile: gemmKernelGeneric[float64]}, caches)
+	sgemmGenericSet = withBlocking(kernelSet[float32]{name: "generic", mr: 4, nr: 4, tile: gemmKernelGeneric[float32]}, caches)
 )

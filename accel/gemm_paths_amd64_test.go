@@ -32,3 +32,15 @@ func gemmPaths() []gemmPath {
 		}},
 	}
 }
+
+// gemmKernelSets lists the kernel sets this machine can run, for tests that
+// call gemmBlocked with blockings of their own.
+func gemmKernelSets() (d []*kernelSet[float64], s []*kernelSet[float32]) {
+	if cpu.X86.HasAVX512F {
+		d, s = append(d, &dgemmAVX512Set), append(s, &sgemmAVX512Set)
+	}
+	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
+		d, s = append(d, &dgemmAVX2Set), append(s, &sgemmAVX2Set)
+	}
+	return append(d, &dgemmGenericSet), append(s, &sgemmGenericSet)
+}

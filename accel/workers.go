@@ -157,9 +157,10 @@ const (
 )
 
 type teamJob struct {
-	s    *claimState
-	f    func(worker, task int)
-	quit bool
+	s       *claimState
+	f       func(worker, task int)
+	quit    bool
+	helpers int // helpers 1…helpers work on it (the others ignore it)
 }
 
 type teamHelper struct {
@@ -208,14 +209,14 @@ func (t *team) workers() int {
 // close stops the helpers (they exit as soon as they see it).
 func (t *team) close() {
 	if t != nil {
-		t.post(&teamJob{quit: true})
+		t.post(&teamJob{quit: true, helpers: len(t.helpers)})
 	}
 }
 
 func (t *team) post(j *teamJob) {
 	t.job.Store(j)
 	t.gen.Add(1)
-	for _, h := range t.helpers {
+	for _, h := range t.helpers[:j.helpers] {
 		if h.sleeping.Load() && h.sleeping.CompareAndSwap(true, false) {
 			h.wake <- struct{}{}
 		}
@@ -241,18 +242,25 @@ type teamStep struct {
 // do other work, then must call join before the next start. abort, if not
 // nil, is called on the step's first panic (see claimState).
 func (t *team) start(tasks int, abort func(), f func(worker, task int)) teamStep {
+	return t.startOn(t.workers(), tasks, abort, f)
+}
+
+// startOn is start on the caller and the first workers−1 helpers only
+// (workers ≤ t.workers()); the other helpers are not woken.
+func (t *team) startOn(workers, tasks int, abort func(), f func(worker, task int)) teamStep {
 	if tasks <= 0 {
 		return teamStep{}
 	}
-	s := newClaimState(tasks, t.workers(), abort)
-	if t == nil || tasks == 1 {
+	workers = max(1, min(workers, t.workers()))
+	s := newClaimState(tasks, workers, abort)
+	if t == nil || tasks == 1 || workers == 1 {
 		return teamStep{s: s, f: f}
 	}
 	if t.solo > 0 {
 		t.solo--
 		return teamStep{s: s, f: f}
 	}
-	t.post(&teamJob{s: s, f: f})
+	t.post(&teamJob{s: s, f: f, helpers: workers - 1})
 	return teamStep{t: t, s: s, f: f}
 }
 
@@ -315,6 +323,9 @@ func (t *team) loop(w int, h *teamHelper, seen int64) {
 		}
 		seen = t.gen.Load()
 		j := t.job.Load()
+		if w > j.helpers {
+			continue // not asked: wait for the next job
+		}
 		if j.quit {
 			return
 		}
@@ -325,16 +336,40 @@ func (t *team) loop(w int, h *teamHelper, seen int64) {
 	}
 }
 
+// pool is the persistent team behind parallel: its helpers live for the
+// whole process (started the first time a parallel product needs them,
+// more when a later one needs more), spin for teamSpin after a step and
+// then park, so a parallel product costs no goroutine creation and, in a
+// sequence of products, usually finds its helpers running. One caller at a
+// time uses it (busy); a parallel step that finds it taken (an SVD running
+// its own teams next to a product, say) makes a team for its one step.
+var pool struct {
+	busy atomic.Bool
+	tm   *team // owned by whoever holds busy
+}
+
 // parallel runs f(0), …, f(nt−1) at the same time, f(0) on the caller's
-// goroutine, on a team made for this one step (newStepTeam), and returns
-// when all are done. Each f(t) gets a goroutine of its own, so they may wait for each
-// other; onPanic, if not nil, is called on the first panic to release the
-// others (barrier.abort). The first panic that is not errAborted is
-// re-raised on the caller's goroutine once all have returned.
+// goroutine, and returns when all are done: on the persistent pool's
+// caller and first nt−1 helpers (the others are not woken), or, when the
+// pool is in use, on a team made for this one step (newStepTeam). Each f(t)
+// gets a goroutine of its own, so they may wait for each other; onPanic, if
+// not nil, is called on the first panic to release the others
+// (barrier.abort). The first panic that is not errAborted is re-raised on
+// the caller's goroutine once all have returned.
 func parallel(nt int, onPanic func(), f func(t int)) {
+	task := func(_, t int) { f(t) }
+	if nt > 1 && pool.busy.CompareAndSwap(false, true) {
+		defer pool.busy.Store(false)
+		if pool.tm.workers() < nt {
+			pool.tm.close()
+			pool.tm = newTeam(nt)
+		}
+		pool.tm.startOn(nt, nt, onPanic, task).join()
+		return
+	}
 	tm := newStepTeam(nt)
 	defer tm.close()
-	tm.start(nt, onPanic, func(_, t int) { f(t) }).join()
+	tm.start(nt, onPanic, task).join()
 }
 
 // both runs f and g, concurrently when Threads() allows two (f on the

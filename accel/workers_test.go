@@ -320,11 +320,13 @@ func TestScratch(t *testing.T) {
 }
 
 // TestStepTeamHelpersExit checks that the helpers of one-step teams
-// (parallel, both) exit once their step is done: no goroutine is left
-// behind by many parallel products.
+// (both, and parallel when the pool is taken) exit once their step is done,
+// and that parallel reuses the pool's helpers: no goroutine is left behind
+// by many parallel products.
 func TestStepTeamHelpersExit(t *testing.T) {
 	prev := SetThreads(3)
 	defer SetThreads(prev)
+	parallel(3, nil, func(int) {}) // the pool's helpers, which stay
 	base := runtime.NumGoroutine()
 	for range 200 {
 		parallel(3, nil, func(int) {})

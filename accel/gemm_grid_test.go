@@ -1,0 +1,40 @@
+package accel
+
+import "testing"
+
+// TestGemmGrid checks the parallel split: skinny products use few workers
+// along their long side, squares split both ways, small ones stay serial,
+// and no grid has more blocks than tiles or workers.
+func TestGemmGrid(t *testing.T) {
+	for _, tc := range []struct {
+		nt, m, n, k int
+		pr, pc      int
+	}{
+		{2, 1024, 1024, 1024, 1, 2}, // 74 row tiles split 37·14 = 518 rows against 512 columns
+		{4, 1024, 1024, 1024, 2, 2},
+		{16, 4096, 4096, 4096, 4, 4},
+		{16, 4096, 16, 1024, 3, 1}, // bandwidth-bound: I ≈ 15.7, 3 workers
+		{16, 16, 4096, 1024, 1, 3},
+		{2, 4096, 16, 1024, 2, 1},
+		{2, 16, 4096, 1024, 1, 2},
+		{16, 256, 1024, 1024, 1, 16}, // 256×64 blocks: 19 row tiles do not split evenly
+		{2, 64, 64, 64, 1, 1},
+		{8, 100, 100, 100, 1, 1},
+		{3, 14, 16, 100000, 1, 1}, // one tile: nothing to split
+	} {
+		pr, pc := gemmGrid(tc.nt, 14, 16, tc.m, tc.n, tc.k)
+		if pr != tc.pr || pc != tc.pc {
+			t.Errorf("gemmGrid(%d, 14×16, %d×%d·%d) = %d×%d, want %d×%d", tc.nt, tc.m, tc.k, tc.n, pr, pc, tc.pr, tc.pc)
+		}
+	}
+	for nt := 1; nt <= 16; nt++ {
+		for _, m := range []int{1, 13, 14, 15, 100, 1000} {
+			for _, n := range []int{1, 16, 17, 100, 1000} {
+				pr, pc := gemmGrid(nt, 14, 16, m, n, 500)
+				if pr < 1 || pc < 1 || pr*pc > nt || pr > (m+13)/14 || pc > (n+15)/16 {
+					t.Fatalf("gemmGrid(%d, 14×16, %d×500·%d) = %d×%d", nt, m, n, pr, pc)
+				}
+			}
+		}
+	}
+}
