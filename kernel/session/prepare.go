@@ -1789,6 +1789,10 @@ func (p *preparer) passParallelAssign(src string, decl bool) string {
 	text := func(n ast.Node) string { return src[pr.off(n.Pos()):pr.off(n.End())] }
 	var es []edit
 	rewrite := func(list []ast.Stmt) {
+		// At the top level of a statement run the temporaries live in a
+		// func literal: a top-level tmp := s[i] of a compiled slice does
+		// not compile in yaegi v0.16.1 ("constant definition loop").
+		top := !decl && len(list) > 0 && len(pr.body) > 0 && &list[0] == &pr.body[0]
 		for _, st := range list {
 			as, ok := st.(*ast.AssignStmt)
 			if !ok || as.Tok != token.ASSIGN || len(as.Lhs) < 2 || len(as.Lhs) != len(as.Rhs) {
@@ -1821,6 +1825,9 @@ func (p *preparer) passParallelAssign(src string, decl bool) string {
 			fmt.Fprintf(&b, "%s = %s", strings.Join(lhs, ", "), strings.Join(args, ", "))
 			old := text(as)
 			repl := b.String()
+			if top {
+				repl = "func() { " + repl + " }()"
+			}
 			if d := strings.Count(old, "\n") - strings.Count(repl, "\n"); d > 0 {
 				repl += strings.Repeat("\n", d)
 			}

@@ -229,3 +229,14 @@ func TestSpreadOfPackageSliceIsExplained(t *testing.T) {
 		t.Fatalf("the workaround: %s", text(res))
 	}
 }
+
+// A parallel assignment with a call (hoisted, see passParallelAssign) whose
+// values index a compiled slice compiles at the top level and assigns every
+// variable; yaegi alone left the second one 0.
+func TestParallelAssignWithCallTopLevel(t *testing.T) {
+	s := newSession(t)
+	runOK(t, s, "ps := peft.DigitsMLPClasses\nvar a1, a2 int\nvar u, v float64")
+	if res, _ := runOK(t, s, "a1, a2 = ps[0], ps[len(ps)-1]\nu, v = math.Sqrt(16), 3\nfmt.Sprint(a1, a2, u, v)"); text(res) != "0 4 4 3" {
+		t.Fatalf("got %s, want 0 4 4 3", text(res))
+	}
+}
