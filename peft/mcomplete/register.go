@@ -34,7 +34,8 @@ type Phase struct {
 // PhaseDiagram runs Complete with cfg (whose K and Truth it sets) on one
 // n×n rank-k matrix for every k of ks and p of ps, the matrix and the mask
 // drawn from seed, k and p's index. A run that breaks down (a factor loses
-// rank, too few samples) counts as error 1, that of X = 0. Cancelling ctx
+// rank, too few samples) or diverges (a final error above 1, or NaN)
+// counts as error 1, that of X = 0, so that a chart's scale stays [0, 1]. Cancelling ctx
 // stops it with ctx's error, and a cfg that does not fit returns
 // Complete's error. It panics on a k out of [1, n] or a p out of
 // (0, 1].
@@ -57,6 +58,9 @@ func PhaseDiagram(ctx context.Context, n int, ks []int, ps []float64, cfg Config
 				ph.Err[a][b] = 1
 			default:
 				ph.Err[a][b] = res.Err[len(res.Err)-1]
+				if e := ph.Err[a][b]; e != e || e > 1 {
+					ph.Err[a][b] = 1 // diverged
+				}
 			}
 		}
 	}
