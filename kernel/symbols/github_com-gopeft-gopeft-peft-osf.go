@@ -4,17 +4,23 @@ package symbols
 
 import (
 	"github.com/gopeft/gopeft/peft/osf"
+	"go/constant"
+	"go/token"
 	"reflect"
 )
 
 func init() {
 	Symbols["github.com/gopeft/gopeft/peft/osf/osf"] = map[string]reflect.Value{
 		// function, constant and variable definitions
-		"New":     reflect.ValueOf(osf.New),
-		"Project": reflect.ValueOf(osf.Project),
+		"LoadAdapter": reflect.ValueOf(osf.LoadAdapter),
+		"New":         reflect.ValueOf(osf.New),
+		"PEFTType":    reflect.ValueOf(constant.MakeFromLiteral("\"OSF\"", token.STRING, 0)),
+		"Project":     reflect.ValueOf(osf.Project),
+		"SaveAdapter": reflect.ValueOf(osf.SaveAdapter),
 
 		// type definitions
-		"Config": reflect.ValueOf((*osf.Config)(nil)),
-		"OSF":    reflect.ValueOf((*osf.OSF)(nil)),
+		"Config":      reflect.ValueOf((*osf.Config)(nil)),
+		"OSF":         reflect.ValueOf((*osf.OSF)(nil)),
+		"SaveOptions": reflect.ValueOf((*osf.SaveOptions)(nil)),
 	}
 }
