@@ -64,9 +64,10 @@ func (e SVDArgError) Error() string {
 // ThinSVD returns the thin SVD A = U·diag(S)·VT of the m×n matrix a
 // (U m×p, S p, VT p×n, p = min(m,n)), computed as LAPACK's dgesvd does, on
 // accel's GEMM: Householder bidiagonalization (QR first when m ≥ 1.6n),
-// bidiagonal QR iteration (Demmel & Kahan) with its rotations applied in
-// cache-resident panels by the assembly kernels, and blocked
-// back-transformation; see svd_driver.go. The result is backward stable:
+// the bidiagonal SVD by divide and conquer (Gu & Eisenstat, LAPACK's
+// dbdsdc; from min(m,n) = 64) or by the QR iteration (Demmel & Kahan) with
+// its rotations applied in cache-resident panels by the assembly kernels,
+// and blocked back-transformation; see svd_driver.go. The result is backward stable:
 // ‖A − U·diag(S)·VT‖ and the departures of U and V from orthonormality are
 // a modest multiple of p·ε (tested at 1e-12 up to 400×400 in
 // accel/acceltest). It does not depend on accel.Use().

@@ -187,6 +187,13 @@ var bdsqrMaxSweeps = 6
 // It returns ErrNoConvergence (unwrapped) if the iteration does not converge
 // within 6n² inner steps, or ctx.Err() when ctx is cancelled.
 func bdsqrVectors(ctx context.Context, n int, d, e []float64, vt []float64, ldvt int, ut []float64, ldut int) error {
+	return bdsqrVectorsOn(ctx, Threads(), n, d, e, vt, ldvt, ut, ldut)
+}
+
+// bdsqrVectorsOn is bdsqrVectors with the rotations applied by at most
+// workers goroutines (the caller included): the divide-and-conquer solver
+// runs its small subproblems with workers = 1, several at once.
+func bdsqrVectorsOn(ctx context.Context, workers, n int, d, e []float64, vt []float64, ldvt int, ut []float64, ldut int) error {
 	if n == 0 {
 		return nil
 	}
@@ -225,7 +232,7 @@ func bdsqrVectors(ctx context.Context, n int, d, e []float64, vt []float64, ldvt
 	vp, up := newPanels(n, n), newPanels(n, n)
 	vp.setIdentity()
 	up.setIdentity()
-	tm := newTeam(min(Threads(), 2*len(vp.low)))
+	tm := newTeam(min(workers, 2*len(vp.low)))
 	defer tm.close()
 	var pending teamStep
 	var pendingLogs *[2]rotLog

@@ -137,3 +137,28 @@ func BenchmarkTruncatedSVD(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkThinSVDLarge is the thin SVD at 1024², 2048² and 4096×1024 on 1
+// and 2 threads (accel.SetThreads), with the bidiagonal SVD by divide and
+// conquer (accel, the default) and by the QR iteration (accel-qr, the path
+// before it). scripts/bench-accel-svd runs it with SVD_BENCH_LARGE=1 next
+// to scipy's gesdd on as many OpenBLAS threads.
+func BenchmarkThinSVDLarge(b *testing.B) {
+	for _, sz := range [][2]int{{1024, 1024}, {2048, 2048}, {4096, 1024}} {
+		for _, threads := range []int{1, 2} {
+			for _, impl := range []string{"accel", "accel-qr"} {
+				b.Run(fmt.Sprintf("%s/n=%dx%d/t=%d", impl, sz[0], sz[1], threads), func(b *testing.B) {
+					defer accel.SetThreads(accel.SetThreads(threads))
+					if impl == "accel-qr" {
+						defer accel.SetBdsdcCross(math.MaxInt)()
+					}
+					a := benchMatrix(sz[0], sz[1])
+					benchSVD(b, func() error {
+						_, err := accel.ThinSVD(context.Background(), a)
+						return err
+					})
+				})
+			}
+		}
+	}
+}

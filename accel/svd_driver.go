@@ -19,8 +19,10 @@ import (
 //     matrix-vector products on all cores, svd_labrd.go; the trailing update
 //     as one accel.Dgemm per panel). A tall matrix
 //     (m ≥ 1.6n) is first factored A = Q₀·R and R is reduced instead.
-//  2. B = Uᵦ·Σ·VTᵦ by the bidiagonal QR iteration with deferred, blocked
-//     rotations (bdsqrVectors), or, for values only, by dqds (lapack dlasq1).
+//  2. B = Uᵦ·Σ·VTᵦ by divide and conquer from n = bdsdcCross on
+//     (bdsdcVectors, svd_bdsdc.go), below it by the bidiagonal QR iteration
+//     with deferred, blocked rotations (bdsqrVectors), or, for values only,
+//     by dqds (lapack dlasq1).
 //  3. Back-transformation U = Q·Uᵦ, VT = VTᵦ·Pᵀ by blocked Householder
 //     products in compact WY form on accel.Dgemm (svd_householder.go).
 //
@@ -121,23 +123,31 @@ func svdFast(ctx context.Context, op string, a *mat.Dense, wantVectors bool) (SV
 		return SVD{S: d}, nil
 	}
 
-	// Stage 2: B = Uᵦ·Σ·VTᵦ, with ut = Uᵦᵀ.
+	// Stage 2: B = Uᵦ·Σ·VTᵦ, Uᵦ in the first n rows of u: by divide and
+	// conquer from bdsdcCross columns on (svd_bdsdc.go), else by the QR
+	// iteration (with ut = Uᵦᵀ).
 	vt := make([]float64, n*n)
-	ut := make([]float64, n*n)
-	if err := bdsqrVectors(ctx, n, d, e, vt, n, ut, n); err != nil {
-		return fail(err)
+	u := make([]float64, m*n)
+	if n >= bdsdcCross {
+		if err := bdsdcVectors(ctx, n, d, e, u, n, vt, n); err != nil {
+			return fail(err)
+		}
+	} else {
+		ut := make([]float64, n*n)
+		if err := bdsqrVectors(ctx, n, d, e, vt, n, ut, n); err != nil {
+			return fail(err)
+		}
+		for i := 0; i < n; i++ {
+			for j := 0; j < n; j++ {
+				u[i*n+j] = ut[j*n+i]
+			}
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return SVD{}, err
 	}
 
 	// Stage 3: U = (Q₀·)Q·Uᵦ (m×n), VT = VTᵦ·Pᵀ (n×n).
-	u := make([]float64, m*n)
-	for i := 0; i < n; i++ {
-		for j := 0; j < n; j++ {
-			u[i*n+j] = ut[j*n+i]
-		}
-	}
 	// U and VT are independent: transform them concurrently (each Dgemm
 	// then runs on its own goroutine, see Dgemm's Threads rule).
 	err := both(func() error {
