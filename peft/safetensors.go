@@ -521,12 +521,15 @@ func (f *SafetensorsFile) Tensor(name string) (*mat.Dense, error) {
 		raw = f.data[e.begin:e.end]
 	}
 	v := make([]float64, e.rows*e.cols)
-	decodeValues(v, raw, e.dtype)
+	DecodeValues(v, raw, e.dtype)
 	return mat.NewDense(e.rows, e.cols, v), nil
 }
 
-// decodeValues converts the little-endian elements of dtype in raw into v.
-func decodeValues(v []float64, raw []byte, dtype string) {
+// DecodeValues converts the little-endian elements of a safetensors dtype
+// (F64, F32, F16, BF16, I64 … U8, BOOL) in raw into v, exactly; raw holds
+// len(v) elements. It panics on any other dtype. peft/ckpt's streaming
+// reader decodes its chunks with it.
+func DecodeValues(v []float64, raw []byte, dtype string) {
 	le := binary.LittleEndian
 	switch dtype {
 	case "F64":
@@ -539,11 +542,11 @@ func decodeValues(v []float64, raw []byte, dtype string) {
 		}
 	case "F16":
 		for i := range v {
-			v[i] = f16ToFloat64(le.Uint16(raw[2*i:]))
+			v[i] = F16ToFloat64(le.Uint16(raw[2*i:]))
 		}
 	case "BF16":
 		for i := range v {
-			v[i] = float64(math.Float32frombits(uint32(le.Uint16(raw[2*i:])) << 16))
+			v[i] = BF16ToFloat64(le.Uint16(raw[2*i:]))
 		}
 	case "I64":
 		for i := range v {
@@ -574,7 +577,7 @@ func decodeValues(v []float64, raw []byte, dtype string) {
 			}
 		}
 	default:
-		panic("peft: decodeValues: unchecked dtype " + dtype)
+		panic("peft: DecodeValues: unchecked dtype " + dtype)
 	}
 }
 
@@ -825,8 +828,14 @@ func roundToSmallFloat(x float64, eb, mb uint) uint16 {
 	return sign | uint16(e+bias)<<mb | uint16(m&(1<<mb-1))
 }
 
-// f16ToFloat64 converts an IEEE 754 half to float64 (exactly).
-func f16ToFloat64(h uint16) float64 {
+// BF16ToFloat64 converts a bfloat16 (1 sign, 8 exponent, 7 fraction bits,
+// the top half of a float32) to float64, exactly.
+func BF16ToFloat64(h uint16) float64 { return float64(math.Float32frombits(uint32(h) << 16)) }
+
+// F16ToFloat64 converts an IEEE 754 half (1 sign, 5 exponent, 10 fraction
+// bits) to float64, exactly: subnormals are frac·2⁻²⁴, the all-ones
+// exponent is ±Inf or NaN.
+func F16ToFloat64(h uint16) float64 {
 	sign := 1.0
 	if h&0x8000 != 0 {
 		sign = -1

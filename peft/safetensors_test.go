@@ -102,7 +102,7 @@ func TestSmallFloatExhaustive(t *testing.T) {
 		encode func(float64) uint16
 		inf    uint16
 	}{
-		{"F16", f16ToFloat64, float64ToF16, 0x7C00},
+		{"F16", F16ToFloat64, float64ToF16, 0x7C00},
 		{"BF16", bf16Ref, float64ToBF16, 0x7F80},
 	} {
 		bad := 0
@@ -195,7 +195,7 @@ func TestSafetensorsRoundTrip(t *testing.T) {
 	conv := map[string]func(float64) float64{
 		"F64":  func(x float64) float64 { return x },
 		"F32":  func(x float64) float64 { return float64(float32(x)) },
-		"F16":  func(x float64) float64 { return f16ToFloat64(float64ToF16(x)) },
+		"F16":  func(x float64) float64 { return F16ToFloat64(float64ToF16(x)) },
 		"BF16": func(x float64) float64 { return bf16Ref(float64ToBF16(x)) },
 	}
 	for _, dtype := range []string{"F64", "F32", "F16", "BF16"} {

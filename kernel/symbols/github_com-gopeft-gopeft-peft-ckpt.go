@@ -12,10 +12,8 @@ func init() {
 		// function, constant and variable definitions
 		"Analyze":            reflect.ValueOf(ckpt.Analyze),
 		"AnalyzeCheckpoint":  reflect.ValueOf(ckpt.AnalyzeCheckpoint),
-		"BF16ToFloat64":      reflect.ValueOf(ckpt.BF16ToFloat64),
 		"Compare":            reflect.ValueOf(ckpt.Compare),
 		"CompareCheckpoints": reflect.ValueOf(ckpt.CompareCheckpoints),
-		"F16ToFloat64":       reflect.ValueOf(ckpt.F16ToFloat64),
 		"Generate":           reflect.ValueOf(ckpt.Generate),
 		"GeneratePair":       reflect.ValueOf(ckpt.GeneratePair),
 		"LayersFor":          reflect.ValueOf(ckpt.LayersFor),

@@ -17,6 +17,7 @@ func init() {
 		"DefaultScaleBlockSize": reflect.ValueOf(constant.MakeFromLiteral("256", token.INT, 0)),
 		"LevelsOf":              reflect.ValueOf(quant.LevelsOf),
 		"NF4Levels":             reflect.ValueOf(quant.NF4Levels),
+		"PutCode":               reflect.ValueOf(quant.PutCode),
 
 		// type definitions
 		"INT":       reflect.ValueOf((*quant.INT)(nil)),

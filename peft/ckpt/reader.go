@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/gopeft/gopeft/peft"
 	"gonum.org/v1/gonum/mat"
 )
 
@@ -435,7 +436,7 @@ func (c *Checkpoint) ReadTo(ctx context.Context, dst *mat.Dense, name string) er
 			}
 			return &Error{File: t.File, Tensor: name, Field: "data_offsets", Msg: fmt.Sprintf("cannot read bytes %d…%d of the tensor", done*size, (done+k)*size), Err: err}
 		}
-		decode(data[done:done+k], raw, t.DType)
+		peft.DecodeValues(data[done:done+k], raw, t.DType)
 		c.read += int64(len(raw))
 	}
 	return nil
@@ -455,59 +456,6 @@ func matrixShape(shape []int) (rows, cols int) {
 		cols *= d
 	}
 	return shape[0], cols
-}
-
-// decode converts the little-endian elements of dtype in raw into v.
-func decode(v []float64, raw []byte, dtype string) {
-	le := binary.LittleEndian
-	switch dtype {
-	case "F64":
-		for i := range v {
-			v[i] = math.Float64frombits(le.Uint64(raw[8*i:]))
-		}
-	case "F32":
-		for i := range v {
-			v[i] = float64(math.Float32frombits(le.Uint32(raw[4*i:])))
-		}
-	case "F16":
-		for i := range v {
-			v[i] = F16ToFloat64(le.Uint16(raw[2*i:]))
-		}
-	case "BF16":
-		for i := range v {
-			v[i] = BF16ToFloat64(le.Uint16(raw[2*i:]))
-		}
-	default:
-		panic("ckpt: decode: unreadable dtype " + dtype)
-	}
-}
-
-// BF16ToFloat64 converts a bfloat16 (1 sign, 8 exponent, 7 fraction bits,
-// the top half of a float32) to float64, exactly.
-func BF16ToFloat64(h uint16) float64 {
-	return float64(math.Float32frombits(uint32(h) << 16))
-}
-
-// F16ToFloat64 converts an IEEE 754 half (1 sign, 5 exponent, 10 fraction
-// bits, bias 15) to float64, exactly: subnormals are frac·2⁻²⁴, the
-// all-ones exponent is ±Inf or NaN. A normal half is rebuilt as the
-// float32 with the same sign and fraction and the exponent rebiased
-// (−15 + 127).
-func F16ToFloat64(h uint16) float64 {
-	sign := uint32(h&0x8000) << 16
-	exp := uint32(h>>10) & 0x1f
-	frac := uint32(h & 0x3ff)
-	switch exp {
-	case 0:
-		v := float64(frac) * 0x1p-24
-		if sign != 0 {
-			v = -v
-		}
-		return v
-	case 0x1f:
-		return float64(math.Float32frombits(sign | 0x7f800000 | frac<<13))
-	}
-	return float64(math.Float32frombits(sign | (exp+112)<<23 | frac<<13))
 }
 
 // naturalLess orders names with runs of digits compared as numbers, so that

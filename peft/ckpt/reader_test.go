@@ -172,14 +172,14 @@ func TestConversionKnownAnswers(t *testing.T) {
 		{0x0001, 0x1p-133}, {0x7F80, math.Inf(1)}, {0xFF80, math.Inf(-1)},
 	}
 	for _, c := range bf {
-		if got := BF16ToFloat64(c.h); got != c.want {
+		if got := peft.BF16ToFloat64(c.h); got != c.want {
 			t.Errorf("BF16 %#04x = %v, want %v", c.h, got, c.want)
 		}
 	}
-	if !math.IsNaN(BF16ToFloat64(0x7FC0)) {
+	if !math.IsNaN(peft.BF16ToFloat64(0x7FC0)) {
 		t.Error("BF16 0x7FC0 is not NaN")
 	}
-	if math.Signbit(BF16ToFloat64(0x8000)) != true {
+	if math.Signbit(peft.BF16ToFloat64(0x8000)) != true {
 		t.Error("BF16 0x8000 is not -0")
 	}
 	f16 := []struct {
@@ -191,14 +191,14 @@ func TestConversionKnownAnswers(t *testing.T) {
 		{0x0001, 0x1p-24}, {0x03FF, 1023 * 0x1p-24}, {0x7C00, math.Inf(1)}, {0xFC00, math.Inf(-1)},
 	}
 	for _, c := range f16 {
-		if got := F16ToFloat64(c.h); got != c.want {
+		if got := peft.F16ToFloat64(c.h); got != c.want {
 			t.Errorf("F16 %#04x = %v, want %v", c.h, got, c.want)
 		}
 	}
-	if !math.IsNaN(F16ToFloat64(0x7E00)) || !math.IsNaN(F16ToFloat64(0xFC01)) {
+	if !math.IsNaN(peft.F16ToFloat64(0x7E00)) || !math.IsNaN(peft.F16ToFloat64(0xFC01)) {
 		t.Error("F16 0x7E00 or 0xFC01 is not NaN")
 	}
-	if !math.Signbit(F16ToFloat64(0x8000)) || F16ToFloat64(0x8000) != 0 {
+	if !math.Signbit(peft.F16ToFloat64(0x8000)) || peft.F16ToFloat64(0x8000) != 0 {
 		t.Error("F16 0x8000 is not -0")
 	}
 	// Every finite half against the definition (−1)^s·2^(e−15)·(1 + f/1024),
@@ -215,7 +215,7 @@ func TestConversionKnownAnswers(t *testing.T) {
 		if s == 1 {
 			want = -want
 		}
-		if got := F16ToFloat64(uint16(h)); got != want {
+		if got := peft.F16ToFloat64(uint16(h)); got != want {
 			t.Fatalf("F16 %#04x = %v, want %v", h, got, want)
 		}
 	}

@@ -470,7 +470,7 @@ func StochasticRound(w *mat.Dense, bits, blockSize int, seed uint64) (*quant.Qua
 				}
 				j = max(-qm, min(qm, j))
 			}
-			putCode(out.Codes, b*blockSize+k, bits, j+qm)
+			quant.PutCode(out.Codes, b*blockSize+k, bits, j+qm)
 		}
 	}
 	return out, nil
@@ -493,17 +493,6 @@ func roundUp32(a float64) float32 {
 		f = math.Nextafter32(f, float32(math.Inf(1)))
 	}
 	return f
-}
-
-// putCode stores code c (bits wide) of entry i in packed, least significant
-// bit first, as peft/quant packs its codes.
-func putCode(packed []byte, i, bits, c int) {
-	pos := i * bits
-	v := uint16(c) << (pos % 8)
-	packed[pos/8] |= byte(v)
-	if hi := byte(v >> 8); hi != 0 {
-		packed[pos/8+1] |= hi
-	}
 }
 
 func isZero(a *mat.Dense) bool {

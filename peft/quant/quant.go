@@ -275,7 +275,7 @@ func quantize(w *mat.Dense, format string, bits int, levels []float64, bs, sbs i
 			if s != 0 {
 				c = nearest(levels, x[i]/s)
 			}
-			putCode(q.Codes, i, bits, c)
+			PutCode(q.Codes, i, bits, c)
 		}
 	}
 	return q, nil
@@ -335,8 +335,11 @@ func nearest(levels []float64, t float64) int {
 	return best
 }
 
-// putCode stores code c (bits wide) of entry i in packed.
-func putCode(packed []byte, i, bits, c int) {
+// PutCode stores code c (bits wide) of entry i in packed (zeroed before
+// the first store), least significant bit first: the layout of
+// Quantized.Codes. peft/qgalore packs its stochastically rounded codes
+// with it.
+func PutCode(packed []byte, i, bits, c int) {
 	pos := i * bits
 	v := uint16(c) << (pos % 8)
 	packed[pos/8] |= byte(v)
