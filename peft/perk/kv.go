@@ -73,3 +73,41 @@ func Answers(g *peft.GPT, ep Episode) float64 {
 	}
 	return float64(right) / float64(ep.Question.Seqs)
 }
+
+// InContext returns the task in context, as a peft.Dataset for peft.Train:
+// each sequence is an episode's context followed by its pairs asked again
+// in a fresh order, "c=4;a=7;a=7;c=4;", trained on every next character.
+// Training the base model on it (before attaching the LoRA) gives what
+// PERK assumes of its base LLM: it knows the format and reads a value off
+// a context it can see, so the representation at "c=" carries the key.
+// PERK then has to move that reading from the context window into the
+// LoRA. EvalBatches is 16 sequences drawn from seed.
+func (s *KeyValueEpisodes) InContext(seed int64) peft.Dataset {
+	return inContext{s: s, eval: s.inContextBatch(rand.New(rand.NewSource(seed)), 16)}
+}
+
+type inContext struct {
+	s    *KeyValueEpisodes
+	eval peft.Batch
+}
+
+func (d inContext) Sample(rng *rand.Rand, size int) peft.Batch { return d.s.inContextBatch(rng, size) }
+func (d inContext) EvalBatches() []peft.Batch                  { return []peft.Batch{d.eval} }
+
+// inContextBatch draws n sequences of InContext's form.
+func (s *KeyValueEpisodes) inContextBatch(rng *rand.Rand, n int) peft.Batch {
+	var b peft.Batch
+	for i := 0; i < n; i++ {
+		ep := s.Episode(rng)
+		c := ep.Context
+		semi := c.Targets[len(c.Targets)-1]
+		seq := append(append([]int(nil), c.Tokens...), semi)
+		for _, q := range rng.Perm(ep.Question.Seqs) {
+			seq = append(seq, ep.Question.Tokens[2*q], ep.Question.Tokens[2*q+1], ep.Question.Targets[2*q+1], semi)
+		}
+		b.Tokens = append(b.Tokens, seq[:len(seq)-1]...)
+		b.Targets = append(b.Targets, seq[1:]...)
+		b.Seqs++
+	}
+	return b
+}

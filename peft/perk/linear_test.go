@@ -184,3 +184,32 @@ func TestRegistered(t *testing.T) {
 		t.Errorf("registered %+v (found %v)", m, ok)
 	}
 }
+
+// TestGeneralMetaGradientMatchesLinearToy: the general MetaGradient
+// (Hessian-vector products by differences of gradients) equals the linear
+// toy's closed form ∇L_question(B_N)·M^T for every T ≤ N, to 1e-7
+// relative: the inner loss is quadratic in B there, so the differences
+// are exact up to rounding.
+func TestGeneralMetaGradientMatchesLinearToy(t *testing.T) {
+	tt, ep, _ := toy(t)
+	const n = 4
+	for T := 0; T <= n; T++ {
+		cfg := perk.Config{InnerSteps: n, Truncate: T, InnerLR: 0.3}
+		want, err := tt.MetaGradient(ep, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		loss, got, err := perk.MetaGradient(context.Background(), tt.Model, ep, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 {
+			t.Fatalf("T = %d: %d gradients for the toy's one memory tensor B", T, len(got))
+		}
+		e := adaptertest.RelDiffMax(got[0], want.Grad)
+		t.Logf("N = %d, T = %d: general vs closed form %.2g (loss %.6g vs %.6g)", n, T, e, loss, want.Outer)
+		if e > 1e-7 || math.Abs(loss-want.Outer) > 1e-12*math.Abs(want.Outer) {
+			t.Errorf("N = %d, T = %d: general meta-gradient off the closed form by %.3g (loss %.15g vs %.15g)", n, T, e, loss, want.Outer)
+		}
+	}
+}

@@ -24,33 +24,33 @@
 // − θ)), which bounds the memory of meta-training by T instead of N.
 // At test time only the inner loop runs, on the new context (Adapt).
 //
-// Departure: gopeft's autograd has no higher-order gradients (each op's
-// backward in peft/ops.go is a plain function, not itself differentiated),
-// so ∂φ_{t+1}/∂φ_t = I − η·∇²L_ctx(φ_t) cannot be taken through a general
-// model. The package therefore offers two meta-gradients:
+// The meta-gradient. gopeft's autograd has no higher-order gradients
+// (each op's backward in peft/ops.go is a plain function, not itself
+// differentiated), so ∂φ_{t+1}/∂φ_t = I − η·∇²L_ctx(φ_t) is applied as
+// Hessian-vector products taken by central differences of gradients
+// (MetaGradient, unroll.go): exact up to O(ε²), for any peft.Model with
+// a deterministic forward pass, at 2T extra gradient evaluations per
+// episode. T = 0 is first-order MAML. LinearToy.MetaGradient is the
+// closed form on a linear model with a quadratic inner loss, the
+// reference the tests check the general one against; the tests also check
+// MetaGradient on the tiny GPT against central differences of the outer
+// loss (with the first N−T steps frozen when T < N).
 //
-//   - MetaTrain, for any peft.Model with LoRA adapters (the tiny GPT
-//     included): first-order, ∂φ_N/∂φ_{N−T} := I, as first-order MAML;
-//     the same as T = 0. The paper backpropagates through T ≥ 1 steps.
-//   - LinearToy.MetaGradient, exact for any T ≤ N on a linear model whose
-//     inner loss is quadratic in the memory (a peft.LinearModel with a
-//     LoRA whose A is frozen, B the memory): there the inner step is
-//     affine, B_{t+1} = B_t·M + C, and the Jacobian is the constant M.
-//
-// The tests check the exact meta-gradient against finite differences
-// (with the first N−T steps frozen when T < N) and report how far the
-// first-order one is from it.
-//
-// The tiny GPT. KeyValueEpisodes is a toy recall task (context "c=4;a=7;…",
-// questions "c=" → "4"). First-order meta-training of a rank-4 LoRA on
-// the tiny GPT runs fast (60 outer steps of 2 episodes, N = 4, in about
-// 0.4 s on 2 cores) and lowers the question loss after the inner loop,
-// but in the budgets tried (up to 1,000 outer steps, about 13 s) recall
-// stayed at chance: the lower loss comes from the answer format and the
-// distribution of values, not from the context. The meta-learning effect
-// is therefore shown on the linear toy (LinearToy.MetaTrain), where the
-// exact and first-order meta-trained B₀ both cut the held-out question
-// loss after the inner loop by about 45%.
+// The tiny GPT. KeyValueEpisodes is a toy recall task (context
+// "c=4;a=7;…", questions "c=" → "4", chance 10%). The shipped GPT has never
+// seen '=' or this format, and a few SGD steps on a LoRA cannot teach it
+// both format and facts; PERK's base model is an LLM that already reads
+// such a context. So the base is first trained on the task in context
+// (KeyValueEpisodes.InContext: the context, then the pairs asked again),
+// then frozen, and the LoRA (rank 4, on the head) is meta-trained for the
+// context-free questions. Measured by TestGPTKeyValue (2 pairs, N = T = 4,
+// η = 0.3, 300 outer steps of 2 episodes, 1.9 s): after the inner loop on
+// held-out contexts the question loss falls from 0.725 to 0.285 and
+// recall rises from 55% to 72%; first-order (T = 0) from the same init
+// reaches 0.361 and 70% in 0.7 s. Before meta-training the inner loop
+// already learns which values the context holds (about half the answers
+// right with two pairs) but barely which key each belongs to; the
+// meta-trained init adds the binding.
 //
 // Defaults (DefaultConfig; the paper's N, T, η are not confirmed): N = 4
 // inner steps, T = N, η = 0.1, outer AdamW at 1e-2. The inner learning
@@ -74,7 +74,7 @@ func init() {
 		Kind:    peft.HookMethod,
 		Paper:   "Chen, Romanou, Weiss and Bosselut 2025, PERK: Long-Context Reasoning as Parameter-Efficient Test-Time Learning, arXiv:2507.06415",
 		Package: "github.com/gopeft/gopeft/peft/perk",
-		Summary: "meta-trains a LoRA's init so that N inner gradient steps on a context write it into the LoRA (truncated unrolling through the last T steps; first-order for general models, exact on a linear toy)",
+		Summary: "meta-trains a LoRA's init so that N inner gradient steps on a context write it into the LoRA (meta-gradient through the last T steps by Hessian-vector products; closed form on a linear toy)",
 	})
 }
 
@@ -93,7 +93,7 @@ type EpisodeSource interface {
 // Config configures MetaTrain, Adapt and the linear toy.
 type Config struct {
 	InnerSteps      int     // N ≥ 1
-	Truncate        int     // T in [0, N]: steps backpropagated (the linear toy; MetaTrain is T = 0)
+	Truncate        int     // T in [0, N]: inner steps the meta-gradient flows back through (0: first-order)
 	InnerLR         float64 // η > 0
 	OuterLR         float64 // learning rate of Optimizer on θ
 	MetaSteps       int     // outer steps
@@ -181,13 +181,14 @@ func innerLoop(ctx context.Context, m peft.Model, ps []*peft.Tensor, b peft.Batc
 }
 
 // MetaTrain meta-trains the initialisation θ of m's trainable adapter
-// parameters (a LoRA's A and B) over episodes from src, first-order: for
-// each episode, φ_N comes from cfg.InnerSteps SGD steps on the context
-// from θ, and the gradient of the question loss at φ_N is applied to θ
-// (∂φ_N/∂θ := I, T = 0; see the package doc for why). cfg.Truncate is not
-// read. It returns the history of the mean question loss after the inner
-// loop; the adapters end holding θ. It stops with ctx's error if ctx is
-// cancelled.
+// parameters (a LoRA's A and B) over episodes from src: for each episode,
+// φ_N comes from cfg.InnerSteps SGD steps on the context from θ, and θ
+// takes an outer step along the mean over cfg.EpisodesPerStep episodes of
+// the meta-gradient of the question loss at φ_N, truncated to the last
+// cfg.Truncate inner steps (MetaGradient; T = 0 is first-order). It
+// returns the history of the mean question loss after the inner loop; the
+// adapters end holding θ, as they do when cfg.Callback runs. It stops
+// with ctx's error if ctx is cancelled.
 func MetaTrain(ctx context.Context, m peft.Model, src EpisodeSource, cfg Config) (*peft.History, error) {
 	if err := cfg.check(true); err != nil {
 		return nil, err
@@ -211,7 +212,7 @@ func MetaTrain(ctx context.Context, m peft.Model, src EpisodeSource, cfg Config)
 	}
 	defer load()
 	rng := rand.New(rand.NewSource(cfg.Seed))
-	h := &peft.History{Name: "PERK meta-training (first-order)"}
+	h := &peft.History{Name: fmt.Sprintf("PERK meta-training (T = %d of N = %d)", cfg.Truncate, cfg.InnerSteps)}
 	start := time.Now()
 	for step := 1; step <= cfg.MetaSteps; step++ {
 		for _, t := range theta {
@@ -222,18 +223,14 @@ func MetaTrain(ctx context.Context, m peft.Model, src EpisodeSource, cfg Config)
 		for e := 0; e < cfg.EpisodesPerStep; e++ {
 			ep := src.Episode(rng)
 			load()
-			if _, err := innerLoop(ctx, m, ps, ep.Context, cfg.InnerSteps, cfg.InnerLR); err != nil {
+			l, g, err := metaGradient(ctx, m, ps, ep, cfg)
+			if err != nil {
 				return h, err
 			}
-			for _, p := range ps {
-				p.ZeroGrad()
-			}
-			loss := m.Loss(ep.Question)
-			mean += loss.Scalar()
+			mean += l
 			seen += ep.Context.Size() + ep.Question.Size()
-			loss.Backward()
-			for i, p := range ps {
-				theta[i].Grad.Add(theta[i].Grad, p.Grad)
+			for i := range g {
+				theta[i].Grad.Add(theta[i].Grad, g[i])
 			}
 		}
 		n := float64(cfg.EpisodesPerStep)
@@ -251,6 +248,7 @@ func MetaTrain(ctx context.Context, m peft.Model, src EpisodeSource, cfg Config)
 		h.StepTime = append(h.StepTime, time.Since(start).Seconds())
 		start = time.Now()
 		if cfg.Callback != nil && cfg.Every > 0 && step%cfg.Every == 0 {
+			load() // the callback sees θ, as after MetaTrain
 			cfg.Callback(step, h)
 		}
 	}
