@@ -14,6 +14,7 @@ func init() {
 		"Adapt":               reflect.ValueOf(perk.Adapt),
 		"Answers":             reflect.ValueOf(perk.Answers),
 		"DefaultConfig":       reflect.ValueOf(perk.DefaultConfig),
+		"MetaGradient":        reflect.ValueOf(perk.MetaGradient),
 		"MetaTrain":           reflect.ValueOf(perk.MetaTrain),
 		"NewKeyValueEpisodes": reflect.ValueOf(perk.NewKeyValueEpisodes),
 		"NewLinearToy":        reflect.ValueOf(perk.NewLinearToy),
