@@ -100,16 +100,19 @@ func TestGemmBlocking(t *testing.T) {
 		mr, nr, size int
 		kc, mc, nc   int
 	}{
-		// The doc comment's example: AVX-512 float64.
-		{cacheInfo{L1d: 32 << 10, L2: 1 << 20, L3: 2 << 20}, 14, 16, 8, 256, 252, 512},
-		// 48 KiB L1d, 2 MiB L2: kc = 49152/128 = 384, mc = 2^20/3072 = 341 → 336.
-		{cacheInfo{L1d: 48 << 10, L2: 2 << 20, L3: 3 << 19}, 14, 16, 8, 384, 336, 256},
-		// AVX-512 float32: kc = 32768/128 = 256, mc = 2^19/1024 = 512 → 448 (32·mr), nc = 2^21/1024 = 2048.
-		{cacheInfo{L1d: 32 << 10, L2: 1 << 20, L3: 4 << 20}, 14, 32, 4, 256, 448, 2048},
-		// AVX2 float64: kc = 32768/64 = 512, mc = 2^19/4096 = 128 → 126; no L3: nc = 4096.
+		// The doc comment's example: AVX-512 float64: kc = 2·32768/128 = 512,
+		// mc = 2^20/8192 = 128 → 126, nc = 2^21/8192 = 256 → the floor 1024.
+		{cacheInfo{L1d: 32 << 10, L2: 1 << 20, L3: 2 << 20}, 14, 16, 8, 512, 126, 1024},
+		// 48 KiB L1d, 2 MiB L2: kc = 2·49152/128 = 768 → 512, mc = 2^21/8192 = 256 → 252.
+		{cacheInfo{L1d: 48 << 10, L2: 2 << 20, L3: 3 << 19}, 14, 16, 8, 512, 252, 1024},
+		// AVX-512 float32: kc = 65536/128 = 512, mc = 2^20/4096 = 256 → 252, nc = 2^22/4096 = 1024.
+		{cacheInfo{L1d: 32 << 10, L2: 1 << 20, L3: 4 << 20}, 14, 32, 4, 512, 252, 1024},
+		// A large L3 share: nc = 2^24/8192 = 2048.
+		{cacheInfo{L1d: 32 << 10, L2: 1 << 20, L3: 16 << 20}, 14, 16, 8, 512, 126, 2048},
+		// AVX2 float64: kc = 65536/64 = 1024 → 512, mc = 2^20/8192 = 128 → 126; no L3: nc = 4096.
 		{cacheInfo{L1d: 32 << 10, L2: 1 << 20}, 6, 8, 8, 512, 126, 4096},
-		// Tiny caches: the lower bounds.
-		{cacheInfo{L1d: 4 << 10, L2: 64 << 10, L3: 64 << 10}, 14, 16, 8, 128, 28, 128},
+		// Tiny caches: the lower bounds (kc 128, mc 2^16/2048 = 32 → 28, nc 1024).
+		{cacheInfo{L1d: 4 << 10, L2: 64 << 10, L3: 64 << 10}, 14, 16, 8, 128, 28, 1024},
 	} {
 		kc, mc, nc := gemmBlocking(tc.ci, tc.mr, tc.nr, tc.size)
 		if kc != tc.kc || mc != tc.mc || nc != tc.nc {
