@@ -229,11 +229,6 @@ func gemmBlocking(ci cacheInfo, mr, nr, size int) (kc, mc, nc int) {
 
 // withBlocking returns ks with its cache blocks derived from ci.
 func withBlocking[T float32 | float64](ks kernelSet[T], ci cacheInfo) kernelSet[T] {
-	var zero T
-	size := 8
-	if _, ok := any(zero).(float32); ok {
-		size = 4
-	}
-	ks.kc, ks.mc, ks.nc = gemmBlocking(ci, ks.mr, ks.nr, size)
+	ks.kc, ks.mc, ks.nc = gemmBlocking(ci, ks.mr, ks.nr, elemSize[T]())
 	return ks
 }

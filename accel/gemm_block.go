@@ -53,6 +53,15 @@ type kernelSet[T float32 | float64] struct {
 	half func(h, kc int, a []T, rsa, csa int, b []T, sb int, c []T, ldc int, alpha, beta T)
 }
 
+// elemSize is the size in bytes of T.
+func elemSize[T float32 | float64]() int {
+	var zero T
+	if _, ok := any(zero).(float32); ok {
+		return 4
+	}
+	return 8
+}
+
 // minParallelFlops is the size m·n·k below which products stay on one
 // goroutine without further thought: smaller ones finish in well under
 // 100 µs. Above it, gemmGrid decides.
@@ -75,7 +84,7 @@ var parallelBusy atomic.Bool
 // the caller is done with its own is taken over by the caller.
 func gemmBlocked[T float32 | float64](ks *kernelSet[T], tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
 	if nt := Threads(); nt > 1 && m*n*k >= minParallelFlops {
-		pr, pc := gemmGrid(nt, ks.mr, ks.nr, m, n, k)
+		pr, pc := gemmGrid(nt, ks.mr, ks.nr, m, n, k, elemSize[T]())
 		if pr*pc > 1 && parallelBusy.CompareAndSwap(false, true) {
 			defer parallelBusy.Store(false)
 			rowTiles, colTiles := (m+ks.mr-1)/ks.mr, (n+ks.nr-1)/ks.nr
@@ -102,34 +111,45 @@ func gemmBlocked[T float32 | float64](ks *kernelSet[T], tA, tB bool, m, n, k int
 	gemmSerial(ks, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
-// Costs of the parallel split, in multiply-adds of the microkernel (one
-// AVX-512 core does 16 float64 multiply-adds per cycle).
+// Costs of the parallel split, in float64 multiply-adds of the microkernel
+// (one AVX-512 core does 16 per cycle; float32 costs are twice as many of
+// its own, twice-as-fast multiply-adds).
 const (
 	// gemmPackCost is the cost of packing, or streaming from memory, one
 	// element of A or B: about one element per cycle.
 	gemmPackCost = 16
-	// gemmWorkerCost is the cost of one more worker: waking it and waiting
-	// for it, about 20 µs.
-	gemmWorkerCost = 1 << 20
+	// gemmWakeCost is the latency until parked helpers run: measured at
+	// 90–130 µs on the 2-vCPU development VM (a futex wake-up and a halted
+	// X, about 5·2²⁰
+	// multiply-adds at 16 per cycle and 3.3 GHz. It is paid once per
+	// product, the helpers waking side by side.
+	gemmWakeCost = 5 << 20
+	// gemmWorkerCost is the caller's cost of each helper: posting the step
+	// and joining it, a few µs.
+	gemmWorkerCost = 1 << 18
 	// gemmBandwidthIntensity: a product doing fewer than this many
 	// multiply-adds per element of A, B and C per worker is bound by memory
 	// bandwidth (see gemmGrid).
 	gemmBandwidthIntensity = 4
 )
 
-// gemmGrid chooses how a product of op(A) m×k by op(B) k×n is cut into
-// pr×pc blocks of C, one per worker, for at most nt workers and a kernel
-// mr×nr. A worker's time is modelled as
+// gemmGrid chooses how a product of op(A) m×k by op(B) k×n on elements of
+// size bytes is cut into pr×pc blocks of C, one per worker, for at most nt
+// workers and a kernel mr×nr. A worker's time is modelled as
 //
 //	mb·nb·k + gemmPackCost·(mb + nb)·k
 //
 // for a block of mb×nb (whole tiles, the largest block), the product plus
-// the packing (or streaming) of its rows of op(A) and columns of op(B), and
-// each worker past the first adds gemmWorkerCost. gemmGrid returns the grid
-// of least time, fewest workers on ties: pr ≤ the row tiles, pc ≤ the
-// column tiles, and pr·pc ≤ nt. For a given number of workers w the packing
-// term is least when mb ≈ nb, so the grid follows the shape of C (1024×1024
-// on 4 workers: 2×2; 4096×16: w×1; 16×4096: 1×w).
+// the packing (or streaming) of its rows of op(A) and columns of op(B); a
+// split adds gemmWakeCost once and gemmWorkerCost per helper (both doubled,
+// with the packing cost, for float32, whose multiply-adds take half the
+// time). gemmGrid returns the grid of least time, fewest workers on ties:
+// pr ≤ the row tiles, pc ≤ the column tiles, and pr·pc ≤ nt. For a given
+// number of workers w the packing term is least when mb ≈ nb, so the grid
+// follows the shape of C (1024×1024 on 4 workers: 2×2; 4096×16: w×1;
+// 16×4096: 1×w). The wake-up keeps products under about 256³ float64
+// multiply-adds (128³·… for float32's n = 256: 0.3 ms) on one goroutine:
+// there a second worker would start when the first is nearly done.
 //
 // Products with little reuse are bound by memory bandwidth, not by the
 // cores: with intensity I = m·n·k / (m·k + k·n + m·n) multiply-adds per
@@ -138,14 +158,19 @@ const (
 // a socket's memory feeds only a few such cores. So the workers are also
 // capped at max(2, I/gemmBandwidthIntensity): 3 for 4096×1024·1024×16 or
 // 16×1024·1024×4096, 85 for 1024³.
-func gemmGrid(nt, mr, nr, m, n, k int) (pr, pc int) {
+func gemmGrid(nt, mr, nr, m, n, k, size int) (pr, pc int) {
 	rowTiles, colTiles := (m+mr-1)/mr, (n+nr-1)/nr
 	intensity := float64(m) * float64(n) * float64(k) / (float64(m)*float64(k) + float64(k)*float64(n) + float64(m)*float64(n))
 	nt = min(nt, max(2, int(intensity/gemmBandwidthIntensity)), rowTiles*colTiles)
+	scale := float64(8 / size) // float32: every fixed cost is twice as many multiply-adds
 	cost := func(pr, pc int) float64 {
 		mb := min(float64((rowTiles+pr-1)/pr*mr), float64(m))
 		nb := min(float64((colTiles+pc-1)/pc*nr), float64(n))
-		return mb*nb*float64(k) + gemmPackCost*(mb+nb)*float64(k) + gemmWorkerCost*float64(pr*pc-1)
+		c := mb*nb*float64(k) + scale*gemmPackCost*(mb+nb)*float64(k)
+		if w := pr * pc; w > 1 {
+			c += scale * (gemmWakeCost + gemmWorkerCost*float64(w-1))
+		}
+		return c
 	}
 	pr, pc = 1, 1
 	best := cost(1, 1)
@@ -208,11 +233,7 @@ func gemmSerial[T float32 | float64](ks *kernelSet[T], tA, tB bool, m, n, k int,
 	// packing them (1.3–1.8× faster at 64…256 on the development machine),
 	// except when their rows are a multiple of 4 KiB apart, which puts the
 	// rows a kernel reads in the same L1 set.
-	var zero T
-	size := 8
-	if _, ok := any(zero).(float32); ok {
-		size = 4
-	}
+	size := elemSize[T]()
 	if useSmallDirect && !tB && k*n <= smallDirectElems && ldb*size%4096 != 0 {
 		directB = true
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -339,4 +340,30 @@ func TestStepTeamHelpersExit(t *testing.T) {
 	if n := runtime.NumGoroutine(); n > base {
 		t.Fatalf("%d goroutines after 400 one-step teams, %d before", n, base)
 	}
+}
+
+// BenchmarkWorkerWake measures how long a parallel step waits for a parked
+// helper to start (the helpers park 200 µs after a step): the latency
+// gemmWakeCost models. It reports the median over the runs.
+//
+//	go test ./accel -run '^$' -bench WorkerWake
+func BenchmarkWorkerWake(b *testing.B) {
+	prev := SetThreads(2)
+	defer SetThreads(prev)
+	var lat []time.Duration
+	for b.Loop() {
+		time.Sleep(time.Millisecond) // long enough for the helper to park
+		t0 := time.Now()
+		var started time.Duration
+		parallel(2, nil, func(task int) {
+			if task == 1 {
+				started = time.Since(t0)
+			}
+			for time.Since(t0) < 3*time.Millisecond { // keep the caller busy past the wake-up
+			}
+		})
+		lat = append(lat, started)
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "µs-to-start")
 }
