@@ -221,6 +221,12 @@ func (s *Session) explainCompile(msg, src string) (unsupportedError, bool) {
 				"of the generic func %s wrongly here (%s): write them, e.g. %s[int, string](…)", g, msg, g)}, true
 		}
 	}
+	if strings.Contains(msg, "constant definition loop") && !strings.Contains(src, "const") {
+		return unsupportedError{line: line, msg: "the interpreter (yaegi v0.16.1) cannot type this top-level := (\"constant " +
+			"definition loop\"): x := s[i] where s is a slice or map that compiled code returned and whose element type the " +
+			"kernel cannot write for it (a type of a package not imported by name, say). Give the variable its type " +
+			"(var x T = s[i]), or do the work inside a func: func() { … }()"}, true
+	}
 	if strings.Contains(msg, "nil pointer dereference") {
 		return unsupportedError{line: line, msg: "the interpreter (yaegi v0.16.1) failed while compiling this code (a nil pointer " +
 			"in its compiler, not in your code). Known causes: a top-level x := s[i] or x := s[i].M() where s comes from " +

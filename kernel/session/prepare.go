@@ -51,16 +51,19 @@ func (e unsupportedError) Error() string { return e.msg }
 
 // preparer rewrites the runs of one session.
 type preparer struct {
-	isConst    func(name string) bool // a session constant
-	isPkg      func(name string) bool // an imported package name
-	isIntVar   func(name string) bool // a session variable of an integer type
-	isIndexed  func(name string) bool // a session variable of a slice, array or string type
-	isMethod   func(name string) bool // a method name of a type a cell declared
-	isType     func(name string) bool // a type a cell declared
-	runInts    map[string]bool        // integer names of the whole run being prepared statement by statement
-	runDefined map[string]bool        // names that run declares
-	runPtrs    map[string]bool        // names that run declares with a pointer type
-	seq        int                    // numbers the temporaries, never reused in a session
+	isConst    func(name string) bool          // a session constant
+	isPkg      func(name string) bool          // an imported package name
+	isIntVar   func(name string) bool          // a session variable of an integer type
+	isIndexed  func(name string) bool          // a session variable of a slice, array or string type
+	isMethod   func(name string) bool          // a method name of a type a cell declared
+	isType     func(name string) bool          // a type a cell declared
+	callElem   func(call *ast.CallExpr) string // elemType of a call of compiled code's result
+	elemType   func(name string) string        // Go syntax of the element type of a session slice, array or map ("" if none or unrenderable)
+	runInts    map[string]bool                 // integer names of the whole run being prepared statement by statement
+	runDefined map[string]bool                 // names that run declares
+	runPtrs    map[string]bool                 // names that run declares with a pointer type
+	runElem    map[string]string               // elemType for the names that run declares from calls of compiled code
+	seq        int                             // numbers the temporaries, never reused in a session
 
 	cellDefer bool // a run of the running cell registered a defer of the cell
 }
@@ -106,6 +109,7 @@ func (p *preparer) prepare(src string, decl bool) (string, error) {
 	src = p.passFmtCheck(src, decl)  // guarded by a string test
 	src = passConstRepeat(src, decl) // guarded by a string test
 	src = p.passBounds(src, decl)    // guarded by a string test
+	src = p.passIndexDefine(src, decl)
 	src = p.passParallelAssign(src, decl)
 	var err error
 	if f.loop {
@@ -1861,4 +1865,76 @@ func hasCall(e ast.Expr) bool {
 		return !found
 	})
 	return found
+}
+
+// passIndexDefine works around a yaegi v0.16.1 bug: at the top level,
+// x := s[i] fails to compile ("constant definition loop", or a nil pointer
+// in its compiler) when s is a slice, array or map whose type comes from
+// compiled code (strings.Split's []string, abmll.Add's []*abmll.ABMLL):
+// the interpreter cannot type an index of such a value there, though it
+// can inside a func and as a call's argument. Where the session variable s
+// has an element type the kernel can write in Go syntax (elemType), or an
+// earlier statement of the run declared s from a call of compiled code
+// whose result type the kernel reads off the symbols (runElem), the index
+// in a top-level := becomes a conversion to that type,
+//
+//	x := s[i]   →   x := (T)(s[i])
+//
+// which gives yaegi the type and changes nothing else: converting a value
+// to its own type is the identity. Other cases stay as written, and the
+// compile error is explained (explainCompile).
+func (p *preparer) passIndexDefine(src string, decl bool) string {
+	if decl || p.elemType == nil || !strings.Contains(src, ":=") || !strings.Contains(src, "[") {
+		return src
+	}
+	const prefix = "package main; func main() {"
+	full := prefix + src + "\n}"
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, "", full, 0)
+	if err != nil || len(f.Decls) == 0 {
+		return src
+	}
+	fd, ok := f.Decls[0].(*ast.FuncDecl)
+	if !ok || fd.Body == nil {
+		return src
+	}
+	tf := fset.File(f.Pos())
+	off := func(pos token.Pos) int { return tf.Offset(pos) - len(prefix) }
+	var es []edit
+	for _, st := range fd.Body.List {
+		as, ok := st.(*ast.AssignStmt)
+		if !ok || as.Tok != token.DEFINE || len(as.Lhs) != len(as.Rhs) {
+			continue // v, ok := m[k] keeps its comma-ok form
+		}
+		for _, rhs := range as.Rhs {
+			ast.Inspect(rhs, func(n ast.Node) bool {
+				switch n := n.(type) {
+				case *ast.FuncLit:
+					return false // inside a func yaegi types it
+				case *ast.IndexExpr:
+					var t string
+					switch x := n.X.(type) {
+					case *ast.Ident:
+						if x.Obj != nil {
+							return true
+						}
+						t = p.runElem[x.Name] // declared by an earlier statement of the run
+						if t == "" && !p.runDefined[x.Name] {
+							t = p.elemType(x.Name) // a session variable
+						}
+					case *ast.CallExpr:
+						if p.callElem != nil {
+							t = p.callElem(x) // strings.Fields(s)[0]
+						}
+					}
+					if t != "" {
+						es = append(es, edit{off: off(n.Pos()), ins: "(" + t + ")("}, edit{off: off(n.End()), ins: ")"})
+						return false
+					}
+				}
+				return true
+			})
+		}
+	}
+	return applyEdits(src, es)
 }

@@ -105,6 +105,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go/ast"
 	"go/token"
 	"path"
 	"reflect"
@@ -139,9 +140,10 @@ type (
 
 // Session is one interpreter and everything known about the cells it ran.
 type Session struct {
-	mu    sync.Mutex // serializes Execute, Complete, Inspect
-	it    *interp.Interpreter
-	index *declIndex
+	runTypes map[string]reflect.Type // static types of what the run being compiled declares (runElemTypes)
+	mu       sync.Mutex              // serializes Execute, Complete, Inspect
+	it       *interp.Interpreter
+	index    *declIndex
 
 	errf        *stderrFilter // the interpreter's stderr
 	cur         *cell         // the running cell, nil between cells
@@ -247,6 +249,28 @@ func (s *Session) reset() error {
 				return true
 			}
 			return false
+		},
+		callElem: func(call *ast.CallExpr) string {
+			t := s.staticType(call, 0)
+			if t == nil {
+				return ""
+			}
+			switch t.Kind() {
+			case reflect.Slice, reflect.Array, reflect.Map:
+				return s.goSyntax(t.Elem(), 0)
+			}
+			return ""
+		},
+		elemType: func(n string) string {
+			v, ok := s.globals()[n]
+			if !ok || !v.IsValid() {
+				return ""
+			}
+			switch v.Kind() {
+			case reflect.Slice, reflect.Array, reflect.Map:
+				return s.goSyntax(v.Type().Elem(), 0)
+			}
+			return ""
 		},
 		isIntVar: func(n string) bool {
 			v, ok := s.globals()[n]
@@ -814,8 +838,16 @@ func (s *Session) evalStmts(ctx context.Context, r run, src, code string) error 
 		s.prep.runInts = intNames(pr.file, nil, nil)
 		s.prep.runDefined = definedNames(pr.file)
 		s.prep.runPtrs = pointerNames(pr.file)
+		s.prep.runElem = s.runElemTypes(pr.body)
+	} else if i := strings.LastIndexByte(strings.TrimRight(src, "\n"), '\n'); i > 0 {
+		// The last line may be a list of values to show (x, err), not Go.
+		if pr, ok := parseRun(src[:i], false); ok {
+			s.prep.runElem = s.runElemTypes(pr.body)
+		}
 	}
-	defer func() { s.prep.runInts, s.prep.runDefined, s.prep.runPtrs = nil, nil, nil }()
+	defer func() {
+		s.prep.runInts, s.prep.runDefined, s.prep.runPtrs, s.prep.runElem, s.runTypes = nil, nil, nil, nil, nil
+	}()
 	for i, seg := range r.segs {
 		from := seg.start - r.start
 		if i == 0 {
@@ -1316,3 +1348,161 @@ func (f *frontend) ClearOutput(wait bool) {
 }
 
 func (f *frontend) Context() context.Context { return f.ctx }
+
+// goSyntax writes t as Go source the session can compile: predeclared
+// types, pointers, slices, arrays and maps of such types, and named types
+// of packages the session imported, by their import names. It returns ""
+// for anything else (a type a cell declared, an unnamed struct, func or
+// chan, a package not imported).
+func (s *Session) goSyntax(t reflect.Type, depth int) string {
+	if depth > 8 {
+		return ""
+	}
+	if t.Name() != "" {
+		if t.PkgPath() == "" {
+			if t.Kind() == reflect.Interface { // error
+				return t.Name()
+			}
+			if t.String() == t.Name() && t.Kind() != reflect.Struct {
+				return t.Name() // int, float64, string, …
+			}
+			return ""
+		}
+		if strings.ContainsAny(t.Name(), "[]") {
+			return "" // an instantiated generic type
+		}
+		for local, path := range s.index.imports {
+			if path == t.PkgPath() && local != "_" && local != "." {
+				return local + "." + t.Name()
+			}
+		}
+		return ""
+	}
+	var elem string
+	if k := t.Kind(); k == reflect.Pointer || k == reflect.Slice || k == reflect.Array || k == reflect.Map {
+		if elem = s.goSyntax(t.Elem(), depth+1); elem == "" {
+			return ""
+		}
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		return "*" + elem
+	case reflect.Slice:
+		return "[]" + elem
+	case reflect.Array:
+		return fmt.Sprintf("[%d]%s", t.Len(), elem)
+	case reflect.Map:
+		key := s.goSyntax(t.Key(), depth+1)
+		if key == "" {
+			return ""
+		}
+		return "map[" + key + "]" + elem
+	case reflect.Interface:
+		if t.NumMethod() == 0 {
+			return "interface{}"
+		}
+	}
+	return ""
+}
+
+// runElemTypes returns, for the names a run's top-level statements declare
+// with := from calls of compiled code (xs := strings.Split(…), ads, err :=
+// abmll.Add(…), ms := task.Model().Modules()), the element type of a
+// slice, array or map result in Go syntax (goSyntax), for passIndexDefine.
+func (s *Session) runElemTypes(body []ast.Stmt) map[string]string {
+	out := map[string]string{}
+	s.runTypes = map[string]reflect.Type{}
+	for _, st := range body {
+		as, ok := st.(*ast.AssignStmt)
+		if !ok || as.Tok != token.DEFINE {
+			continue
+		}
+		for i, l := range as.Lhs {
+			id, ok := l.(*ast.Ident)
+			if !ok || id.Name == "_" {
+				continue
+			}
+			var t reflect.Type
+			switch {
+			case len(as.Rhs) == len(as.Lhs):
+				t = s.staticType(as.Rhs[i], 0)
+			case len(as.Rhs) == 1:
+				t = s.staticType(as.Rhs[0], i)
+			}
+			delete(out, id.Name)
+			delete(s.runTypes, id.Name)
+			if t == nil {
+				continue
+			}
+			s.runTypes[id.Name] = t
+			switch t.Kind() {
+			case reflect.Slice, reflect.Array, reflect.Map:
+				if e := s.goSyntax(t.Elem(), 0); e != "" {
+					out[id.Name] = e
+				}
+			}
+		}
+	}
+	return out
+}
+
+// staticType returns the type of result out of e, when e is a session
+// variable (out 0) or a call of a compiled package's function or of a
+// method of a compiled type, the receiver typed the same way; nil when it
+// cannot tell.
+func (s *Session) staticType(e ast.Expr, out int) reflect.Type {
+	switch e := e.(type) {
+	case *ast.ParenExpr:
+		return s.staticType(e.X, out)
+	case *ast.Ident:
+		if out != 0 {
+			return nil
+		}
+		if t, ok := s.runTypes[e.Name]; ok {
+			return t // declared earlier in the run being compiled
+		}
+		if v, ok := s.globals()[e.Name]; ok && v.IsValid() {
+			return v.Type()
+		}
+	case *ast.CallExpr:
+		sel, ok := e.Fun.(*ast.SelectorExpr)
+		if !ok {
+			return nil
+		}
+		var ft reflect.Type
+		if id, ok := sel.X.(*ast.Ident); ok {
+			if _, isVar := s.globals()[id.Name]; !isVar {
+				if path, ok := s.index.imports[id.Name]; ok {
+					if v := compiledSymbol(path, sel.Sel.Name); v.IsValid() && v.Kind() == reflect.Func {
+						ft = v.Type()
+					}
+				}
+			}
+		}
+		if ft == nil {
+			rt := s.staticType(sel.X, 0)
+			if rt == nil {
+				return nil
+			}
+			m, ok := rt.MethodByName(sel.Sel.Name)
+			if !ok {
+				return nil
+			}
+			ft = m.Type
+		}
+		if out < ft.NumOut() {
+			return ft.Out(out)
+		}
+	}
+	return nil
+}
+
+// compiledSymbol is the exported symbol name of the compiled package path,
+// from the standard library's or gopeft's symbol tables.
+func compiledSymbol(pkgPath, name string) reflect.Value {
+	key := pkgPath + "/" + path.Base(pkgPath)
+	if v, ok := stdlib.Symbols[key][name]; ok {
+		return v
+	}
+	return symbols.Symbols[key][name]
+}

@@ -78,10 +78,9 @@ func Answers(g *peft.GPT, ep Episode) float64 {
 // each sequence is an episode's context followed by its pairs asked again
 // in a fresh order, "c=4;a=7;a=7;c=4;", trained on every next character.
 // Training the base model on it (before attaching the LoRA) gives what
-// PERK assumes of its base LLM: it knows the format and reads a value off
-// a context it can see, so the representation at "c=" carries the key.
-// PERK then has to move that reading from the context window into the
-// LoRA. EvalBatches is 16 sequences drawn from seed.
+// PERK assumes of its base LLM, that it knows the format of the contexts;
+// PERK then has to write each context into the LoRA. EvalBatches is 16
+// sequences drawn from seed.
 func (s *KeyValueEpisodes) InContext(seed int64) peft.Dataset {
 	return inContext{s: s, eval: s.inContextBatch(rand.New(rand.NewSource(seed)), 16)}
 }

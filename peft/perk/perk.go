@@ -38,19 +38,21 @@
 //
 // The tiny GPT. KeyValueEpisodes is a toy recall task (context
 // "c=4;a=7;…", questions "c=" → "4", chance 10%). The shipped GPT has never
-// seen '=' or this format, and a few SGD steps on a LoRA cannot teach it
-// both format and facts; PERK's base model is an LLM that already reads
-// such a context. So the base is first trained on the task in context
-// (KeyValueEpisodes.InContext: the context, then the pairs asked again),
-// then frozen, and the LoRA (rank 4, on the head) is meta-trained for the
-// context-free questions. Measured by TestGPTKeyValue (2 pairs, N = T = 4,
-// η = 0.3, 300 outer steps of 2 episodes, 1.9 s): after the inner loop on
-// held-out contexts the question loss falls from 0.725 to 0.285 and
-// recall rises from 55% to 72%; first-order (T = 0) from the same init
-// reaches 0.361 and 70% in 0.7 s. Before meta-training the inner loop
-// already learns which values the context holds (about half the answers
-// right with two pairs) but barely which key each belongs to; the
-// meta-trained init adds the binding.
+// seen '=' or this format; PERK's base model is an LLM that already knows
+// the format of its contexts. So the base is first trained on the task in
+// context (KeyValueEpisodes.InContext: the context, then the pairs asked
+// again; 400 steps teach the format, while its recall with the context in
+// its input stays low, 21% after 400 steps and 56% after 2,000, as lesson
+// 15 measures), then frozen, and the LoRA (rank 4, on the head) is
+// meta-trained for the context-free questions. Measured by TestGPTKeyValue
+// (2 pairs, N = T = 4, η = 0.3, 300 outer steps of 2 episodes, 1.9 s):
+// after the inner loop on held-out contexts the question loss falls from
+// 0.725 to 0.285 and recall rises from 55% to 72%; first-order (T = 0)
+// from the same init reaches 0.361 and 70% in 0.7 s. Before
+// meta-training the inner loop already learns which values the context
+// holds (every answer is one of them) but barely which key each belongs
+// to; the meta-trained init adds the binding. On the shipped GPT, with no
+// in-context training, the same PERK run reaches 56% (loss 0.654).
 //
 // Defaults (DefaultConfig; the paper's N, T, η are not confirmed): N = 4
 // inner steps, T = N, η = 0.1, outer AdamW at 1e-2. The inner learning
