@@ -27,10 +27,18 @@
 //
 // # Threads
 //
-// Products of at least 96³ multiply-adds run on up to [Threads] goroutines
-// (default runtime.GOMAXPROCS, see [SetThreads]). A product that starts while
-// another is running in parallel stays on its caller's goroutine, so callers
-// that are already parallel do not oversubscribe the cores.
+// Products of at least 96³ multiply-adds may run on up to [Threads]
+// goroutines (default runtime.GOMAXPROCS, see [SetThreads]). How many is
+// decided per product by a cost model (gemmGrid): C is cut into a grid of
+// blocks whose shape follows C's (4096×16 by rows, 16×4096 by columns,
+// 4096² on 16 workers 4×4), each worker packing its own panels, and a
+// split must pay for the ~100 µs a parked helper takes to start, so small
+// products stay on one goroutine and a skinny, memory-bound one uses few
+// (at most max(2, I/4) for I multiply-adds per element moved). The helpers
+// are persistent goroutines: a product creates none. A product that starts
+// while another is running in parallel stays on its caller's goroutine, so
+// callers that are already parallel do not oversubscribe the cores. The
+// arithmetic of why this scales is in accel/README.md (Parallel GEMM).
 //
 // # Errors
 //

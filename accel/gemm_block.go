@@ -84,7 +84,7 @@ var parallelBusy atomic.Bool
 // the caller is done with its own is taken over by the caller.
 func gemmBlocked[T float32 | float64](ks *kernelSet[T], tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
 	if nt := Threads(); nt > 1 && m*n*k >= minParallelFlops {
-		pr, pc := gemmGrid(nt, ks.mr, ks.nr, m, n, k, elemSize[T]())
+		pr, pc := gemmGrid(nt, ks.mr, ks.nr, m, n, k, elemSize[T](), poolHot())
 		if pr*pc > 1 && parallelBusy.CompareAndSwap(false, true) {
 			defer parallelBusy.Store(false)
 			rowTiles, colTiles := (m+ks.mr-1)/ks.mr, (n+ks.nr-1)/ks.nr
@@ -141,7 +141,8 @@ const (
 //
 // for a block of mb×nb (whole tiles, the largest block), the product plus
 // the packing (or streaming) of its rows of op(A) and columns of op(B); a
-// split adds gemmWakeCost once and gemmWorkerCost per helper (both doubled,
+// split adds gemmWakeCost once (not when hot: the helpers ended a step
+// moments ago and still spin, see poolHot) and gemmWorkerCost per helper (both doubled,
 // with the packing cost, for float32, whose multiply-adds take half the
 // time). gemmGrid returns the grid of least time, fewest workers on ties:
 // pr ≤ the row tiles, pc ≤ the column tiles, and pr·pc ≤ nt. For a given
@@ -158,7 +159,7 @@ const (
 // a socket's memory feeds only a few such cores. So the workers are also
 // capped at max(2, I/gemmBandwidthIntensity): 3 for 4096×1024·1024×16 or
 // 16×1024·1024×4096, 85 for 1024³.
-func gemmGrid(nt, mr, nr, m, n, k, size int) (pr, pc int) {
+func gemmGrid(nt, mr, nr, m, n, k, size int, hot bool) (pr, pc int) {
 	rowTiles, colTiles := (m+mr-1)/mr, (n+nr-1)/nr
 	intensity := float64(m) * float64(n) * float64(k) / (float64(m)*float64(k) + float64(k)*float64(n) + float64(m)*float64(n))
 	nt = min(nt, max(2, int(intensity/gemmBandwidthIntensity)), rowTiles*colTiles)
@@ -168,7 +169,10 @@ func gemmGrid(nt, mr, nr, m, n, k, size int) (pr, pc int) {
 		nb := min(float64((colTiles+pc-1)/pc*nr), float64(n))
 		c := mb*nb*float64(k) + scale*gemmPackCost*(mb+nb)*float64(k)
 		if w := pr * pc; w > 1 {
-			c += scale * (gemmWakeCost + gemmWorkerCost*float64(w-1))
+			c += scale * gemmWorkerCost * float64(w-1)
+			if !hot {
+				c += scale * gemmWakeCost
+			}
 		}
 		return c
 	}

@@ -6,10 +6,15 @@ of accel's BenchmarkDgemm/BenchmarkSgemm, and the table that compares them.
                                      thread count (threads are set by the
                                      caller through OPENBLAS_NUM_THREADS; the
                                      label names the configuration)
+  bench_gemm.py torch                torch.matmul (Debian's torch, on the
+                                     system BLAS) the same way, threads from
+                                     TORCH_NUM_THREADS
   bench_gemm.py table FILE...        read go test -bench output and numpy
-                                     lines, print median tables with ratios
+                                     and torch lines, print median tables
+                                     with ratios
 
-Each numpy line reads: numpy/LABEL/TYPE/SHAPE/t=T  GFLOP/s  GFLOP/cpu-s.
+Each peer line reads: numpy/LABEL/TYPE/SHAPE/t=T  GFLOP/s  GFLOP/cpu-s
+(torch/torch/… for torch).
 Used by scripts/bench-accel-gemm; see accel/README.md.
 """
 import os
@@ -51,6 +56,31 @@ def numpy_run(label):
             sys.stdout.flush()
 
 
+def torch_run():
+    import numpy as np
+    import torch
+
+    threads = int(os.environ.get("TORCH_NUM_THREADS", "1"))
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(1)
+    for dtype, tname in ((np.float64, "Dgemm"), (np.float32, "Sgemm")):
+        for name, m, n, k in SHAPES:
+            a = torch.from_numpy(rng.uniform(-1, 1, (m, k)).astype(dtype))
+            b = torch.from_numpy(rng.uniform(-1, 1, (k, n)).astype(dtype))
+            c = torch.empty((m, n), dtype=a.dtype)
+            torch.matmul(a, b, out=c)  # warm up
+            flop = 2.0 * m * n * k
+            reps = max(1, int(0.3e9 / flop * 20))
+            t0, p0 = time.perf_counter(), time.process_time()
+            for _ in range(reps):
+                torch.matmul(a, b, out=c)
+            wall, cpu = time.perf_counter() - t0, time.process_time() - p0
+            print("torch/torch/%s/%s/t=%d %.2f %.2f" % (tname, name, threads,
+                                                       flop * reps / wall / 1e9,
+                                                       flop * reps / max(cpu, 1e-9) / 1e9))
+            sys.stdout.flush()
+
+
 GO_LINE = re.compile(r"^Benchmark(Dgemm|Sgemm)/([^/]+)/(.+)/t=(\d+)-\d+\s.*?([\d.]+) GFLOP/cpu-s\s+([\d.]+) GFLOP/s")
 
 
@@ -64,21 +94,21 @@ def table(files):
             if m:
                 typ, impl, shape, t, cpu, wall = m.groups()
                 impl = "accel" if impl == "asm" else impl
-            elif line.startswith("numpy/"):
+            elif line.startswith("numpy/") or line.startswith("torch/"):
                 key, wall, cpu = line.split()
-                _, label, typ, rest = key.split("/", 3)
+                peer, label, typ, rest = key.split("/", 3)
                 shape, t = rest.rsplit("/t=", 1)
-                impl = "openblas-" + label
+                impl = "torch" if peer == "torch" else "openblas-" + label
             else:
                 continue
             r = results.setdefault((typ, shape, int(t)), {}).setdefault(impl, ([], []))
             r[0].append(float(wall))
             r[1].append(float(cpu))
-    impls = ["accel", "gonum", "openblas-default", "openblas-SkylakeX"]
+    impls = ["accel", "gonum", "openblas-default", "openblas-SkylakeX", "torch"]
     for which, idx in (("wall-clock GFLOP/s", 0), ("GFLOP per CPU-second", 1)):
         print("\n%s, median of runs (runs in parentheses)\n" % which)
-        print("| routine | shape (m×k · k×n) | threads | accel | gonum | OpenBLAS default | OpenBLAS SkylakeX | accel/default | accel/SkylakeX |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("| routine | shape (m×k · k×n) | threads | accel | gonum | OpenBLAS default | OpenBLAS SkylakeX | torch | accel/default | accel/SkylakeX | accel/torch |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         order = {s[0]: i for i, s in enumerate(SHAPES)}
         for key in sorted(results, key=lambda k: (k[0], order.get(k[1], 99), k[2])):
             typ, shape, t = key
@@ -104,6 +134,8 @@ def table(files):
 if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "numpy":
         numpy_run(sys.argv[2])
+    elif len(sys.argv) >= 2 and sys.argv[1] == "torch":
+        torch_run()
     elif len(sys.argv) >= 3 and sys.argv[1] == "table":
         table(sys.argv[2:])
     else:
