@@ -118,9 +118,9 @@ const (
 	// gemmPackCost is the cost of packing, or streaming from memory, one
 	// element of A or B: about one element per cycle.
 	gemmPackCost = 16
-	// gemmWakeCost is the latency until parked helpers run: measured at
-	// 90–130 µs on the 2-vCPU development VM (a futex wake-up and a halted
-	// X, about 5·2²⁰
+	// gemmWakeCost is the latency until parked helpers run: 100–105 µs
+	// (median) on the 2-vCPU development VM, a futex wake-up and a halted
+	// vCPU's restart (BenchmarkWorkerWake measures it), about 5·2²⁰
 	// multiply-adds at 16 per cycle and 3.3 GHz. It is paid once per
 	// product, the helpers waking side by side.
 	gemmWakeCost = 5 << 20
@@ -142,15 +142,15 @@ const (
 // for a block of mb×nb (whole tiles, the largest block), the product plus
 // the packing (or streaming) of its rows of op(A) and columns of op(B); a
 // split adds gemmWakeCost once (not when hot: the helpers ended a step
-// moments ago and still spin, see poolHot) and gemmWorkerCost per helper (both doubled,
-// with the packing cost, for float32, whose multiply-adds take half the
-// time). gemmGrid returns the grid of least time, fewest workers on ties:
+// moments ago and still spin, see poolHot) and gemmWorkerCost per helper
+// (both doubled, with the packing cost, for float32, whose multiply-adds
+// take half the time). gemmGrid returns the grid of least time, fewest workers on ties:
 // pr ≤ the row tiles, pc ≤ the column tiles, and pr·pc ≤ nt. For a given
 // number of workers w the packing term is least when mb ≈ nb, so the grid
 // follows the shape of C (1024×1024 on 4 workers: 2×2; 4096×16: w×1;
-// 16×4096: 1×w). The wake-up keeps products under about 256³ float64
-// multiply-adds (128³·… for float32's n = 256: 0.3 ms) on one goroutine:
-// there a second worker would start when the first is nearly done.
+// 16×4096: 1×w). The wake-up keeps short products on one goroutine, where
+// a second worker would start when the first is nearly done: float64 192³
+// (0.13 ms) and float32 256³ (0.15 ms) stay serial, float64 256³ splits.
 //
 // Products with little reuse are bound by memory bandwidth, not by the
 // cores: with intensity I = m·n·k / (m·k + k·n + m·n) multiply-adds per

@@ -13,7 +13,7 @@ import (
 // an upper triangular kb×kb matrix (lapack dlarft), so applying it to C costs
 // three accel.Dgemm calls instead of kb rank-one updates.
 
-const reflBlock = 32 // reflectors per block
+const reflBlock = 64 // reflectors per block
 
 // reflectors describes k Householder vectors of length n stored LAPACK-style
 // in a row-major array: vector j is zero above position j, one at j, and

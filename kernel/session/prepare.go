@@ -109,7 +109,6 @@ func (p *preparer) prepare(src string, decl bool) (string, error) {
 	src = p.passFmtCheck(src, decl)  // guarded by a string test
 	src = passConstRepeat(src, decl) // guarded by a string test
 	src = p.passBounds(src, decl)    // guarded by a string test
-	src = p.passIndexDefine(src, decl)
 	src = p.passParallelAssign(src, decl)
 	var err error
 	if f.loop {
@@ -140,6 +139,7 @@ func (p *preparer) prepare(src string, decl bool) (string, error) {
 				return "", err
 			}
 		}
+		src = p.passIndexDefine(src, decl) // after passCommaOK's v := m[k]
 		if f.topCompound || src != orig {
 			if src, err = p.passTopLevel(src); err != nil {
 				return "", err
@@ -1878,7 +1878,8 @@ func hasCall(e ast.Expr) bool {
 // whose result type the kernel reads off the symbols (runElem), the index
 // in a top-level := becomes a conversion to that type,
 //
-//	x := s[i]   →   x := (T)(s[i])
+//	x := s[i]    →   x := (T)(s[i])
+//	p := &s[i]   →   p := (*T)(&s[i])
 //
 // which gives yaegi the type and changes nothing else: converting a value
 // to its own type is the identity. Other cases stay as written, and the
@@ -1903,14 +1904,28 @@ func (p *preparer) passIndexDefine(src string, decl bool) string {
 	var es []edit
 	for _, st := range fd.Body.List {
 		as, ok := st.(*ast.AssignStmt)
-		if !ok || as.Tok != token.DEFINE || len(as.Lhs) != len(as.Rhs) {
-			continue // v, ok := m[k] keeps its comma-ok form
+		if !ok || as.Tok != token.DEFINE {
+			continue
+		}
+		if len(as.Lhs) != len(as.Rhs) {
+			continue // v, ok := m[k] was split by passCommaOK into v := m[k] and a func
 		}
 		for _, rhs := range as.Rhs {
+			var stack []ast.Node
 			ast.Inspect(rhs, func(n ast.Node) bool {
+				if n == nil {
+					stack = stack[:len(stack)-1]
+					return true
+				}
+				var parent ast.Node
+				if len(stack) > 0 {
+					parent = stack[len(stack)-1]
+				}
+				stack = append(stack, n)
 				switch n := n.(type) {
 				case *ast.FuncLit:
-					return false // inside a func yaegi types it
+					stack = stack[:len(stack)-1] // no f(nil) follows a false
+					return false                 // inside a func yaegi types it
 				case *ast.IndexExpr:
 					var t string
 					switch x := n.X.(type) {
@@ -1927,9 +1942,26 @@ func (p *preparer) passIndexDefine(src string, decl bool) string {
 							t = p.callElem(x) // strings.Fields(s)[0]
 						}
 					}
+					// A conversion is not addressable: &s[i] converts the
+					// pointer instead, and s[i].f or s[i].M() stays as written
+					// unless the element is a pointer
+					// (a pointer method of an element of a slice of values
+					// needs the element itself).
+					switch pn := parent.(type) {
+					case *ast.UnaryExpr:
+						if pn.Op == token.AND && t != "" {
+							// &s[i] → (*T)(&s[i]): the pointer's type instead
+							es = append(es, edit{off: off(pn.Pos()), ins: "(*" + t + ")("}, edit{off: off(pn.End()), ins: ")"})
+							return true
+						}
+					case *ast.SelectorExpr:
+						if !strings.HasPrefix(t, "*") {
+							t = ""
+						}
+					}
 					if t != "" {
 						es = append(es, edit{off: off(n.Pos()), ins: "(" + t + ")("}, edit{off: off(n.End()), ins: ")"})
-						return false
+						return true // and its index, which may index too
 					}
 				}
 				return true

@@ -141,9 +141,13 @@ type (
 // Session is one interpreter and everything known about the cells it ran.
 type Session struct {
 	runTypes map[string]reflect.Type // static types of what the run being compiled declares (runElemTypes)
-	mu       sync.Mutex              // serializes Execute, Complete, Inspect
-	it       *interp.Interpreter
-	index    *declIndex
+	// sessionTypes are the session variables' types when the run being
+	// compiled started: yaegi's Globals is not readable between the
+	// compilation of one statement of a run and the next.
+	sessionTypes map[string]reflect.Type
+	mu           sync.Mutex // serializes Execute, Complete, Inspect
+	it           *interp.Interpreter
+	index        *declIndex
 
 	errf        *stderrFilter // the interpreter's stderr
 	cur         *cell         // the running cell, nil between cells
@@ -262,13 +266,13 @@ func (s *Session) reset() error {
 			return ""
 		},
 		elemType: func(n string) string {
-			v, ok := s.globals()[n]
-			if !ok || !v.IsValid() {
+			t := s.sessionType(n)
+			if t == nil {
 				return ""
 			}
-			switch v.Kind() {
+			switch t.Kind() {
 			case reflect.Slice, reflect.Array, reflect.Map:
-				return s.goSyntax(v.Type().Elem(), 0)
+				return s.goSyntax(t.Elem(), 0)
 			}
 			return ""
 		},
@@ -834,6 +838,12 @@ func (s *Session) evalStmts(ctx context.Context, r run, src, code string) error 
 	var progs []*interp.Program
 	funcLit := false
 	s.prep.runInts, s.prep.runDefined = nil, nil
+	s.sessionTypes = map[string]reflect.Type{}
+	for n, v := range s.globals() {
+		if v.IsValid() {
+			s.sessionTypes[n] = v.Type()
+		}
+	}
 	if pr, ok := parseRun(src, false); ok {
 		s.prep.runInts = intNames(pr.file, nil, nil)
 		s.prep.runDefined = definedNames(pr.file)
@@ -1461,9 +1471,7 @@ func (s *Session) staticType(e ast.Expr, out int) reflect.Type {
 		if t, ok := s.runTypes[e.Name]; ok {
 			return t // declared earlier in the run being compiled
 		}
-		if v, ok := s.globals()[e.Name]; ok && v.IsValid() {
-			return v.Type()
-		}
+		return s.sessionType(e.Name)
 	case *ast.CallExpr:
 		sel, ok := e.Fun.(*ast.SelectorExpr)
 		if !ok {
@@ -1471,7 +1479,7 @@ func (s *Session) staticType(e ast.Expr, out int) reflect.Type {
 		}
 		var ft reflect.Type
 		if id, ok := sel.X.(*ast.Ident); ok {
-			if _, isVar := s.globals()[id.Name]; !isVar {
+			if s.sessionType(id.Name) == nil && s.runTypes[id.Name] == nil {
 				if path, ok := s.index.imports[id.Name]; ok {
 					if v := compiledSymbol(path, sel.Sel.Name); v.IsValid() && v.Kind() == reflect.Func {
 						ft = v.Type()
@@ -1505,4 +1513,16 @@ func compiledSymbol(pkgPath, name string) reflect.Value {
 		return v
 	}
 	return symbols.Symbols[key][name]
+}
+
+// sessionType is the type of the session variable name: as the run being
+// compiled found it (sessionTypes), or now; nil if there is none.
+func (s *Session) sessionType(name string) reflect.Type {
+	if s.sessionTypes != nil {
+		return s.sessionTypes[name]
+	}
+	if v, ok := s.globals()[name]; ok && v.IsValid() {
+		return v.Type()
+	}
+	return nil
 }
