@@ -254,28 +254,8 @@ func (s *Session) reset() error {
 			}
 			return false
 		},
-		callElem: func(call *ast.CallExpr) string {
-			t := s.staticType(call, 0)
-			if t == nil {
-				return ""
-			}
-			switch t.Kind() {
-			case reflect.Slice, reflect.Array, reflect.Map:
-				return s.goSyntax(t.Elem(), 0)
-			}
-			return ""
-		},
-		elemType: func(n string) string {
-			t := s.sessionType(n)
-			if t == nil {
-				return ""
-			}
-			switch t.Kind() {
-			case reflect.Slice, reflect.Array, reflect.Map:
-				return s.goSyntax(t.Elem(), 0)
-			}
-			return ""
-		},
+		callElem: func(call *ast.CallExpr) string { return s.elemSyntax(s.staticType(call, 0)) },
+		elemType: func(n string) string { return s.elemSyntax(s.sessionType(n)) },
 		isIntVar: func(n string) bool {
 			v, ok := s.globals()[n]
 			if !ok || !v.IsValid() {
@@ -1445,11 +1425,8 @@ func (s *Session) runElemTypes(body []ast.Stmt) map[string]string {
 				continue
 			}
 			s.runTypes[id.Name] = t
-			switch t.Kind() {
-			case reflect.Slice, reflect.Array, reflect.Map:
-				if e := s.goSyntax(t.Elem(), 0); e != "" {
-					out[id.Name] = e
-				}
+			if e := s.elemSyntax(t); e != "" {
+				out[id.Name] = e
 			}
 		}
 	}
@@ -1525,4 +1502,17 @@ func (s *Session) sessionType(name string) reflect.Type {
 		return v.Type()
 	}
 	return nil
+}
+
+// elemSyntax is goSyntax of the element type of t, a slice, array or map
+// type; "" for any other t (nil included) or an element it cannot write.
+func (s *Session) elemSyntax(t reflect.Type) string {
+	if t == nil {
+		return ""
+	}
+	switch t.Kind() {
+	case reflect.Slice, reflect.Array, reflect.Map:
+		return s.goSyntax(t.Elem(), 0)
+	}
+	return ""
 }
