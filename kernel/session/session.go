@@ -828,13 +828,10 @@ func (s *Session) evalStmts(ctx context.Context, r run, src, code string) error 
 		s.prep.runInts = intNames(pr.file, nil, nil)
 		s.prep.runDefined = definedNames(pr.file)
 		s.prep.runPtrs = pointerNames(pr.file)
-		s.prep.runElem = s.runElemTypes(pr.body)
-	} else if i := strings.LastIndexByte(strings.TrimRight(src, "\n"), '\n'); i > 0 {
-		// The last line may be a list of values to show (x, err), not Go.
-		if pr, ok := parseRun(src[:i], false); ok {
-			s.prep.runElem = s.runElemTypes(pr.body)
-		}
 	}
+	// What the run's statements declare is added as each one is prepared,
+	// so that a statement sees only the declarations before it.
+	s.prep.runElem, s.runTypes = map[string]string{}, map[string]reflect.Type{}
 	defer func() {
 		s.prep.runInts, s.prep.runDefined, s.prep.runPtrs, s.prep.runElem, s.runTypes = nil, nil, nil, nil, nil
 	}()
@@ -859,6 +856,9 @@ func (s *Session) evalStmts(ctx context.Context, r run, src, code string) error 
 			col = seg.start - (strings.LastIndexByte(code[:seg.start], '\n') + 1)
 		}
 		piece, err := s.prep.prepare(src[from:to], false)
+		if pr, ok := parseRun(src[from:to], false); ok {
+			s.addRunTypes(pr.body) // a list of values to show (x, err) is not Go and declares nothing
+		}
 		if err != nil {
 			if ue, ok := err.(unsupportedError); ok {
 				ue.line += line - r.line
@@ -1395,13 +1395,15 @@ func (s *Session) goSyntax(t reflect.Type, depth int) string {
 	return ""
 }
 
-// runElemTypes returns, for the names a run's top-level statements declare
-// with := from calls of compiled code (xs := strings.Split(…), ads, err :=
-// abmll.Add(…), ms := task.Model().Modules()), the element type of a
-// slice, array or map result in Go syntax (goSyntax), for passIndexDefine.
-func (s *Session) runElemTypes(body []ast.Stmt) map[string]string {
-	out := map[string]string{}
-	s.runTypes = map[string]reflect.Type{}
+// addRunTypes records, for the names that top-level statements of the run
+// being compiled declare with := from calls of compiled code (xs :=
+// strings.Split(…), ads, err := abmll.Add(…), ms := task.Model().Modules()),
+// their static type (runTypes) and, for a slice, array or map, the element
+// type in Go syntax (the preparer's runElem, for passIndexDefine). A name
+// declared otherwise is forgotten, so a later statement does not use a
+// type it no longer has.
+func (s *Session) addRunTypes(body []ast.Stmt) {
+	out := s.prep.runElem
 	for _, st := range body {
 		as, ok := st.(*ast.AssignStmt)
 		if !ok || as.Tok != token.DEFINE {
@@ -1430,7 +1432,6 @@ func (s *Session) runElemTypes(body []ast.Stmt) map[string]string {
 			}
 		}
 	}
-	return out
 }
 
 // staticType returns the type of result out of e, when e is a session

@@ -160,23 +160,13 @@ func memory(op string, m peft.Model) ([]*peft.Tensor, error) {
 func innerLoop(ctx context.Context, m peft.Model, ps []*peft.Tensor, b peft.Batch, n int, lr float64) ([]float64, error) {
 	losses := make([]float64, 0, n)
 	for t := 0; t < n; t++ {
-		if err := ctx.Err(); err != nil {
+		v, g, err := gradient(ctx, m, ps, b, fmt.Sprintf("inner step %d (lower InnerLR = %g)", t+1, lr))
+		if err != nil {
 			return losses, err
 		}
-		for _, p := range ps {
-			p.ZeroGrad()
-		}
-		loss := m.Loss(b)
-		v := loss.Scalar()
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return losses, fmt.Errorf("peft: PERK: inner loss is %v at inner step %d; lower InnerLR (%g)", v, t+1, lr)
-		}
 		losses = append(losses, v)
-		loss.Backward()
-		for _, p := range ps {
-			var step mat.Dense
-			step.Scale(-lr, p.Grad)
-			p.Value.Add(p.Value, &step)
+		for i, p := range ps {
+			p.Value.Add(p.Value, scaled(g[i], -lr))
 		}
 	}
 	return losses, nil

@@ -73,7 +73,7 @@ func metaGradient(ctx context.Context, m peft.Model, ps []*peft.Tensor, ep Episo
 			return 0, nil, err
 		}
 	}
-	loss, v, err := gradient(ctx, m, ps, ep.Question, "question")
+	loss, v, err := gradient(ctx, m, ps, ep.Question, "the questions after the inner loop")
 	if err != nil {
 		return 0, nil, err
 	}
@@ -108,7 +108,7 @@ func hessVec(ctx context.Context, m peft.Model, ps []*peft.Tensor, phi, v []*mat
 			p.Value.Copy(phi[i])
 			p.Value.Add(p.Value, scaled(v[i], sign*step))
 		}
-		_, g, err := gradient(ctx, m, ps, b, "context")
+		_, g, err := gradient(ctx, m, ps, b, "a context step of the meta-gradient")
 		return g, err
 	}
 	plus, err := at(1)
@@ -128,7 +128,8 @@ func hessVec(ctx context.Context, m peft.Model, ps []*peft.Tensor, phi, v []*mat
 }
 
 // gradient returns L(b) and its gradient with respect to ps at their
-// current values; what names the loss in errors.
+// current values, or an error if ctx is done or L(b) is not finite; what
+// names the loss in that error.
 func gradient(ctx context.Context, m peft.Model, ps []*peft.Tensor, b peft.Batch, what string) (float64, []*mat.Dense, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, nil, err
@@ -139,7 +140,7 @@ func gradient(ctx context.Context, m peft.Model, ps []*peft.Tensor, b peft.Batch
 	loss := m.Loss(b)
 	l := loss.Scalar()
 	if math.IsNaN(l) || math.IsInf(l, 0) {
-		return l, nil, fmt.Errorf("peft: PERK: %s loss is %v", what, l)
+		return l, nil, fmt.Errorf("peft: PERK: loss is %v at %s", l, what)
 	}
 	loss.Backward()
 	g := make([]*mat.Dense, len(ps))
