@@ -198,9 +198,10 @@ func countCPUList(s string) int {
 //     call loads and stores its C tile once per depth block, so a deeper
 //     kc makes fewer passes over C; the A and B micro-panels stream from
 //     L2, the kernels prefetching them 8 steps ahead (and the C tile at
-//     entry). Measured on an AMD EPYC (Zen 4, 32 KiB L1d): float64 at
-//     1024² ran at 47–49 GFLOP/s with kc = 256 against 50–52 with kc = 512,
-//     and kc = 768–1024 gained nothing more.
+//     entry). Measured on an AMD EPYC (Zen 4, 32 KiB L1d), float64 1024²,
+//     best of 3 interleaved rounds over several sweeps: 42–43 GFLOP/s with
+//     kc = 128, 46–50 with kc = 256, 47–53 with kc = 512 (medians 50.4–51.0
+//     at kc = 512); kc = 768–1024 gained nothing more.
 //   - mc: the A block (mc×kc, reused by every B micro-panel) fills half of
 //     L2, leaving the other half to the B micro-panels and C tiles passing
 //     through: mc = L2 / (2·kc·size), a multiple of mr, within [mr, 32·mr].
