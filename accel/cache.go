@@ -191,42 +191,52 @@ func countCPUList(s string) int {
 // of size bytes from the caches ci, after the analytical model of Goto and
 // van de Geijn (2008) and of Low et al. ("Analytical modeling is enough for
 // high-performance BLIS", ACM TOMS 43(2), 2016), corrected where
-// measurement disagreed:
+// measurement disagreed. The driver (gemmSerial) runs, for one block of
+// depth kc, every B micro-panel (kc×nr) against every A micro-panel (mr×kc)
+// of an A block (mc×kc), and the kernel loads and stores its C tile once
+// per call:
 //
-//   - kc: twice what puts the B micro-panel (kc×nr) in L1d, kc =
-//     2·L1d / (nr·size), a multiple of 16, within [128, 512]. Each kernel
-//     call loads and stores its C tile once per depth block, so a deeper
-//     kc makes fewer passes over C; the A and B micro-panels stream from
-//     L2, the kernels prefetching them 8 steps ahead (and the C tile at
-//     entry). Measured on an AMD EPYC (Zen 4, 32 KiB L1d), float64 1024²,
-//     best of 3 interleaved rounds over several sweeps: 42–43 GFLOP/s with
-//     kc = 128, 46–50 with kc = 256, 47–53 with kc = 512 (medians 50.4–51.0
-//     at kc = 512); kc = 768–1024 gained nothing more.
-//   - mc: the A block (mc×kc, reused by every B micro-panel) fills half of
-//     L2, leaving the other half to the B micro-panels and C tiles passing
-//     through: mc = L2 / (2·kc·size), a multiple of mr, within [mr, 32·mr].
+//   - mc: gemmRowsTarget rows (126 for mr = 14), so that each B micro-panel,
+//     brought into L2 once per A block, serves 9 kernel calls.
+//   - kc: as deep as keeps a kernel call's two micro-panels, (mr+nr)·kc
+//     elements, in half of L2, and the A block (mc×kc, read again for every
+//     B micro-panel) in half the L3 share of one logical CPU (in half of L2
+//     without an L3); a multiple of 16 within [256, 2048]. Deeper blocks
+//     make fewer passes over C, which in a large product comes from memory
+//     each time: on an AMD EPYC (Zen 4; 1 MiB L2, 16 MiB L3 share), float64
+//     4096², one thread, interleaved medians of 9, kc = 512 ran at 44.6–47.7
+//     GFLOP/s, 1024 at 46.8–50.2, 2048 at 48.7–50.3 (mc = 126); with C kept
+//     in cache kc = 512 gained 3.5%. The A block then lives in L3, not L2:
+//     mc = 42…70 rather than 126 lost 3–10%.
 //   - nc: the B block (kc×nc, reused by every A block) fills half of the L3
-//     share of one logical CPU (each worker packs its own B block):
-//     nc = L3 / (2·kc·size), a multiple of nr, within [1024, 4096] (4096
-//     without an L3). The floor matters more than the fit: a B block that
-//     spills from L3 is read from memory once per A block, at 2·mc flops
-//     per 8 bytes (31 flop/byte for mc = 126, about 1.6 GB/s at 50
-//     GFLOP/s), while a narrow one makes A be packed again n/nc times. With
-//     the old floor of 8·nr, an L3 share of 1.5 MiB gave nc = 192 and the
-//     cache sweep fell to 0.83 of the best configuration.
+//     share, nc = L3 / (2·kc·size), a multiple of nr, within [1024, 4096]
+//     (4096 without an L3). The floor matters more than the fit: a B block
+//     that spills from L3 is read from memory once per A block, at 2·mc
+//     flops per 8 bytes (31 flop/byte, about 1.6 GB/s at 50 GFLOP/s), while
+//     a narrow one makes A be packed again n/nc times.
 //
-// For example, 32 KiB L1d, 1 MiB L2, 2 MiB of L3 per core and the AVX-512
-// float64 kernel (14×16, 8 bytes) give kc = 65536/128 = 512, mc = 2^20/8192
-// = 128 → 126, nc = 2^21/8192 = 256 → 1024.
+// For example, 32 KiB L1d, 1 MiB L2, 16 MiB of L3 per logical CPU and the
+// AVX-512 float64 kernel (14×16, 8 bytes) give mc = 126, kc = 2^20/(2·30·8)
+// = 2184 → 2048 (the A block, 2 MiB, fits in 8 MiB), nc = 2^24/(2·2048·8)
+// = 512 → 1024. The driver splits k into blocks of equal depth ≤ kc.
 func gemmBlocking(ci cacheInfo, mr, nr, size int) (kc, mc, nc int) {
-	kc = min(512, max(128, 2*ci.L1d/(nr*size)&^15))
-	mc = min(32*mr, max(mr, ci.L2/(2*kc*size)/mr*mr))
+	mc = max(1, gemmRowsTarget/mr) * mr
+	kc = ci.L2 / (2 * (mr + nr) * size)
+	home := ci.L2 // where the A block lives
+	if ci.L3 > 0 {
+		home = ci.L3
+	}
+	kc = min(kc, home/(2*mc*size))
+	kc = min(2048, max(256, kc&^15))
 	nc = 4096
 	if ci.L3 > 0 {
 		nc = min(4096, max(1024/nr*nr, ci.L3/(2*kc*size)/nr*nr))
 	}
 	return kc, mc, nc
 }
+
+// gemmRowsTarget is the height of an A block that gemmBlocking aims at.
+const gemmRowsTarget = 128
 
 // withBlocking returns ks with its cache blocks derived from ci.
 func withBlocking[T float32 | float64](ks kernelSet[T], ci cacheInfo) kernelSet[T] {

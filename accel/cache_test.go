@@ -100,19 +100,23 @@ func TestGemmBlocking(t *testing.T) {
 		mr, nr, size int
 		kc, mc, nc   int
 	}{
-		// The doc comment's example: AVX-512 float64: kc = 2·32768/128 = 512,
-		// mc = 2^20/8192 = 128 → 126, nc = 2^21/8192 = 256 → the floor 1024.
-		{cacheInfo{L1d: 32 << 10, L2: 1 << 20, L3: 2 << 20}, 14, 16, 8, 512, 126, 1024},
-		// 48 KiB L1d, 2 MiB L2: kc = 2·49152/128 = 768 → 512, mc = 2^21/8192 = 256 → 252.
-		{cacheInfo{L1d: 48 << 10, L2: 2 << 20, L3: 3 << 19}, 14, 16, 8, 512, 252, 1024},
-		// AVX-512 float32: kc = 65536/128 = 512, mc = 2^20/4096 = 256 → 252, nc = 2^22/4096 = 1024.
-		{cacheInfo{L1d: 32 << 10, L2: 1 << 20, L3: 4 << 20}, 14, 32, 4, 512, 252, 1024},
-		// A large L3 share: nc = 2^24/8192 = 2048.
-		{cacheInfo{L1d: 32 << 10, L2: 1 << 20, L3: 16 << 20}, 14, 16, 8, 512, 126, 2048},
-		// AVX2 float64: kc = 65536/64 = 1024 → 512, mc = 2^20/8192 = 128 → 126; no L3: nc = 4096.
+		// The doc comment's example: AVX-512 float64, mc = 126, kc =
+		// 2^20/(2·30·8) = 2184 → 2048, nc = 2^24/(2·2048·8) = 512 → the floor 1024.
+		{cacheInfo{L1d: 32 << 10, L2: 1 << 20, L3: 16 << 20}, 14, 16, 8, 2048, 126, 1024},
+		// 2 MiB of L3 per core: the A block (126×kc) in half of it, kc =
+		// 2^21/(2·126·8) = 1040.
+		{cacheInfo{L1d: 32 << 10, L2: 1 << 20, L3: 2 << 20}, 14, 16, 8, 1040, 126, 1024},
+		// 1.5 MiB of L3: kc = 1572864/2016 = 780 → 768.
+		{cacheInfo{L1d: 48 << 10, L2: 2 << 20, L3: 3 << 19}, 14, 16, 8, 768, 126, 1024},
+		// AVX-512 float32: kc = 2^20/(2·46·4) = 2849 → 2048, nc = 2^22/(2·2048·4) = 256 → 1024.
+		{cacheInfo{L1d: 32 << 10, L2: 1 << 20, L3: 4 << 20}, 14, 32, 4, 2048, 126, 1024},
+		// A 512 KiB L2: the micro-panels bound kc = 2^19/(2·30·8) = 1092 → 1088.
+		{cacheInfo{L1d: 32 << 10, L2: 512 << 10, L3: 16 << 20}, 14, 16, 8, 1088, 126, 1024},
+		// AVX2 float64 without an L3: the A block in half of L2, kc =
+		// 2^20/(2·126·8) = 520 → 512; nc = 4096.
 		{cacheInfo{L1d: 32 << 10, L2: 1 << 20}, 6, 8, 8, 512, 126, 4096},
-		// Tiny caches: the lower bounds (kc 128, mc 2^16/2048 = 32 → 28, nc 1024).
-		{cacheInfo{L1d: 4 << 10, L2: 64 << 10, L3: 64 << 10}, 14, 16, 8, 128, 28, 1024},
+		// Tiny caches: the lower bounds (kc 256, nc 1024).
+		{cacheInfo{L1d: 4 << 10, L2: 64 << 10, L3: 64 << 10}, 14, 16, 8, 256, 126, 1024},
 	} {
 		kc, mc, nc := gemmBlocking(tc.ci, tc.mr, tc.nr, tc.size)
 		if kc != tc.kc || mc != tc.mc || nc != tc.nc {

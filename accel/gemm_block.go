@@ -195,17 +195,19 @@ type gemmBuf[T float32 | float64] struct {
 	mem         *[]T
 }
 
-// getBuf takes packing buffers for kernel set ks from the scratch pool;
+// getBuf takes packing buffers for kernel set ks and an m×n×k product from
+// the scratch pool;
 // putBuf gives them back.
-func getBuf[T float32 | float64](ks *kernelSet[T]) gemmBuf[T] {
+func getBuf[T float32 | float64](ks *kernelSet[T], m, n, k int) gemmBuf[T] {
 	// Each part starts on a 64-byte boundary (16 elements are at least 64 bytes).
 	round := func(n int) int { return (n + 15) &^ 15 }
-	na := round(ks.mc * ks.kc)
-	nb := round(ks.kc * ((ks.nc + ks.nr - 1) / ks.nr * ks.nr))
+	kc := min(ks.kc, k)
+	na := round(min(ks.mc, m) * kc)
+	nb := round(kc * ((min(ks.nc, n) + ks.nr - 1) / ks.nr * ks.nr))
 	nt := ks.mr * ks.nr
 	mem := getScratch[T](na + nb + nt)
-	m := *mem
-	return gemmBuf[T]{ap: m[:na:na], bp: m[na : na+nb : na+nb], tmp: m[na+nb:], mem: mem}
+	s := *mem
+	return gemmBuf[T]{ap: s[:na:na], bp: s[na : na+nb : na+nb], tmp: s[na+nb:], mem: mem}
 }
 
 func putBuf[T float32 | float64](buf *gemmBuf[T]) { putScratch(buf.mem) }
@@ -220,7 +222,7 @@ var useSmallDirect = true
 // gemmSerial is gemmBlocked on the caller's goroutine alone, with packing
 // buffers of its own from the scratch pool.
 func gemmSerial[T float32 | float64](ks *kernelSet[T], tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
-	own := getBuf(ks)
+	own := getBuf(ks, m, n, k)
 	buf := &own
 	defer putBuf(buf)
 	mr, nr := ks.mr, ks.nr
@@ -233,6 +235,10 @@ func gemmSerial[T float32 | float64](ks *kernelSet[T], tA, tB bool, m, n, k int,
 		// panel, and the packed A panels beside it, well inside L1.
 		kcMax = min(ks.kc, 64)
 	}
+	// Blocks of equal depth: k = 2100 with kc = 2048 is two blocks of 1050,
+	// not 2048 and 52, whose kernel calls would load and store C for little
+	// work.
+	kcMax = (k + (k+kcMax-1)/kcMax - 1) / ((k + kcMax - 1) / kcMax)
 	// Small operands stay in cache, where reading them in place beats
 	// packing them (1.3–1.8× faster at 64…256 on the development machine),
 	// except when their rows are a multiple of 4 KiB apart, which puts the
