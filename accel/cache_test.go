@@ -181,3 +181,25 @@ func TestGemmCacheConfigs(t *testing.T) {
 		}
 	}
 }
+
+// TestGemmBlockRows checks the row blocks: equal up to whole panels, no
+// sliver, and never fewer rows in all than m.
+func TestGemmBlockRows(t *testing.T) {
+	for _, tc := range []struct{ m, mc, mr, want int }{
+		{256, 126, 14, 140},  // 140 + 116, not 126 + 126 + 4
+		{128, 126, 14, 128},  // one block
+		{1024, 126, 14, 140}, // 7 × 140 + 44, not 8 × 126 + 16
+		{4096, 126, 14, 126}, // 33 blocks: 4096/33 = 124.1 → 126
+		{188, 126, 14, 188},  // below 1.5·mc: one block
+		{189, 126, 14, 98},   // 98 + 91
+		{5, 126, 14, 5},
+	} {
+		h := gemmBlockRows(tc.m, tc.mc, tc.mr)
+		if h != tc.want {
+			t.Errorf("gemmBlockRows(%d, %d, %d) = %d, want %d", tc.m, tc.mc, tc.mr, h, tc.want)
+		}
+		if last := tc.m - (tc.m-1)/h*h; h < tc.m && last < min(h, tc.mc)/4 {
+			t.Errorf("m = %d: last block of %d rows after blocks of %d", tc.m, last, h)
+		}
+	}
+}
