@@ -137,7 +137,7 @@ func TestGemmCacheConfigs(t *testing.T) {
 		for tr := 0; tr < 4; tr++ {
 			ab := alphaBetas[tr]
 			cs = append(cs,
-				gemmCase{tA: tr&1 != 0, tB: tr&2 != 0, m: mc + mr + 1, n: 3*nr + 5, k: kc + 9, alpha: ab[0], beta: ab[1], extra: [3]int{1, 0, 2}},
+				gemmCase{tA: tr&1 != 0, tB: tr&2 != 0, m: 2*mc + mr + 1, n: 3*nr + 5, k: kc + 9, alpha: ab[0], beta: ab[1], extra: [3]int{1, 0, 2}},
 				gemmCase{tA: tr&1 != 0, tB: tr&2 != 0, m: 3*mr + 1, n: nc + nr + 3, k: 33, alpha: ab[0], beta: ab[1], extra: [3]int{0, 1, 1}})
 		}
 		return cs

@@ -243,11 +243,11 @@ func largeGemmCases() []gemmCase {
 	add(130, 150, 101) // split across goroutines by rows
 	add(20, 400, 130)  // by columns
 	add(61, 67, 271)   // odd primes across kc, split
-	add(41, 37, 515)   // packed, across kc = 512
+	add(41, 37, 515)   // packed, a long depth (TestGemmCacheConfigs crosses each kc)
 	add(111, 40, 20)
-	add(113, 45, 20) // across mc = 112
+	add(113, 45, 20) // rows around earlier blockings' mc (TestGemmCacheConfigs crosses each)
 	add(239, 20, 10)
-	add(241, 21, 10)   // across mc = 240
+	add(241, 21, 10)   // two row blocks, 126 + 115 rows
 	add(30, 1030, 9)   // packed B across nc = 1024
 	add(200, 40, 600)  // split by rows, B packed together, several depth blocks
 	add(200, 30, 600)  // the same with A read in place

@@ -26,10 +26,11 @@ import (
 //  3. Back-transformation U = Q·Uᵦ, VT = VTᵦ·Pᵀ by blocked Householder
 //     products in compact WY form on accel.Dgemm (svd_householder.go).
 //
-// Pieces taken from gonum's lapack (dgeqr2 and dgebd2 on narrow panels,
-// dlarft, dlarfg, dlartg, dlas2, dlasv2, dlasq1) are O(n²) or
-// O(n·block²); those that call BLAS use gonum's installed one, so the
-// speed of the whole does not depend on accel.Use().
+// Pieces taken from gonum's lapack (dgebd2 on narrow panels, dlarfg,
+// dlartg, dlas2, dlasv2, dlasq1) are O(n²) or O(n·block²); those that call
+// BLAS use gonum's installed one, so the speed of the whole does not depend
+// on accel.Use(). The QR's panels (geqr2) and the block reflectors' T
+// (larftGram) are accel's own, on accel's Dgemv, Dger and Dgemm.
 
 const (
 	gebrdBlock = 32  // panel width of the blocked bidiagonalization
