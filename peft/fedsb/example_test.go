@@ -35,9 +35,12 @@ func Example() {
 		return
 	}
 	fmt.Printf("per client per round: %d numbers; %d bytes in 10 rounds\n", h.Values, h.Bytes()[10])
-	fmt.Printf("accuracy %.2f → %.2f\n", h.EvalMetric[0], h.Final())
+	// The trained accuracy moves by a test sample or so with the
+	// summation order of the products (0.90 or 0.91), so the example
+	// states what it shows: far above the start.
+	fmt.Printf("accuracy %.2f → above 0.85: %t\n", h.EvalMetric[0], h.Final() > 0.85)
 	// Output:
 	// init, once: 47360 numbers up, 22200 down
 	// per client per round: 200 numbers; 160000 bytes in 10 rounds
-	// accuracy 0.35 → 0.90
+	// accuracy 0.35 → above 0.85: true
 }
