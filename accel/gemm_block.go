@@ -195,14 +195,13 @@ type gemmBuf[T float32 | float64] struct {
 	mem         *[]T
 }
 
-// getBuf takes packing buffers for kernel set ks and an m×n×k product from
-// the scratch pool;
+// getBuf takes packing buffers for kernel set ks from the scratch pool, for
+// row blocks of mc rows, depth blocks of kc and n columns;
 // putBuf gives them back.
-func getBuf[T float32 | float64](ks *kernelSet[T], m, n, k int) gemmBuf[T] {
+func getBuf[T float32 | float64](ks *kernelSet[T], mc, n, kc int) gemmBuf[T] {
 	// Each part starts on a 64-byte boundary (16 elements are at least 64 bytes).
 	round := func(n int) int { return (n + 15) &^ 15 }
-	kc := min(ks.kc, k)
-	na := round(gemmBlockRows(m, ks.mc, ks.mr) * kc)
+	na := round(mc * kc)
 	nb := round(kc * ((min(ks.nc, n) + ks.nr - 1) / ks.nr * ks.nr))
 	nt := ks.mr * ks.nr
 	mem := getScratch[T](na + nb + nt)
@@ -232,9 +231,6 @@ var useSmallDirect = true
 // gemmSerial is gemmBlocked on the caller's goroutine alone, with packing
 // buffers of its own from the scratch pool.
 func gemmSerial[T float32 | float64](ks *kernelSet[T], tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
-	own := getBuf(ks, m, n, k)
-	buf := &own
-	defer putBuf(buf)
 	mr, nr := ks.mr, ks.nr
 	// A packed panel of B serves every row tile of C; with only a couple of
 	// them, the kernels read B in place (rows of B are contiguous unless tB).
@@ -255,6 +251,9 @@ func gemmSerial[T float32 | float64](ks *kernelSet[T], tA, tB bool, m, n, k int,
 	// stream a whole B micro-panel from L3 for 4 rows). A block has fewer
 	// than 1.5·mc + mr rows (gemmBlockRows).
 	mcMax := gemmBlockRows(m, ks.mc, ks.mr)
+	own := getBuf(ks, mcMax, n, kcMax)
+	buf := &own
+	defer putBuf(buf)
 	// Small operands stay in cache, where reading them in place beats
 	// packing them (1.3–1.8× faster at 64…256 on the development machine),
 	// except when their rows are a multiple of 4 KiB apart, which puts the
