@@ -21,12 +21,17 @@ TEXT ·dgemmAVX512x1(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ dgemmAVX512x1_pf
 	MOVQ $128, DI
@@ -49,7 +54,10 @@ dgemmAVX512x1_loop:
 	VFMADD231PD Z29, Z30, Z1
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -100,12 +108,17 @@ TEXT ·dgemmAVX512x2(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ dgemmAVX512x2_pf
 	MOVQ $128, DI
@@ -133,7 +146,10 @@ dgemmAVX512x2_loop:
 	VFMADD231PD Z29, Z31, Z3
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -199,12 +215,17 @@ TEXT ·dgemmAVX512x3(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ dgemmAVX512x3_pf
 	MOVQ $128, DI
@@ -237,7 +258,10 @@ dgemmAVX512x3_loop:
 	VFMADD231PD Z29, Z30, Z5
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -318,12 +342,17 @@ TEXT ·dgemmAVX512x4(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ dgemmAVX512x4_pf
 	MOVQ $128, DI
@@ -361,7 +390,10 @@ dgemmAVX512x4_loop:
 	VFMADD231PD Z29, Z31, Z7
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -457,12 +489,17 @@ TEXT ·dgemmAVX512x5(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ dgemmAVX512x5_pf
 	MOVQ $128, DI
@@ -505,7 +542,10 @@ dgemmAVX512x5_loop:
 	VFMADD231PD Z29, Z30, Z9
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -616,12 +656,17 @@ TEXT ·dgemmAVX512x6(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ dgemmAVX512x6_pf
 	MOVQ $128, DI
@@ -669,7 +714,10 @@ dgemmAVX512x6_loop:
 	VFMADD231PD Z29, Z31, Z11
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -795,12 +843,17 @@ TEXT ·dgemmAVX512x7(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ dgemmAVX512x7_pf
 	MOVQ $128, DI
@@ -853,7 +906,10 @@ dgemmAVX512x7_loop:
 	VFMADD231PD Z29, Z30, Z13
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -994,12 +1050,17 @@ TEXT ·dgemmAVX512x8(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ dgemmAVX512x8_pf
 	MOVQ $128, DI
@@ -1057,7 +1118,10 @@ dgemmAVX512x8_loop:
 	VFMADD231PD Z29, Z31, Z15
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -1213,12 +1277,17 @@ TEXT ·dgemmAVX512x9(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ dgemmAVX512x9_pf
 	MOVQ $128, DI
@@ -1281,8 +1350,12 @@ dgemmAVX512x9_loop:
 	VFMADD231PD Z29, Z30, Z17
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
 	PREFETCHT0 64(AX)(R12*1)
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	PREFETCHT1 64(AX)(R10*1)
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -1453,12 +1526,17 @@ TEXT ·dgemmAVX512x10(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ dgemmAVX512x10_pf
 	MOVQ $128, DI
@@ -1526,8 +1604,12 @@ dgemmAVX512x10_loop:
 	VFMADD231PD Z29, Z31, Z19
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
 	PREFETCHT0 64(AX)(R12*1)
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	PREFETCHT1 64(AX)(R10*1)
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -1713,12 +1795,17 @@ TEXT ·dgemmAVX512x11(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ dgemmAVX512x11_pf
 	MOVQ $128, DI
@@ -1791,8 +1878,12 @@ dgemmAVX512x11_loop:
 	VFMADD231PD Z29, Z30, Z21
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
 	PREFETCHT0 64(AX)(R12*1)
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	PREFETCHT1 64(AX)(R10*1)
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -1993,12 +2084,17 @@ TEXT ·dgemmAVX512x12(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ dgemmAVX512x12_pf
 	MOVQ $128, DI
@@ -2076,8 +2172,12 @@ dgemmAVX512x12_loop:
 	VFMADD231PD Z29, Z31, Z23
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
 	PREFETCHT0 64(AX)(R12*1)
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	PREFETCHT1 64(AX)(R10*1)
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -2293,12 +2393,17 @@ TEXT ·dgemmAVX512x13(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ dgemmAVX512x13_pf
 	MOVQ $128, DI
@@ -2381,8 +2486,12 @@ dgemmAVX512x13_loop:
 	VFMADD231PD Z29, Z30, Z25
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
 	PREFETCHT0 64(AX)(R12*1)
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	PREFETCHT1 64(AX)(R10*1)
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -2613,12 +2722,17 @@ TEXT ·dgemmAVX512x14(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ dgemmAVX512x14_pf
 	MOVQ $128, DI
@@ -2706,8 +2820,12 @@ dgemmAVX512x14_loop:
 	VFMADD231PD Z29, Z31, Z27
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
 	PREFETCHT0 64(AX)(R12*1)
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	PREFETCHT1 64(AX)(R10*1)
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -2915,11 +3033,14 @@ TEXT ·dgemmAVX512Rx1(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ dgemmAVX512Rx1_pf
 	MOVQ $128, DI
@@ -2942,6 +3063,8 @@ dgemmAVX512Rx1_loop:
 	VFMADD231PD Z29, Z30, Z1
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -2996,11 +3119,14 @@ TEXT ·dgemmAVX512Rx2(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ dgemmAVX512Rx2_pf
 	MOVQ $128, DI
@@ -3028,6 +3154,8 @@ dgemmAVX512Rx2_loop:
 	VFMADD231PD Z29, Z31, Z3
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -3097,11 +3225,14 @@ TEXT ·dgemmAVX512Rx3(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ dgemmAVX512Rx3_pf
 	MOVQ $128, DI
@@ -3134,6 +3265,8 @@ dgemmAVX512Rx3_loop:
 	VFMADD231PD Z29, Z30, Z5
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -3218,11 +3351,14 @@ TEXT ·dgemmAVX512Rx4(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ dgemmAVX512Rx4_pf
 	MOVQ $128, DI
@@ -3260,6 +3396,8 @@ dgemmAVX512Rx4_loop:
 	VFMADD231PD Z29, Z31, Z7
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -3359,11 +3497,14 @@ TEXT ·dgemmAVX512Rx5(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ dgemmAVX512Rx5_pf
 	MOVQ $128, DI
@@ -3406,6 +3547,8 @@ dgemmAVX512Rx5_loop:
 	VFMADD231PD Z29, Z30, Z9
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -3520,11 +3663,14 @@ TEXT ·dgemmAVX512Rx6(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ dgemmAVX512Rx6_pf
 	MOVQ $128, DI
@@ -3572,6 +3718,8 @@ dgemmAVX512Rx6_loop:
 	VFMADD231PD Z29, Z31, Z11
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -3701,11 +3849,14 @@ TEXT ·dgemmAVX512Rx7(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ dgemmAVX512Rx7_pf
 	MOVQ $128, DI
@@ -3758,6 +3909,8 @@ dgemmAVX512Rx7_loop:
 	VFMADD231PD Z29, Z30, Z13
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -3902,11 +4055,14 @@ TEXT ·dgemmAVX512Rx8(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ dgemmAVX512Rx8_pf
 	MOVQ $128, DI
@@ -3964,6 +4120,8 @@ dgemmAVX512Rx8_loop:
 	VFMADD231PD Z29, Z31, Z15
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -4123,11 +4281,14 @@ TEXT ·dgemmAVX512Rx9(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ dgemmAVX512Rx9_pf
 	MOVQ $128, DI
@@ -4190,6 +4351,8 @@ dgemmAVX512Rx9_loop:
 	VFMADD231PD Z29, Z30, Z17
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ $8, SI
 	ADDQ R13, BX // b += sb
@@ -4365,11 +4528,14 @@ TEXT ·dgemmAVX512Rx10(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ dgemmAVX512Rx10_pf
 	MOVQ $128, DI
@@ -4437,6 +4603,8 @@ dgemmAVX512Rx10_loop:
 	VFMADD231PD Z29, Z31, Z19
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ $8, SI
 	ADDQ R13, BX // b += sb
@@ -4627,11 +4795,14 @@ TEXT ·dgemmAVX512Rx11(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ dgemmAVX512Rx11_pf
 	MOVQ $128, DI
@@ -4704,6 +4875,8 @@ dgemmAVX512Rx11_loop:
 	VFMADD231PD Z29, Z30, Z21
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ $8, SI
 	ADDQ R13, BX // b += sb
@@ -4909,11 +5082,14 @@ TEXT ·dgemmAVX512Rx12(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ dgemmAVX512Rx12_pf
 	MOVQ $128, DI
@@ -4991,6 +5167,8 @@ dgemmAVX512Rx12_loop:
 	VFMADD231PD Z29, Z31, Z23
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ $8, SI
 	ADDQ R13, BX // b += sb
@@ -5211,11 +5389,14 @@ TEXT ·dgemmAVX512Rx13(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ dgemmAVX512Rx13_pf
 	MOVQ $128, DI
@@ -5298,6 +5479,8 @@ dgemmAVX512Rx13_loop:
 	VFMADD231PD Z29, Z30, Z25
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ $8, SI
 	ADDQ R13, BX // b += sb
@@ -5533,11 +5716,14 @@ TEXT ·dgemmAVX512Rx14(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ dgemmAVX512Rx14_pf
 	MOVQ $128, DI
@@ -5625,6 +5811,8 @@ dgemmAVX512Rx14_loop:
 	VFMADD231PD Z29, Z31, Z27
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ $8, SI
 	ADDQ R13, BX // b += sb
@@ -5828,12 +6016,17 @@ TEXT ·dgemmAVX512Hx1(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX512Hx1_pf
 	MOVQ $64, DI
@@ -5852,7 +6045,9 @@ dgemmAVX512Hx1_loop:
 	VBROADCASTSD 0(AX), Z30
 	VFMADD231PD Z28, Z30, Z0
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -5896,12 +6091,17 @@ TEXT ·dgemmAVX512Hx2(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX512Hx2_pf
 	MOVQ $64, DI
@@ -5923,7 +6123,9 @@ dgemmAVX512Hx2_loop:
 	VBROADCASTSD 8(AX), Z31
 	VFMADD231PD Z28, Z31, Z1
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -5976,12 +6178,17 @@ TEXT ·dgemmAVX512Hx3(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX512Hx3_pf
 	MOVQ $64, DI
@@ -6006,7 +6213,9 @@ dgemmAVX512Hx3_loop:
 	VBROADCASTSD 16(AX), Z30
 	VFMADD231PD Z28, Z30, Z2
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -6068,12 +6277,17 @@ TEXT ·dgemmAVX512Hx4(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX512Hx4_pf
 	MOVQ $64, DI
@@ -6101,7 +6315,9 @@ dgemmAVX512Hx4_loop:
 	VBROADCASTSD 24(AX), Z31
 	VFMADD231PD Z28, Z31, Z3
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -6172,12 +6388,17 @@ TEXT ·dgemmAVX512Hx5(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX512Hx5_pf
 	MOVQ $64, DI
@@ -6208,7 +6429,9 @@ dgemmAVX512Hx5_loop:
 	VBROADCASTSD 32(AX), Z30
 	VFMADD231PD Z28, Z30, Z4
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -6288,12 +6511,17 @@ TEXT ·dgemmAVX512Hx6(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX512Hx6_pf
 	MOVQ $64, DI
@@ -6327,7 +6555,9 @@ dgemmAVX512Hx6_loop:
 	VBROADCASTSD 40(AX), Z31
 	VFMADD231PD Z28, Z31, Z5
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -6416,12 +6646,17 @@ TEXT ·dgemmAVX512Hx7(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX512Hx7_pf
 	MOVQ $64, DI
@@ -6458,7 +6693,9 @@ dgemmAVX512Hx7_loop:
 	VBROADCASTSD 48(AX), Z30
 	VFMADD231PD Z28, Z30, Z6
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -6556,12 +6793,17 @@ TEXT ·dgemmAVX512Hx8(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX512Hx8_pf
 	MOVQ $64, DI
@@ -6601,7 +6843,9 @@ dgemmAVX512Hx8_loop:
 	VBROADCASTSD 56(AX), Z31
 	VFMADD231PD Z28, Z31, Z7
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -6708,12 +6952,17 @@ TEXT ·dgemmAVX512Hx9(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX512Hx9_pf
 	MOVQ $64, DI
@@ -6756,8 +7005,11 @@ dgemmAVX512Hx9_loop:
 	VBROADCASTSD 64(AX), Z30
 	VFMADD231PD Z28, Z30, Z8
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
 	PREFETCHT0 64(AX)(R12*1)
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	PREFETCHT1 64(AX)(R10*1)
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -6873,12 +7125,17 @@ TEXT ·dgemmAVX512Hx10(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX512Hx10_pf
 	MOVQ $64, DI
@@ -6924,8 +7181,11 @@ dgemmAVX512Hx10_loop:
 	VBROADCASTSD 72(AX), Z31
 	VFMADD231PD Z28, Z31, Z9
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
 	PREFETCHT0 64(AX)(R12*1)
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	PREFETCHT1 64(AX)(R10*1)
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -7050,12 +7310,17 @@ TEXT ·dgemmAVX512Hx11(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX512Hx11_pf
 	MOVQ $64, DI
@@ -7104,8 +7369,11 @@ dgemmAVX512Hx11_loop:
 	VBROADCASTSD 80(AX), Z30
 	VFMADD231PD Z28, Z30, Z10
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
 	PREFETCHT0 64(AX)(R12*1)
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	PREFETCHT1 64(AX)(R10*1)
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -7239,12 +7507,17 @@ TEXT ·dgemmAVX512Hx12(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX512Hx12_pf
 	MOVQ $64, DI
@@ -7296,8 +7569,11 @@ dgemmAVX512Hx12_loop:
 	VBROADCASTSD 88(AX), Z31
 	VFMADD231PD Z28, Z31, Z11
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
 	PREFETCHT0 64(AX)(R12*1)
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	PREFETCHT1 64(AX)(R10*1)
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -7440,12 +7716,17 @@ TEXT ·dgemmAVX512Hx13(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX512Hx13_pf
 	MOVQ $64, DI
@@ -7500,8 +7781,11 @@ dgemmAVX512Hx13_loop:
 	VBROADCASTSD 96(AX), Z30
 	VFMADD231PD Z28, Z30, Z12
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
 	PREFETCHT0 64(AX)(R12*1)
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	PREFETCHT1 64(AX)(R10*1)
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -7653,12 +7937,17 @@ TEXT ·dgemmAVX512Hx14(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX512Hx14_pf
 	MOVQ $64, DI
@@ -7716,8 +8005,11 @@ dgemmAVX512Hx14_loop:
 	VBROADCASTSD 104(AX), Z31
 	VFMADD231PD Z28, Z31, Z13
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
 	PREFETCHT0 64(AX)(R12*1)
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	PREFETCHT1 64(AX)(R10*1)
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -7854,11 +8146,14 @@ TEXT ·dgemmAVX512HRx1(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX512HRx1_pf
 	MOVQ $64, DI
@@ -7877,6 +8172,7 @@ dgemmAVX512HRx1_loop:
 	VBROADCASTSD (AX), Z30
 	VFMADD231PD Z28, Z30, Z0
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -7924,11 +8220,14 @@ TEXT ·dgemmAVX512HRx2(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX512HRx2_pf
 	MOVQ $64, DI
@@ -7950,6 +8249,7 @@ dgemmAVX512HRx2_loop:
 	VBROADCASTSD (AX)(R9*1), Z31
 	VFMADD231PD Z28, Z31, Z1
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -8006,11 +8306,14 @@ TEXT ·dgemmAVX512HRx3(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX512HRx3_pf
 	MOVQ $64, DI
@@ -8035,6 +8338,7 @@ dgemmAVX512HRx3_loop:
 	VBROADCASTSD (AX)(R9*2), Z30
 	VFMADD231PD Z28, Z30, Z2
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -8100,11 +8404,14 @@ TEXT ·dgemmAVX512HRx4(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX512HRx4_pf
 	MOVQ $64, DI
@@ -8132,6 +8439,7 @@ dgemmAVX512HRx4_loop:
 	VBROADCASTSD (AX)(R10*1), Z31
 	VFMADD231PD Z28, Z31, Z3
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -8206,11 +8514,14 @@ TEXT ·dgemmAVX512HRx5(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX512HRx5_pf
 	MOVQ $64, DI
@@ -8241,6 +8552,7 @@ dgemmAVX512HRx5_loop:
 	VBROADCASTSD (AX)(R9*4), Z30
 	VFMADD231PD Z28, Z30, Z4
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -8324,11 +8636,14 @@ TEXT ·dgemmAVX512HRx6(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX512HRx6_pf
 	MOVQ $64, DI
@@ -8362,6 +8677,7 @@ dgemmAVX512HRx6_loop:
 	VBROADCASTSD (AX)(R11*1), Z31
 	VFMADD231PD Z28, Z31, Z5
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -8454,11 +8770,14 @@ TEXT ·dgemmAVX512HRx7(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX512HRx7_pf
 	MOVQ $64, DI
@@ -8495,6 +8814,7 @@ dgemmAVX512HRx7_loop:
 	VBROADCASTSD (AX)(R10*2), Z30
 	VFMADD231PD Z28, Z30, Z6
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -8596,11 +8916,14 @@ TEXT ·dgemmAVX512HRx8(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX512HRx8_pf
 	MOVQ $64, DI
@@ -8640,6 +8963,7 @@ dgemmAVX512HRx8_loop:
 	VBROADCASTSD (AX)(R12*1), Z31
 	VFMADD231PD Z28, Z31, Z7
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -8750,11 +9074,14 @@ TEXT ·dgemmAVX512HRx9(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX512HRx9_pf
 	MOVQ $64, DI
@@ -8797,6 +9124,7 @@ dgemmAVX512HRx9_loop:
 	VBROADCASTSD (SI), Z30
 	VFMADD231PD Z28, Z30, Z8
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ $8, SI
 	ADDQ R13, BX // b += sb
@@ -8917,11 +9245,14 @@ TEXT ·dgemmAVX512HRx10(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX512HRx10_pf
 	MOVQ $64, DI
@@ -8967,6 +9298,7 @@ dgemmAVX512HRx10_loop:
 	VBROADCASTSD (SI)(R9*1), Z31
 	VFMADD231PD Z28, Z31, Z9
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ $8, SI
 	ADDQ R13, BX // b += sb
@@ -9096,11 +9428,14 @@ TEXT ·dgemmAVX512HRx11(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX512HRx11_pf
 	MOVQ $64, DI
@@ -9149,6 +9484,7 @@ dgemmAVX512HRx11_loop:
 	VBROADCASTSD (SI)(R9*2), Z30
 	VFMADD231PD Z28, Z30, Z10
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ $8, SI
 	ADDQ R13, BX // b += sb
@@ -9287,11 +9623,14 @@ TEXT ·dgemmAVX512HRx12(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX512HRx12_pf
 	MOVQ $64, DI
@@ -9343,6 +9682,7 @@ dgemmAVX512HRx12_loop:
 	VBROADCASTSD (SI)(R10*1), Z31
 	VFMADD231PD Z28, Z31, Z11
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ $8, SI
 	ADDQ R13, BX // b += sb
@@ -9490,11 +9830,14 @@ TEXT ·dgemmAVX512HRx13(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX512HRx13_pf
 	MOVQ $64, DI
@@ -9549,6 +9892,7 @@ dgemmAVX512HRx13_loop:
 	VBROADCASTSD (SI)(R9*4), Z30
 	VFMADD231PD Z28, Z30, Z12
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ $8, SI
 	ADDQ R13, BX // b += sb
@@ -9705,11 +10049,14 @@ TEXT ·dgemmAVX512HRx14(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX512HRx14_pf
 	MOVQ $64, DI
@@ -9767,6 +10114,7 @@ dgemmAVX512HRx14_loop:
 	VBROADCASTSD (SI)(R11*1), Z31
 	VFMADD231PD Z28, Z31, Z13
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ $8, SI
 	ADDQ R13, BX // b += sb
@@ -9900,12 +10248,17 @@ TEXT ·dgemmAVX2x1(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX2x1_pf
 	MOVQ $64, DI
@@ -9927,7 +10280,9 @@ dgemmAVX2x1_loop:
 	VFMADD231PD Y12, Y14, Y0
 	VFMADD231PD Y13, Y14, Y1
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -9976,12 +10331,17 @@ TEXT ·dgemmAVX2x2(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX2x2_pf
 	MOVQ $64, DI
@@ -10008,7 +10368,9 @@ dgemmAVX2x2_loop:
 	VFMADD231PD Y12, Y15, Y2
 	VFMADD231PD Y13, Y15, Y3
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -10071,12 +10433,17 @@ TEXT ·dgemmAVX2x3(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX2x3_pf
 	MOVQ $64, DI
@@ -10108,7 +10475,9 @@ dgemmAVX2x3_loop:
 	VFMADD231PD Y12, Y14, Y4
 	VFMADD231PD Y13, Y14, Y5
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -10185,12 +10554,17 @@ TEXT ·dgemmAVX2x4(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX2x4_pf
 	MOVQ $64, DI
@@ -10227,7 +10601,9 @@ dgemmAVX2x4_loop:
 	VFMADD231PD Y12, Y15, Y6
 	VFMADD231PD Y13, Y15, Y7
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -10318,12 +10694,17 @@ TEXT ·dgemmAVX2x5(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX2x5_pf
 	MOVQ $64, DI
@@ -10365,7 +10746,9 @@ dgemmAVX2x5_loop:
 	VFMADD231PD Y12, Y14, Y8
 	VFMADD231PD Y13, Y14, Y9
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -10470,12 +10853,17 @@ TEXT ·dgemmAVX2x6(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX2x6_pf
 	MOVQ $64, DI
@@ -10522,7 +10910,9 @@ dgemmAVX2x6_loop:
 	VFMADD231PD Y12, Y15, Y10
 	VFMADD231PD Y13, Y15, Y11
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -10633,11 +11023,14 @@ TEXT ·dgemmAVX2Rx1(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX2Rx1_pf
 	MOVQ $64, DI
@@ -10659,6 +11052,7 @@ dgemmAVX2Rx1_loop:
 	VFMADD231PD Y12, Y14, Y0
 	VFMADD231PD Y13, Y14, Y1
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -10711,11 +11105,14 @@ TEXT ·dgemmAVX2Rx2(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX2Rx2_pf
 	MOVQ $64, DI
@@ -10742,6 +11139,7 @@ dgemmAVX2Rx2_loop:
 	VFMADD231PD Y12, Y15, Y2
 	VFMADD231PD Y13, Y15, Y3
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -10808,11 +11206,14 @@ TEXT ·dgemmAVX2Rx3(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX2Rx3_pf
 	MOVQ $64, DI
@@ -10844,6 +11245,7 @@ dgemmAVX2Rx3_loop:
 	VFMADD231PD Y12, Y14, Y4
 	VFMADD231PD Y13, Y14, Y5
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -10924,11 +11326,14 @@ TEXT ·dgemmAVX2Rx4(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX2Rx4_pf
 	MOVQ $64, DI
@@ -10965,6 +11370,7 @@ dgemmAVX2Rx4_loop:
 	VFMADD231PD Y12, Y15, Y6
 	VFMADD231PD Y13, Y15, Y7
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -11059,11 +11465,14 @@ TEXT ·dgemmAVX2Rx5(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX2Rx5_pf
 	MOVQ $64, DI
@@ -11105,6 +11514,7 @@ dgemmAVX2Rx5_loop:
 	VFMADD231PD Y12, Y14, Y8
 	VFMADD231PD Y13, Y14, Y9
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -11213,11 +11623,14 @@ TEXT ·dgemmAVX2Rx6(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ dgemmAVX2Rx6_pf
 	MOVQ $64, DI
@@ -11264,6 +11677,7 @@ dgemmAVX2Rx6_loop:
 	VFMADD231PD Y12, Y15, Y10
 	VFMADD231PD Y13, Y15, Y11
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -11370,12 +11784,17 @@ TEXT ·dgemmAVX2Hx1(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $32
 	JEQ dgemmAVX2Hx1_pf
 	MOVQ $32, DI
@@ -11394,7 +11813,9 @@ dgemmAVX2Hx1_loop:
 	VBROADCASTSD 0(AX), Y14
 	VFMADD231PD Y12, Y14, Y0
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -11438,12 +11859,17 @@ TEXT ·dgemmAVX2Hx2(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $32
 	JEQ dgemmAVX2Hx2_pf
 	MOVQ $32, DI
@@ -11465,7 +11891,9 @@ dgemmAVX2Hx2_loop:
 	VBROADCASTSD 8(AX), Y15
 	VFMADD231PD Y12, Y15, Y1
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -11518,12 +11946,17 @@ TEXT ·dgemmAVX2Hx3(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $32
 	JEQ dgemmAVX2Hx3_pf
 	MOVQ $32, DI
@@ -11548,7 +11981,9 @@ dgemmAVX2Hx3_loop:
 	VBROADCASTSD 16(AX), Y14
 	VFMADD231PD Y12, Y14, Y2
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -11610,12 +12045,17 @@ TEXT ·dgemmAVX2Hx4(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $32
 	JEQ dgemmAVX2Hx4_pf
 	MOVQ $32, DI
@@ -11643,7 +12083,9 @@ dgemmAVX2Hx4_loop:
 	VBROADCASTSD 24(AX), Y15
 	VFMADD231PD Y12, Y15, Y3
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -11714,12 +12156,17 @@ TEXT ·dgemmAVX2Hx5(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $32
 	JEQ dgemmAVX2Hx5_pf
 	MOVQ $32, DI
@@ -11750,7 +12197,9 @@ dgemmAVX2Hx5_loop:
 	VBROADCASTSD 32(AX), Y14
 	VFMADD231PD Y12, Y14, Y4
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -11830,12 +12279,17 @@ TEXT ·dgemmAVX2Hx6(SB), NOSPLIT, $0-72
 	MOVQ sb+48(FP), R13
 	SHLQ $3, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $32
 	JEQ dgemmAVX2Hx6_pf
 	MOVQ $32, DI
@@ -11869,7 +12323,9 @@ dgemmAVX2Hx6_loop:
 	VBROADCASTSD 40(AX), Y15
 	VFMADD231PD Y12, Y15, Y5
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -11950,11 +12406,14 @@ TEXT ·dgemmAVX2HRx1(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $32
 	JEQ dgemmAVX2HRx1_pf
 	MOVQ $32, DI
@@ -11973,6 +12432,7 @@ dgemmAVX2HRx1_loop:
 	VBROADCASTSD (AX), Y14
 	VFMADD231PD Y12, Y14, Y0
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -12020,11 +12480,14 @@ TEXT ·dgemmAVX2HRx2(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $32
 	JEQ dgemmAVX2HRx2_pf
 	MOVQ $32, DI
@@ -12046,6 +12509,7 @@ dgemmAVX2HRx2_loop:
 	VBROADCASTSD (AX)(R9*1), Y15
 	VFMADD231PD Y12, Y15, Y1
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -12102,11 +12566,14 @@ TEXT ·dgemmAVX2HRx3(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $32
 	JEQ dgemmAVX2HRx3_pf
 	MOVQ $32, DI
@@ -12131,6 +12598,7 @@ dgemmAVX2HRx3_loop:
 	VBROADCASTSD (AX)(R9*2), Y14
 	VFMADD231PD Y12, Y14, Y2
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -12196,11 +12664,14 @@ TEXT ·dgemmAVX2HRx4(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $32
 	JEQ dgemmAVX2HRx4_pf
 	MOVQ $32, DI
@@ -12228,6 +12699,7 @@ dgemmAVX2HRx4_loop:
 	VBROADCASTSD (AX)(R10*1), Y15
 	VFMADD231PD Y12, Y15, Y3
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -12302,11 +12774,14 @@ TEXT ·dgemmAVX2HRx5(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $32
 	JEQ dgemmAVX2HRx5_pf
 	MOVQ $32, DI
@@ -12337,6 +12812,7 @@ dgemmAVX2HRx5_loop:
 	VBROADCASTSD (AX)(R9*4), Y14
 	VFMADD231PD Y12, Y14, Y4
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -12420,11 +12896,14 @@ TEXT ·dgemmAVX2HRx6(SB), NOSPLIT, $0-72
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $32
 	JEQ dgemmAVX2HRx6_pf
 	MOVQ $32, DI
@@ -12458,6 +12937,7 @@ dgemmAVX2HRx6_loop:
 	VBROADCASTSD (AX)(R11*1), Y15
 	VFMADD231PD Y12, Y15, Y5
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $8, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -12535,12 +13015,17 @@ TEXT ·sgemmAVX512x1(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ sgemmAVX512x1_pf
 	MOVQ $128, DI
@@ -12563,7 +13048,10 @@ sgemmAVX512x1_loop:
 	VFMADD231PS Z29, Z30, Z1
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -12614,12 +13102,17 @@ TEXT ·sgemmAVX512x2(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ sgemmAVX512x2_pf
 	MOVQ $128, DI
@@ -12647,7 +13140,10 @@ sgemmAVX512x2_loop:
 	VFMADD231PS Z29, Z31, Z3
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -12713,12 +13209,17 @@ TEXT ·sgemmAVX512x3(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ sgemmAVX512x3_pf
 	MOVQ $128, DI
@@ -12751,7 +13252,10 @@ sgemmAVX512x3_loop:
 	VFMADD231PS Z29, Z30, Z5
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -12832,12 +13336,17 @@ TEXT ·sgemmAVX512x4(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ sgemmAVX512x4_pf
 	MOVQ $128, DI
@@ -12875,7 +13384,10 @@ sgemmAVX512x4_loop:
 	VFMADD231PS Z29, Z31, Z7
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -12971,12 +13483,17 @@ TEXT ·sgemmAVX512x5(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ sgemmAVX512x5_pf
 	MOVQ $128, DI
@@ -13019,7 +13536,10 @@ sgemmAVX512x5_loop:
 	VFMADD231PS Z29, Z30, Z9
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -13130,12 +13650,17 @@ TEXT ·sgemmAVX512x6(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ sgemmAVX512x6_pf
 	MOVQ $128, DI
@@ -13183,7 +13708,10 @@ sgemmAVX512x6_loop:
 	VFMADD231PS Z29, Z31, Z11
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -13309,12 +13837,17 @@ TEXT ·sgemmAVX512x7(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ sgemmAVX512x7_pf
 	MOVQ $128, DI
@@ -13367,7 +13900,10 @@ sgemmAVX512x7_loop:
 	VFMADD231PS Z29, Z30, Z13
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -13508,12 +14044,17 @@ TEXT ·sgemmAVX512x8(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ sgemmAVX512x8_pf
 	MOVQ $128, DI
@@ -13571,7 +14112,10 @@ sgemmAVX512x8_loop:
 	VFMADD231PS Z29, Z31, Z15
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -13727,12 +14271,17 @@ TEXT ·sgemmAVX512x9(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ sgemmAVX512x9_pf
 	MOVQ $128, DI
@@ -13795,7 +14344,10 @@ sgemmAVX512x9_loop:
 	VFMADD231PS Z29, Z30, Z17
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -13966,12 +14518,17 @@ TEXT ·sgemmAVX512x10(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ sgemmAVX512x10_pf
 	MOVQ $128, DI
@@ -14039,7 +14596,10 @@ sgemmAVX512x10_loop:
 	VFMADD231PS Z29, Z31, Z19
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -14225,12 +14785,17 @@ TEXT ·sgemmAVX512x11(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ sgemmAVX512x11_pf
 	MOVQ $128, DI
@@ -14303,7 +14868,10 @@ sgemmAVX512x11_loop:
 	VFMADD231PS Z29, Z30, Z21
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -14504,12 +15072,17 @@ TEXT ·sgemmAVX512x12(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ sgemmAVX512x12_pf
 	MOVQ $128, DI
@@ -14587,7 +15160,10 @@ sgemmAVX512x12_loop:
 	VFMADD231PS Z29, Z31, Z23
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -14803,12 +15379,17 @@ TEXT ·sgemmAVX512x13(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ sgemmAVX512x13_pf
 	MOVQ $128, DI
@@ -14891,7 +15472,10 @@ sgemmAVX512x13_loop:
 	VFMADD231PS Z29, Z30, Z25
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -15122,12 +15706,17 @@ TEXT ·sgemmAVX512x14(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ sgemmAVX512x14_pf
 	MOVQ $128, DI
@@ -15215,7 +15804,10 @@ sgemmAVX512x14_loop:
 	VFMADD231PS Z29, Z31, Z27
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -15423,11 +16015,14 @@ TEXT ·sgemmAVX512Rx1(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ sgemmAVX512Rx1_pf
 	MOVQ $128, DI
@@ -15450,6 +16045,8 @@ sgemmAVX512Rx1_loop:
 	VFMADD231PS Z29, Z30, Z1
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -15504,11 +16101,14 @@ TEXT ·sgemmAVX512Rx2(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ sgemmAVX512Rx2_pf
 	MOVQ $128, DI
@@ -15536,6 +16136,8 @@ sgemmAVX512Rx2_loop:
 	VFMADD231PS Z29, Z31, Z3
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -15605,11 +16207,14 @@ TEXT ·sgemmAVX512Rx3(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ sgemmAVX512Rx3_pf
 	MOVQ $128, DI
@@ -15642,6 +16247,8 @@ sgemmAVX512Rx3_loop:
 	VFMADD231PS Z29, Z30, Z5
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -15726,11 +16333,14 @@ TEXT ·sgemmAVX512Rx4(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ sgemmAVX512Rx4_pf
 	MOVQ $128, DI
@@ -15768,6 +16378,8 @@ sgemmAVX512Rx4_loop:
 	VFMADD231PS Z29, Z31, Z7
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -15867,11 +16479,14 @@ TEXT ·sgemmAVX512Rx5(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ sgemmAVX512Rx5_pf
 	MOVQ $128, DI
@@ -15914,6 +16529,8 @@ sgemmAVX512Rx5_loop:
 	VFMADD231PS Z29, Z30, Z9
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -16028,11 +16645,14 @@ TEXT ·sgemmAVX512Rx6(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ sgemmAVX512Rx6_pf
 	MOVQ $128, DI
@@ -16080,6 +16700,8 @@ sgemmAVX512Rx6_loop:
 	VFMADD231PS Z29, Z31, Z11
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -16209,11 +16831,14 @@ TEXT ·sgemmAVX512Rx7(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ sgemmAVX512Rx7_pf
 	MOVQ $128, DI
@@ -16266,6 +16891,8 @@ sgemmAVX512Rx7_loop:
 	VFMADD231PS Z29, Z30, Z13
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -16410,11 +17037,14 @@ TEXT ·sgemmAVX512Rx8(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ sgemmAVX512Rx8_pf
 	MOVQ $128, DI
@@ -16472,6 +17102,8 @@ sgemmAVX512Rx8_loop:
 	VFMADD231PS Z29, Z31, Z15
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -16631,11 +17263,14 @@ TEXT ·sgemmAVX512Rx9(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ sgemmAVX512Rx9_pf
 	MOVQ $128, DI
@@ -16698,6 +17333,8 @@ sgemmAVX512Rx9_loop:
 	VFMADD231PS Z29, Z30, Z17
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ $4, SI
 	ADDQ R13, BX // b += sb
@@ -16873,11 +17510,14 @@ TEXT ·sgemmAVX512Rx10(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ sgemmAVX512Rx10_pf
 	MOVQ $128, DI
@@ -16945,6 +17585,8 @@ sgemmAVX512Rx10_loop:
 	VFMADD231PS Z29, Z31, Z19
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ $4, SI
 	ADDQ R13, BX // b += sb
@@ -17135,11 +17777,14 @@ TEXT ·sgemmAVX512Rx11(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ sgemmAVX512Rx11_pf
 	MOVQ $128, DI
@@ -17212,6 +17857,8 @@ sgemmAVX512Rx11_loop:
 	VFMADD231PS Z29, Z30, Z21
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ $4, SI
 	ADDQ R13, BX // b += sb
@@ -17417,11 +18064,14 @@ TEXT ·sgemmAVX512Rx12(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ sgemmAVX512Rx12_pf
 	MOVQ $128, DI
@@ -17499,6 +18149,8 @@ sgemmAVX512Rx12_loop:
 	VFMADD231PS Z29, Z31, Z23
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ $4, SI
 	ADDQ R13, BX // b += sb
@@ -17719,11 +18371,14 @@ TEXT ·sgemmAVX512Rx13(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ sgemmAVX512Rx13_pf
 	MOVQ $128, DI
@@ -17806,6 +18461,8 @@ sgemmAVX512Rx13_loop:
 	VFMADD231PS Z29, Z30, Z25
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ $4, SI
 	ADDQ R13, BX // b += sb
@@ -18041,11 +18698,14 @@ TEXT ·sgemmAVX512Rx14(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $128
 	JEQ sgemmAVX512Rx14_pf
 	MOVQ $128, DI
@@ -18133,6 +18793,8 @@ sgemmAVX512Rx14_loop:
 	VFMADD231PS Z29, Z31, Z27
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
 	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ $4, SI
 	ADDQ R13, BX // b += sb
@@ -18336,12 +18998,17 @@ TEXT ·sgemmAVX512Hx1(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX512Hx1_pf
 	MOVQ $64, DI
@@ -18360,7 +19027,9 @@ sgemmAVX512Hx1_loop:
 	VBROADCASTSS 0(AX), Z30
 	VFMADD231PS Z28, Z30, Z0
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -18404,12 +19073,17 @@ TEXT ·sgemmAVX512Hx2(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX512Hx2_pf
 	MOVQ $64, DI
@@ -18431,7 +19105,9 @@ sgemmAVX512Hx2_loop:
 	VBROADCASTSS 4(AX), Z31
 	VFMADD231PS Z28, Z31, Z1
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -18484,12 +19160,17 @@ TEXT ·sgemmAVX512Hx3(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX512Hx3_pf
 	MOVQ $64, DI
@@ -18514,7 +19195,9 @@ sgemmAVX512Hx3_loop:
 	VBROADCASTSS 8(AX), Z30
 	VFMADD231PS Z28, Z30, Z2
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -18576,12 +19259,17 @@ TEXT ·sgemmAVX512Hx4(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX512Hx4_pf
 	MOVQ $64, DI
@@ -18609,7 +19297,9 @@ sgemmAVX512Hx4_loop:
 	VBROADCASTSS 12(AX), Z31
 	VFMADD231PS Z28, Z31, Z3
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -18680,12 +19370,17 @@ TEXT ·sgemmAVX512Hx5(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX512Hx5_pf
 	MOVQ $64, DI
@@ -18716,7 +19411,9 @@ sgemmAVX512Hx5_loop:
 	VBROADCASTSS 16(AX), Z30
 	VFMADD231PS Z28, Z30, Z4
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -18796,12 +19493,17 @@ TEXT ·sgemmAVX512Hx6(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX512Hx6_pf
 	MOVQ $64, DI
@@ -18835,7 +19537,9 @@ sgemmAVX512Hx6_loop:
 	VBROADCASTSS 20(AX), Z31
 	VFMADD231PS Z28, Z31, Z5
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -18924,12 +19628,17 @@ TEXT ·sgemmAVX512Hx7(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX512Hx7_pf
 	MOVQ $64, DI
@@ -18966,7 +19675,9 @@ sgemmAVX512Hx7_loop:
 	VBROADCASTSS 24(AX), Z30
 	VFMADD231PS Z28, Z30, Z6
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -19064,12 +19775,17 @@ TEXT ·sgemmAVX512Hx8(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX512Hx8_pf
 	MOVQ $64, DI
@@ -19109,7 +19825,9 @@ sgemmAVX512Hx8_loop:
 	VBROADCASTSS 28(AX), Z31
 	VFMADD231PS Z28, Z31, Z7
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -19216,12 +19934,17 @@ TEXT ·sgemmAVX512Hx9(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX512Hx9_pf
 	MOVQ $64, DI
@@ -19264,7 +19987,9 @@ sgemmAVX512Hx9_loop:
 	VBROADCASTSS 32(AX), Z30
 	VFMADD231PS Z28, Z30, Z8
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -19380,12 +20105,17 @@ TEXT ·sgemmAVX512Hx10(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX512Hx10_pf
 	MOVQ $64, DI
@@ -19431,7 +20161,9 @@ sgemmAVX512Hx10_loop:
 	VBROADCASTSS 36(AX), Z31
 	VFMADD231PS Z28, Z31, Z9
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -19556,12 +20288,17 @@ TEXT ·sgemmAVX512Hx11(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX512Hx11_pf
 	MOVQ $64, DI
@@ -19610,7 +20347,9 @@ sgemmAVX512Hx11_loop:
 	VBROADCASTSS 40(AX), Z30
 	VFMADD231PS Z28, Z30, Z10
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -19744,12 +20483,17 @@ TEXT ·sgemmAVX512Hx12(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX512Hx12_pf
 	MOVQ $64, DI
@@ -19801,7 +20545,9 @@ sgemmAVX512Hx12_loop:
 	VBROADCASTSS 44(AX), Z31
 	VFMADD231PS Z28, Z31, Z11
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -19944,12 +20690,17 @@ TEXT ·sgemmAVX512Hx13(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX512Hx13_pf
 	MOVQ $64, DI
@@ -20004,7 +20755,9 @@ sgemmAVX512Hx13_loop:
 	VBROADCASTSS 48(AX), Z30
 	VFMADD231PS Z28, Z30, Z12
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -20156,12 +20909,17 @@ TEXT ·sgemmAVX512Hx14(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX512Hx14_pf
 	MOVQ $64, DI
@@ -20219,7 +20977,9 @@ sgemmAVX512Hx14_loop:
 	VBROADCASTSS 52(AX), Z31
 	VFMADD231PS Z28, Z31, Z13
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -20356,11 +21116,14 @@ TEXT ·sgemmAVX512HRx1(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX512HRx1_pf
 	MOVQ $64, DI
@@ -20379,6 +21142,7 @@ sgemmAVX512HRx1_loop:
 	VBROADCASTSS (AX), Z30
 	VFMADD231PS Z28, Z30, Z0
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -20426,11 +21190,14 @@ TEXT ·sgemmAVX512HRx2(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX512HRx2_pf
 	MOVQ $64, DI
@@ -20452,6 +21219,7 @@ sgemmAVX512HRx2_loop:
 	VBROADCASTSS (AX)(R9*1), Z31
 	VFMADD231PS Z28, Z31, Z1
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -20508,11 +21276,14 @@ TEXT ·sgemmAVX512HRx3(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX512HRx3_pf
 	MOVQ $64, DI
@@ -20537,6 +21308,7 @@ sgemmAVX512HRx3_loop:
 	VBROADCASTSS (AX)(R9*2), Z30
 	VFMADD231PS Z28, Z30, Z2
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -20602,11 +21374,14 @@ TEXT ·sgemmAVX512HRx4(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX512HRx4_pf
 	MOVQ $64, DI
@@ -20634,6 +21409,7 @@ sgemmAVX512HRx4_loop:
 	VBROADCASTSS (AX)(R10*1), Z31
 	VFMADD231PS Z28, Z31, Z3
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -20708,11 +21484,14 @@ TEXT ·sgemmAVX512HRx5(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX512HRx5_pf
 	MOVQ $64, DI
@@ -20743,6 +21522,7 @@ sgemmAVX512HRx5_loop:
 	VBROADCASTSS (AX)(R9*4), Z30
 	VFMADD231PS Z28, Z30, Z4
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -20826,11 +21606,14 @@ TEXT ·sgemmAVX512HRx6(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX512HRx6_pf
 	MOVQ $64, DI
@@ -20864,6 +21647,7 @@ sgemmAVX512HRx6_loop:
 	VBROADCASTSS (AX)(R11*1), Z31
 	VFMADD231PS Z28, Z31, Z5
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -20956,11 +21740,14 @@ TEXT ·sgemmAVX512HRx7(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX512HRx7_pf
 	MOVQ $64, DI
@@ -20997,6 +21784,7 @@ sgemmAVX512HRx7_loop:
 	VBROADCASTSS (AX)(R10*2), Z30
 	VFMADD231PS Z28, Z30, Z6
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -21098,11 +21886,14 @@ TEXT ·sgemmAVX512HRx8(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX512HRx8_pf
 	MOVQ $64, DI
@@ -21142,6 +21933,7 @@ sgemmAVX512HRx8_loop:
 	VBROADCASTSS (AX)(R12*1), Z31
 	VFMADD231PS Z28, Z31, Z7
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -21252,11 +22044,14 @@ TEXT ·sgemmAVX512HRx9(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX512HRx9_pf
 	MOVQ $64, DI
@@ -21299,6 +22094,7 @@ sgemmAVX512HRx9_loop:
 	VBROADCASTSS (SI), Z30
 	VFMADD231PS Z28, Z30, Z8
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ $4, SI
 	ADDQ R13, BX // b += sb
@@ -21419,11 +22215,14 @@ TEXT ·sgemmAVX512HRx10(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX512HRx10_pf
 	MOVQ $64, DI
@@ -21469,6 +22268,7 @@ sgemmAVX512HRx10_loop:
 	VBROADCASTSS (SI)(R9*1), Z31
 	VFMADD231PS Z28, Z31, Z9
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ $4, SI
 	ADDQ R13, BX // b += sb
@@ -21598,11 +22398,14 @@ TEXT ·sgemmAVX512HRx11(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX512HRx11_pf
 	MOVQ $64, DI
@@ -21651,6 +22454,7 @@ sgemmAVX512HRx11_loop:
 	VBROADCASTSS (SI)(R9*2), Z30
 	VFMADD231PS Z28, Z30, Z10
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ $4, SI
 	ADDQ R13, BX // b += sb
@@ -21789,11 +22593,14 @@ TEXT ·sgemmAVX512HRx12(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX512HRx12_pf
 	MOVQ $64, DI
@@ -21845,6 +22652,7 @@ sgemmAVX512HRx12_loop:
 	VBROADCASTSS (SI)(R10*1), Z31
 	VFMADD231PS Z28, Z31, Z11
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ $4, SI
 	ADDQ R13, BX // b += sb
@@ -21992,11 +22800,14 @@ TEXT ·sgemmAVX512HRx13(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX512HRx13_pf
 	MOVQ $64, DI
@@ -22051,6 +22862,7 @@ sgemmAVX512HRx13_loop:
 	VBROADCASTSS (SI)(R9*4), Z30
 	VFMADD231PS Z28, Z30, Z12
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ $4, SI
 	ADDQ R13, BX // b += sb
@@ -22207,11 +23019,14 @@ TEXT ·sgemmAVX512HRx14(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX512HRx14_pf
 	MOVQ $64, DI
@@ -22269,6 +23084,7 @@ sgemmAVX512HRx14_loop:
 	VBROADCASTSS (SI)(R11*1), Z31
 	VFMADD231PS Z28, Z31, Z13
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ $4, SI
 	ADDQ R13, BX // b += sb
@@ -22402,12 +23218,17 @@ TEXT ·sgemmAVX2x1(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX2x1_pf
 	MOVQ $64, DI
@@ -22429,7 +23250,9 @@ sgemmAVX2x1_loop:
 	VFMADD231PS Y12, Y14, Y0
 	VFMADD231PS Y13, Y14, Y1
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -22478,12 +23301,17 @@ TEXT ·sgemmAVX2x2(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX2x2_pf
 	MOVQ $64, DI
@@ -22510,7 +23338,9 @@ sgemmAVX2x2_loop:
 	VFMADD231PS Y12, Y15, Y2
 	VFMADD231PS Y13, Y15, Y3
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -22573,12 +23403,17 @@ TEXT ·sgemmAVX2x3(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX2x3_pf
 	MOVQ $64, DI
@@ -22610,7 +23445,9 @@ sgemmAVX2x3_loop:
 	VFMADD231PS Y12, Y14, Y4
 	VFMADD231PS Y13, Y14, Y5
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -22687,12 +23524,17 @@ TEXT ·sgemmAVX2x4(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX2x4_pf
 	MOVQ $64, DI
@@ -22729,7 +23571,9 @@ sgemmAVX2x4_loop:
 	VFMADD231PS Y12, Y15, Y6
 	VFMADD231PS Y13, Y15, Y7
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -22820,12 +23664,17 @@ TEXT ·sgemmAVX2x5(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX2x5_pf
 	MOVQ $64, DI
@@ -22867,7 +23716,9 @@ sgemmAVX2x5_loop:
 	VFMADD231PS Y12, Y14, Y8
 	VFMADD231PS Y13, Y14, Y9
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -22972,12 +23823,17 @@ TEXT ·sgemmAVX2x6(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX2x6_pf
 	MOVQ $64, DI
@@ -23024,7 +23880,9 @@ sgemmAVX2x6_loop:
 	VFMADD231PS Y12, Y15, Y10
 	VFMADD231PS Y13, Y15, Y11
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -23135,11 +23993,14 @@ TEXT ·sgemmAVX2Rx1(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX2Rx1_pf
 	MOVQ $64, DI
@@ -23161,6 +24022,7 @@ sgemmAVX2Rx1_loop:
 	VFMADD231PS Y12, Y14, Y0
 	VFMADD231PS Y13, Y14, Y1
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -23213,11 +24075,14 @@ TEXT ·sgemmAVX2Rx2(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX2Rx2_pf
 	MOVQ $64, DI
@@ -23244,6 +24109,7 @@ sgemmAVX2Rx2_loop:
 	VFMADD231PS Y12, Y15, Y2
 	VFMADD231PS Y13, Y15, Y3
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -23310,11 +24176,14 @@ TEXT ·sgemmAVX2Rx3(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX2Rx3_pf
 	MOVQ $64, DI
@@ -23346,6 +24215,7 @@ sgemmAVX2Rx3_loop:
 	VFMADD231PS Y12, Y14, Y4
 	VFMADD231PS Y13, Y14, Y5
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -23426,11 +24296,14 @@ TEXT ·sgemmAVX2Rx4(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX2Rx4_pf
 	MOVQ $64, DI
@@ -23467,6 +24340,7 @@ sgemmAVX2Rx4_loop:
 	VFMADD231PS Y12, Y15, Y6
 	VFMADD231PS Y13, Y15, Y7
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -23561,11 +24435,14 @@ TEXT ·sgemmAVX2Rx5(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX2Rx5_pf
 	MOVQ $64, DI
@@ -23607,6 +24484,7 @@ sgemmAVX2Rx5_loop:
 	VFMADD231PS Y12, Y14, Y8
 	VFMADD231PS Y13, Y14, Y9
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -23715,11 +24593,14 @@ TEXT ·sgemmAVX2Rx6(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $64
 	JEQ sgemmAVX2Rx6_pf
 	MOVQ $64, DI
@@ -23766,6 +24647,7 @@ sgemmAVX2Rx6_loop:
 	VFMADD231PS Y12, Y15, Y10
 	VFMADD231PS Y13, Y15, Y11
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -23872,12 +24754,17 @@ TEXT ·sgemmAVX2Hx1(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $32
 	JEQ sgemmAVX2Hx1_pf
 	MOVQ $32, DI
@@ -23896,7 +24783,9 @@ sgemmAVX2Hx1_loop:
 	VBROADCASTSS 0(AX), Y14
 	VFMADD231PS Y12, Y14, Y0
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -23940,12 +24829,17 @@ TEXT ·sgemmAVX2Hx2(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $32
 	JEQ sgemmAVX2Hx2_pf
 	MOVQ $32, DI
@@ -23967,7 +24861,9 @@ sgemmAVX2Hx2_loop:
 	VBROADCASTSS 4(AX), Y15
 	VFMADD231PS Y12, Y15, Y1
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -24020,12 +24916,17 @@ TEXT ·sgemmAVX2Hx3(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $32
 	JEQ sgemmAVX2Hx3_pf
 	MOVQ $32, DI
@@ -24050,7 +24951,9 @@ sgemmAVX2Hx3_loop:
 	VBROADCASTSS 8(AX), Y14
 	VFMADD231PS Y12, Y14, Y2
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -24112,12 +25015,17 @@ TEXT ·sgemmAVX2Hx4(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $32
 	JEQ sgemmAVX2Hx4_pf
 	MOVQ $32, DI
@@ -24145,7 +25053,9 @@ sgemmAVX2Hx4_loop:
 	VBROADCASTSS 12(AX), Y15
 	VFMADD231PS Y12, Y15, Y3
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -24216,12 +25126,17 @@ TEXT ·sgemmAVX2Hx5(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $32
 	JEQ sgemmAVX2Hx5_pf
 	MOVQ $32, DI
@@ -24252,7 +25167,9 @@ sgemmAVX2Hx5_loop:
 	VBROADCASTSS 16(AX), Y14
 	VFMADD231PS Y12, Y14, Y4
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -24332,12 +25249,17 @@ TEXT ·sgemmAVX2Hx6(SB), NOSPLIT, $0-64
 	MOVQ sb+48(FP), R13
 	SHLQ $2, R13 // sb in bytes
 	MOVQ R9, R12
-	SHLQ $3, R12 // 8 steps of A ahead, for prefetching
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	SHLQ $4, R12 // 16 steps of A ahead, for prefetching into L1
+	MOVQ R9, R10
+	SHLQ $6, R10 // 64 steps of A ahead, for prefetching into L2
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $32
 	JEQ sgemmAVX2Hx6_pf
 	MOVQ $32, DI
@@ -24371,7 +25293,9 @@ sgemmAVX2Hx6_loop:
 	VBROADCASTSS 20(AX), Y15
 	VFMADD231PS Y12, Y15, Y5
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
-	PREFETCHT0 (AX)(R12*1) // A, 8 steps ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
 	ADDQ R9, AX // a += sa
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -24452,11 +25376,14 @@ TEXT ·sgemmAVX2HRx1(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $32
 	JEQ sgemmAVX2HRx1_pf
 	MOVQ $32, DI
@@ -24475,6 +25402,7 @@ sgemmAVX2HRx1_loop:
 	VBROADCASTSS (AX), Y14
 	VFMADD231PS Y12, Y14, Y0
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -24522,11 +25450,14 @@ TEXT ·sgemmAVX2HRx2(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $32
 	JEQ sgemmAVX2HRx2_pf
 	MOVQ $32, DI
@@ -24548,6 +25479,7 @@ sgemmAVX2HRx2_loop:
 	VBROADCASTSS (AX)(R9*1), Y15
 	VFMADD231PS Y12, Y15, Y1
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -24604,11 +25536,14 @@ TEXT ·sgemmAVX2HRx3(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $32
 	JEQ sgemmAVX2HRx3_pf
 	MOVQ $32, DI
@@ -24633,6 +25568,7 @@ sgemmAVX2HRx3_loop:
 	VBROADCASTSS (AX)(R9*2), Y14
 	VFMADD231PS Y12, Y14, Y2
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -24698,11 +25634,14 @@ TEXT ·sgemmAVX2HRx4(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $32
 	JEQ sgemmAVX2HRx4_pf
 	MOVQ $32, DI
@@ -24730,6 +25669,7 @@ sgemmAVX2HRx4_loop:
 	VBROADCASTSS (AX)(R10*1), Y15
 	VFMADD231PS Y12, Y15, Y3
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -24804,11 +25744,14 @@ TEXT ·sgemmAVX2HRx5(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $32
 	JEQ sgemmAVX2HRx5_pf
 	MOVQ $32, DI
@@ -24839,6 +25782,7 @@ sgemmAVX2HRx5_loop:
 	VBROADCASTSS (AX)(R9*4), Y14
 	VFMADD231PS Y12, Y14, Y4
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
@@ -24922,11 +25866,14 @@ TEXT ·sgemmAVX2HRx6(SB), NOSPLIT, $0-64
 	LEAQ (R9)(R9*4), R11
 	LEAQ (R10)(R9*4), R12
 	LEAQ (AX)(R9*8), SI
-	// DI = what to prefetch of B, relative to the current step: 8 steps
-	// ahead in a packed panel (sb == nr); in a B read in place, the
-	// same row of the next panel, which the next kernel call reads
+	// DI = what to prefetch of B into L1, relative to the current step:
+	// 16 steps ahead in a packed panel (sb == nr); in a B read in place,
+	// the same row of the next panel, which the next kernel call reads.
+	// R15 = 64 steps ahead, prefetched into L2.
+	MOVQ R13, R15
+	SHLQ $6, R15
 	MOVQ R13, DI
-	SHLQ $3, DI
+	SHLQ $4, DI
 	CMPQ R13, $32
 	JEQ sgemmAVX2HRx6_pf
 	MOVQ $32, DI
@@ -24960,6 +25907,7 @@ sgemmAVX2HRx6_loop:
 	VBROADCASTSS (AX)(R11*1), Y15
 	VFMADD231PS Y12, Y15, Y5
 	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
 	ADDQ $4, AX // next column of A
 	ADDQ R13, BX // b += sb
 	DECQ CX
