@@ -424,30 +424,7 @@ func packB[T float32 | float64](bp []T, tB bool, b []T, ldb, pc, jc, kc, nc, nr 
 		const group = 4
 		for g := 0; g < full; g += group * nr {
 			ge := min(full, g+group*nr)
-			for p := 0; p < kc; p++ {
-				row := b[(pc+p)*ldb+jc : (pc+p)*ldb+jc+ge]
-				off := p * nr // of this row in each panel
-				switch nr {
-				// Full panels of the common widths copy fixed-size arrays:
-				// a few vector moves, no call.
-				case 16:
-					for jr := g; jr < ge; jr += 16 {
-						*(*[16]T)(bp[jr*kc+off:]) = *(*[16]T)(row[jr:])
-					}
-				case 32:
-					for jr := g; jr < ge; jr += 32 {
-						*(*[32]T)(bp[jr*kc+off:]) = *(*[32]T)(row[jr:])
-					}
-				case 8:
-					for jr := g; jr < ge; jr += 8 {
-						*(*[8]T)(bp[jr*kc+off:]) = *(*[8]T)(row[jr:])
-					}
-				default:
-					for jr := g; jr < ge; jr += nr {
-						copy(bp[jr*kc+off:jr*kc+off+nr], row[jr:jr+nr])
-					}
-				}
-			}
+			packBPanels(bp[g*kc:], b[pc*ldb+jc+g:], ldb, kc, nr, (ge-g)/nr)
 		}
 		if full < nc {
 			// The partial panel at the right edge, zero-padded.
@@ -503,6 +480,22 @@ func packB[T float32 | float64](bp []T, tB bool, b []T, ldb, pc, jc, kc, nc, nr 
 			for p := 0; p < kc; p++ {
 				clear(panel[p*nr+nj : p*nr+nr])
 			}
+		}
+	}
+}
+
+// packBPanelsGeneric copies kc rows of panels·nr values of B, ldb apart in
+// src, into that many packed panels of B:
+//
+//	dst[q*kc*nr + p*nr + j] = src[p*ldb + q*nr + j]
+//
+// for p < kc, q < panels, j < nr. packBPanels is the same, in assembly
+// where there is one.
+func packBPanelsGeneric[T float32 | float64](dst, src []T, ldb, kc, nr, panels int) {
+	for p := 0; p < kc; p++ {
+		row := src[p*ldb : p*ldb+panels*nr]
+		for q := 0; q < panels; q++ {
+			copy(dst[q*kc*nr+p*nr:q*kc*nr+(p+1)*nr], row[q*nr:(q+1)*nr])
 		}
 	}
 }
