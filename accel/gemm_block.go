@@ -372,15 +372,7 @@ func packA[T float32 | float64](ap []T, tA bool, a []T, lda, ic, pc, mc, kc, hi,
 			i := 0
 			for ; i+4 <= h; i += 4 {
 				src := (ic+r0+i)*lda + pc
-				x0 := a[src : src+kc]
-				x1 := a[src+lda : src+lda+kc]
-				x2 := a[src+2*lda : src+2*lda+kc]
-				x3 := a[src+3*lda : src+3*lda+kc]
-				x1, x2, x3 = x1[:len(x0)], x2[:len(x0)], x3[:len(x0)]
-				for p := range x0 {
-					d := panel[p*h+i : p*h+i+4 : p*h+i+4]
-					d[0], d[1], d[2], d[3] = x0[p], x1[p], x2[p], x3[p]
-				}
+				packA4(panel[i:], a[src:], lda, kc, h)
 			}
 			for ; i < h; i++ {
 				src := (ic+r0+i)*lda + pc
@@ -405,6 +397,20 @@ func packA[T float32 | float64](ap []T, tA bool, a []T, lda, ic, pc, mc, kc, hi,
 				r0 += h
 			}
 		}
+	}
+}
+
+// packA4Generic packs four rows of A, lda apart in src, into a panel of
+// height h: dst[p*h+i] = src[i*lda+p] for p < kc, i < 4. packA4 is the same,
+// in assembly where there is one.
+func packA4Generic[T float32 | float64](dst, src []T, lda, kc, h int) {
+	x0 := src[:kc]
+	x1 := src[lda : lda+kc][:len(x0)]
+	x2 := src[2*lda : 2*lda+kc][:len(x0)]
+	x3 := src[3*lda : 3*lda+kc][:len(x0)]
+	for p := range x0 {
+		d := dst[p*h : p*h+4 : p*h+4]
+		d[0], d[1], d[2], d[3] = x0[p], x1[p], x2[p], x3[p]
 	}
 }
 

@@ -42,3 +42,41 @@ func packBPanels[T float32 | float64](dst, src []T, ldb, kc, nr, panels int) {
 		packRows64(d, s, kc, ldb*size, panels, kc*w)
 	}
 }
+
+// packA4f64 packs four rows of A, lda apart in src, into a panel of
+// height h, 4×4 blocks transposed in AVX registers, prefetching the next
+// four rows:
+//
+//	for p := 0; p < kc; p++ {
+//		for i := 0; i < 4; i++ {
+//			dst[p*h+i] = src[i*lda+p]
+//		}
+//	}
+//
+//go:noescape
+func packA4f64(dst, src *float64, lda, kc, h int)
+
+// packA4f32 is packA4f64 for float32.
+//
+//go:noescape
+func packA4f32(dst, src *float32, lda, kc, h int)
+
+// packA4 is packA4Generic, in assembly where AVX2 is there. In a large
+// product A comes from memory: the generic loop packed a 1024² float64 A at
+// 1.2 ns per element there, 3% of the product.
+func packA4[T float32 | float64](dst, src []T, lda, kc, h int) {
+	if !useAVX2 || kc == 0 {
+		packA4Generic(dst, src, lda, kc, h)
+		return
+	}
+	// The routines do no bounds checks: these are the last elements they
+	// read and write.
+	_ = dst[(kc-1)*h+3]
+	_ = src[3*lda+kc-1]
+	switch d := any(dst).(type) {
+	case []float64:
+		packA4f64(&d[0], &any(src).([]float64)[0], lda, kc, h)
+	case []float32:
+		packA4f32(&d[0], &any(src).([]float32)[0], lda, kc, h)
+	}
+}
