@@ -241,5 +241,8 @@ const gemmRowsTarget = 128
 // withBlocking returns ks with its cache blocks derived from ci.
 func withBlocking[T float32 | float64](ks kernelSet[T], ci cacheInfo) kernelSet[T] {
 	ks.kc, ks.mc, ks.nc = gemmBlocking(ci, ks.mr, ks.nr, elemSize[T]())
+	if ks.rate == nil {
+		ks.rate = new(kernelRate)
+	}
 	return ks
 }

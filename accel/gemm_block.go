@@ -1,6 +1,11 @@
 package accel
 
-import "sync/atomic"
+import (
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+)
 
 // This file holds the GEMM driver shared by every path: cache blocking,
 // packing and the split across goroutines. Only the microkernel, which
@@ -51,6 +56,9 @@ type kernelSet[T float32 | float64] struct {
 	// half, if not nil, is tile for C[0:h, 0:nr/2], used at the right edge
 	// of C when at most nr/2 columns remain.
 	half func(h, kc int, a []T, rsa, csa int, b []T, sb int, c []T, ldc int, alpha, beta T)
+	// rate is the kernel's measured speed (madds), shared by copies of
+	// the set.
+	rate *kernelRate
 }
 
 // elemSize is the size in bytes of T.
@@ -66,6 +74,22 @@ func elemSize[T float32 | float64]() int {
 // goroutine without further thought: smaller ones finish in well under
 // 100 µs. Above it, gemmGrid decides.
 const minParallelFlops = 96 * 96 * 96
+
+// lastGemm is when the last product that could be split ended, in ns
+// since poolEpoch (0: none yet).
+var lastGemm atomic.Int64
+
+func markLastGemm() { lastGemm.Store(max(1, time.Since(poolEpoch).Nanoseconds())) }
+
+// sinceLastGemm is the time since the last product that could be split
+// ended (a long time if none has).
+func sinceLastGemm() time.Duration {
+	last := lastGemm.Load()
+	if last == 0 {
+		return time.Duration(1<<63 - 1)
+	}
+	return time.Duration(time.Since(poolEpoch).Nanoseconds() - last)
+}
 
 // parallelBusy is set while a product is running on several goroutines; a
 // product that starts meanwhile runs on its caller's goroutine alone.
@@ -84,7 +108,12 @@ var parallelBusy atomic.Bool
 // the caller is done with its own is taken over by the caller.
 func gemmBlocked[T float32 | float64](ks *kernelSet[T], tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
 	if nt := Threads(); nt > 1 && m*n*k >= minParallelFlops {
-		pr, pc := gemmGrid(nt, ks.mr, ks.nr, m, n, k, elemSize[T](), poolHot())
+		// In a sequence of products the helpers stay hot once a first
+		// product has woken them: decide as if hot when the last product
+		// that could split ended moments ago, paying the wake-up once.
+		hot := poolHot() || sinceLastGemm() < teamSpin/2
+		defer markLastGemm()
+		pr, pc := gemmGrid(nt, ks.mr, ks.nr, m, n, k, elemSize[T](), ks.madds(), hot)
 		if pr*pc > 1 && parallelBusy.CompareAndSwap(false, true) {
 			defer parallelBusy.Store(false)
 			rowTiles, colTiles := (m+ks.mr-1)/ks.mr, (n+ks.nr-1)/ks.nr
@@ -108,25 +137,38 @@ func gemmBlocked[T float32 | float64](ks *kernelSet[T], tA, tB bool, m, n, k int
 			return
 		}
 	}
+	if m*n*k < minParallelFlops {
+		gemmSerial(ks, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	t0 := time.Now()
 	gemmSerial(ks, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	ks.observe(float64(m) * float64(n) * float64(k) / float64(max(time.Since(t0), 1)))
 }
 
-// Costs of the parallel split, in float64 multiply-adds of the microkernel
-// (one AVX-512 core does 16 per cycle; float32 costs are twice as many of
-// its own, twice-as-fast multiply-adds).
+// Costs of the parallel split, as times. The product itself is timed by
+// the kernel set's measured speed (kernelSet.madds), so the model holds on
+// cores with one AVX-512 multiply-add pipe (Zen 4: 8 float64 multiply-adds
+// per cycle) and with two (Intel server cores: 16) alike.
 const (
-	// gemmPackCost is the cost of packing, or streaming from memory, one
-	// element of A or B: about one element per cycle.
-	gemmPackCost = 16
-	// gemmWakeCost is the latency until parked helpers run: 100–105 µs
-	// (median) on the 2-vCPU development VM, a futex wake-up and a halted
-	// vCPU's restart (BenchmarkWorkerWake measures it), about 5·2²⁰
-	// multiply-adds at 16 per cycle and 3.3 GHz. It is paid once per
-	// product, the helpers waking side by side.
-	gemmWakeCost = 5 << 20
-	// gemmWorkerCost is the caller's cost of each helper: posting the step
-	// and joining it, a few µs.
-	gemmWorkerCost = 1 << 18
+	// gemmPackNsPerByte is the time to pack, or stream from memory, one
+	// byte of A or B: 0.5 ns per float64 element. The development machine
+	// packs a 1024² float64 A at 0.43 ns per element from L3 and B at
+	// 1.1 ns from memory.
+	gemmPackNsPerByte = 1.0 / 16
+	// gemmWakeNs is what waking parked helpers costs a product: on the
+	// 2-vCPU development VM a helper starts 80–120 µs after the step is
+	// posted (a futex wake-up and a halted vCPU's restart;
+	// BenchmarkWorkerWake measures it) and then runs its first few hundred
+	// µs at about half speed (its core's caches and clock are cold): a
+	// 0.29 ms half of a float64 256³ product finished 0.43–0.75 ms after
+	// the start. It is paid once per product, the
+	// helpers waking side by side, and once per sequence of products
+	// (gemmBlocked).
+	gemmWakeNs = 300e3
+	// gemmWorkerNs is the caller's cost of each helper: posting the step
+	// and joining it.
+	gemmWorkerNs = 5e3
 	// gemmBandwidthIntensity: a product doing fewer than this many
 	// multiply-adds per element of A, B and C per worker is bound by memory
 	// bandwidth (see gemmGrid).
@@ -135,22 +177,24 @@ const (
 
 // gemmGrid chooses how a product of op(A) m×k by op(B) k×n on elements of
 // size bytes is cut into pr×pc blocks of C, one per worker, for at most nt
-// workers and a kernel mr×nr. A worker's time is modelled as
+// workers, a kernel mr×nr running at rate multiply-adds per nanosecond. A
+// worker's time is modelled as
 //
-//	mb·nb·k + gemmPackCost·(mb + nb)·k
+//	mb·nb·k/rate + gemmPackNsPerByte·size·(mb + nb)·k
 //
 // for a block of mb×nb (whole tiles, the largest block), the product plus
 // the packing (or streaming) of its rows of op(A) and columns of op(B); a
-// split adds gemmWakeCost once (not when hot: the helpers ended a step
-// moments ago and still spin, see poolHot) and gemmWorkerCost per helper
-// (both doubled, with the packing cost, for float32, whose multiply-adds
-// take half the time). gemmGrid returns the grid of least time, fewest workers on ties:
+// split adds gemmWakeNs once (not when hot: the helpers ended a step
+// moments ago and still spin, see poolHot) and gemmWorkerNs per helper.
+// gemmGrid returns the grid of least time, fewest workers on ties:
 // pr ≤ the row tiles, pc ≤ the column tiles, and pr·pc ≤ nt. For a given
 // number of workers w the packing term is least when mb ≈ nb, so the grid
 // follows the shape of C (1024×1024 on 4 workers: 2×2; 4096×16: w×1;
 // 16×4096: 1×w). The wake-up keeps short products on one goroutine, where
-// a second worker would start when the first is nearly done: float64 192³
-// (0.13 ms) and float32 256³ (0.15 ms) stay serial, float64 256³ splits.
+// a second worker would start when the first is nearly done: at the
+// development machine's 29 float64 multiply-adds per ns, float64 256³
+// (0.58 ms) stays serial when it runs alone and splits in a sequence of
+// products (hot); 384³ (2 ms) splits.
 //
 // Products with little reuse are bound by memory bandwidth, not by the
 // cores: with intensity I = m·n·k / (m·k + k·n + m·n) multiply-adds per
@@ -159,19 +203,18 @@ const (
 // a socket's memory feeds only a few such cores. So the workers are also
 // capped at max(2, I/gemmBandwidthIntensity): 3 for 4096×1024·1024×16 or
 // 16×1024·1024×4096, 85 for 1024³.
-func gemmGrid(nt, mr, nr, m, n, k, size int, hot bool) (pr, pc int) {
+func gemmGrid(nt, mr, nr, m, n, k, size int, rate float64, hot bool) (pr, pc int) {
 	rowTiles, colTiles := (m+mr-1)/mr, (n+nr-1)/nr
 	intensity := float64(m) * float64(n) * float64(k) / (float64(m)*float64(k) + float64(k)*float64(n) + float64(m)*float64(n))
 	nt = min(nt, max(2, int(intensity/gemmBandwidthIntensity)), rowTiles*colTiles)
-	scale := float64(8 / size) // float32: every fixed cost is twice as many multiply-adds
 	cost := func(pr, pc int) float64 {
 		mb := min(float64((rowTiles+pr-1)/pr*mr), float64(m))
 		nb := min(float64((colTiles+pc-1)/pc*nr), float64(n))
-		c := mb*nb*float64(k) + scale*gemmPackCost*(mb+nb)*float64(k)
+		c := mb*nb*float64(k)/rate + gemmPackNsPerByte*float64(size)*(mb+nb)*float64(k)
 		if w := pr * pc; w > 1 {
-			c += scale * gemmWorkerCost * float64(w-1)
+			c += gemmWorkerNs * float64(w-1)
 			if !hot {
-				c += scale * gemmWakeCost
+				c += gemmWakeNs
 			}
 		}
 		return c
@@ -186,6 +229,56 @@ func gemmGrid(nt, mr, nr, m, n, k, size int, hot bool) (pr, pc int) {
 		}
 	}
 	return pr, pc
+}
+
+// kernelRate is a kernel set's speed, measured the first time a product
+// could be split and raised by what serial products then achieve
+// (kernelSet.madds).
+type kernelRate struct {
+	once sync.Once
+	bits atomic.Uint64 // multiply-adds per nanosecond, a float64
+}
+
+// madds returns the kernel's speed in multiply-adds per nanosecond: at
+// first use, the best of five runs of 8 calls of an mr×nr×128 tile on
+// panels in L1 (about 50 µs in all); afterwards, the highest of that and
+// of the speeds serial products have run at (observe), since a first
+// measurement taken while the core is still clocking up reads low (half,
+// once, on the development machine).
+func (ks *kernelSet[T]) madds() float64 {
+	ks.rate.once.Do(func() {
+		const kc, calls = 128, 8
+		a, b, c := make([]T, ks.mr*kc), make([]T, ks.nr*kc), make([]T, ks.mr*ks.nr)
+		for i := range a {
+			a[i] = T(i%7) - 3
+		}
+		for i := range b {
+			b[i] = T(i%5) - 2
+		}
+		best := time.Duration(1<<63 - 1)
+		for r := 0; r < 6; r++ { // the first run warms the caches
+			t0 := time.Now()
+			for i := 0; i < calls; i++ {
+				ks.tile(ks.mr, kc, a, 1, ks.mr, b, ks.nr, c, ks.nr, 1, 0)
+			}
+			if d := time.Since(t0); r > 0 && d < best {
+				best = d
+			}
+		}
+		ks.observe(float64(ks.mr*ks.nr*kc*calls) / float64(max(best, 1)))
+	})
+	return math.Float64frombits(ks.rate.bits.Load())
+}
+
+// observe raises the kernel's recorded speed to r multiply-adds per ns if
+// r is higher.
+func (ks *kernelSet[T]) observe(r float64) {
+	for {
+		old := ks.rate.bits.Load()
+		if r <= math.Float64frombits(old) || ks.rate.bits.CompareAndSwap(old, math.Float64bits(r)) {
+			return
+		}
+	}
 }
 
 // gemmBuf holds one goroutine's packing buffers, three parts of one slice
