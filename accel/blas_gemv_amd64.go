@@ -33,30 +33,46 @@ func gemvAxpy4AVX512(n int, a *float64, lda int, s *[4]float64, y *float64)
 //go:noescape
 func gemvAxpy4AVX2(n int, a *float64, lda int, s *[4]float64, y *float64)
 
+// gemvCols cuts n columns for the vector kernels: [0, n16) go to the
+// AVX-512 kernel (a multiple of 16; none without AVX-512), [n16, n8) to the
+// AVX2 one (8 columns at most after the AVX-512 part, a multiple of 8), and
+// [n8, n) to the generic loop. A panel of 8–15 columns (the QR's
+// reflector updates) so still runs on vectors when AVX-512 is there.
+func gemvCols(n int) (n16, n8 int) {
+	if useAVX512 {
+		n16 = n &^ 15
+	}
+	n8 = n16
+	if useAVX2 {
+		n8 = n &^ 7
+	}
+	return n16, n8
+}
+
 // gemvDot4 computes four dot products of rows of A with x: see
 // gemvDot4Generic. The kernels take the columns in multiples of their
 // width; the rest are added here.
 func gemvDot4(n int, a []float64, lda int, x []float64, dst *[4]float64) {
-	var nv int
-	switch {
-	case useAVX512:
-		nv = n &^ 15
-	case useAVX2:
-		nv = n &^ 7
-	}
-	if nv == 0 {
+	n16, n8 := gemvCols(n)
+	if n8 == 0 {
 		gemvDot4Generic(n, a, lda, x, dst)
 		return
 	}
 	_, _ = a[3*lda+n-1], x[n-1] // the kernels do no bounds checks
-	if useAVX512 {
-		gemvDot4AVX512(nv, &a[0], lda, &x[0], dst)
+	if n16 > 0 {
+		gemvDot4AVX512(n16, &a[0], lda, &x[0], dst)
 	} else {
-		gemvDot4AVX2(nv, &a[0], lda, &x[0], dst)
+		*dst = [4]float64{}
 	}
-	if nv < n {
-		var tail [4]float64
-		gemvDot4Generic(n-nv, a[nv:], lda, x[nv:], &tail)
+	var tail [4]float64
+	if n8 > n16 {
+		gemvDot4AVX2(n8-n16, &a[n16], lda, &x[n16], &tail)
+		for r := range dst {
+			dst[r] += tail[r]
+		}
+	}
+	if n8 < n {
+		gemvDot4Generic(n-n8, a[n8:], lda, x[n8:], &tail)
 		for r := range dst {
 			dst[r] += tail[r]
 		}
@@ -65,23 +81,18 @@ func gemvDot4(n int, a []float64, lda int, x []float64, dst *[4]float64) {
 
 // gemvAxpy4 adds four scaled rows of A to y: see gemvAxpy4Generic.
 func gemvAxpy4(n int, a []float64, lda int, s *[4]float64, y []float64) {
-	var nv int
-	switch {
-	case useAVX512:
-		nv = n &^ 15
-	case useAVX2:
-		nv = n &^ 7
-	}
-	if nv > 0 {
+	n16, n8 := gemvCols(n)
+	if n8 > 0 {
 		_, _ = a[3*lda+n-1], y[n-1] // the kernels do no bounds checks
-		if useAVX512 {
-			gemvAxpy4AVX512(nv, &a[0], lda, s, &y[0])
-		} else {
-			gemvAxpy4AVX2(nv, &a[0], lda, s, &y[0])
-		}
 	}
-	if nv < n {
-		gemvAxpy4Generic(n-nv, a[nv:], lda, s, y[nv:])
+	if n16 > 0 {
+		gemvAxpy4AVX512(n16, &a[0], lda, s, &y[0])
+	}
+	if n8 > n16 {
+		gemvAxpy4AVX2(n8-n16, &a[n16], lda, s, &y[n16])
+	}
+	if n8 < n {
+		gemvAxpy4Generic(n-n8, a[n8:], lda, s, y[n8:])
 	}
 }
 
@@ -103,22 +114,17 @@ func gemvGer4AVX2(n int, a *float64, lda int, s *[4]float64, y *float64)
 
 // gemvGer4 adds s[r]·y to four rows of A: see gemvGer4Generic.
 func gemvGer4(n int, a []float64, lda int, s *[4]float64, y []float64) {
-	var nv int
-	switch {
-	case useAVX512:
-		nv = n &^ 15
-	case useAVX2:
-		nv = n &^ 7
-	}
-	if nv > 0 {
+	n16, n8 := gemvCols(n)
+	if n8 > 0 {
 		_, _ = a[3*lda+n-1], y[n-1] // the kernels do no bounds checks
-		if useAVX512 {
-			gemvGer4AVX512(nv, &a[0], lda, s, &y[0])
-		} else {
-			gemvGer4AVX2(nv, &a[0], lda, s, &y[0])
-		}
 	}
-	if nv < n {
-		gemvGer4Generic(n-nv, a[nv:], lda, s, y[nv:])
+	if n16 > 0 {
+		gemvGer4AVX512(n16, &a[0], lda, s, &y[0])
+	}
+	if n8 > n16 {
+		gemvGer4AVX2(n8-n16, &a[n16], lda, s, &y[n16])
+	}
+	if n8 < n {
+		gemvGer4Generic(n-n8, a[n8:], lda, s, y[n8:])
 	}
 }

@@ -169,3 +169,57 @@ func BenchmarkGemmThreads(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkGemmSequence times short products that decide the parallel
+// split on their own (gemmGrid's wake-up cost), on 1 and 2 threads: alone
+// (5 ms idle before each, so parked helpers must be woken) and in a
+// sequence (40 back to back, after which the helpers are hot). It prints
+// the median µs per product and the ratio t1/t2 (above 1: two threads are
+// faster).
+//
+//	go test ./accel -run '^$' -bench GemmSequence -benchtime 1x
+func BenchmarkGemmSequence(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	for _, c := range []struct {
+		typ string
+		n   int
+	}{{"d", 192}, {"d", 256}, {"d", 384}, {"s", 192}, {"s", 256}, {"s", 384}} {
+		b.Run(fmt.Sprintf("%s/n=%d", c.typ, c.n), func(b *testing.B) {
+			n := c.n
+			var run func()
+			if c.typ == "d" {
+				a, bm, cm := randSlice[float64](rng, n*n), randSlice[float64](rng, n*n), make([]float64, n*n)
+				run = func() { Dgemm(false, false, n, n, n, 1, a, n, bm, n, 0, cm, n) }
+			} else {
+				a, bm, cm := randSlice[float32](rng, n*n), randSlice[float32](rng, n*n), make([]float32, n*n)
+				run = func() { Sgemm(false, false, n, n, n, 1, a, n, bm, n, 0, cm, n) }
+			}
+			run() // the kernel's speed is measured on first use
+			median := func(nt int, alone bool) float64 {
+				prev := SetThreads(nt)
+				defer SetThreads(prev)
+				var us []float64
+				time.Sleep(5 * time.Millisecond)
+				for range 40 {
+					if alone {
+						time.Sleep(5 * time.Millisecond)
+					}
+					t0 := time.Now()
+					run()
+					us = append(us, time.Since(t0).Seconds()*1e6)
+				}
+				slices.Sort(us)
+				return us[len(us)/2]
+			}
+			for _, alone := range []bool{true, false} {
+				t1, t2 := median(1, alone), median(2, alone)
+				what := "sequence"
+				if alone {
+					what = "alone"
+				}
+				fmt.Printf("gemm-sequence %s n=%d %-8s t=1 %6.0f µs  t=2 %6.0f µs  t1/t2 %.2f\n", c.typ, n, what, t1, t2, t1/t2)
+				b.ReportMetric(t1/t2, what+"-t1/t2")
+			}
+		})
+	}
+}
