@@ -107,23 +107,51 @@ var parallelBusy atomic.Bool
 // deschedules delays only its own block, and one that has not started when
 // the caller is done with its own is taken over by the caller.
 func gemmBlocked[T float32 | float64](ks *kernelSet[T], tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
-	if nt := Threads(); nt > 1 && m*n*k >= minParallelFlops {
+	if nt := Threads(); nt > 1 && m*n*k >= minParallelFlops && !gemmSoloTurn() {
 		// In a sequence of products the helpers stay hot once a first
 		// product has woken them: decide as if hot when the last product
 		// that could split ended moments ago, paying the wake-up once.
-		hot := poolHot() || sinceLastGemm() < teamSpin/2
+		spinning := poolHot()
+		hot := spinning || sinceLastGemm() < teamSpin/2
 		defer markLastGemm()
-		pr, pc := gemmGrid(nt, ks.mr, ks.nr, m, n, k, elemSize[T](), ks.madds(), hot)
-		if pr*pc > 1 && parallelBusy.CompareAndSwap(false, true) {
+		rate := ks.madds()
+		pr, pc := gemmGrid(nt, ks.mr, ks.nr, m, n, k, elemSize[T](), rate, hot)
+		if w := pr * pc; w > 1 && parallelBusy.CompareAndSwap(false, true) {
 			defer parallelBusy.Store(false)
 			rowTiles, colTiles := (m+ks.mr-1)/ks.mr, (n+ks.nr-1)/ks.nr
-			parallel(pr*pc, nil, func(t int) {
-				r, q := t/pc, t%pc
-				// Block (r, q): tiles [r·rowTiles/pr, (r+1)·rowTiles/pr) of
-				// the rows and likewise of the columns, so the blocks differ
-				// by at most one tile each way.
-				i0, i1 := r*rowTiles/pr*ks.mr, min(m, (r+1)*rowTiles/pr*ks.mr)
-				j0, j1 := q*colTiles/pc*ks.nr, min(n, (q+1)*colTiles/pc*ks.nr)
+			// A short product gives each worker its block as two tasks,
+			// halves of the block along its longer side: a helper that
+			// starts late or runs slow (a woken vCPU can run at half speed
+			// for milliseconds) then leaves its second half to the caller,
+			// rather than making the caller wait for all of it.
+			halve := gemmHalve(pr, pc, rowTiles, colTiles, ks.mr, ks.nr, m, n, k, rate)
+			tasks := w
+			if halve != 0 {
+				tasks = 2 * w
+			}
+			t0 := time.Now()
+			if spinning {
+				// Spinning helpers cost nothing to wake: if the split still
+				// does not beat the serial product, the cores are not there
+				// to be had (two vCPUs time-sliced on one core, say).
+				defer func() { gemmParallelPaid(time.Since(t0), gemmSerialNs(m, n, k, elemSize[T](), rate)) }()
+			}
+			parallelOn(w, tasks, nil, func(t int) {
+				r, q, rows, cols := t/pc, t%pc, pr, pc
+				if halve != 0 {
+					r, q = t/2/pc, t/2%pc // the block of worker t/2
+					if halve == 'r' {
+						r, rows = 2*r+t%2, 2*pr
+					} else {
+						q, cols = 2*q+t%2, 2*pc
+					}
+				}
+				// Block (r, q) of a rows×cols grid: tiles [r·rowTiles/rows,
+				// (r+1)·rowTiles/rows) of the rows and likewise of the
+				// columns, so the blocks differ by at most one tile each way
+				// (and the halves of a block tile it exactly).
+				i0, i1 := r*rowTiles/rows*ks.mr, min(m, (r+1)*rowTiles/rows*ks.mr)
+				j0, j1 := q*colTiles/cols*ks.nr, min(n, (q+1)*colTiles/cols*ks.nr)
 				offA := i0 * lda // first row of op(A): a row of A, or a column when tA
 				if tA {
 					offA = i0
@@ -159,13 +187,14 @@ const (
 	// gemmWakeNs is what waking parked helpers costs a product: on the
 	// 2-vCPU development VM a helper starts 80–120 µs after the step is
 	// posted (a futex wake-up and a halted vCPU's restart;
-	// BenchmarkWorkerWake measures it) and then runs its first few hundred
-	// µs at about half speed (its core's caches and clock are cold): a
-	// 0.29 ms half of a float64 256³ product finished 0.43–0.75 ms after
-	// the start. It is paid once per product, the
-	// helpers waking side by side, and once per sequence of products
-	// (gemmBlocked).
-	gemmWakeNs = 300e3
+	// BenchmarkWorkerWake measures it), and then the two vCPUs often run
+	// slow for a millisecond or more (their cores' caches and clocks are
+	// cold, or the host runs them on one core for a while): a split product
+	// that starts after 5 ms of idleness took 0.2–1.7 ms longer than half
+	// its serial time (BenchmarkGemmSequence, "alone"). It is paid once per
+	// product, the helpers waking side by side, and once per sequence of
+	// products (gemmBlocked).
+	gemmWakeNs = 1e6
 	// gemmWorkerNs is the caller's cost of each helper: posting the step
 	// and joining it.
 	gemmWorkerNs = 5e3
@@ -192,9 +221,9 @@ const (
 // follows the shape of C (1024×1024 on 4 workers: 2×2; 4096×16: w×1;
 // 16×4096: 1×w). The wake-up keeps short products on one goroutine, where
 // a second worker would start when the first is nearly done: at the
-// development machine's 29 float64 multiply-adds per ns, float64 256³
-// (0.58 ms) stays serial when it runs alone and splits in a sequence of
-// products (hot); 384³ (2 ms) splits.
+// development machine's 29 float64 multiply-adds per ns, float64 320³
+// (1.1 ms) stays serial when it runs alone and splits in a sequence of
+// products (hot); 512³ (4.6 ms) splits.
 //
 // Products with little reuse are bound by memory bandwidth, not by the
 // cores: with intensity I = m·n·k / (m·k + k·n + m·n) multiply-adds per
@@ -229,6 +258,75 @@ func gemmGrid(nt, mr, nr, m, n, k, size int, rate float64, hot bool) (pr, pc int
 		}
 	}
 	return pr, pc
+}
+
+// The split backs off where it does not pay: a product split while the
+// helpers were still spinning from the last one that takes longer than
+// gemmBackoffRatio of the serial product's modelled time makes the products
+// of the next gemmBackoffMin (doubling up to gemmBackoffMax while splits
+// keep failing, back to none when one pays) run on one goroutine. On the
+// development VM the two vCPUs are at times time-sliced on one core for
+// tens of milliseconds: a float32 256³ product split in two then took
+// 0.53 ms against 0.29 on one goroutine.
+const (
+	gemmBackoffRatio = 0.9
+	gemmBackoffMin   = 4 * time.Millisecond
+	gemmBackoffMax   = 64 * time.Millisecond
+)
+
+var (
+	gemmSoloUntil atomic.Int64 // products stay on one goroutine until then, ns since poolEpoch
+	gemmBackoff   atomic.Int64 // the current back-off, ns
+)
+
+// gemmSoloTurn reports whether a product starting now runs on one
+// goroutine because of a back-off.
+func gemmSoloTurn() bool {
+	return time.Since(poolEpoch).Nanoseconds() < gemmSoloUntil.Load()
+}
+
+// gemmParallelPaid records how long a split product took against the
+// modelled serial time, and starts, lengthens or ends a back-off.
+func gemmParallelPaid(took time.Duration, serialNs float64) {
+	if float64(took) <= gemmBackoffRatio*serialNs {
+		gemmBackoff.Store(0)
+		return
+	}
+	b := min(int64(gemmBackoffMax), max(int64(gemmBackoffMin), 2*gemmBackoff.Load()))
+	gemmBackoff.Store(b)
+	gemmSoloUntil.Store(time.Since(poolEpoch).Nanoseconds() + b)
+}
+
+// gemmSerialNs is gemmGrid's modelled time of the product on one
+// goroutine.
+func gemmSerialNs(m, n, k, size int, rate float64) float64 {
+	return float64(m)*float64(n)*float64(k)/rate + gemmPackNsPerByte*float64(size)*float64(m+n)*float64(k)
+}
+
+// gemmShortNs is the time per worker below which gemmBlocked gives each
+// worker its block as two tasks (gemmHalve): the extra packing (each half
+// packs its own panels) is small next to a slow helper's cost.
+const gemmShortNs = 2e6
+
+// gemmHalve reports how gemmBlocked halves the blocks of a pr×pc grid into
+// two tasks each: 'r' by rows, 'c' by columns (along the longer side of the
+// largest block), or 0 not at all, when a worker's block takes longer than
+// gemmShortNs at rate multiply-adds per ns or has a single tile each way.
+func gemmHalve(pr, pc, rowTiles, colTiles, mr, nr, m, n, k int, rate float64) byte {
+	tr, tc := (rowTiles+pr-1)/pr, (colTiles+pc-1)/pc // tiles of the largest block
+	mb, nb := min(tr*mr, m), min(tc*nr, n)
+	if float64(mb)*float64(nb)*float64(k)/rate > gemmShortNs {
+		return 0
+	}
+	switch {
+	case mb >= nb && rowTiles >= 2*pr:
+		return 'r'
+	case colTiles >= 2*pc:
+		return 'c'
+	case rowTiles >= 2*pr:
+		return 'r'
+	}
+	return 0
 }
 
 // kernelRate is a kernel set's speed, measured the first time a product

@@ -370,20 +370,29 @@ func poolHot() bool {
 // (barrier.abort). The first panic that is not errAborted is re-raised on
 // the caller's goroutine once all have returned.
 func parallel(nt int, onPanic func(), f func(t int)) {
+	parallelOn(nt, nt, onPanic, f)
+}
+
+// parallelOn is parallel for tasks tasks on at most workers goroutines:
+// each worker w starts at task w·tasks/workers and goes on with the next
+// unclaimed ones, so a worker that runs late or slow leaves its later tasks
+// to the others.
+func parallelOn(workers, tasks int, onPanic func(), f func(t int)) {
 	task := func(_, t int) { f(t) }
-	if nt > 1 && pool.busy.CompareAndSwap(false, true) {
+	workers = min(workers, tasks)
+	if workers > 1 && pool.busy.CompareAndSwap(false, true) {
 		defer pool.busy.Store(false)
-		if pool.tm.workers() < nt {
+		if pool.tm.workers() < workers {
 			pool.tm.close()
-			pool.tm = newTeam(nt)
+			pool.tm = newTeam(workers)
 		}
 		defer func() { pool.last.Store(max(1, time.Since(poolEpoch).Nanoseconds())) }()
-		pool.tm.startOn(nt, nt, onPanic, task).join()
+		pool.tm.startOn(workers, tasks, onPanic, task).join()
 		return
 	}
-	tm := newStepTeam(nt)
+	tm := newStepTeam(workers)
 	defer tm.close()
-	tm.start(nt, onPanic, task).join()
+	tm.start(tasks, onPanic, task).join()
 }
 
 // both runs f and g, concurrently when Threads() allows two (f on the
