@@ -101,22 +101,25 @@ func TestGemmBlocking(t *testing.T) {
 		kc, mc, nc   int
 	}{
 		// The doc comment's example: AVX-512 float64, mc = 126, kc =
-		// 2^20/(2·30·8) = 2184 → 2048, nc = 2^24/(2·2048·8) = 512 → the floor 1024.
-		{cacheInfo{L1d: 32 << 10, L2: 1 << 20, L3: 16 << 20}, 14, 16, 8, 2048, 126, 1024},
+		// 2^20/(2·30·8) = 2184 → 2048, nc = 2^24/(2·2048·8) = 512 → the floor 2048.
+		{cacheInfo{L1d: 32 << 10, L2: 1 << 20, L3: 16 << 20}, 14, 16, 8, 2048, 126, 2048},
 		// 2 MiB of L3 per core: the A block (126×kc) in half of it, kc =
 		// 2^21/(2·126·8) = 1040.
-		{cacheInfo{L1d: 32 << 10, L2: 1 << 20, L3: 2 << 20}, 14, 16, 8, 1040, 126, 1024},
+		{cacheInfo{L1d: 32 << 10, L2: 1 << 20, L3: 2 << 20}, 14, 16, 8, 1040, 126, 2048},
 		// 1.5 MiB of L3: kc = 1572864/2016 = 780 → 768.
-		{cacheInfo{L1d: 48 << 10, L2: 2 << 20, L3: 3 << 19}, 14, 16, 8, 768, 126, 1024},
-		// AVX-512 float32: kc = 2^20/(2·46·4) = 2849 → 2048, nc = 2^22/(2·2048·4) = 256 → 1024.
-		{cacheInfo{L1d: 32 << 10, L2: 1 << 20, L3: 4 << 20}, 14, 32, 4, 2048, 126, 1024},
+		{cacheInfo{L1d: 48 << 10, L2: 2 << 20, L3: 3 << 19}, 14, 16, 8, 768, 126, 2048},
+		// AVX-512 float32: kc = 2^20/(2·46·4) = 2849 → 2048, nc = 2^22/(2·2048·4) = 256 → 2048.
+		{cacheInfo{L1d: 32 << 10, L2: 1 << 20, L3: 4 << 20}, 14, 32, 4, 2048, 126, 2048},
 		// A 512 KiB L2: the micro-panels bound kc = 2^19/(2·30·8) = 1092 → 1088.
-		{cacheInfo{L1d: 32 << 10, L2: 512 << 10, L3: 16 << 20}, 14, 16, 8, 1088, 126, 1024},
+		{cacheInfo{L1d: 32 << 10, L2: 512 << 10, L3: 16 << 20}, 14, 16, 8, 1088, 126, 2048},
+		// 64 MiB of L3 per core: nc = 2^26/(2·2048·8) = 2048, and with
+		// 128 MiB the cap, 4096.
+		{cacheInfo{L1d: 32 << 10, L2: 1 << 20, L3: 128 << 20}, 14, 16, 8, 2048, 126, 4096},
 		// AVX2 float64 without an L3: the A block in half of L2, kc =
 		// 2^20/(2·126·8) = 520 → 512; nc = 4096.
 		{cacheInfo{L1d: 32 << 10, L2: 1 << 20}, 6, 8, 8, 512, 126, 4096},
-		// Tiny caches: the lower bounds (kc 256, nc 1024).
-		{cacheInfo{L1d: 4 << 10, L2: 64 << 10, L3: 64 << 10}, 14, 16, 8, 256, 126, 1024},
+		// Tiny caches: the lower bounds (kc 256, nc 2048).
+		{cacheInfo{L1d: 4 << 10, L2: 64 << 10, L3: 64 << 10}, 14, 16, 8, 256, 126, 2048},
 	} {
 		kc, mc, nc := gemmBlocking(tc.ci, tc.mr, tc.nr, tc.size)
 		if kc != tc.kc || mc != tc.mc || nc != tc.nc {

@@ -343,8 +343,9 @@ func TestStepTeamHelpersExit(t *testing.T) {
 }
 
 // BenchmarkWorkerWake measures how long a parallel step waits for a parked
-// helper to start (the helpers park 200 µs after a step): the latency
-// gemmWakeCost models. It reports the median over the runs.
+// helper to start (the helpers park 200 µs after a step): the first part of
+// what gemmWakeNs charges (the rest, the slow first millisecond,
+// BenchmarkGemmSequence shows). It reports the median over the runs.
 //
 //	go test ./accel -run '^$' -bench WorkerWake
 func BenchmarkWorkerWake(b *testing.B) {
