@@ -12,10 +12,6 @@ TEXT ·dgemmAVX512x1(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 1 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -40,10 +36,11 @@ dgemmAVX512x1_pf:
 	// acc[i][v] = 0 for the 1×2 accumulators
 	VPXORQ Z0, Z0, Z0
 	VPXORQ Z1, Z1, Z1
-	TESTQ CX, CX
-	JZ dgemmAVX512x1_store
+	// the steps but the last 1 (all steps if kc ≤ 1) run in the main loop
+	SUBQ $1, CX
+	JLE dgemmAVX512x1_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-1; p++ {
 dgemmAVX512x1_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -62,6 +59,39 @@ dgemmAVX512x1_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512x1_loop
+
+dgemmAVX512x1_tail:
+	// the last min(kc, 1) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $1
+	JLE dgemmAVX512x1_tailn
+	MOVQ $1, CX
+dgemmAVX512x1_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512x1_store
+dgemmAVX512x1_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512x1_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512x1_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -96,13 +126,6 @@ TEXT ·dgemmAVX512x2(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 2 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -129,10 +152,11 @@ dgemmAVX512x2_pf:
 	VPXORQ Z1, Z1, Z1
 	VPXORQ Z2, Z2, Z2
 	VPXORQ Z3, Z3, Z3
-	TESTQ CX, CX
-	JZ dgemmAVX512x2_store
+	// the steps but the last 2 (all steps if kc ≤ 2) run in the main loop
+	SUBQ $2, CX
+	JLE dgemmAVX512x2_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-2; p++ {
 dgemmAVX512x2_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -154,6 +178,42 @@ dgemmAVX512x2_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512x2_loop
+
+dgemmAVX512x2_tail:
+	// the last min(kc, 2) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $2
+	JLE dgemmAVX512x2_tailn
+	MOVQ $2, CX
+dgemmAVX512x2_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512x2_store
+dgemmAVX512x2_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD 8(AX), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512x2_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512x2_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -200,16 +260,6 @@ TEXT ·dgemmAVX512x3(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 3 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -238,10 +288,11 @@ dgemmAVX512x3_pf:
 	VPXORQ Z3, Z3, Z3
 	VPXORQ Z4, Z4, Z4
 	VPXORQ Z5, Z5, Z5
-	TESTQ CX, CX
-	JZ dgemmAVX512x3_store
+	// the steps but the last 3 (all steps if kc ≤ 3) run in the main loop
+	SUBQ $3, CX
+	JLE dgemmAVX512x3_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-3; p++ {
 dgemmAVX512x3_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -266,6 +317,45 @@ dgemmAVX512x3_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512x3_loop
+
+dgemmAVX512x3_tail:
+	// the last min(kc, 3) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $3
+	JLE dgemmAVX512x3_tailn
+	MOVQ $3, CX
+dgemmAVX512x3_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512x3_store
+dgemmAVX512x3_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD 8(AX), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD 16(AX), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512x3_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512x3_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -324,19 +414,6 @@ TEXT ·dgemmAVX512x4(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 4 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -367,10 +444,11 @@ dgemmAVX512x4_pf:
 	VPXORQ Z5, Z5, Z5
 	VPXORQ Z6, Z6, Z6
 	VPXORQ Z7, Z7, Z7
-	TESTQ CX, CX
-	JZ dgemmAVX512x4_store
+	// the steps but the last 4 (all steps if kc ≤ 4) run in the main loop
+	SUBQ $4, CX
+	JLE dgemmAVX512x4_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-4; p++ {
 dgemmAVX512x4_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -398,6 +476,48 @@ dgemmAVX512x4_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512x4_loop
+
+dgemmAVX512x4_tail:
+	// the last min(kc, 4) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $4
+	JLE dgemmAVX512x4_tailn
+	MOVQ $4, CX
+dgemmAVX512x4_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512x4_store
+dgemmAVX512x4_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD 8(AX), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD 16(AX), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	VBROADCASTSD 24(AX), Z31
+	VFMADD231PD Z28, Z31, Z6
+	VFMADD231PD Z29, Z31, Z7
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512x4_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512x4_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -468,22 +588,6 @@ TEXT ·dgemmAVX512x5(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 5 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -516,10 +620,11 @@ dgemmAVX512x5_pf:
 	VPXORQ Z7, Z7, Z7
 	VPXORQ Z8, Z8, Z8
 	VPXORQ Z9, Z9, Z9
-	TESTQ CX, CX
-	JZ dgemmAVX512x5_store
+	// the steps but the last 5 (all steps if kc ≤ 5) run in the main loop
+	SUBQ $5, CX
+	JLE dgemmAVX512x5_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-5; p++ {
 dgemmAVX512x5_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -550,6 +655,51 @@ dgemmAVX512x5_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512x5_loop
+
+dgemmAVX512x5_tail:
+	// the last min(kc, 5) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $5
+	JLE dgemmAVX512x5_tailn
+	MOVQ $5, CX
+dgemmAVX512x5_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512x5_store
+dgemmAVX512x5_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD 8(AX), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD 16(AX), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	VBROADCASTSD 24(AX), Z31
+	VFMADD231PD Z28, Z31, Z6
+	VFMADD231PD Z29, Z31, Z7
+	VBROADCASTSD 32(AX), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VFMADD231PD Z29, Z30, Z9
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512x5_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512x5_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -632,25 +782,6 @@ TEXT ·dgemmAVX512x6(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 6 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -685,10 +816,11 @@ dgemmAVX512x6_pf:
 	VPXORQ Z9, Z9, Z9
 	VPXORQ Z10, Z10, Z10
 	VPXORQ Z11, Z11, Z11
-	TESTQ CX, CX
-	JZ dgemmAVX512x6_store
+	// the steps but the last 6 (all steps if kc ≤ 6) run in the main loop
+	SUBQ $6, CX
+	JLE dgemmAVX512x6_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-6; p++ {
 dgemmAVX512x6_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -722,6 +854,54 @@ dgemmAVX512x6_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512x6_loop
+
+dgemmAVX512x6_tail:
+	// the last min(kc, 6) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $6
+	JLE dgemmAVX512x6_tailn
+	MOVQ $6, CX
+dgemmAVX512x6_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512x6_store
+dgemmAVX512x6_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD 8(AX), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD 16(AX), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	VBROADCASTSD 24(AX), Z31
+	VFMADD231PD Z28, Z31, Z6
+	VFMADD231PD Z29, Z31, Z7
+	VBROADCASTSD 32(AX), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VFMADD231PD Z29, Z30, Z9
+	VBROADCASTSD 40(AX), Z31
+	VFMADD231PD Z28, Z31, Z10
+	VFMADD231PD Z29, Z31, Z11
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512x6_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512x6_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -816,28 +996,6 @@ TEXT ·dgemmAVX512x7(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 7 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -874,10 +1032,11 @@ dgemmAVX512x7_pf:
 	VPXORQ Z11, Z11, Z11
 	VPXORQ Z12, Z12, Z12
 	VPXORQ Z13, Z13, Z13
-	TESTQ CX, CX
-	JZ dgemmAVX512x7_store
+	// the steps but the last 7 (all steps if kc ≤ 7) run in the main loop
+	SUBQ $7, CX
+	JLE dgemmAVX512x7_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-7; p++ {
 dgemmAVX512x7_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -914,6 +1073,57 @@ dgemmAVX512x7_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512x7_loop
+
+dgemmAVX512x7_tail:
+	// the last min(kc, 7) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $7
+	JLE dgemmAVX512x7_tailn
+	MOVQ $7, CX
+dgemmAVX512x7_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512x7_store
+dgemmAVX512x7_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD 8(AX), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD 16(AX), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	VBROADCASTSD 24(AX), Z31
+	VFMADD231PD Z28, Z31, Z6
+	VFMADD231PD Z29, Z31, Z7
+	VBROADCASTSD 32(AX), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VFMADD231PD Z29, Z30, Z9
+	VBROADCASTSD 40(AX), Z31
+	VFMADD231PD Z28, Z31, Z10
+	VFMADD231PD Z29, Z31, Z11
+	VBROADCASTSD 48(AX), Z30
+	VFMADD231PD Z28, Z30, Z12
+	VFMADD231PD Z29, Z30, Z13
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512x7_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512x7_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -1020,31 +1230,6 @@ TEXT ·dgemmAVX512x8(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 8 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -1083,10 +1268,11 @@ dgemmAVX512x8_pf:
 	VPXORQ Z13, Z13, Z13
 	VPXORQ Z14, Z14, Z14
 	VPXORQ Z15, Z15, Z15
-	TESTQ CX, CX
-	JZ dgemmAVX512x8_store
+	// the steps but the last 8 (all steps if kc ≤ 8) run in the main loop
+	SUBQ $8, CX
+	JLE dgemmAVX512x8_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-8; p++ {
 dgemmAVX512x8_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -1126,6 +1312,60 @@ dgemmAVX512x8_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512x8_loop
+
+dgemmAVX512x8_tail:
+	// the last min(kc, 8) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $8
+	JLE dgemmAVX512x8_tailn
+	MOVQ $8, CX
+dgemmAVX512x8_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512x8_store
+dgemmAVX512x8_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD 8(AX), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD 16(AX), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	VBROADCASTSD 24(AX), Z31
+	VFMADD231PD Z28, Z31, Z6
+	VFMADD231PD Z29, Z31, Z7
+	VBROADCASTSD 32(AX), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VFMADD231PD Z29, Z30, Z9
+	VBROADCASTSD 40(AX), Z31
+	VFMADD231PD Z28, Z31, Z10
+	VFMADD231PD Z29, Z31, Z11
+	VBROADCASTSD 48(AX), Z30
+	VFMADD231PD Z28, Z30, Z12
+	VFMADD231PD Z29, Z30, Z13
+	VBROADCASTSD 56(AX), Z31
+	VFMADD231PD Z28, Z31, Z14
+	VFMADD231PD Z29, Z31, Z15
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512x8_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512x8_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -1244,34 +1484,6 @@ TEXT ·dgemmAVX512x9(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 9 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -1312,10 +1524,11 @@ dgemmAVX512x9_pf:
 	VPXORQ Z15, Z15, Z15
 	VPXORQ Z16, Z16, Z16
 	VPXORQ Z17, Z17, Z17
-	TESTQ CX, CX
-	JZ dgemmAVX512x9_store
+	// the steps but the last 9 (all steps if kc ≤ 9) run in the main loop
+	SUBQ $9, CX
+	JLE dgemmAVX512x9_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-9; p++ {
 dgemmAVX512x9_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -1360,6 +1573,65 @@ dgemmAVX512x9_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512x9_loop
+
+dgemmAVX512x9_tail:
+	// the last min(kc, 9) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $9
+	JLE dgemmAVX512x9_tailn
+	MOVQ $9, CX
+dgemmAVX512x9_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512x9_store
+dgemmAVX512x9_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD 8(AX), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD 16(AX), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	VBROADCASTSD 24(AX), Z31
+	VFMADD231PD Z28, Z31, Z6
+	VFMADD231PD Z29, Z31, Z7
+	VBROADCASTSD 32(AX), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VFMADD231PD Z29, Z30, Z9
+	VBROADCASTSD 40(AX), Z31
+	VFMADD231PD Z28, Z31, Z10
+	VFMADD231PD Z29, Z31, Z11
+	VBROADCASTSD 48(AX), Z30
+	VFMADD231PD Z28, Z30, Z12
+	VFMADD231PD Z29, Z30, Z13
+	VBROADCASTSD 56(AX), Z31
+	VFMADD231PD Z28, Z31, Z14
+	VFMADD231PD Z29, Z31, Z15
+	VBROADCASTSD 64(AX), Z30
+	VFMADD231PD Z28, Z30, Z16
+	VFMADD231PD Z29, Z30, Z17
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT0 64(AX)(R12*1)
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	PREFETCHT1 64(AX)(R10*1)
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512x9_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512x9_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -1490,37 +1762,6 @@ TEXT ·dgemmAVX512x10(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 10 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -1563,10 +1804,11 @@ dgemmAVX512x10_pf:
 	VPXORQ Z17, Z17, Z17
 	VPXORQ Z18, Z18, Z18
 	VPXORQ Z19, Z19, Z19
-	TESTQ CX, CX
-	JZ dgemmAVX512x10_store
+	// the steps but the last 10 (all steps if kc ≤ 10) run in the main loop
+	SUBQ $10, CX
+	JLE dgemmAVX512x10_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-10; p++ {
 dgemmAVX512x10_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -1614,6 +1856,68 @@ dgemmAVX512x10_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512x10_loop
+
+dgemmAVX512x10_tail:
+	// the last min(kc, 10) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $10
+	JLE dgemmAVX512x10_tailn
+	MOVQ $10, CX
+dgemmAVX512x10_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512x10_store
+dgemmAVX512x10_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD 8(AX), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD 16(AX), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	VBROADCASTSD 24(AX), Z31
+	VFMADD231PD Z28, Z31, Z6
+	VFMADD231PD Z29, Z31, Z7
+	VBROADCASTSD 32(AX), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VFMADD231PD Z29, Z30, Z9
+	VBROADCASTSD 40(AX), Z31
+	VFMADD231PD Z28, Z31, Z10
+	VFMADD231PD Z29, Z31, Z11
+	VBROADCASTSD 48(AX), Z30
+	VFMADD231PD Z28, Z30, Z12
+	VFMADD231PD Z29, Z30, Z13
+	VBROADCASTSD 56(AX), Z31
+	VFMADD231PD Z28, Z31, Z14
+	VFMADD231PD Z29, Z31, Z15
+	VBROADCASTSD 64(AX), Z30
+	VFMADD231PD Z28, Z30, Z16
+	VFMADD231PD Z29, Z30, Z17
+	VBROADCASTSD 72(AX), Z31
+	VFMADD231PD Z28, Z31, Z18
+	VFMADD231PD Z29, Z31, Z19
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT0 64(AX)(R12*1)
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	PREFETCHT1 64(AX)(R10*1)
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512x10_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512x10_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -1756,40 +2060,6 @@ TEXT ·dgemmAVX512x11(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 11 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -1834,10 +2104,11 @@ dgemmAVX512x11_pf:
 	VPXORQ Z19, Z19, Z19
 	VPXORQ Z20, Z20, Z20
 	VPXORQ Z21, Z21, Z21
-	TESTQ CX, CX
-	JZ dgemmAVX512x11_store
+	// the steps but the last 11 (all steps if kc ≤ 11) run in the main loop
+	SUBQ $11, CX
+	JLE dgemmAVX512x11_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-11; p++ {
 dgemmAVX512x11_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -1888,6 +2159,71 @@ dgemmAVX512x11_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512x11_loop
+
+dgemmAVX512x11_tail:
+	// the last min(kc, 11) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $11
+	JLE dgemmAVX512x11_tailn
+	MOVQ $11, CX
+dgemmAVX512x11_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512x11_store
+dgemmAVX512x11_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD 8(AX), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD 16(AX), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	VBROADCASTSD 24(AX), Z31
+	VFMADD231PD Z28, Z31, Z6
+	VFMADD231PD Z29, Z31, Z7
+	VBROADCASTSD 32(AX), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VFMADD231PD Z29, Z30, Z9
+	VBROADCASTSD 40(AX), Z31
+	VFMADD231PD Z28, Z31, Z10
+	VFMADD231PD Z29, Z31, Z11
+	VBROADCASTSD 48(AX), Z30
+	VFMADD231PD Z28, Z30, Z12
+	VFMADD231PD Z29, Z30, Z13
+	VBROADCASTSD 56(AX), Z31
+	VFMADD231PD Z28, Z31, Z14
+	VFMADD231PD Z29, Z31, Z15
+	VBROADCASTSD 64(AX), Z30
+	VFMADD231PD Z28, Z30, Z16
+	VFMADD231PD Z29, Z30, Z17
+	VBROADCASTSD 72(AX), Z31
+	VFMADD231PD Z28, Z31, Z18
+	VFMADD231PD Z29, Z31, Z19
+	VBROADCASTSD 80(AX), Z30
+	VFMADD231PD Z28, Z30, Z20
+	VFMADD231PD Z29, Z30, Z21
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT0 64(AX)(R12*1)
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	PREFETCHT1 64(AX)(R10*1)
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512x11_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512x11_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -2042,43 +2378,6 @@ TEXT ·dgemmAVX512x12(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 12 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -2125,10 +2424,11 @@ dgemmAVX512x12_pf:
 	VPXORQ Z21, Z21, Z21
 	VPXORQ Z22, Z22, Z22
 	VPXORQ Z23, Z23, Z23
-	TESTQ CX, CX
-	JZ dgemmAVX512x12_store
+	// the steps but the last 12 (all steps if kc ≤ 12) run in the main loop
+	SUBQ $12, CX
+	JLE dgemmAVX512x12_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-12; p++ {
 dgemmAVX512x12_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -2182,6 +2482,74 @@ dgemmAVX512x12_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512x12_loop
+
+dgemmAVX512x12_tail:
+	// the last min(kc, 12) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $12
+	JLE dgemmAVX512x12_tailn
+	MOVQ $12, CX
+dgemmAVX512x12_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512x12_store
+dgemmAVX512x12_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD 8(AX), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD 16(AX), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	VBROADCASTSD 24(AX), Z31
+	VFMADD231PD Z28, Z31, Z6
+	VFMADD231PD Z29, Z31, Z7
+	VBROADCASTSD 32(AX), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VFMADD231PD Z29, Z30, Z9
+	VBROADCASTSD 40(AX), Z31
+	VFMADD231PD Z28, Z31, Z10
+	VFMADD231PD Z29, Z31, Z11
+	VBROADCASTSD 48(AX), Z30
+	VFMADD231PD Z28, Z30, Z12
+	VFMADD231PD Z29, Z30, Z13
+	VBROADCASTSD 56(AX), Z31
+	VFMADD231PD Z28, Z31, Z14
+	VFMADD231PD Z29, Z31, Z15
+	VBROADCASTSD 64(AX), Z30
+	VFMADD231PD Z28, Z30, Z16
+	VFMADD231PD Z29, Z30, Z17
+	VBROADCASTSD 72(AX), Z31
+	VFMADD231PD Z28, Z31, Z18
+	VFMADD231PD Z29, Z31, Z19
+	VBROADCASTSD 80(AX), Z30
+	VFMADD231PD Z28, Z30, Z20
+	VFMADD231PD Z29, Z30, Z21
+	VBROADCASTSD 88(AX), Z31
+	VFMADD231PD Z28, Z31, Z22
+	VFMADD231PD Z29, Z31, Z23
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT0 64(AX)(R12*1)
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	PREFETCHT1 64(AX)(R10*1)
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512x12_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512x12_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -2348,46 +2716,6 @@ TEXT ·dgemmAVX512x13(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 13 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -2436,10 +2764,11 @@ dgemmAVX512x13_pf:
 	VPXORQ Z23, Z23, Z23
 	VPXORQ Z24, Z24, Z24
 	VPXORQ Z25, Z25, Z25
-	TESTQ CX, CX
-	JZ dgemmAVX512x13_store
+	// the steps but the last 13 (all steps if kc ≤ 13) run in the main loop
+	SUBQ $13, CX
+	JLE dgemmAVX512x13_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-13; p++ {
 dgemmAVX512x13_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -2496,6 +2825,77 @@ dgemmAVX512x13_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512x13_loop
+
+dgemmAVX512x13_tail:
+	// the last min(kc, 13) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $13
+	JLE dgemmAVX512x13_tailn
+	MOVQ $13, CX
+dgemmAVX512x13_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512x13_store
+dgemmAVX512x13_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD 8(AX), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD 16(AX), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	VBROADCASTSD 24(AX), Z31
+	VFMADD231PD Z28, Z31, Z6
+	VFMADD231PD Z29, Z31, Z7
+	VBROADCASTSD 32(AX), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VFMADD231PD Z29, Z30, Z9
+	VBROADCASTSD 40(AX), Z31
+	VFMADD231PD Z28, Z31, Z10
+	VFMADD231PD Z29, Z31, Z11
+	VBROADCASTSD 48(AX), Z30
+	VFMADD231PD Z28, Z30, Z12
+	VFMADD231PD Z29, Z30, Z13
+	VBROADCASTSD 56(AX), Z31
+	VFMADD231PD Z28, Z31, Z14
+	VFMADD231PD Z29, Z31, Z15
+	VBROADCASTSD 64(AX), Z30
+	VFMADD231PD Z28, Z30, Z16
+	VFMADD231PD Z29, Z30, Z17
+	VBROADCASTSD 72(AX), Z31
+	VFMADD231PD Z28, Z31, Z18
+	VFMADD231PD Z29, Z31, Z19
+	VBROADCASTSD 80(AX), Z30
+	VFMADD231PD Z28, Z30, Z20
+	VFMADD231PD Z29, Z30, Z21
+	VBROADCASTSD 88(AX), Z31
+	VFMADD231PD Z28, Z31, Z22
+	VFMADD231PD Z29, Z31, Z23
+	VBROADCASTSD 96(AX), Z30
+	VFMADD231PD Z28, Z30, Z24
+	VFMADD231PD Z29, Z30, Z25
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT0 64(AX)(R12*1)
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	PREFETCHT1 64(AX)(R10*1)
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512x13_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512x13_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -2674,49 +3074,6 @@ TEXT ·dgemmAVX512x14(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 14 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -2767,10 +3124,11 @@ dgemmAVX512x14_pf:
 	VPXORQ Z25, Z25, Z25
 	VPXORQ Z26, Z26, Z26
 	VPXORQ Z27, Z27, Z27
-	TESTQ CX, CX
-	JZ dgemmAVX512x14_store
+	// the steps but the last 14 (all steps if kc ≤ 14) run in the main loop
+	SUBQ $14, CX
+	JLE dgemmAVX512x14_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-14; p++ {
 dgemmAVX512x14_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -2830,6 +3188,80 @@ dgemmAVX512x14_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512x14_loop
+
+dgemmAVX512x14_tail:
+	// the last min(kc, 14) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $14
+	JLE dgemmAVX512x14_tailn
+	MOVQ $14, CX
+dgemmAVX512x14_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512x14_store
+dgemmAVX512x14_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD 8(AX), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD 16(AX), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	VBROADCASTSD 24(AX), Z31
+	VFMADD231PD Z28, Z31, Z6
+	VFMADD231PD Z29, Z31, Z7
+	VBROADCASTSD 32(AX), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VFMADD231PD Z29, Z30, Z9
+	VBROADCASTSD 40(AX), Z31
+	VFMADD231PD Z28, Z31, Z10
+	VFMADD231PD Z29, Z31, Z11
+	VBROADCASTSD 48(AX), Z30
+	VFMADD231PD Z28, Z30, Z12
+	VFMADD231PD Z29, Z30, Z13
+	VBROADCASTSD 56(AX), Z31
+	VFMADD231PD Z28, Z31, Z14
+	VFMADD231PD Z29, Z31, Z15
+	VBROADCASTSD 64(AX), Z30
+	VFMADD231PD Z28, Z30, Z16
+	VFMADD231PD Z29, Z30, Z17
+	VBROADCASTSD 72(AX), Z31
+	VFMADD231PD Z28, Z31, Z18
+	VFMADD231PD Z29, Z31, Z19
+	VBROADCASTSD 80(AX), Z30
+	VFMADD231PD Z28, Z30, Z20
+	VFMADD231PD Z29, Z30, Z21
+	VBROADCASTSD 88(AX), Z31
+	VFMADD231PD Z28, Z31, Z22
+	VFMADD231PD Z29, Z31, Z23
+	VBROADCASTSD 96(AX), Z30
+	VFMADD231PD Z28, Z30, Z24
+	VFMADD231PD Z29, Z30, Z25
+	VBROADCASTSD 104(AX), Z31
+	VFMADD231PD Z28, Z31, Z26
+	VFMADD231PD Z29, Z31, Z27
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT0 64(AX)(R12*1)
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	PREFETCHT1 64(AX)(R10*1)
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512x14_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512x14_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -3020,10 +3452,6 @@ TEXT ·dgemmAVX512Rx1(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 1 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -3049,10 +3477,11 @@ dgemmAVX512Rx1_pf:
 	// acc[i][v] = 0 for the 1×2 accumulators
 	VPXORQ Z0, Z0, Z0
 	VPXORQ Z1, Z1, Z1
-	TESTQ CX, CX
-	JZ dgemmAVX512Rx1_store
+	// the steps but the last 1 (all steps if kc ≤ 1) run in the main loop
+	SUBQ $1, CX
+	JLE dgemmAVX512Rx1_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-1; p++ {
 dgemmAVX512Rx1_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -3069,6 +3498,37 @@ dgemmAVX512Rx1_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512Rx1_loop
+
+dgemmAVX512Rx1_tail:
+	// the last min(kc, 1) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $1
+	JLE dgemmAVX512Rx1_tailn
+	MOVQ $1, CX
+dgemmAVX512Rx1_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512Rx1_store
+dgemmAVX512Rx1_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512Rx1_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512Rx1_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -3103,13 +3563,6 @@ TEXT ·dgemmAVX512Rx2(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 2 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -3137,10 +3590,11 @@ dgemmAVX512Rx2_pf:
 	VPXORQ Z1, Z1, Z1
 	VPXORQ Z2, Z2, Z2
 	VPXORQ Z3, Z3, Z3
-	TESTQ CX, CX
-	JZ dgemmAVX512Rx2_store
+	// the steps but the last 2 (all steps if kc ≤ 2) run in the main loop
+	SUBQ $2, CX
+	JLE dgemmAVX512Rx2_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-2; p++ {
 dgemmAVX512Rx2_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -3160,6 +3614,40 @@ dgemmAVX512Rx2_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512Rx2_loop
+
+dgemmAVX512Rx2_tail:
+	// the last min(kc, 2) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $2
+	JLE dgemmAVX512Rx2_tailn
+	MOVQ $2, CX
+dgemmAVX512Rx2_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512Rx2_store
+dgemmAVX512Rx2_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512Rx2_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512Rx2_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -3206,16 +3694,6 @@ TEXT ·dgemmAVX512Rx3(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 3 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -3245,10 +3723,11 @@ dgemmAVX512Rx3_pf:
 	VPXORQ Z3, Z3, Z3
 	VPXORQ Z4, Z4, Z4
 	VPXORQ Z5, Z5, Z5
-	TESTQ CX, CX
-	JZ dgemmAVX512Rx3_store
+	// the steps but the last 3 (all steps if kc ≤ 3) run in the main loop
+	SUBQ $3, CX
+	JLE dgemmAVX512Rx3_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-3; p++ {
 dgemmAVX512Rx3_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -3271,6 +3750,43 @@ dgemmAVX512Rx3_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512Rx3_loop
+
+dgemmAVX512Rx3_tail:
+	// the last min(kc, 3) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $3
+	JLE dgemmAVX512Rx3_tailn
+	MOVQ $3, CX
+dgemmAVX512Rx3_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512Rx3_store
+dgemmAVX512Rx3_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512Rx3_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512Rx3_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -3329,19 +3845,6 @@ TEXT ·dgemmAVX512Rx4(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 4 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -3373,10 +3876,11 @@ dgemmAVX512Rx4_pf:
 	VPXORQ Z5, Z5, Z5
 	VPXORQ Z6, Z6, Z6
 	VPXORQ Z7, Z7, Z7
-	TESTQ CX, CX
-	JZ dgemmAVX512Rx4_store
+	// the steps but the last 4 (all steps if kc ≤ 4) run in the main loop
+	SUBQ $4, CX
+	JLE dgemmAVX512Rx4_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-4; p++ {
 dgemmAVX512Rx4_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -3402,6 +3906,46 @@ dgemmAVX512Rx4_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512Rx4_loop
+
+dgemmAVX512Rx4_tail:
+	// the last min(kc, 4) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $4
+	JLE dgemmAVX512Rx4_tailn
+	MOVQ $4, CX
+dgemmAVX512Rx4_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512Rx4_store
+dgemmAVX512Rx4_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	VBROADCASTSD (AX)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z6
+	VFMADD231PD Z29, Z31, Z7
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512Rx4_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512Rx4_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -3472,22 +4016,6 @@ TEXT ·dgemmAVX512Rx5(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 5 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -3521,10 +4049,11 @@ dgemmAVX512Rx5_pf:
 	VPXORQ Z7, Z7, Z7
 	VPXORQ Z8, Z8, Z8
 	VPXORQ Z9, Z9, Z9
-	TESTQ CX, CX
-	JZ dgemmAVX512Rx5_store
+	// the steps but the last 5 (all steps if kc ≤ 5) run in the main loop
+	SUBQ $5, CX
+	JLE dgemmAVX512Rx5_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-5; p++ {
 dgemmAVX512Rx5_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -3553,6 +4082,49 @@ dgemmAVX512Rx5_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512Rx5_loop
+
+dgemmAVX512Rx5_tail:
+	// the last min(kc, 5) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $5
+	JLE dgemmAVX512Rx5_tailn
+	MOVQ $5, CX
+dgemmAVX512Rx5_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512Rx5_store
+dgemmAVX512Rx5_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	VBROADCASTSD (AX)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z6
+	VFMADD231PD Z29, Z31, Z7
+	VBROADCASTSD (AX)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VFMADD231PD Z29, Z30, Z9
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512Rx5_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512Rx5_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -3635,25 +4207,6 @@ TEXT ·dgemmAVX512Rx6(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 6 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -3689,10 +4242,11 @@ dgemmAVX512Rx6_pf:
 	VPXORQ Z9, Z9, Z9
 	VPXORQ Z10, Z10, Z10
 	VPXORQ Z11, Z11, Z11
-	TESTQ CX, CX
-	JZ dgemmAVX512Rx6_store
+	// the steps but the last 6 (all steps if kc ≤ 6) run in the main loop
+	SUBQ $6, CX
+	JLE dgemmAVX512Rx6_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-6; p++ {
 dgemmAVX512Rx6_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -3724,6 +4278,52 @@ dgemmAVX512Rx6_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512Rx6_loop
+
+dgemmAVX512Rx6_tail:
+	// the last min(kc, 6) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $6
+	JLE dgemmAVX512Rx6_tailn
+	MOVQ $6, CX
+dgemmAVX512Rx6_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512Rx6_store
+dgemmAVX512Rx6_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	VBROADCASTSD (AX)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z6
+	VFMADD231PD Z29, Z31, Z7
+	VBROADCASTSD (AX)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VFMADD231PD Z29, Z30, Z9
+	VBROADCASTSD (AX)(R11*1), Z31
+	VFMADD231PD Z28, Z31, Z10
+	VFMADD231PD Z29, Z31, Z11
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512Rx6_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512Rx6_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -3818,28 +4418,6 @@ TEXT ·dgemmAVX512Rx7(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 7 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -3877,10 +4455,11 @@ dgemmAVX512Rx7_pf:
 	VPXORQ Z11, Z11, Z11
 	VPXORQ Z12, Z12, Z12
 	VPXORQ Z13, Z13, Z13
-	TESTQ CX, CX
-	JZ dgemmAVX512Rx7_store
+	// the steps but the last 7 (all steps if kc ≤ 7) run in the main loop
+	SUBQ $7, CX
+	JLE dgemmAVX512Rx7_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-7; p++ {
 dgemmAVX512Rx7_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -3915,6 +4494,55 @@ dgemmAVX512Rx7_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512Rx7_loop
+
+dgemmAVX512Rx7_tail:
+	// the last min(kc, 7) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $7
+	JLE dgemmAVX512Rx7_tailn
+	MOVQ $7, CX
+dgemmAVX512Rx7_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512Rx7_store
+dgemmAVX512Rx7_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	VBROADCASTSD (AX)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z6
+	VFMADD231PD Z29, Z31, Z7
+	VBROADCASTSD (AX)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VFMADD231PD Z29, Z30, Z9
+	VBROADCASTSD (AX)(R11*1), Z31
+	VFMADD231PD Z28, Z31, Z10
+	VFMADD231PD Z29, Z31, Z11
+	VBROADCASTSD (AX)(R10*2), Z30
+	VFMADD231PD Z28, Z30, Z12
+	VFMADD231PD Z29, Z30, Z13
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512Rx7_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512Rx7_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -4021,31 +4649,6 @@ TEXT ·dgemmAVX512Rx8(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 8 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -4085,10 +4688,11 @@ dgemmAVX512Rx8_pf:
 	VPXORQ Z13, Z13, Z13
 	VPXORQ Z14, Z14, Z14
 	VPXORQ Z15, Z15, Z15
-	TESTQ CX, CX
-	JZ dgemmAVX512Rx8_store
+	// the steps but the last 8 (all steps if kc ≤ 8) run in the main loop
+	SUBQ $8, CX
+	JLE dgemmAVX512Rx8_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-8; p++ {
 dgemmAVX512Rx8_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -4126,6 +4730,58 @@ dgemmAVX512Rx8_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512Rx8_loop
+
+dgemmAVX512Rx8_tail:
+	// the last min(kc, 8) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $8
+	JLE dgemmAVX512Rx8_tailn
+	MOVQ $8, CX
+dgemmAVX512Rx8_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512Rx8_store
+dgemmAVX512Rx8_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	VBROADCASTSD (AX)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z6
+	VFMADD231PD Z29, Z31, Z7
+	VBROADCASTSD (AX)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VFMADD231PD Z29, Z30, Z9
+	VBROADCASTSD (AX)(R11*1), Z31
+	VFMADD231PD Z28, Z31, Z10
+	VFMADD231PD Z29, Z31, Z11
+	VBROADCASTSD (AX)(R10*2), Z30
+	VFMADD231PD Z28, Z30, Z12
+	VFMADD231PD Z29, Z30, Z13
+	VBROADCASTSD (AX)(R12*1), Z31
+	VFMADD231PD Z28, Z31, Z14
+	VFMADD231PD Z29, Z31, Z15
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512Rx8_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512Rx8_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -4244,34 +4900,6 @@ TEXT ·dgemmAVX512Rx9(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 9 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -4313,10 +4941,11 @@ dgemmAVX512Rx9_pf:
 	VPXORQ Z15, Z15, Z15
 	VPXORQ Z16, Z16, Z16
 	VPXORQ Z17, Z17, Z17
-	TESTQ CX, CX
-	JZ dgemmAVX512Rx9_store
+	// the steps but the last 9 (all steps if kc ≤ 9) run in the main loop
+	SUBQ $9, CX
+	JLE dgemmAVX512Rx9_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-9; p++ {
 dgemmAVX512Rx9_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -4358,6 +4987,62 @@ dgemmAVX512Rx9_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512Rx9_loop
+
+dgemmAVX512Rx9_tail:
+	// the last min(kc, 9) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $9
+	JLE dgemmAVX512Rx9_tailn
+	MOVQ $9, CX
+dgemmAVX512Rx9_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512Rx9_store
+dgemmAVX512Rx9_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	VBROADCASTSD (AX)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z6
+	VFMADD231PD Z29, Z31, Z7
+	VBROADCASTSD (AX)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VFMADD231PD Z29, Z30, Z9
+	VBROADCASTSD (AX)(R11*1), Z31
+	VFMADD231PD Z28, Z31, Z10
+	VFMADD231PD Z29, Z31, Z11
+	VBROADCASTSD (AX)(R10*2), Z30
+	VFMADD231PD Z28, Z30, Z12
+	VFMADD231PD Z29, Z30, Z13
+	VBROADCASTSD (AX)(R12*1), Z31
+	VFMADD231PD Z28, Z31, Z14
+	VFMADD231PD Z29, Z31, Z15
+	VBROADCASTSD (SI), Z30
+	VFMADD231PD Z28, Z30, Z16
+	VFMADD231PD Z29, Z30, Z17
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ $8, SI
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512Rx9_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512Rx9_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -4488,37 +5173,6 @@ TEXT ·dgemmAVX512Rx10(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 10 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -4562,10 +5216,11 @@ dgemmAVX512Rx10_pf:
 	VPXORQ Z17, Z17, Z17
 	VPXORQ Z18, Z18, Z18
 	VPXORQ Z19, Z19, Z19
-	TESTQ CX, CX
-	JZ dgemmAVX512Rx10_store
+	// the steps but the last 10 (all steps if kc ≤ 10) run in the main loop
+	SUBQ $10, CX
+	JLE dgemmAVX512Rx10_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-10; p++ {
 dgemmAVX512Rx10_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -4610,6 +5265,65 @@ dgemmAVX512Rx10_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512Rx10_loop
+
+dgemmAVX512Rx10_tail:
+	// the last min(kc, 10) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $10
+	JLE dgemmAVX512Rx10_tailn
+	MOVQ $10, CX
+dgemmAVX512Rx10_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512Rx10_store
+dgemmAVX512Rx10_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	VBROADCASTSD (AX)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z6
+	VFMADD231PD Z29, Z31, Z7
+	VBROADCASTSD (AX)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VFMADD231PD Z29, Z30, Z9
+	VBROADCASTSD (AX)(R11*1), Z31
+	VFMADD231PD Z28, Z31, Z10
+	VFMADD231PD Z29, Z31, Z11
+	VBROADCASTSD (AX)(R10*2), Z30
+	VFMADD231PD Z28, Z30, Z12
+	VFMADD231PD Z29, Z30, Z13
+	VBROADCASTSD (AX)(R12*1), Z31
+	VFMADD231PD Z28, Z31, Z14
+	VFMADD231PD Z29, Z31, Z15
+	VBROADCASTSD (SI), Z30
+	VFMADD231PD Z28, Z30, Z16
+	VFMADD231PD Z29, Z30, Z17
+	VBROADCASTSD (SI)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z18
+	VFMADD231PD Z29, Z31, Z19
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ $8, SI
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512Rx10_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512Rx10_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -4752,40 +5466,6 @@ TEXT ·dgemmAVX512Rx11(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 11 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -4831,10 +5511,11 @@ dgemmAVX512Rx11_pf:
 	VPXORQ Z19, Z19, Z19
 	VPXORQ Z20, Z20, Z20
 	VPXORQ Z21, Z21, Z21
-	TESTQ CX, CX
-	JZ dgemmAVX512Rx11_store
+	// the steps but the last 11 (all steps if kc ≤ 11) run in the main loop
+	SUBQ $11, CX
+	JLE dgemmAVX512Rx11_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-11; p++ {
 dgemmAVX512Rx11_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -4882,6 +5563,68 @@ dgemmAVX512Rx11_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512Rx11_loop
+
+dgemmAVX512Rx11_tail:
+	// the last min(kc, 11) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $11
+	JLE dgemmAVX512Rx11_tailn
+	MOVQ $11, CX
+dgemmAVX512Rx11_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512Rx11_store
+dgemmAVX512Rx11_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	VBROADCASTSD (AX)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z6
+	VFMADD231PD Z29, Z31, Z7
+	VBROADCASTSD (AX)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VFMADD231PD Z29, Z30, Z9
+	VBROADCASTSD (AX)(R11*1), Z31
+	VFMADD231PD Z28, Z31, Z10
+	VFMADD231PD Z29, Z31, Z11
+	VBROADCASTSD (AX)(R10*2), Z30
+	VFMADD231PD Z28, Z30, Z12
+	VFMADD231PD Z29, Z30, Z13
+	VBROADCASTSD (AX)(R12*1), Z31
+	VFMADD231PD Z28, Z31, Z14
+	VFMADD231PD Z29, Z31, Z15
+	VBROADCASTSD (SI), Z30
+	VFMADD231PD Z28, Z30, Z16
+	VFMADD231PD Z29, Z30, Z17
+	VBROADCASTSD (SI)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z18
+	VFMADD231PD Z29, Z31, Z19
+	VBROADCASTSD (SI)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z20
+	VFMADD231PD Z29, Z30, Z21
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ $8, SI
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512Rx11_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512Rx11_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -5036,43 +5779,6 @@ TEXT ·dgemmAVX512Rx12(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 12 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -5120,10 +5826,11 @@ dgemmAVX512Rx12_pf:
 	VPXORQ Z21, Z21, Z21
 	VPXORQ Z22, Z22, Z22
 	VPXORQ Z23, Z23, Z23
-	TESTQ CX, CX
-	JZ dgemmAVX512Rx12_store
+	// the steps but the last 12 (all steps if kc ≤ 12) run in the main loop
+	SUBQ $12, CX
+	JLE dgemmAVX512Rx12_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-12; p++ {
 dgemmAVX512Rx12_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -5174,6 +5881,71 @@ dgemmAVX512Rx12_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512Rx12_loop
+
+dgemmAVX512Rx12_tail:
+	// the last min(kc, 12) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $12
+	JLE dgemmAVX512Rx12_tailn
+	MOVQ $12, CX
+dgemmAVX512Rx12_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512Rx12_store
+dgemmAVX512Rx12_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	VBROADCASTSD (AX)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z6
+	VFMADD231PD Z29, Z31, Z7
+	VBROADCASTSD (AX)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VFMADD231PD Z29, Z30, Z9
+	VBROADCASTSD (AX)(R11*1), Z31
+	VFMADD231PD Z28, Z31, Z10
+	VFMADD231PD Z29, Z31, Z11
+	VBROADCASTSD (AX)(R10*2), Z30
+	VFMADD231PD Z28, Z30, Z12
+	VFMADD231PD Z29, Z30, Z13
+	VBROADCASTSD (AX)(R12*1), Z31
+	VFMADD231PD Z28, Z31, Z14
+	VFMADD231PD Z29, Z31, Z15
+	VBROADCASTSD (SI), Z30
+	VFMADD231PD Z28, Z30, Z16
+	VFMADD231PD Z29, Z30, Z17
+	VBROADCASTSD (SI)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z18
+	VFMADD231PD Z29, Z31, Z19
+	VBROADCASTSD (SI)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z20
+	VFMADD231PD Z29, Z30, Z21
+	VBROADCASTSD (SI)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z22
+	VFMADD231PD Z29, Z31, Z23
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ $8, SI
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512Rx12_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512Rx12_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -5340,46 +6112,6 @@ TEXT ·dgemmAVX512Rx13(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 13 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -5429,10 +6161,11 @@ dgemmAVX512Rx13_pf:
 	VPXORQ Z23, Z23, Z23
 	VPXORQ Z24, Z24, Z24
 	VPXORQ Z25, Z25, Z25
-	TESTQ CX, CX
-	JZ dgemmAVX512Rx13_store
+	// the steps but the last 13 (all steps if kc ≤ 13) run in the main loop
+	SUBQ $13, CX
+	JLE dgemmAVX512Rx13_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-13; p++ {
 dgemmAVX512Rx13_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -5486,6 +6219,74 @@ dgemmAVX512Rx13_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512Rx13_loop
+
+dgemmAVX512Rx13_tail:
+	// the last min(kc, 13) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $13
+	JLE dgemmAVX512Rx13_tailn
+	MOVQ $13, CX
+dgemmAVX512Rx13_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512Rx13_store
+dgemmAVX512Rx13_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	VBROADCASTSD (AX)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z6
+	VFMADD231PD Z29, Z31, Z7
+	VBROADCASTSD (AX)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VFMADD231PD Z29, Z30, Z9
+	VBROADCASTSD (AX)(R11*1), Z31
+	VFMADD231PD Z28, Z31, Z10
+	VFMADD231PD Z29, Z31, Z11
+	VBROADCASTSD (AX)(R10*2), Z30
+	VFMADD231PD Z28, Z30, Z12
+	VFMADD231PD Z29, Z30, Z13
+	VBROADCASTSD (AX)(R12*1), Z31
+	VFMADD231PD Z28, Z31, Z14
+	VFMADD231PD Z29, Z31, Z15
+	VBROADCASTSD (SI), Z30
+	VFMADD231PD Z28, Z30, Z16
+	VFMADD231PD Z29, Z30, Z17
+	VBROADCASTSD (SI)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z18
+	VFMADD231PD Z29, Z31, Z19
+	VBROADCASTSD (SI)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z20
+	VFMADD231PD Z29, Z30, Z21
+	VBROADCASTSD (SI)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z22
+	VFMADD231PD Z29, Z31, Z23
+	VBROADCASTSD (SI)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z24
+	VFMADD231PD Z29, Z30, Z25
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ $8, SI
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512Rx13_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512Rx13_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -5664,49 +6465,6 @@ TEXT ·dgemmAVX512Rx14(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 14 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -5758,10 +6516,11 @@ dgemmAVX512Rx14_pf:
 	VPXORQ Z25, Z25, Z25
 	VPXORQ Z26, Z26, Z26
 	VPXORQ Z27, Z27, Z27
-	TESTQ CX, CX
-	JZ dgemmAVX512Rx14_store
+	// the steps but the last 14 (all steps if kc ≤ 14) run in the main loop
+	SUBQ $14, CX
+	JLE dgemmAVX512Rx14_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-14; p++ {
 dgemmAVX512Rx14_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -5818,6 +6577,77 @@ dgemmAVX512Rx14_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512Rx14_loop
+
+dgemmAVX512Rx14_tail:
+	// the last min(kc, 14) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $14
+	JLE dgemmAVX512Rx14_tailn
+	MOVQ $14, CX
+dgemmAVX512Rx14_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512Rx14_store
+dgemmAVX512Rx14_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Z28
+	VMOVUPD 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VFMADD231PD Z29, Z30, Z1
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z2
+	VFMADD231PD Z29, Z31, Z3
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VFMADD231PD Z29, Z30, Z5
+	VBROADCASTSD (AX)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z6
+	VFMADD231PD Z29, Z31, Z7
+	VBROADCASTSD (AX)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VFMADD231PD Z29, Z30, Z9
+	VBROADCASTSD (AX)(R11*1), Z31
+	VFMADD231PD Z28, Z31, Z10
+	VFMADD231PD Z29, Z31, Z11
+	VBROADCASTSD (AX)(R10*2), Z30
+	VFMADD231PD Z28, Z30, Z12
+	VFMADD231PD Z29, Z30, Z13
+	VBROADCASTSD (AX)(R12*1), Z31
+	VFMADD231PD Z28, Z31, Z14
+	VFMADD231PD Z29, Z31, Z15
+	VBROADCASTSD (SI), Z30
+	VFMADD231PD Z28, Z30, Z16
+	VFMADD231PD Z29, Z30, Z17
+	VBROADCASTSD (SI)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z18
+	VFMADD231PD Z29, Z31, Z19
+	VBROADCASTSD (SI)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z20
+	VFMADD231PD Z29, Z30, Z21
+	VBROADCASTSD (SI)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z22
+	VFMADD231PD Z29, Z31, Z23
+	VBROADCASTSD (SI)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z24
+	VFMADD231PD Z29, Z30, Z25
+	VBROADCASTSD (SI)(R11*1), Z31
+	VFMADD231PD Z28, Z31, Z26
+	VFMADD231PD Z29, Z31, Z27
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ $8, SI
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512Rx14_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512Rx14_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -6008,9 +6838,6 @@ TEXT ·dgemmAVX512Hx1(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 1 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -6034,10 +6861,11 @@ dgemmAVX512Hx1_pf:
 
 	// acc[i][v] = 0 for the 1×1 accumulators
 	VPXORQ Z0, Z0, Z0
-	TESTQ CX, CX
-	JZ dgemmAVX512Hx1_store
+	// the steps but the last 1 (all steps if kc ≤ 1) run in the main loop
+	SUBQ $1, CX
+	JLE dgemmAVX512Hx1_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-1; p++ {
 dgemmAVX512Hx1_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -6052,6 +6880,34 @@ dgemmAVX512Hx1_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512Hx1_loop
+
+dgemmAVX512Hx1_tail:
+	// the last min(kc, 1) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $1
+	JLE dgemmAVX512Hx1_tailn
+	MOVQ $1, CX
+dgemmAVX512Hx1_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512Hx1_store
+dgemmAVX512Hx1_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Z28
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512Hx1_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512Hx1_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -6081,11 +6937,6 @@ TEXT ·dgemmAVX512Hx2(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 2 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -6110,10 +6961,11 @@ dgemmAVX512Hx2_pf:
 	// acc[i][v] = 0 for the 2×1 accumulators
 	VPXORQ Z0, Z0, Z0
 	VPXORQ Z1, Z1, Z1
-	TESTQ CX, CX
-	JZ dgemmAVX512Hx2_store
+	// the steps but the last 2 (all steps if kc ≤ 2) run in the main loop
+	SUBQ $2, CX
+	JLE dgemmAVX512Hx2_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-2; p++ {
 dgemmAVX512Hx2_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -6130,6 +6982,36 @@ dgemmAVX512Hx2_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512Hx2_loop
+
+dgemmAVX512Hx2_tail:
+	// the last min(kc, 2) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $2
+	JLE dgemmAVX512Hx2_tailn
+	MOVQ $2, CX
+dgemmAVX512Hx2_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512Hx2_store
+dgemmAVX512Hx2_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Z28
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VBROADCASTSD 8(AX), Z31
+	VFMADD231PD Z28, Z31, Z1
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512Hx2_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512Hx2_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -6166,13 +7048,6 @@ TEXT ·dgemmAVX512Hx3(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 3 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -6198,10 +7073,11 @@ dgemmAVX512Hx3_pf:
 	VPXORQ Z0, Z0, Z0
 	VPXORQ Z1, Z1, Z1
 	VPXORQ Z2, Z2, Z2
-	TESTQ CX, CX
-	JZ dgemmAVX512Hx3_store
+	// the steps but the last 3 (all steps if kc ≤ 3) run in the main loop
+	SUBQ $3, CX
+	JLE dgemmAVX512Hx3_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-3; p++ {
 dgemmAVX512Hx3_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -6220,6 +7096,38 @@ dgemmAVX512Hx3_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512Hx3_loop
+
+dgemmAVX512Hx3_tail:
+	// the last min(kc, 3) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $3
+	JLE dgemmAVX512Hx3_tailn
+	MOVQ $3, CX
+dgemmAVX512Hx3_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512Hx3_store
+dgemmAVX512Hx3_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Z28
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VBROADCASTSD 8(AX), Z31
+	VFMADD231PD Z28, Z31, Z1
+	VBROADCASTSD 16(AX), Z30
+	VFMADD231PD Z28, Z30, Z2
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512Hx3_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512Hx3_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -6263,15 +7171,6 @@ TEXT ·dgemmAVX512Hx4(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 4 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -6298,10 +7197,11 @@ dgemmAVX512Hx4_pf:
 	VPXORQ Z1, Z1, Z1
 	VPXORQ Z2, Z2, Z2
 	VPXORQ Z3, Z3, Z3
-	TESTQ CX, CX
-	JZ dgemmAVX512Hx4_store
+	// the steps but the last 4 (all steps if kc ≤ 4) run in the main loop
+	SUBQ $4, CX
+	JLE dgemmAVX512Hx4_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-4; p++ {
 dgemmAVX512Hx4_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -6322,6 +7222,40 @@ dgemmAVX512Hx4_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512Hx4_loop
+
+dgemmAVX512Hx4_tail:
+	// the last min(kc, 4) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $4
+	JLE dgemmAVX512Hx4_tailn
+	MOVQ $4, CX
+dgemmAVX512Hx4_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512Hx4_store
+dgemmAVX512Hx4_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Z28
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VBROADCASTSD 8(AX), Z31
+	VFMADD231PD Z28, Z31, Z1
+	VBROADCASTSD 16(AX), Z30
+	VFMADD231PD Z28, Z30, Z2
+	VBROADCASTSD 24(AX), Z31
+	VFMADD231PD Z28, Z31, Z3
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512Hx4_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512Hx4_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -6372,17 +7306,6 @@ TEXT ·dgemmAVX512Hx5(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 5 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -6410,10 +7333,11 @@ dgemmAVX512Hx5_pf:
 	VPXORQ Z2, Z2, Z2
 	VPXORQ Z3, Z3, Z3
 	VPXORQ Z4, Z4, Z4
-	TESTQ CX, CX
-	JZ dgemmAVX512Hx5_store
+	// the steps but the last 5 (all steps if kc ≤ 5) run in the main loop
+	SUBQ $5, CX
+	JLE dgemmAVX512Hx5_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-5; p++ {
 dgemmAVX512Hx5_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -6436,6 +7360,42 @@ dgemmAVX512Hx5_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512Hx5_loop
+
+dgemmAVX512Hx5_tail:
+	// the last min(kc, 5) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $5
+	JLE dgemmAVX512Hx5_tailn
+	MOVQ $5, CX
+dgemmAVX512Hx5_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512Hx5_store
+dgemmAVX512Hx5_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Z28
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VBROADCASTSD 8(AX), Z31
+	VFMADD231PD Z28, Z31, Z1
+	VBROADCASTSD 16(AX), Z30
+	VFMADD231PD Z28, Z30, Z2
+	VBROADCASTSD 24(AX), Z31
+	VFMADD231PD Z28, Z31, Z3
+	VBROADCASTSD 32(AX), Z30
+	VFMADD231PD Z28, Z30, Z4
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512Hx5_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512Hx5_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -6493,19 +7453,6 @@ TEXT ·dgemmAVX512Hx6(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 6 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -6534,10 +7481,11 @@ dgemmAVX512Hx6_pf:
 	VPXORQ Z3, Z3, Z3
 	VPXORQ Z4, Z4, Z4
 	VPXORQ Z5, Z5, Z5
-	TESTQ CX, CX
-	JZ dgemmAVX512Hx6_store
+	// the steps but the last 6 (all steps if kc ≤ 6) run in the main loop
+	SUBQ $6, CX
+	JLE dgemmAVX512Hx6_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-6; p++ {
 dgemmAVX512Hx6_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -6562,6 +7510,44 @@ dgemmAVX512Hx6_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512Hx6_loop
+
+dgemmAVX512Hx6_tail:
+	// the last min(kc, 6) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $6
+	JLE dgemmAVX512Hx6_tailn
+	MOVQ $6, CX
+dgemmAVX512Hx6_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512Hx6_store
+dgemmAVX512Hx6_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Z28
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VBROADCASTSD 8(AX), Z31
+	VFMADD231PD Z28, Z31, Z1
+	VBROADCASTSD 16(AX), Z30
+	VFMADD231PD Z28, Z30, Z2
+	VBROADCASTSD 24(AX), Z31
+	VFMADD231PD Z28, Z31, Z3
+	VBROADCASTSD 32(AX), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VBROADCASTSD 40(AX), Z31
+	VFMADD231PD Z28, Z31, Z5
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512Hx6_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512Hx6_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -6626,21 +7612,6 @@ TEXT ·dgemmAVX512Hx7(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 7 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -6670,10 +7641,11 @@ dgemmAVX512Hx7_pf:
 	VPXORQ Z4, Z4, Z4
 	VPXORQ Z5, Z5, Z5
 	VPXORQ Z6, Z6, Z6
-	TESTQ CX, CX
-	JZ dgemmAVX512Hx7_store
+	// the steps but the last 7 (all steps if kc ≤ 7) run in the main loop
+	SUBQ $7, CX
+	JLE dgemmAVX512Hx7_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-7; p++ {
 dgemmAVX512Hx7_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -6700,6 +7672,46 @@ dgemmAVX512Hx7_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512Hx7_loop
+
+dgemmAVX512Hx7_tail:
+	// the last min(kc, 7) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $7
+	JLE dgemmAVX512Hx7_tailn
+	MOVQ $7, CX
+dgemmAVX512Hx7_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512Hx7_store
+dgemmAVX512Hx7_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Z28
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VBROADCASTSD 8(AX), Z31
+	VFMADD231PD Z28, Z31, Z1
+	VBROADCASTSD 16(AX), Z30
+	VFMADD231PD Z28, Z30, Z2
+	VBROADCASTSD 24(AX), Z31
+	VFMADD231PD Z28, Z31, Z3
+	VBROADCASTSD 32(AX), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VBROADCASTSD 40(AX), Z31
+	VFMADD231PD Z28, Z31, Z5
+	VBROADCASTSD 48(AX), Z30
+	VFMADD231PD Z28, Z30, Z6
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512Hx7_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512Hx7_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -6771,23 +7783,6 @@ TEXT ·dgemmAVX512Hx8(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 8 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -6818,10 +7813,11 @@ dgemmAVX512Hx8_pf:
 	VPXORQ Z5, Z5, Z5
 	VPXORQ Z6, Z6, Z6
 	VPXORQ Z7, Z7, Z7
-	TESTQ CX, CX
-	JZ dgemmAVX512Hx8_store
+	// the steps but the last 8 (all steps if kc ≤ 8) run in the main loop
+	SUBQ $8, CX
+	JLE dgemmAVX512Hx8_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-8; p++ {
 dgemmAVX512Hx8_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -6850,6 +7846,48 @@ dgemmAVX512Hx8_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512Hx8_loop
+
+dgemmAVX512Hx8_tail:
+	// the last min(kc, 8) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $8
+	JLE dgemmAVX512Hx8_tailn
+	MOVQ $8, CX
+dgemmAVX512Hx8_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512Hx8_store
+dgemmAVX512Hx8_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Z28
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VBROADCASTSD 8(AX), Z31
+	VFMADD231PD Z28, Z31, Z1
+	VBROADCASTSD 16(AX), Z30
+	VFMADD231PD Z28, Z30, Z2
+	VBROADCASTSD 24(AX), Z31
+	VFMADD231PD Z28, Z31, Z3
+	VBROADCASTSD 32(AX), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VBROADCASTSD 40(AX), Z31
+	VFMADD231PD Z28, Z31, Z5
+	VBROADCASTSD 48(AX), Z30
+	VFMADD231PD Z28, Z30, Z6
+	VBROADCASTSD 56(AX), Z31
+	VFMADD231PD Z28, Z31, Z7
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512Hx8_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512Hx8_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -6928,25 +7966,6 @@ TEXT ·dgemmAVX512Hx9(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 9 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -6978,10 +7997,11 @@ dgemmAVX512Hx9_pf:
 	VPXORQ Z6, Z6, Z6
 	VPXORQ Z7, Z7, Z7
 	VPXORQ Z8, Z8, Z8
-	TESTQ CX, CX
-	JZ dgemmAVX512Hx9_store
+	// the steps but the last 9 (all steps if kc ≤ 9) run in the main loop
+	SUBQ $9, CX
+	JLE dgemmAVX512Hx9_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-9; p++ {
 dgemmAVX512Hx9_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -7014,6 +8034,52 @@ dgemmAVX512Hx9_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512Hx9_loop
+
+dgemmAVX512Hx9_tail:
+	// the last min(kc, 9) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $9
+	JLE dgemmAVX512Hx9_tailn
+	MOVQ $9, CX
+dgemmAVX512Hx9_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512Hx9_store
+dgemmAVX512Hx9_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Z28
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VBROADCASTSD 8(AX), Z31
+	VFMADD231PD Z28, Z31, Z1
+	VBROADCASTSD 16(AX), Z30
+	VFMADD231PD Z28, Z30, Z2
+	VBROADCASTSD 24(AX), Z31
+	VFMADD231PD Z28, Z31, Z3
+	VBROADCASTSD 32(AX), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VBROADCASTSD 40(AX), Z31
+	VFMADD231PD Z28, Z31, Z5
+	VBROADCASTSD 48(AX), Z30
+	VFMADD231PD Z28, Z30, Z6
+	VBROADCASTSD 56(AX), Z31
+	VFMADD231PD Z28, Z31, Z7
+	VBROADCASTSD 64(AX), Z30
+	VFMADD231PD Z28, Z30, Z8
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT0 64(AX)(R12*1)
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	PREFETCHT1 64(AX)(R10*1)
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512Hx9_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512Hx9_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -7099,27 +8165,6 @@ TEXT ·dgemmAVX512Hx10(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 10 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -7152,10 +8197,11 @@ dgemmAVX512Hx10_pf:
 	VPXORQ Z7, Z7, Z7
 	VPXORQ Z8, Z8, Z8
 	VPXORQ Z9, Z9, Z9
-	TESTQ CX, CX
-	JZ dgemmAVX512Hx10_store
+	// the steps but the last 10 (all steps if kc ≤ 10) run in the main loop
+	SUBQ $10, CX
+	JLE dgemmAVX512Hx10_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-10; p++ {
 dgemmAVX512Hx10_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -7190,6 +8236,54 @@ dgemmAVX512Hx10_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512Hx10_loop
+
+dgemmAVX512Hx10_tail:
+	// the last min(kc, 10) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $10
+	JLE dgemmAVX512Hx10_tailn
+	MOVQ $10, CX
+dgemmAVX512Hx10_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512Hx10_store
+dgemmAVX512Hx10_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Z28
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VBROADCASTSD 8(AX), Z31
+	VFMADD231PD Z28, Z31, Z1
+	VBROADCASTSD 16(AX), Z30
+	VFMADD231PD Z28, Z30, Z2
+	VBROADCASTSD 24(AX), Z31
+	VFMADD231PD Z28, Z31, Z3
+	VBROADCASTSD 32(AX), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VBROADCASTSD 40(AX), Z31
+	VFMADD231PD Z28, Z31, Z5
+	VBROADCASTSD 48(AX), Z30
+	VFMADD231PD Z28, Z30, Z6
+	VBROADCASTSD 56(AX), Z31
+	VFMADD231PD Z28, Z31, Z7
+	VBROADCASTSD 64(AX), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VBROADCASTSD 72(AX), Z31
+	VFMADD231PD Z28, Z31, Z9
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT0 64(AX)(R12*1)
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	PREFETCHT1 64(AX)(R10*1)
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512Hx10_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512Hx10_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -7282,29 +8376,6 @@ TEXT ·dgemmAVX512Hx11(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 11 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -7338,10 +8409,11 @@ dgemmAVX512Hx11_pf:
 	VPXORQ Z8, Z8, Z8
 	VPXORQ Z9, Z9, Z9
 	VPXORQ Z10, Z10, Z10
-	TESTQ CX, CX
-	JZ dgemmAVX512Hx11_store
+	// the steps but the last 11 (all steps if kc ≤ 11) run in the main loop
+	SUBQ $11, CX
+	JLE dgemmAVX512Hx11_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-11; p++ {
 dgemmAVX512Hx11_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -7378,6 +8450,56 @@ dgemmAVX512Hx11_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512Hx11_loop
+
+dgemmAVX512Hx11_tail:
+	// the last min(kc, 11) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $11
+	JLE dgemmAVX512Hx11_tailn
+	MOVQ $11, CX
+dgemmAVX512Hx11_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512Hx11_store
+dgemmAVX512Hx11_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Z28
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VBROADCASTSD 8(AX), Z31
+	VFMADD231PD Z28, Z31, Z1
+	VBROADCASTSD 16(AX), Z30
+	VFMADD231PD Z28, Z30, Z2
+	VBROADCASTSD 24(AX), Z31
+	VFMADD231PD Z28, Z31, Z3
+	VBROADCASTSD 32(AX), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VBROADCASTSD 40(AX), Z31
+	VFMADD231PD Z28, Z31, Z5
+	VBROADCASTSD 48(AX), Z30
+	VFMADD231PD Z28, Z30, Z6
+	VBROADCASTSD 56(AX), Z31
+	VFMADD231PD Z28, Z31, Z7
+	VBROADCASTSD 64(AX), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VBROADCASTSD 72(AX), Z31
+	VFMADD231PD Z28, Z31, Z9
+	VBROADCASTSD 80(AX), Z30
+	VFMADD231PD Z28, Z30, Z10
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT0 64(AX)(R12*1)
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	PREFETCHT1 64(AX)(R10*1)
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512Hx11_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512Hx11_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -7477,31 +8599,6 @@ TEXT ·dgemmAVX512Hx12(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 12 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -7536,10 +8633,11 @@ dgemmAVX512Hx12_pf:
 	VPXORQ Z9, Z9, Z9
 	VPXORQ Z10, Z10, Z10
 	VPXORQ Z11, Z11, Z11
-	TESTQ CX, CX
-	JZ dgemmAVX512Hx12_store
+	// the steps but the last 12 (all steps if kc ≤ 12) run in the main loop
+	SUBQ $12, CX
+	JLE dgemmAVX512Hx12_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-12; p++ {
 dgemmAVX512Hx12_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -7578,6 +8676,58 @@ dgemmAVX512Hx12_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512Hx12_loop
+
+dgemmAVX512Hx12_tail:
+	// the last min(kc, 12) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $12
+	JLE dgemmAVX512Hx12_tailn
+	MOVQ $12, CX
+dgemmAVX512Hx12_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512Hx12_store
+dgemmAVX512Hx12_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Z28
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VBROADCASTSD 8(AX), Z31
+	VFMADD231PD Z28, Z31, Z1
+	VBROADCASTSD 16(AX), Z30
+	VFMADD231PD Z28, Z30, Z2
+	VBROADCASTSD 24(AX), Z31
+	VFMADD231PD Z28, Z31, Z3
+	VBROADCASTSD 32(AX), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VBROADCASTSD 40(AX), Z31
+	VFMADD231PD Z28, Z31, Z5
+	VBROADCASTSD 48(AX), Z30
+	VFMADD231PD Z28, Z30, Z6
+	VBROADCASTSD 56(AX), Z31
+	VFMADD231PD Z28, Z31, Z7
+	VBROADCASTSD 64(AX), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VBROADCASTSD 72(AX), Z31
+	VFMADD231PD Z28, Z31, Z9
+	VBROADCASTSD 80(AX), Z30
+	VFMADD231PD Z28, Z30, Z10
+	VBROADCASTSD 88(AX), Z31
+	VFMADD231PD Z28, Z31, Z11
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT0 64(AX)(R12*1)
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	PREFETCHT1 64(AX)(R10*1)
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512Hx12_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512Hx12_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -7684,33 +8834,6 @@ TEXT ·dgemmAVX512Hx13(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 13 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -7746,10 +8869,11 @@ dgemmAVX512Hx13_pf:
 	VPXORQ Z10, Z10, Z10
 	VPXORQ Z11, Z11, Z11
 	VPXORQ Z12, Z12, Z12
-	TESTQ CX, CX
-	JZ dgemmAVX512Hx13_store
+	// the steps but the last 13 (all steps if kc ≤ 13) run in the main loop
+	SUBQ $13, CX
+	JLE dgemmAVX512Hx13_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-13; p++ {
 dgemmAVX512Hx13_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -7790,6 +8914,60 @@ dgemmAVX512Hx13_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512Hx13_loop
+
+dgemmAVX512Hx13_tail:
+	// the last min(kc, 13) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $13
+	JLE dgemmAVX512Hx13_tailn
+	MOVQ $13, CX
+dgemmAVX512Hx13_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512Hx13_store
+dgemmAVX512Hx13_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Z28
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VBROADCASTSD 8(AX), Z31
+	VFMADD231PD Z28, Z31, Z1
+	VBROADCASTSD 16(AX), Z30
+	VFMADD231PD Z28, Z30, Z2
+	VBROADCASTSD 24(AX), Z31
+	VFMADD231PD Z28, Z31, Z3
+	VBROADCASTSD 32(AX), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VBROADCASTSD 40(AX), Z31
+	VFMADD231PD Z28, Z31, Z5
+	VBROADCASTSD 48(AX), Z30
+	VFMADD231PD Z28, Z30, Z6
+	VBROADCASTSD 56(AX), Z31
+	VFMADD231PD Z28, Z31, Z7
+	VBROADCASTSD 64(AX), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VBROADCASTSD 72(AX), Z31
+	VFMADD231PD Z28, Z31, Z9
+	VBROADCASTSD 80(AX), Z30
+	VFMADD231PD Z28, Z30, Z10
+	VBROADCASTSD 88(AX), Z31
+	VFMADD231PD Z28, Z31, Z11
+	VBROADCASTSD 96(AX), Z30
+	VFMADD231PD Z28, Z30, Z12
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT0 64(AX)(R12*1)
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	PREFETCHT1 64(AX)(R10*1)
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512Hx13_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512Hx13_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -7903,35 +9081,6 @@ TEXT ·dgemmAVX512Hx14(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 14 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -7968,10 +9117,11 @@ dgemmAVX512Hx14_pf:
 	VPXORQ Z11, Z11, Z11
 	VPXORQ Z12, Z12, Z12
 	VPXORQ Z13, Z13, Z13
-	TESTQ CX, CX
-	JZ dgemmAVX512Hx14_store
+	// the steps but the last 14 (all steps if kc ≤ 14) run in the main loop
+	SUBQ $14, CX
+	JLE dgemmAVX512Hx14_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-14; p++ {
 dgemmAVX512Hx14_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -8014,6 +9164,62 @@ dgemmAVX512Hx14_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512Hx14_loop
+
+dgemmAVX512Hx14_tail:
+	// the last min(kc, 14) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $14
+	JLE dgemmAVX512Hx14_tailn
+	MOVQ $14, CX
+dgemmAVX512Hx14_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512Hx14_store
+dgemmAVX512Hx14_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Z28
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VBROADCASTSD 8(AX), Z31
+	VFMADD231PD Z28, Z31, Z1
+	VBROADCASTSD 16(AX), Z30
+	VFMADD231PD Z28, Z30, Z2
+	VBROADCASTSD 24(AX), Z31
+	VFMADD231PD Z28, Z31, Z3
+	VBROADCASTSD 32(AX), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VBROADCASTSD 40(AX), Z31
+	VFMADD231PD Z28, Z31, Z5
+	VBROADCASTSD 48(AX), Z30
+	VFMADD231PD Z28, Z30, Z6
+	VBROADCASTSD 56(AX), Z31
+	VFMADD231PD Z28, Z31, Z7
+	VBROADCASTSD 64(AX), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VBROADCASTSD 72(AX), Z31
+	VFMADD231PD Z28, Z31, Z9
+	VBROADCASTSD 80(AX), Z30
+	VFMADD231PD Z28, Z30, Z10
+	VBROADCASTSD 88(AX), Z31
+	VFMADD231PD Z28, Z31, Z11
+	VBROADCASTSD 96(AX), Z30
+	VFMADD231PD Z28, Z30, Z12
+	VBROADCASTSD 104(AX), Z31
+	VFMADD231PD Z28, Z31, Z13
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT0 64(AX)(R12*1)
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	PREFETCHT1 64(AX)(R10*1)
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512Hx14_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512Hx14_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -8134,9 +9340,6 @@ TEXT ·dgemmAVX512HRx1(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 1 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -8161,10 +9364,11 @@ dgemmAVX512HRx1_pf:
 
 	// acc[i][v] = 0 for the 1×1 accumulators
 	VPXORQ Z0, Z0, Z0
-	TESTQ CX, CX
-	JZ dgemmAVX512HRx1_store
+	// the steps but the last 1 (all steps if kc ≤ 1) run in the main loop
+	SUBQ $1, CX
+	JLE dgemmAVX512HRx1_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-1; p++ {
 dgemmAVX512HRx1_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -8177,6 +9381,32 @@ dgemmAVX512HRx1_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512HRx1_loop
+
+dgemmAVX512HRx1_tail:
+	// the last min(kc, 1) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $1
+	JLE dgemmAVX512HRx1_tailn
+	MOVQ $1, CX
+dgemmAVX512HRx1_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512HRx1_store
+dgemmAVX512HRx1_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Z28
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512HRx1_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512HRx1_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -8206,11 +9436,6 @@ TEXT ·dgemmAVX512HRx2(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 2 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -8236,10 +9461,11 @@ dgemmAVX512HRx2_pf:
 	// acc[i][v] = 0 for the 2×1 accumulators
 	VPXORQ Z0, Z0, Z0
 	VPXORQ Z1, Z1, Z1
-	TESTQ CX, CX
-	JZ dgemmAVX512HRx2_store
+	// the steps but the last 2 (all steps if kc ≤ 2) run in the main loop
+	SUBQ $2, CX
+	JLE dgemmAVX512HRx2_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-2; p++ {
 dgemmAVX512HRx2_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -8254,6 +9480,34 @@ dgemmAVX512HRx2_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512HRx2_loop
+
+dgemmAVX512HRx2_tail:
+	// the last min(kc, 2) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $2
+	JLE dgemmAVX512HRx2_tailn
+	MOVQ $2, CX
+dgemmAVX512HRx2_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512HRx2_store
+dgemmAVX512HRx2_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Z28
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z1
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512HRx2_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512HRx2_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -8290,13 +9544,6 @@ TEXT ·dgemmAVX512HRx3(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 3 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -8323,10 +9570,11 @@ dgemmAVX512HRx3_pf:
 	VPXORQ Z0, Z0, Z0
 	VPXORQ Z1, Z1, Z1
 	VPXORQ Z2, Z2, Z2
-	TESTQ CX, CX
-	JZ dgemmAVX512HRx3_store
+	// the steps but the last 3 (all steps if kc ≤ 3) run in the main loop
+	SUBQ $3, CX
+	JLE dgemmAVX512HRx3_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-3; p++ {
 dgemmAVX512HRx3_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -8343,6 +9591,36 @@ dgemmAVX512HRx3_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512HRx3_loop
+
+dgemmAVX512HRx3_tail:
+	// the last min(kc, 3) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $3
+	JLE dgemmAVX512HRx3_tailn
+	MOVQ $3, CX
+dgemmAVX512HRx3_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512HRx3_store
+dgemmAVX512HRx3_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Z28
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z1
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z2
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512HRx3_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512HRx3_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -8386,15 +9664,6 @@ TEXT ·dgemmAVX512HRx4(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 4 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -8422,10 +9691,11 @@ dgemmAVX512HRx4_pf:
 	VPXORQ Z1, Z1, Z1
 	VPXORQ Z2, Z2, Z2
 	VPXORQ Z3, Z3, Z3
-	TESTQ CX, CX
-	JZ dgemmAVX512HRx4_store
+	// the steps but the last 4 (all steps if kc ≤ 4) run in the main loop
+	SUBQ $4, CX
+	JLE dgemmAVX512HRx4_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-4; p++ {
 dgemmAVX512HRx4_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -8444,6 +9714,38 @@ dgemmAVX512HRx4_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512HRx4_loop
+
+dgemmAVX512HRx4_tail:
+	// the last min(kc, 4) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $4
+	JLE dgemmAVX512HRx4_tailn
+	MOVQ $4, CX
+dgemmAVX512HRx4_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512HRx4_store
+dgemmAVX512HRx4_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Z28
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z1
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z2
+	VBROADCASTSD (AX)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z3
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512HRx4_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512HRx4_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -8494,17 +9796,6 @@ TEXT ·dgemmAVX512HRx5(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 5 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -8533,10 +9824,11 @@ dgemmAVX512HRx5_pf:
 	VPXORQ Z2, Z2, Z2
 	VPXORQ Z3, Z3, Z3
 	VPXORQ Z4, Z4, Z4
-	TESTQ CX, CX
-	JZ dgemmAVX512HRx5_store
+	// the steps but the last 5 (all steps if kc ≤ 5) run in the main loop
+	SUBQ $5, CX
+	JLE dgemmAVX512HRx5_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-5; p++ {
 dgemmAVX512HRx5_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -8557,6 +9849,40 @@ dgemmAVX512HRx5_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512HRx5_loop
+
+dgemmAVX512HRx5_tail:
+	// the last min(kc, 5) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $5
+	JLE dgemmAVX512HRx5_tailn
+	MOVQ $5, CX
+dgemmAVX512HRx5_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512HRx5_store
+dgemmAVX512HRx5_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Z28
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z1
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z2
+	VBROADCASTSD (AX)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z3
+	VBROADCASTSD (AX)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z4
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512HRx5_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512HRx5_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -8614,19 +9940,6 @@ TEXT ·dgemmAVX512HRx6(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 6 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -8656,10 +9969,11 @@ dgemmAVX512HRx6_pf:
 	VPXORQ Z3, Z3, Z3
 	VPXORQ Z4, Z4, Z4
 	VPXORQ Z5, Z5, Z5
-	TESTQ CX, CX
-	JZ dgemmAVX512HRx6_store
+	// the steps but the last 6 (all steps if kc ≤ 6) run in the main loop
+	SUBQ $6, CX
+	JLE dgemmAVX512HRx6_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-6; p++ {
 dgemmAVX512HRx6_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -8682,6 +9996,42 @@ dgemmAVX512HRx6_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512HRx6_loop
+
+dgemmAVX512HRx6_tail:
+	// the last min(kc, 6) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $6
+	JLE dgemmAVX512HRx6_tailn
+	MOVQ $6, CX
+dgemmAVX512HRx6_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512HRx6_store
+dgemmAVX512HRx6_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Z28
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z1
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z2
+	VBROADCASTSD (AX)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z3
+	VBROADCASTSD (AX)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VBROADCASTSD (AX)(R11*1), Z31
+	VFMADD231PD Z28, Z31, Z5
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512HRx6_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512HRx6_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -8746,21 +10096,6 @@ TEXT ·dgemmAVX512HRx7(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 7 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -8791,10 +10126,11 @@ dgemmAVX512HRx7_pf:
 	VPXORQ Z4, Z4, Z4
 	VPXORQ Z5, Z5, Z5
 	VPXORQ Z6, Z6, Z6
-	TESTQ CX, CX
-	JZ dgemmAVX512HRx7_store
+	// the steps but the last 7 (all steps if kc ≤ 7) run in the main loop
+	SUBQ $7, CX
+	JLE dgemmAVX512HRx7_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-7; p++ {
 dgemmAVX512HRx7_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -8819,6 +10155,44 @@ dgemmAVX512HRx7_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512HRx7_loop
+
+dgemmAVX512HRx7_tail:
+	// the last min(kc, 7) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $7
+	JLE dgemmAVX512HRx7_tailn
+	MOVQ $7, CX
+dgemmAVX512HRx7_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512HRx7_store
+dgemmAVX512HRx7_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Z28
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z1
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z2
+	VBROADCASTSD (AX)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z3
+	VBROADCASTSD (AX)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VBROADCASTSD (AX)(R11*1), Z31
+	VFMADD231PD Z28, Z31, Z5
+	VBROADCASTSD (AX)(R10*2), Z30
+	VFMADD231PD Z28, Z30, Z6
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512HRx7_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512HRx7_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -8890,23 +10264,6 @@ TEXT ·dgemmAVX512HRx8(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 8 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -8938,10 +10295,11 @@ dgemmAVX512HRx8_pf:
 	VPXORQ Z5, Z5, Z5
 	VPXORQ Z6, Z6, Z6
 	VPXORQ Z7, Z7, Z7
-	TESTQ CX, CX
-	JZ dgemmAVX512HRx8_store
+	// the steps but the last 8 (all steps if kc ≤ 8) run in the main loop
+	SUBQ $8, CX
+	JLE dgemmAVX512HRx8_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-8; p++ {
 dgemmAVX512HRx8_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -8968,6 +10326,46 @@ dgemmAVX512HRx8_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512HRx8_loop
+
+dgemmAVX512HRx8_tail:
+	// the last min(kc, 8) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $8
+	JLE dgemmAVX512HRx8_tailn
+	MOVQ $8, CX
+dgemmAVX512HRx8_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512HRx8_store
+dgemmAVX512HRx8_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Z28
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z1
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z2
+	VBROADCASTSD (AX)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z3
+	VBROADCASTSD (AX)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VBROADCASTSD (AX)(R11*1), Z31
+	VFMADD231PD Z28, Z31, Z5
+	VBROADCASTSD (AX)(R10*2), Z30
+	VFMADD231PD Z28, Z30, Z6
+	VBROADCASTSD (AX)(R12*1), Z31
+	VFMADD231PD Z28, Z31, Z7
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512HRx8_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512HRx8_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -9046,25 +10444,6 @@ TEXT ·dgemmAVX512HRx9(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 9 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -9097,10 +10476,11 @@ dgemmAVX512HRx9_pf:
 	VPXORQ Z6, Z6, Z6
 	VPXORQ Z7, Z7, Z7
 	VPXORQ Z8, Z8, Z8
-	TESTQ CX, CX
-	JZ dgemmAVX512HRx9_store
+	// the steps but the last 9 (all steps if kc ≤ 9) run in the main loop
+	SUBQ $9, CX
+	JLE dgemmAVX512HRx9_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-9; p++ {
 dgemmAVX512HRx9_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -9130,6 +10510,49 @@ dgemmAVX512HRx9_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512HRx9_loop
+
+dgemmAVX512HRx9_tail:
+	// the last min(kc, 9) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $9
+	JLE dgemmAVX512HRx9_tailn
+	MOVQ $9, CX
+dgemmAVX512HRx9_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512HRx9_store
+dgemmAVX512HRx9_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Z28
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z1
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z2
+	VBROADCASTSD (AX)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z3
+	VBROADCASTSD (AX)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VBROADCASTSD (AX)(R11*1), Z31
+	VFMADD231PD Z28, Z31, Z5
+	VBROADCASTSD (AX)(R10*2), Z30
+	VFMADD231PD Z28, Z30, Z6
+	VBROADCASTSD (AX)(R12*1), Z31
+	VFMADD231PD Z28, Z31, Z7
+	VBROADCASTSD (SI), Z30
+	VFMADD231PD Z28, Z30, Z8
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ $8, SI
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512HRx9_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512HRx9_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -9215,27 +10638,6 @@ TEXT ·dgemmAVX512HRx10(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 10 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -9269,10 +10671,11 @@ dgemmAVX512HRx10_pf:
 	VPXORQ Z7, Z7, Z7
 	VPXORQ Z8, Z8, Z8
 	VPXORQ Z9, Z9, Z9
-	TESTQ CX, CX
-	JZ dgemmAVX512HRx10_store
+	// the steps but the last 10 (all steps if kc ≤ 10) run in the main loop
+	SUBQ $10, CX
+	JLE dgemmAVX512HRx10_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-10; p++ {
 dgemmAVX512HRx10_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -9304,6 +10707,51 @@ dgemmAVX512HRx10_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512HRx10_loop
+
+dgemmAVX512HRx10_tail:
+	// the last min(kc, 10) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $10
+	JLE dgemmAVX512HRx10_tailn
+	MOVQ $10, CX
+dgemmAVX512HRx10_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512HRx10_store
+dgemmAVX512HRx10_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Z28
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z1
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z2
+	VBROADCASTSD (AX)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z3
+	VBROADCASTSD (AX)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VBROADCASTSD (AX)(R11*1), Z31
+	VFMADD231PD Z28, Z31, Z5
+	VBROADCASTSD (AX)(R10*2), Z30
+	VFMADD231PD Z28, Z30, Z6
+	VBROADCASTSD (AX)(R12*1), Z31
+	VFMADD231PD Z28, Z31, Z7
+	VBROADCASTSD (SI), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VBROADCASTSD (SI)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z9
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ $8, SI
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512HRx10_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512HRx10_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -9396,29 +10844,6 @@ TEXT ·dgemmAVX512HRx11(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 11 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -9453,10 +10878,11 @@ dgemmAVX512HRx11_pf:
 	VPXORQ Z8, Z8, Z8
 	VPXORQ Z9, Z9, Z9
 	VPXORQ Z10, Z10, Z10
-	TESTQ CX, CX
-	JZ dgemmAVX512HRx11_store
+	// the steps but the last 11 (all steps if kc ≤ 11) run in the main loop
+	SUBQ $11, CX
+	JLE dgemmAVX512HRx11_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-11; p++ {
 dgemmAVX512HRx11_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -9490,6 +10916,53 @@ dgemmAVX512HRx11_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512HRx11_loop
+
+dgemmAVX512HRx11_tail:
+	// the last min(kc, 11) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $11
+	JLE dgemmAVX512HRx11_tailn
+	MOVQ $11, CX
+dgemmAVX512HRx11_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512HRx11_store
+dgemmAVX512HRx11_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Z28
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z1
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z2
+	VBROADCASTSD (AX)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z3
+	VBROADCASTSD (AX)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VBROADCASTSD (AX)(R11*1), Z31
+	VFMADD231PD Z28, Z31, Z5
+	VBROADCASTSD (AX)(R10*2), Z30
+	VFMADD231PD Z28, Z30, Z6
+	VBROADCASTSD (AX)(R12*1), Z31
+	VFMADD231PD Z28, Z31, Z7
+	VBROADCASTSD (SI), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VBROADCASTSD (SI)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z9
+	VBROADCASTSD (SI)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z10
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ $8, SI
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512HRx11_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512HRx11_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -9589,31 +11062,6 @@ TEXT ·dgemmAVX512HRx12(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 12 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -9649,10 +11097,11 @@ dgemmAVX512HRx12_pf:
 	VPXORQ Z9, Z9, Z9
 	VPXORQ Z10, Z10, Z10
 	VPXORQ Z11, Z11, Z11
-	TESTQ CX, CX
-	JZ dgemmAVX512HRx12_store
+	// the steps but the last 12 (all steps if kc ≤ 12) run in the main loop
+	SUBQ $12, CX
+	JLE dgemmAVX512HRx12_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-12; p++ {
 dgemmAVX512HRx12_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -9688,6 +11137,55 @@ dgemmAVX512HRx12_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512HRx12_loop
+
+dgemmAVX512HRx12_tail:
+	// the last min(kc, 12) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $12
+	JLE dgemmAVX512HRx12_tailn
+	MOVQ $12, CX
+dgemmAVX512HRx12_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512HRx12_store
+dgemmAVX512HRx12_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Z28
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z1
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z2
+	VBROADCASTSD (AX)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z3
+	VBROADCASTSD (AX)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VBROADCASTSD (AX)(R11*1), Z31
+	VFMADD231PD Z28, Z31, Z5
+	VBROADCASTSD (AX)(R10*2), Z30
+	VFMADD231PD Z28, Z30, Z6
+	VBROADCASTSD (AX)(R12*1), Z31
+	VFMADD231PD Z28, Z31, Z7
+	VBROADCASTSD (SI), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VBROADCASTSD (SI)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z9
+	VBROADCASTSD (SI)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z10
+	VBROADCASTSD (SI)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z11
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ $8, SI
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512HRx12_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512HRx12_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -9794,33 +11292,6 @@ TEXT ·dgemmAVX512HRx13(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 13 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -9857,10 +11328,11 @@ dgemmAVX512HRx13_pf:
 	VPXORQ Z10, Z10, Z10
 	VPXORQ Z11, Z11, Z11
 	VPXORQ Z12, Z12, Z12
-	TESTQ CX, CX
-	JZ dgemmAVX512HRx13_store
+	// the steps but the last 13 (all steps if kc ≤ 13) run in the main loop
+	SUBQ $13, CX
+	JLE dgemmAVX512HRx13_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-13; p++ {
 dgemmAVX512HRx13_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -9898,6 +11370,57 @@ dgemmAVX512HRx13_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512HRx13_loop
+
+dgemmAVX512HRx13_tail:
+	// the last min(kc, 13) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $13
+	JLE dgemmAVX512HRx13_tailn
+	MOVQ $13, CX
+dgemmAVX512HRx13_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512HRx13_store
+dgemmAVX512HRx13_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Z28
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z1
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z2
+	VBROADCASTSD (AX)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z3
+	VBROADCASTSD (AX)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VBROADCASTSD (AX)(R11*1), Z31
+	VFMADD231PD Z28, Z31, Z5
+	VBROADCASTSD (AX)(R10*2), Z30
+	VFMADD231PD Z28, Z30, Z6
+	VBROADCASTSD (AX)(R12*1), Z31
+	VFMADD231PD Z28, Z31, Z7
+	VBROADCASTSD (SI), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VBROADCASTSD (SI)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z9
+	VBROADCASTSD (SI)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z10
+	VBROADCASTSD (SI)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z11
+	VBROADCASTSD (SI)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z12
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ $8, SI
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512HRx13_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512HRx13_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -10011,35 +11534,6 @@ TEXT ·dgemmAVX512HRx14(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 14 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -10077,10 +11571,11 @@ dgemmAVX512HRx14_pf:
 	VPXORQ Z11, Z11, Z11
 	VPXORQ Z12, Z12, Z12
 	VPXORQ Z13, Z13, Z13
-	TESTQ CX, CX
-	JZ dgemmAVX512HRx14_store
+	// the steps but the last 14 (all steps if kc ≤ 14) run in the main loop
+	SUBQ $14, CX
+	JLE dgemmAVX512HRx14_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-14; p++ {
 dgemmAVX512HRx14_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Z28
@@ -10120,6 +11615,59 @@ dgemmAVX512HRx14_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX512HRx14_loop
+
+dgemmAVX512HRx14_tail:
+	// the last min(kc, 14) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $14
+	JLE dgemmAVX512HRx14_tailn
+	MOVQ $14, CX
+dgemmAVX512HRx14_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX512HRx14_store
+dgemmAVX512HRx14_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Z28
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Z30
+	VFMADD231PD Z28, Z30, Z0
+	VBROADCASTSD (AX)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z1
+	VBROADCASTSD (AX)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z2
+	VBROADCASTSD (AX)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z3
+	VBROADCASTSD (AX)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z4
+	VBROADCASTSD (AX)(R11*1), Z31
+	VFMADD231PD Z28, Z31, Z5
+	VBROADCASTSD (AX)(R10*2), Z30
+	VFMADD231PD Z28, Z30, Z6
+	VBROADCASTSD (AX)(R12*1), Z31
+	VFMADD231PD Z28, Z31, Z7
+	VBROADCASTSD (SI), Z30
+	VFMADD231PD Z28, Z30, Z8
+	VBROADCASTSD (SI)(R9*1), Z31
+	VFMADD231PD Z28, Z31, Z9
+	VBROADCASTSD (SI)(R9*2), Z30
+	VFMADD231PD Z28, Z30, Z10
+	VBROADCASTSD (SI)(R10*1), Z31
+	VFMADD231PD Z28, Z31, Z11
+	VBROADCASTSD (SI)(R9*4), Z30
+	VFMADD231PD Z28, Z30, Z12
+	VBROADCASTSD (SI)(R11*1), Z31
+	VFMADD231PD Z28, Z31, Z13
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ $8, SI
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX512HRx14_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX512HRx14_store:
 	VBROADCASTSD alpha+56(FP), Z31
@@ -10240,9 +11788,6 @@ TEXT ·dgemmAVX2x1(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 1 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -10267,10 +11812,11 @@ dgemmAVX2x1_pf:
 	// acc[i][v] = 0 for the 1×2 accumulators
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
-	TESTQ CX, CX
-	JZ dgemmAVX2x1_store
+	// the steps but the last 1 (all steps if kc ≤ 1) run in the main loop
+	SUBQ $1, CX
+	JLE dgemmAVX2x1_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-1; p++ {
 dgemmAVX2x1_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Y12
@@ -10287,6 +11833,36 @@ dgemmAVX2x1_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX2x1_loop
+
+dgemmAVX2x1_tail:
+	// the last min(kc, 1) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $1
+	JLE dgemmAVX2x1_tailn
+	MOVQ $1, CX
+dgemmAVX2x1_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX2x1_store
+dgemmAVX2x1_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Y12
+	VMOVUPD 32(BX), Y13
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Y14
+	VFMADD231PD Y12, Y14, Y0
+	VFMADD231PD Y13, Y14, Y1
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX2x1_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX2x1_store:
 	VBROADCASTSD alpha+56(FP), Y15
@@ -10321,11 +11897,6 @@ TEXT ·dgemmAVX2x2(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 2 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -10352,10 +11923,11 @@ dgemmAVX2x2_pf:
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
-	TESTQ CX, CX
-	JZ dgemmAVX2x2_store
+	// the steps but the last 2 (all steps if kc ≤ 2) run in the main loop
+	SUBQ $2, CX
+	JLE dgemmAVX2x2_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-2; p++ {
 dgemmAVX2x2_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Y12
@@ -10375,6 +11947,39 @@ dgemmAVX2x2_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX2x2_loop
+
+dgemmAVX2x2_tail:
+	// the last min(kc, 2) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $2
+	JLE dgemmAVX2x2_tailn
+	MOVQ $2, CX
+dgemmAVX2x2_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX2x2_store
+dgemmAVX2x2_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Y12
+	VMOVUPD 32(BX), Y13
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Y14
+	VFMADD231PD Y12, Y14, Y0
+	VFMADD231PD Y13, Y14, Y1
+	VBROADCASTSD 8(AX), Y15
+	VFMADD231PD Y12, Y15, Y2
+	VFMADD231PD Y13, Y15, Y3
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX2x2_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX2x2_store:
 	VBROADCASTSD alpha+56(FP), Y15
@@ -10421,13 +12026,6 @@ TEXT ·dgemmAVX2x3(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 3 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -10456,10 +12054,11 @@ dgemmAVX2x3_pf:
 	VXORPS Y3, Y3, Y3
 	VXORPS Y4, Y4, Y4
 	VXORPS Y5, Y5, Y5
-	TESTQ CX, CX
-	JZ dgemmAVX2x3_store
+	// the steps but the last 3 (all steps if kc ≤ 3) run in the main loop
+	SUBQ $3, CX
+	JLE dgemmAVX2x3_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-3; p++ {
 dgemmAVX2x3_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Y12
@@ -10482,6 +12081,42 @@ dgemmAVX2x3_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX2x3_loop
+
+dgemmAVX2x3_tail:
+	// the last min(kc, 3) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $3
+	JLE dgemmAVX2x3_tailn
+	MOVQ $3, CX
+dgemmAVX2x3_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX2x3_store
+dgemmAVX2x3_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Y12
+	VMOVUPD 32(BX), Y13
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Y14
+	VFMADD231PD Y12, Y14, Y0
+	VFMADD231PD Y13, Y14, Y1
+	VBROADCASTSD 8(AX), Y15
+	VFMADD231PD Y12, Y15, Y2
+	VFMADD231PD Y13, Y15, Y3
+	VBROADCASTSD 16(AX), Y14
+	VFMADD231PD Y12, Y14, Y4
+	VFMADD231PD Y13, Y14, Y5
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX2x3_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX2x3_store:
 	VBROADCASTSD alpha+56(FP), Y15
@@ -10540,15 +12175,6 @@ TEXT ·dgemmAVX2x4(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 4 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -10579,10 +12205,11 @@ dgemmAVX2x4_pf:
 	VXORPS Y5, Y5, Y5
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
-	TESTQ CX, CX
-	JZ dgemmAVX2x4_store
+	// the steps but the last 4 (all steps if kc ≤ 4) run in the main loop
+	SUBQ $4, CX
+	JLE dgemmAVX2x4_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-4; p++ {
 dgemmAVX2x4_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Y12
@@ -10608,6 +12235,45 @@ dgemmAVX2x4_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX2x4_loop
+
+dgemmAVX2x4_tail:
+	// the last min(kc, 4) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $4
+	JLE dgemmAVX2x4_tailn
+	MOVQ $4, CX
+dgemmAVX2x4_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX2x4_store
+dgemmAVX2x4_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Y12
+	VMOVUPD 32(BX), Y13
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Y14
+	VFMADD231PD Y12, Y14, Y0
+	VFMADD231PD Y13, Y14, Y1
+	VBROADCASTSD 8(AX), Y15
+	VFMADD231PD Y12, Y15, Y2
+	VFMADD231PD Y13, Y15, Y3
+	VBROADCASTSD 16(AX), Y14
+	VFMADD231PD Y12, Y14, Y4
+	VFMADD231PD Y13, Y14, Y5
+	VBROADCASTSD 24(AX), Y15
+	VFMADD231PD Y12, Y15, Y6
+	VFMADD231PD Y13, Y15, Y7
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX2x4_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX2x4_store:
 	VBROADCASTSD alpha+56(FP), Y15
@@ -10678,17 +12344,6 @@ TEXT ·dgemmAVX2x5(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 5 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -10721,10 +12376,11 @@ dgemmAVX2x5_pf:
 	VXORPS Y7, Y7, Y7
 	VXORPS Y8, Y8, Y8
 	VXORPS Y9, Y9, Y9
-	TESTQ CX, CX
-	JZ dgemmAVX2x5_store
+	// the steps but the last 5 (all steps if kc ≤ 5) run in the main loop
+	SUBQ $5, CX
+	JLE dgemmAVX2x5_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-5; p++ {
 dgemmAVX2x5_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Y12
@@ -10753,6 +12409,48 @@ dgemmAVX2x5_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX2x5_loop
+
+dgemmAVX2x5_tail:
+	// the last min(kc, 5) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $5
+	JLE dgemmAVX2x5_tailn
+	MOVQ $5, CX
+dgemmAVX2x5_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX2x5_store
+dgemmAVX2x5_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Y12
+	VMOVUPD 32(BX), Y13
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Y14
+	VFMADD231PD Y12, Y14, Y0
+	VFMADD231PD Y13, Y14, Y1
+	VBROADCASTSD 8(AX), Y15
+	VFMADD231PD Y12, Y15, Y2
+	VFMADD231PD Y13, Y15, Y3
+	VBROADCASTSD 16(AX), Y14
+	VFMADD231PD Y12, Y14, Y4
+	VFMADD231PD Y13, Y14, Y5
+	VBROADCASTSD 24(AX), Y15
+	VFMADD231PD Y12, Y15, Y6
+	VFMADD231PD Y13, Y15, Y7
+	VBROADCASTSD 32(AX), Y14
+	VFMADD231PD Y12, Y14, Y8
+	VFMADD231PD Y13, Y14, Y9
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX2x5_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX2x5_store:
 	VBROADCASTSD alpha+56(FP), Y15
@@ -10835,19 +12533,6 @@ TEXT ·dgemmAVX2x6(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 6 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -10882,10 +12567,11 @@ dgemmAVX2x6_pf:
 	VXORPS Y9, Y9, Y9
 	VXORPS Y10, Y10, Y10
 	VXORPS Y11, Y11, Y11
-	TESTQ CX, CX
-	JZ dgemmAVX2x6_store
+	// the steps but the last 6 (all steps if kc ≤ 6) run in the main loop
+	SUBQ $6, CX
+	JLE dgemmAVX2x6_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-6; p++ {
 dgemmAVX2x6_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Y12
@@ -10917,6 +12603,51 @@ dgemmAVX2x6_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX2x6_loop
+
+dgemmAVX2x6_tail:
+	// the last min(kc, 6) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $6
+	JLE dgemmAVX2x6_tailn
+	MOVQ $6, CX
+dgemmAVX2x6_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX2x6_store
+dgemmAVX2x6_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Y12
+	VMOVUPD 32(BX), Y13
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Y14
+	VFMADD231PD Y12, Y14, Y0
+	VFMADD231PD Y13, Y14, Y1
+	VBROADCASTSD 8(AX), Y15
+	VFMADD231PD Y12, Y15, Y2
+	VFMADD231PD Y13, Y15, Y3
+	VBROADCASTSD 16(AX), Y14
+	VFMADD231PD Y12, Y14, Y4
+	VFMADD231PD Y13, Y14, Y5
+	VBROADCASTSD 24(AX), Y15
+	VFMADD231PD Y12, Y15, Y6
+	VFMADD231PD Y13, Y15, Y7
+	VBROADCASTSD 32(AX), Y14
+	VFMADD231PD Y12, Y14, Y8
+	VFMADD231PD Y13, Y14, Y9
+	VBROADCASTSD 40(AX), Y15
+	VFMADD231PD Y12, Y15, Y10
+	VFMADD231PD Y13, Y15, Y11
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX2x6_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX2x6_store:
 	VBROADCASTSD alpha+56(FP), Y15
@@ -11011,9 +12742,6 @@ TEXT ·dgemmAVX2Rx1(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 1 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -11039,10 +12767,11 @@ dgemmAVX2Rx1_pf:
 	// acc[i][v] = 0 for the 1×2 accumulators
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
-	TESTQ CX, CX
-	JZ dgemmAVX2Rx1_store
+	// the steps but the last 1 (all steps if kc ≤ 1) run in the main loop
+	SUBQ $1, CX
+	JLE dgemmAVX2Rx1_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-1; p++ {
 dgemmAVX2Rx1_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Y12
@@ -11057,6 +12786,34 @@ dgemmAVX2Rx1_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX2Rx1_loop
+
+dgemmAVX2Rx1_tail:
+	// the last min(kc, 1) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $1
+	JLE dgemmAVX2Rx1_tailn
+	MOVQ $1, CX
+dgemmAVX2Rx1_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX2Rx1_store
+dgemmAVX2Rx1_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Y12
+	VMOVUPD 32(BX), Y13
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Y14
+	VFMADD231PD Y12, Y14, Y0
+	VFMADD231PD Y13, Y14, Y1
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX2Rx1_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX2Rx1_store:
 	VBROADCASTSD alpha+56(FP), Y15
@@ -11091,11 +12848,6 @@ TEXT ·dgemmAVX2Rx2(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 2 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -11123,10 +12875,11 @@ dgemmAVX2Rx2_pf:
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
-	TESTQ CX, CX
-	JZ dgemmAVX2Rx2_store
+	// the steps but the last 2 (all steps if kc ≤ 2) run in the main loop
+	SUBQ $2, CX
+	JLE dgemmAVX2Rx2_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-2; p++ {
 dgemmAVX2Rx2_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Y12
@@ -11144,6 +12897,37 @@ dgemmAVX2Rx2_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX2Rx2_loop
+
+dgemmAVX2Rx2_tail:
+	// the last min(kc, 2) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $2
+	JLE dgemmAVX2Rx2_tailn
+	MOVQ $2, CX
+dgemmAVX2Rx2_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX2Rx2_store
+dgemmAVX2Rx2_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Y12
+	VMOVUPD 32(BX), Y13
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Y14
+	VFMADD231PD Y12, Y14, Y0
+	VFMADD231PD Y13, Y14, Y1
+	VBROADCASTSD (AX)(R9*1), Y15
+	VFMADD231PD Y12, Y15, Y2
+	VFMADD231PD Y13, Y15, Y3
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX2Rx2_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX2Rx2_store:
 	VBROADCASTSD alpha+56(FP), Y15
@@ -11190,13 +12974,6 @@ TEXT ·dgemmAVX2Rx3(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 3 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -11226,10 +13003,11 @@ dgemmAVX2Rx3_pf:
 	VXORPS Y3, Y3, Y3
 	VXORPS Y4, Y4, Y4
 	VXORPS Y5, Y5, Y5
-	TESTQ CX, CX
-	JZ dgemmAVX2Rx3_store
+	// the steps but the last 3 (all steps if kc ≤ 3) run in the main loop
+	SUBQ $3, CX
+	JLE dgemmAVX2Rx3_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-3; p++ {
 dgemmAVX2Rx3_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Y12
@@ -11250,6 +13028,40 @@ dgemmAVX2Rx3_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX2Rx3_loop
+
+dgemmAVX2Rx3_tail:
+	// the last min(kc, 3) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $3
+	JLE dgemmAVX2Rx3_tailn
+	MOVQ $3, CX
+dgemmAVX2Rx3_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX2Rx3_store
+dgemmAVX2Rx3_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Y12
+	VMOVUPD 32(BX), Y13
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Y14
+	VFMADD231PD Y12, Y14, Y0
+	VFMADD231PD Y13, Y14, Y1
+	VBROADCASTSD (AX)(R9*1), Y15
+	VFMADD231PD Y12, Y15, Y2
+	VFMADD231PD Y13, Y15, Y3
+	VBROADCASTSD (AX)(R9*2), Y14
+	VFMADD231PD Y12, Y14, Y4
+	VFMADD231PD Y13, Y14, Y5
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX2Rx3_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX2Rx3_store:
 	VBROADCASTSD alpha+56(FP), Y15
@@ -11308,15 +13120,6 @@ TEXT ·dgemmAVX2Rx4(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 4 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -11348,10 +13151,11 @@ dgemmAVX2Rx4_pf:
 	VXORPS Y5, Y5, Y5
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
-	TESTQ CX, CX
-	JZ dgemmAVX2Rx4_store
+	// the steps but the last 4 (all steps if kc ≤ 4) run in the main loop
+	SUBQ $4, CX
+	JLE dgemmAVX2Rx4_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-4; p++ {
 dgemmAVX2Rx4_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Y12
@@ -11375,6 +13179,43 @@ dgemmAVX2Rx4_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX2Rx4_loop
+
+dgemmAVX2Rx4_tail:
+	// the last min(kc, 4) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $4
+	JLE dgemmAVX2Rx4_tailn
+	MOVQ $4, CX
+dgemmAVX2Rx4_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX2Rx4_store
+dgemmAVX2Rx4_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Y12
+	VMOVUPD 32(BX), Y13
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Y14
+	VFMADD231PD Y12, Y14, Y0
+	VFMADD231PD Y13, Y14, Y1
+	VBROADCASTSD (AX)(R9*1), Y15
+	VFMADD231PD Y12, Y15, Y2
+	VFMADD231PD Y13, Y15, Y3
+	VBROADCASTSD (AX)(R9*2), Y14
+	VFMADD231PD Y12, Y14, Y4
+	VFMADD231PD Y13, Y14, Y5
+	VBROADCASTSD (AX)(R10*1), Y15
+	VFMADD231PD Y12, Y15, Y6
+	VFMADD231PD Y13, Y15, Y7
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX2Rx4_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX2Rx4_store:
 	VBROADCASTSD alpha+56(FP), Y15
@@ -11445,17 +13286,6 @@ TEXT ·dgemmAVX2Rx5(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 5 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -11489,10 +13319,11 @@ dgemmAVX2Rx5_pf:
 	VXORPS Y7, Y7, Y7
 	VXORPS Y8, Y8, Y8
 	VXORPS Y9, Y9, Y9
-	TESTQ CX, CX
-	JZ dgemmAVX2Rx5_store
+	// the steps but the last 5 (all steps if kc ≤ 5) run in the main loop
+	SUBQ $5, CX
+	JLE dgemmAVX2Rx5_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-5; p++ {
 dgemmAVX2Rx5_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Y12
@@ -11519,6 +13350,46 @@ dgemmAVX2Rx5_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX2Rx5_loop
+
+dgemmAVX2Rx5_tail:
+	// the last min(kc, 5) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $5
+	JLE dgemmAVX2Rx5_tailn
+	MOVQ $5, CX
+dgemmAVX2Rx5_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX2Rx5_store
+dgemmAVX2Rx5_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Y12
+	VMOVUPD 32(BX), Y13
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Y14
+	VFMADD231PD Y12, Y14, Y0
+	VFMADD231PD Y13, Y14, Y1
+	VBROADCASTSD (AX)(R9*1), Y15
+	VFMADD231PD Y12, Y15, Y2
+	VFMADD231PD Y13, Y15, Y3
+	VBROADCASTSD (AX)(R9*2), Y14
+	VFMADD231PD Y12, Y14, Y4
+	VFMADD231PD Y13, Y14, Y5
+	VBROADCASTSD (AX)(R10*1), Y15
+	VFMADD231PD Y12, Y15, Y6
+	VFMADD231PD Y13, Y15, Y7
+	VBROADCASTSD (AX)(R9*4), Y14
+	VFMADD231PD Y12, Y14, Y8
+	VFMADD231PD Y13, Y14, Y9
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX2Rx5_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX2Rx5_store:
 	VBROADCASTSD alpha+56(FP), Y15
@@ -11601,19 +13472,6 @@ TEXT ·dgemmAVX2Rx6(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 6 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -11649,10 +13507,11 @@ dgemmAVX2Rx6_pf:
 	VXORPS Y9, Y9, Y9
 	VXORPS Y10, Y10, Y10
 	VXORPS Y11, Y11, Y11
-	TESTQ CX, CX
-	JZ dgemmAVX2Rx6_store
+	// the steps but the last 6 (all steps if kc ≤ 6) run in the main loop
+	SUBQ $6, CX
+	JLE dgemmAVX2Rx6_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-6; p++ {
 dgemmAVX2Rx6_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPD 0(BX), Y12
@@ -11682,6 +13541,49 @@ dgemmAVX2Rx6_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX2Rx6_loop
+
+dgemmAVX2Rx6_tail:
+	// the last min(kc, 6) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $6
+	JLE dgemmAVX2Rx6_tailn
+	MOVQ $6, CX
+dgemmAVX2Rx6_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX2Rx6_store
+dgemmAVX2Rx6_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPD 0(BX), Y12
+	VMOVUPD 32(BX), Y13
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Y14
+	VFMADD231PD Y12, Y14, Y0
+	VFMADD231PD Y13, Y14, Y1
+	VBROADCASTSD (AX)(R9*1), Y15
+	VFMADD231PD Y12, Y15, Y2
+	VFMADD231PD Y13, Y15, Y3
+	VBROADCASTSD (AX)(R9*2), Y14
+	VFMADD231PD Y12, Y14, Y4
+	VFMADD231PD Y13, Y14, Y5
+	VBROADCASTSD (AX)(R10*1), Y15
+	VFMADD231PD Y12, Y15, Y6
+	VFMADD231PD Y13, Y15, Y7
+	VBROADCASTSD (AX)(R9*4), Y14
+	VFMADD231PD Y12, Y14, Y8
+	VFMADD231PD Y13, Y14, Y9
+	VBROADCASTSD (AX)(R11*1), Y15
+	VFMADD231PD Y12, Y15, Y10
+	VFMADD231PD Y13, Y15, Y11
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX2Rx6_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX2Rx6_store:
 	VBROADCASTSD alpha+56(FP), Y15
@@ -11776,9 +13678,6 @@ TEXT ·dgemmAVX2Hx1(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 1 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -11802,10 +13701,11 @@ dgemmAVX2Hx1_pf:
 
 	// acc[i][v] = 0 for the 1×1 accumulators
 	VXORPS Y0, Y0, Y0
-	TESTQ CX, CX
-	JZ dgemmAVX2Hx1_store
+	// the steps but the last 1 (all steps if kc ≤ 1) run in the main loop
+	SUBQ $1, CX
+	JLE dgemmAVX2Hx1_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-1; p++ {
 dgemmAVX2Hx1_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Y12
@@ -11820,6 +13720,34 @@ dgemmAVX2Hx1_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX2Hx1_loop
+
+dgemmAVX2Hx1_tail:
+	// the last min(kc, 1) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $1
+	JLE dgemmAVX2Hx1_tailn
+	MOVQ $1, CX
+dgemmAVX2Hx1_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX2Hx1_store
+dgemmAVX2Hx1_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Y12
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Y14
+	VFMADD231PD Y12, Y14, Y0
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX2Hx1_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX2Hx1_store:
 	VBROADCASTSD alpha+56(FP), Y15
@@ -11849,11 +13777,6 @@ TEXT ·dgemmAVX2Hx2(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 2 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -11878,10 +13801,11 @@ dgemmAVX2Hx2_pf:
 	// acc[i][v] = 0 for the 2×1 accumulators
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
-	TESTQ CX, CX
-	JZ dgemmAVX2Hx2_store
+	// the steps but the last 2 (all steps if kc ≤ 2) run in the main loop
+	SUBQ $2, CX
+	JLE dgemmAVX2Hx2_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-2; p++ {
 dgemmAVX2Hx2_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Y12
@@ -11898,6 +13822,36 @@ dgemmAVX2Hx2_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX2Hx2_loop
+
+dgemmAVX2Hx2_tail:
+	// the last min(kc, 2) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $2
+	JLE dgemmAVX2Hx2_tailn
+	MOVQ $2, CX
+dgemmAVX2Hx2_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX2Hx2_store
+dgemmAVX2Hx2_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Y12
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Y14
+	VFMADD231PD Y12, Y14, Y0
+	VBROADCASTSD 8(AX), Y15
+	VFMADD231PD Y12, Y15, Y1
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX2Hx2_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX2Hx2_store:
 	VBROADCASTSD alpha+56(FP), Y15
@@ -11934,13 +13888,6 @@ TEXT ·dgemmAVX2Hx3(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 3 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -11966,10 +13913,11 @@ dgemmAVX2Hx3_pf:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
-	TESTQ CX, CX
-	JZ dgemmAVX2Hx3_store
+	// the steps but the last 3 (all steps if kc ≤ 3) run in the main loop
+	SUBQ $3, CX
+	JLE dgemmAVX2Hx3_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-3; p++ {
 dgemmAVX2Hx3_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Y12
@@ -11988,6 +13936,38 @@ dgemmAVX2Hx3_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX2Hx3_loop
+
+dgemmAVX2Hx3_tail:
+	// the last min(kc, 3) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $3
+	JLE dgemmAVX2Hx3_tailn
+	MOVQ $3, CX
+dgemmAVX2Hx3_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX2Hx3_store
+dgemmAVX2Hx3_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Y12
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Y14
+	VFMADD231PD Y12, Y14, Y0
+	VBROADCASTSD 8(AX), Y15
+	VFMADD231PD Y12, Y15, Y1
+	VBROADCASTSD 16(AX), Y14
+	VFMADD231PD Y12, Y14, Y2
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX2Hx3_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX2Hx3_store:
 	VBROADCASTSD alpha+56(FP), Y15
@@ -12031,15 +14011,6 @@ TEXT ·dgemmAVX2Hx4(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 4 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -12066,10 +14037,11 @@ dgemmAVX2Hx4_pf:
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
-	TESTQ CX, CX
-	JZ dgemmAVX2Hx4_store
+	// the steps but the last 4 (all steps if kc ≤ 4) run in the main loop
+	SUBQ $4, CX
+	JLE dgemmAVX2Hx4_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-4; p++ {
 dgemmAVX2Hx4_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Y12
@@ -12090,6 +14062,40 @@ dgemmAVX2Hx4_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX2Hx4_loop
+
+dgemmAVX2Hx4_tail:
+	// the last min(kc, 4) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $4
+	JLE dgemmAVX2Hx4_tailn
+	MOVQ $4, CX
+dgemmAVX2Hx4_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX2Hx4_store
+dgemmAVX2Hx4_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Y12
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Y14
+	VFMADD231PD Y12, Y14, Y0
+	VBROADCASTSD 8(AX), Y15
+	VFMADD231PD Y12, Y15, Y1
+	VBROADCASTSD 16(AX), Y14
+	VFMADD231PD Y12, Y14, Y2
+	VBROADCASTSD 24(AX), Y15
+	VFMADD231PD Y12, Y15, Y3
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX2Hx4_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX2Hx4_store:
 	VBROADCASTSD alpha+56(FP), Y15
@@ -12140,17 +14146,6 @@ TEXT ·dgemmAVX2Hx5(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 5 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -12178,10 +14173,11 @@ dgemmAVX2Hx5_pf:
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
 	VXORPS Y4, Y4, Y4
-	TESTQ CX, CX
-	JZ dgemmAVX2Hx5_store
+	// the steps but the last 5 (all steps if kc ≤ 5) run in the main loop
+	SUBQ $5, CX
+	JLE dgemmAVX2Hx5_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-5; p++ {
 dgemmAVX2Hx5_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Y12
@@ -12204,6 +14200,42 @@ dgemmAVX2Hx5_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX2Hx5_loop
+
+dgemmAVX2Hx5_tail:
+	// the last min(kc, 5) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $5
+	JLE dgemmAVX2Hx5_tailn
+	MOVQ $5, CX
+dgemmAVX2Hx5_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX2Hx5_store
+dgemmAVX2Hx5_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Y12
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Y14
+	VFMADD231PD Y12, Y14, Y0
+	VBROADCASTSD 8(AX), Y15
+	VFMADD231PD Y12, Y15, Y1
+	VBROADCASTSD 16(AX), Y14
+	VFMADD231PD Y12, Y14, Y2
+	VBROADCASTSD 24(AX), Y15
+	VFMADD231PD Y12, Y15, Y3
+	VBROADCASTSD 32(AX), Y14
+	VFMADD231PD Y12, Y14, Y4
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX2Hx5_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX2Hx5_store:
 	VBROADCASTSD alpha+56(FP), Y15
@@ -12261,19 +14293,6 @@ TEXT ·dgemmAVX2Hx6(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 6 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -12302,10 +14321,11 @@ dgemmAVX2Hx6_pf:
 	VXORPS Y3, Y3, Y3
 	VXORPS Y4, Y4, Y4
 	VXORPS Y5, Y5, Y5
-	TESTQ CX, CX
-	JZ dgemmAVX2Hx6_store
+	// the steps but the last 6 (all steps if kc ≤ 6) run in the main loop
+	SUBQ $6, CX
+	JLE dgemmAVX2Hx6_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-6; p++ {
 dgemmAVX2Hx6_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Y12
@@ -12330,6 +14350,44 @@ dgemmAVX2Hx6_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX2Hx6_loop
+
+dgemmAVX2Hx6_tail:
+	// the last min(kc, 6) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $6
+	JLE dgemmAVX2Hx6_tailn
+	MOVQ $6, CX
+dgemmAVX2Hx6_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX2Hx6_store
+dgemmAVX2Hx6_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Y12
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSD 0(AX), Y14
+	VFMADD231PD Y12, Y14, Y0
+	VBROADCASTSD 8(AX), Y15
+	VFMADD231PD Y12, Y15, Y1
+	VBROADCASTSD 16(AX), Y14
+	VFMADD231PD Y12, Y14, Y2
+	VBROADCASTSD 24(AX), Y15
+	VFMADD231PD Y12, Y15, Y3
+	VBROADCASTSD 32(AX), Y14
+	VFMADD231PD Y12, Y14, Y4
+	VBROADCASTSD 40(AX), Y15
+	VFMADD231PD Y12, Y15, Y5
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX2Hx6_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX2Hx6_store:
 	VBROADCASTSD alpha+56(FP), Y15
@@ -12394,9 +14452,6 @@ TEXT ·dgemmAVX2HRx1(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 1 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -12421,10 +14476,11 @@ dgemmAVX2HRx1_pf:
 
 	// acc[i][v] = 0 for the 1×1 accumulators
 	VXORPS Y0, Y0, Y0
-	TESTQ CX, CX
-	JZ dgemmAVX2HRx1_store
+	// the steps but the last 1 (all steps if kc ≤ 1) run in the main loop
+	SUBQ $1, CX
+	JLE dgemmAVX2HRx1_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-1; p++ {
 dgemmAVX2HRx1_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Y12
@@ -12437,6 +14493,32 @@ dgemmAVX2HRx1_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX2HRx1_loop
+
+dgemmAVX2HRx1_tail:
+	// the last min(kc, 1) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $1
+	JLE dgemmAVX2HRx1_tailn
+	MOVQ $1, CX
+dgemmAVX2HRx1_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX2HRx1_store
+dgemmAVX2HRx1_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Y12
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Y14
+	VFMADD231PD Y12, Y14, Y0
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX2HRx1_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX2HRx1_store:
 	VBROADCASTSD alpha+56(FP), Y15
@@ -12466,11 +14548,6 @@ TEXT ·dgemmAVX2HRx2(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 2 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -12496,10 +14573,11 @@ dgemmAVX2HRx2_pf:
 	// acc[i][v] = 0 for the 2×1 accumulators
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
-	TESTQ CX, CX
-	JZ dgemmAVX2HRx2_store
+	// the steps but the last 2 (all steps if kc ≤ 2) run in the main loop
+	SUBQ $2, CX
+	JLE dgemmAVX2HRx2_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-2; p++ {
 dgemmAVX2HRx2_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Y12
@@ -12514,6 +14592,34 @@ dgemmAVX2HRx2_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX2HRx2_loop
+
+dgemmAVX2HRx2_tail:
+	// the last min(kc, 2) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $2
+	JLE dgemmAVX2HRx2_tailn
+	MOVQ $2, CX
+dgemmAVX2HRx2_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX2HRx2_store
+dgemmAVX2HRx2_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Y12
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Y14
+	VFMADD231PD Y12, Y14, Y0
+	VBROADCASTSD (AX)(R9*1), Y15
+	VFMADD231PD Y12, Y15, Y1
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX2HRx2_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX2HRx2_store:
 	VBROADCASTSD alpha+56(FP), Y15
@@ -12550,13 +14656,6 @@ TEXT ·dgemmAVX2HRx3(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 3 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -12583,10 +14682,11 @@ dgemmAVX2HRx3_pf:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
-	TESTQ CX, CX
-	JZ dgemmAVX2HRx3_store
+	// the steps but the last 3 (all steps if kc ≤ 3) run in the main loop
+	SUBQ $3, CX
+	JLE dgemmAVX2HRx3_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-3; p++ {
 dgemmAVX2HRx3_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Y12
@@ -12603,6 +14703,36 @@ dgemmAVX2HRx3_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX2HRx3_loop
+
+dgemmAVX2HRx3_tail:
+	// the last min(kc, 3) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $3
+	JLE dgemmAVX2HRx3_tailn
+	MOVQ $3, CX
+dgemmAVX2HRx3_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX2HRx3_store
+dgemmAVX2HRx3_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Y12
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Y14
+	VFMADD231PD Y12, Y14, Y0
+	VBROADCASTSD (AX)(R9*1), Y15
+	VFMADD231PD Y12, Y15, Y1
+	VBROADCASTSD (AX)(R9*2), Y14
+	VFMADD231PD Y12, Y14, Y2
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX2HRx3_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX2HRx3_store:
 	VBROADCASTSD alpha+56(FP), Y15
@@ -12646,15 +14776,6 @@ TEXT ·dgemmAVX2HRx4(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 4 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -12682,10 +14803,11 @@ dgemmAVX2HRx4_pf:
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
-	TESTQ CX, CX
-	JZ dgemmAVX2HRx4_store
+	// the steps but the last 4 (all steps if kc ≤ 4) run in the main loop
+	SUBQ $4, CX
+	JLE dgemmAVX2HRx4_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-4; p++ {
 dgemmAVX2HRx4_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Y12
@@ -12704,6 +14826,38 @@ dgemmAVX2HRx4_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX2HRx4_loop
+
+dgemmAVX2HRx4_tail:
+	// the last min(kc, 4) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $4
+	JLE dgemmAVX2HRx4_tailn
+	MOVQ $4, CX
+dgemmAVX2HRx4_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX2HRx4_store
+dgemmAVX2HRx4_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Y12
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Y14
+	VFMADD231PD Y12, Y14, Y0
+	VBROADCASTSD (AX)(R9*1), Y15
+	VFMADD231PD Y12, Y15, Y1
+	VBROADCASTSD (AX)(R9*2), Y14
+	VFMADD231PD Y12, Y14, Y2
+	VBROADCASTSD (AX)(R10*1), Y15
+	VFMADD231PD Y12, Y15, Y3
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX2HRx4_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX2HRx4_store:
 	VBROADCASTSD alpha+56(FP), Y15
@@ -12754,17 +14908,6 @@ TEXT ·dgemmAVX2HRx5(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 5 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -12793,10 +14936,11 @@ dgemmAVX2HRx5_pf:
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
 	VXORPS Y4, Y4, Y4
-	TESTQ CX, CX
-	JZ dgemmAVX2HRx5_store
+	// the steps but the last 5 (all steps if kc ≤ 5) run in the main loop
+	SUBQ $5, CX
+	JLE dgemmAVX2HRx5_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-5; p++ {
 dgemmAVX2HRx5_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Y12
@@ -12817,6 +14961,40 @@ dgemmAVX2HRx5_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX2HRx5_loop
+
+dgemmAVX2HRx5_tail:
+	// the last min(kc, 5) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $5
+	JLE dgemmAVX2HRx5_tailn
+	MOVQ $5, CX
+dgemmAVX2HRx5_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX2HRx5_store
+dgemmAVX2HRx5_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Y12
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Y14
+	VFMADD231PD Y12, Y14, Y0
+	VBROADCASTSD (AX)(R9*1), Y15
+	VFMADD231PD Y12, Y15, Y1
+	VBROADCASTSD (AX)(R9*2), Y14
+	VFMADD231PD Y12, Y14, Y2
+	VBROADCASTSD (AX)(R10*1), Y15
+	VFMADD231PD Y12, Y15, Y3
+	VBROADCASTSD (AX)(R9*4), Y14
+	VFMADD231PD Y12, Y14, Y4
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX2HRx5_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX2HRx5_store:
 	VBROADCASTSD alpha+56(FP), Y15
@@ -12874,19 +15052,6 @@ TEXT ·dgemmAVX2HRx6(SB), NOSPLIT, $0-72
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8 // ldc in bytes
-	// prefetch the 6 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $3, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -12916,10 +15081,11 @@ dgemmAVX2HRx6_pf:
 	VXORPS Y3, Y3, Y3
 	VXORPS Y4, Y4, Y4
 	VXORPS Y5, Y5, Y5
-	TESTQ CX, CX
-	JZ dgemmAVX2HRx6_store
+	// the steps but the last 6 (all steps if kc ≤ 6) run in the main loop
+	SUBQ $6, CX
+	JLE dgemmAVX2HRx6_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-6; p++ {
 dgemmAVX2HRx6_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPD 0(BX), Y12
@@ -12942,6 +15108,42 @@ dgemmAVX2HRx6_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ dgemmAVX2HRx6_loop
+
+dgemmAVX2HRx6_tail:
+	// the last min(kc, 6) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $6
+	JLE dgemmAVX2HRx6_tailn
+	MOVQ $6, CX
+dgemmAVX2HRx6_tailn:
+	TESTQ CX, CX
+	JZ dgemmAVX2HRx6_store
+dgemmAVX2HRx6_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPD 0(BX), Y12
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSD (AX), Y14
+	VFMADD231PD Y12, Y14, Y0
+	VBROADCASTSD (AX)(R9*1), Y15
+	VFMADD231PD Y12, Y15, Y1
+	VBROADCASTSD (AX)(R9*2), Y14
+	VFMADD231PD Y12, Y14, Y2
+	VBROADCASTSD (AX)(R10*1), Y15
+	VFMADD231PD Y12, Y15, Y3
+	VBROADCASTSD (AX)(R9*4), Y14
+	VFMADD231PD Y12, Y14, Y4
+	VBROADCASTSD (AX)(R11*1), Y15
+	VFMADD231PD Y12, Y15, Y5
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $8, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ dgemmAVX2HRx6_tailloop
+	MOVQ c+24(FP), DX
 
 dgemmAVX2HRx6_store:
 	VBROADCASTSD alpha+56(FP), Y15
@@ -13006,10 +15208,6 @@ TEXT ·sgemmAVX512x1(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 1 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -13034,10 +15232,11 @@ sgemmAVX512x1_pf:
 	// acc[i][v] = 0 for the 1×2 accumulators
 	VPXORQ Z0, Z0, Z0
 	VPXORQ Z1, Z1, Z1
-	TESTQ CX, CX
-	JZ sgemmAVX512x1_store
+	// the steps but the last 1 (all steps if kc ≤ 1) run in the main loop
+	SUBQ $1, CX
+	JLE sgemmAVX512x1_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-1; p++ {
 sgemmAVX512x1_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -13056,6 +15255,39 @@ sgemmAVX512x1_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512x1_loop
+
+sgemmAVX512x1_tail:
+	// the last min(kc, 1) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $1
+	JLE sgemmAVX512x1_tailn
+	MOVQ $1, CX
+sgemmAVX512x1_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512x1_store
+sgemmAVX512x1_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512x1_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512x1_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -13090,13 +15322,6 @@ TEXT ·sgemmAVX512x2(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 2 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -13123,10 +15348,11 @@ sgemmAVX512x2_pf:
 	VPXORQ Z1, Z1, Z1
 	VPXORQ Z2, Z2, Z2
 	VPXORQ Z3, Z3, Z3
-	TESTQ CX, CX
-	JZ sgemmAVX512x2_store
+	// the steps but the last 2 (all steps if kc ≤ 2) run in the main loop
+	SUBQ $2, CX
+	JLE sgemmAVX512x2_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-2; p++ {
 sgemmAVX512x2_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -13148,6 +15374,42 @@ sgemmAVX512x2_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512x2_loop
+
+sgemmAVX512x2_tail:
+	// the last min(kc, 2) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $2
+	JLE sgemmAVX512x2_tailn
+	MOVQ $2, CX
+sgemmAVX512x2_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512x2_store
+sgemmAVX512x2_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS 4(AX), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512x2_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512x2_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -13194,16 +15456,6 @@ TEXT ·sgemmAVX512x3(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 3 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -13232,10 +15484,11 @@ sgemmAVX512x3_pf:
 	VPXORQ Z3, Z3, Z3
 	VPXORQ Z4, Z4, Z4
 	VPXORQ Z5, Z5, Z5
-	TESTQ CX, CX
-	JZ sgemmAVX512x3_store
+	// the steps but the last 3 (all steps if kc ≤ 3) run in the main loop
+	SUBQ $3, CX
+	JLE sgemmAVX512x3_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-3; p++ {
 sgemmAVX512x3_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -13260,6 +15513,45 @@ sgemmAVX512x3_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512x3_loop
+
+sgemmAVX512x3_tail:
+	// the last min(kc, 3) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $3
+	JLE sgemmAVX512x3_tailn
+	MOVQ $3, CX
+sgemmAVX512x3_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512x3_store
+sgemmAVX512x3_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS 4(AX), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS 8(AX), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512x3_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512x3_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -13318,19 +15610,6 @@ TEXT ·sgemmAVX512x4(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 4 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -13361,10 +15640,11 @@ sgemmAVX512x4_pf:
 	VPXORQ Z5, Z5, Z5
 	VPXORQ Z6, Z6, Z6
 	VPXORQ Z7, Z7, Z7
-	TESTQ CX, CX
-	JZ sgemmAVX512x4_store
+	// the steps but the last 4 (all steps if kc ≤ 4) run in the main loop
+	SUBQ $4, CX
+	JLE sgemmAVX512x4_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-4; p++ {
 sgemmAVX512x4_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -13392,6 +15672,48 @@ sgemmAVX512x4_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512x4_loop
+
+sgemmAVX512x4_tail:
+	// the last min(kc, 4) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $4
+	JLE sgemmAVX512x4_tailn
+	MOVQ $4, CX
+sgemmAVX512x4_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512x4_store
+sgemmAVX512x4_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS 4(AX), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS 8(AX), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	VBROADCASTSS 12(AX), Z31
+	VFMADD231PS Z28, Z31, Z6
+	VFMADD231PS Z29, Z31, Z7
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512x4_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512x4_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -13462,22 +15784,6 @@ TEXT ·sgemmAVX512x5(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 5 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -13510,10 +15816,11 @@ sgemmAVX512x5_pf:
 	VPXORQ Z7, Z7, Z7
 	VPXORQ Z8, Z8, Z8
 	VPXORQ Z9, Z9, Z9
-	TESTQ CX, CX
-	JZ sgemmAVX512x5_store
+	// the steps but the last 5 (all steps if kc ≤ 5) run in the main loop
+	SUBQ $5, CX
+	JLE sgemmAVX512x5_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-5; p++ {
 sgemmAVX512x5_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -13544,6 +15851,51 @@ sgemmAVX512x5_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512x5_loop
+
+sgemmAVX512x5_tail:
+	// the last min(kc, 5) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $5
+	JLE sgemmAVX512x5_tailn
+	MOVQ $5, CX
+sgemmAVX512x5_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512x5_store
+sgemmAVX512x5_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS 4(AX), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS 8(AX), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	VBROADCASTSS 12(AX), Z31
+	VFMADD231PS Z28, Z31, Z6
+	VFMADD231PS Z29, Z31, Z7
+	VBROADCASTSS 16(AX), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VFMADD231PS Z29, Z30, Z9
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512x5_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512x5_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -13626,25 +15978,6 @@ TEXT ·sgemmAVX512x6(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 6 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -13679,10 +16012,11 @@ sgemmAVX512x6_pf:
 	VPXORQ Z9, Z9, Z9
 	VPXORQ Z10, Z10, Z10
 	VPXORQ Z11, Z11, Z11
-	TESTQ CX, CX
-	JZ sgemmAVX512x6_store
+	// the steps but the last 6 (all steps if kc ≤ 6) run in the main loop
+	SUBQ $6, CX
+	JLE sgemmAVX512x6_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-6; p++ {
 sgemmAVX512x6_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -13716,6 +16050,54 @@ sgemmAVX512x6_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512x6_loop
+
+sgemmAVX512x6_tail:
+	// the last min(kc, 6) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $6
+	JLE sgemmAVX512x6_tailn
+	MOVQ $6, CX
+sgemmAVX512x6_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512x6_store
+sgemmAVX512x6_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS 4(AX), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS 8(AX), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	VBROADCASTSS 12(AX), Z31
+	VFMADD231PS Z28, Z31, Z6
+	VFMADD231PS Z29, Z31, Z7
+	VBROADCASTSS 16(AX), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VFMADD231PS Z29, Z30, Z9
+	VBROADCASTSS 20(AX), Z31
+	VFMADD231PS Z28, Z31, Z10
+	VFMADD231PS Z29, Z31, Z11
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512x6_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512x6_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -13810,28 +16192,6 @@ TEXT ·sgemmAVX512x7(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 7 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -13868,10 +16228,11 @@ sgemmAVX512x7_pf:
 	VPXORQ Z11, Z11, Z11
 	VPXORQ Z12, Z12, Z12
 	VPXORQ Z13, Z13, Z13
-	TESTQ CX, CX
-	JZ sgemmAVX512x7_store
+	// the steps but the last 7 (all steps if kc ≤ 7) run in the main loop
+	SUBQ $7, CX
+	JLE sgemmAVX512x7_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-7; p++ {
 sgemmAVX512x7_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -13908,6 +16269,57 @@ sgemmAVX512x7_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512x7_loop
+
+sgemmAVX512x7_tail:
+	// the last min(kc, 7) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $7
+	JLE sgemmAVX512x7_tailn
+	MOVQ $7, CX
+sgemmAVX512x7_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512x7_store
+sgemmAVX512x7_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS 4(AX), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS 8(AX), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	VBROADCASTSS 12(AX), Z31
+	VFMADD231PS Z28, Z31, Z6
+	VFMADD231PS Z29, Z31, Z7
+	VBROADCASTSS 16(AX), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VFMADD231PS Z29, Z30, Z9
+	VBROADCASTSS 20(AX), Z31
+	VFMADD231PS Z28, Z31, Z10
+	VFMADD231PS Z29, Z31, Z11
+	VBROADCASTSS 24(AX), Z30
+	VFMADD231PS Z28, Z30, Z12
+	VFMADD231PS Z29, Z30, Z13
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512x7_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512x7_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -14014,31 +16426,6 @@ TEXT ·sgemmAVX512x8(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 8 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -14077,10 +16464,11 @@ sgemmAVX512x8_pf:
 	VPXORQ Z13, Z13, Z13
 	VPXORQ Z14, Z14, Z14
 	VPXORQ Z15, Z15, Z15
-	TESTQ CX, CX
-	JZ sgemmAVX512x8_store
+	// the steps but the last 8 (all steps if kc ≤ 8) run in the main loop
+	SUBQ $8, CX
+	JLE sgemmAVX512x8_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-8; p++ {
 sgemmAVX512x8_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -14120,6 +16508,60 @@ sgemmAVX512x8_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512x8_loop
+
+sgemmAVX512x8_tail:
+	// the last min(kc, 8) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $8
+	JLE sgemmAVX512x8_tailn
+	MOVQ $8, CX
+sgemmAVX512x8_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512x8_store
+sgemmAVX512x8_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS 4(AX), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS 8(AX), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	VBROADCASTSS 12(AX), Z31
+	VFMADD231PS Z28, Z31, Z6
+	VFMADD231PS Z29, Z31, Z7
+	VBROADCASTSS 16(AX), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VFMADD231PS Z29, Z30, Z9
+	VBROADCASTSS 20(AX), Z31
+	VFMADD231PS Z28, Z31, Z10
+	VFMADD231PS Z29, Z31, Z11
+	VBROADCASTSS 24(AX), Z30
+	VFMADD231PS Z28, Z30, Z12
+	VFMADD231PS Z29, Z30, Z13
+	VBROADCASTSS 28(AX), Z31
+	VFMADD231PS Z28, Z31, Z14
+	VFMADD231PS Z29, Z31, Z15
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512x8_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512x8_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -14238,34 +16680,6 @@ TEXT ·sgemmAVX512x9(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 9 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -14306,10 +16720,11 @@ sgemmAVX512x9_pf:
 	VPXORQ Z15, Z15, Z15
 	VPXORQ Z16, Z16, Z16
 	VPXORQ Z17, Z17, Z17
-	TESTQ CX, CX
-	JZ sgemmAVX512x9_store
+	// the steps but the last 9 (all steps if kc ≤ 9) run in the main loop
+	SUBQ $9, CX
+	JLE sgemmAVX512x9_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-9; p++ {
 sgemmAVX512x9_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -14352,6 +16767,63 @@ sgemmAVX512x9_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512x9_loop
+
+sgemmAVX512x9_tail:
+	// the last min(kc, 9) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $9
+	JLE sgemmAVX512x9_tailn
+	MOVQ $9, CX
+sgemmAVX512x9_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512x9_store
+sgemmAVX512x9_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS 4(AX), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS 8(AX), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	VBROADCASTSS 12(AX), Z31
+	VFMADD231PS Z28, Z31, Z6
+	VFMADD231PS Z29, Z31, Z7
+	VBROADCASTSS 16(AX), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VFMADD231PS Z29, Z30, Z9
+	VBROADCASTSS 20(AX), Z31
+	VFMADD231PS Z28, Z31, Z10
+	VFMADD231PS Z29, Z31, Z11
+	VBROADCASTSS 24(AX), Z30
+	VFMADD231PS Z28, Z30, Z12
+	VFMADD231PS Z29, Z30, Z13
+	VBROADCASTSS 28(AX), Z31
+	VFMADD231PS Z28, Z31, Z14
+	VFMADD231PS Z29, Z31, Z15
+	VBROADCASTSS 32(AX), Z30
+	VFMADD231PS Z28, Z30, Z16
+	VFMADD231PS Z29, Z30, Z17
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512x9_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512x9_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -14482,37 +16954,6 @@ TEXT ·sgemmAVX512x10(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 10 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -14555,10 +16996,11 @@ sgemmAVX512x10_pf:
 	VPXORQ Z17, Z17, Z17
 	VPXORQ Z18, Z18, Z18
 	VPXORQ Z19, Z19, Z19
-	TESTQ CX, CX
-	JZ sgemmAVX512x10_store
+	// the steps but the last 10 (all steps if kc ≤ 10) run in the main loop
+	SUBQ $10, CX
+	JLE sgemmAVX512x10_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-10; p++ {
 sgemmAVX512x10_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -14604,6 +17046,66 @@ sgemmAVX512x10_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512x10_loop
+
+sgemmAVX512x10_tail:
+	// the last min(kc, 10) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $10
+	JLE sgemmAVX512x10_tailn
+	MOVQ $10, CX
+sgemmAVX512x10_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512x10_store
+sgemmAVX512x10_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS 4(AX), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS 8(AX), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	VBROADCASTSS 12(AX), Z31
+	VFMADD231PS Z28, Z31, Z6
+	VFMADD231PS Z29, Z31, Z7
+	VBROADCASTSS 16(AX), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VFMADD231PS Z29, Z30, Z9
+	VBROADCASTSS 20(AX), Z31
+	VFMADD231PS Z28, Z31, Z10
+	VFMADD231PS Z29, Z31, Z11
+	VBROADCASTSS 24(AX), Z30
+	VFMADD231PS Z28, Z30, Z12
+	VFMADD231PS Z29, Z30, Z13
+	VBROADCASTSS 28(AX), Z31
+	VFMADD231PS Z28, Z31, Z14
+	VFMADD231PS Z29, Z31, Z15
+	VBROADCASTSS 32(AX), Z30
+	VFMADD231PS Z28, Z30, Z16
+	VFMADD231PS Z29, Z30, Z17
+	VBROADCASTSS 36(AX), Z31
+	VFMADD231PS Z28, Z31, Z18
+	VFMADD231PS Z29, Z31, Z19
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512x10_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512x10_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -14746,40 +17248,6 @@ TEXT ·sgemmAVX512x11(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 11 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -14824,10 +17292,11 @@ sgemmAVX512x11_pf:
 	VPXORQ Z19, Z19, Z19
 	VPXORQ Z20, Z20, Z20
 	VPXORQ Z21, Z21, Z21
-	TESTQ CX, CX
-	JZ sgemmAVX512x11_store
+	// the steps but the last 11 (all steps if kc ≤ 11) run in the main loop
+	SUBQ $11, CX
+	JLE sgemmAVX512x11_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-11; p++ {
 sgemmAVX512x11_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -14876,6 +17345,69 @@ sgemmAVX512x11_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512x11_loop
+
+sgemmAVX512x11_tail:
+	// the last min(kc, 11) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $11
+	JLE sgemmAVX512x11_tailn
+	MOVQ $11, CX
+sgemmAVX512x11_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512x11_store
+sgemmAVX512x11_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS 4(AX), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS 8(AX), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	VBROADCASTSS 12(AX), Z31
+	VFMADD231PS Z28, Z31, Z6
+	VFMADD231PS Z29, Z31, Z7
+	VBROADCASTSS 16(AX), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VFMADD231PS Z29, Z30, Z9
+	VBROADCASTSS 20(AX), Z31
+	VFMADD231PS Z28, Z31, Z10
+	VFMADD231PS Z29, Z31, Z11
+	VBROADCASTSS 24(AX), Z30
+	VFMADD231PS Z28, Z30, Z12
+	VFMADD231PS Z29, Z30, Z13
+	VBROADCASTSS 28(AX), Z31
+	VFMADD231PS Z28, Z31, Z14
+	VFMADD231PS Z29, Z31, Z15
+	VBROADCASTSS 32(AX), Z30
+	VFMADD231PS Z28, Z30, Z16
+	VFMADD231PS Z29, Z30, Z17
+	VBROADCASTSS 36(AX), Z31
+	VFMADD231PS Z28, Z31, Z18
+	VFMADD231PS Z29, Z31, Z19
+	VBROADCASTSS 40(AX), Z30
+	VFMADD231PS Z28, Z30, Z20
+	VFMADD231PS Z29, Z30, Z21
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512x11_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512x11_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -15030,43 +17562,6 @@ TEXT ·sgemmAVX512x12(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 12 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -15113,10 +17608,11 @@ sgemmAVX512x12_pf:
 	VPXORQ Z21, Z21, Z21
 	VPXORQ Z22, Z22, Z22
 	VPXORQ Z23, Z23, Z23
-	TESTQ CX, CX
-	JZ sgemmAVX512x12_store
+	// the steps but the last 12 (all steps if kc ≤ 12) run in the main loop
+	SUBQ $12, CX
+	JLE sgemmAVX512x12_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-12; p++ {
 sgemmAVX512x12_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -15168,6 +17664,72 @@ sgemmAVX512x12_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512x12_loop
+
+sgemmAVX512x12_tail:
+	// the last min(kc, 12) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $12
+	JLE sgemmAVX512x12_tailn
+	MOVQ $12, CX
+sgemmAVX512x12_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512x12_store
+sgemmAVX512x12_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS 4(AX), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS 8(AX), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	VBROADCASTSS 12(AX), Z31
+	VFMADD231PS Z28, Z31, Z6
+	VFMADD231PS Z29, Z31, Z7
+	VBROADCASTSS 16(AX), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VFMADD231PS Z29, Z30, Z9
+	VBROADCASTSS 20(AX), Z31
+	VFMADD231PS Z28, Z31, Z10
+	VFMADD231PS Z29, Z31, Z11
+	VBROADCASTSS 24(AX), Z30
+	VFMADD231PS Z28, Z30, Z12
+	VFMADD231PS Z29, Z30, Z13
+	VBROADCASTSS 28(AX), Z31
+	VFMADD231PS Z28, Z31, Z14
+	VFMADD231PS Z29, Z31, Z15
+	VBROADCASTSS 32(AX), Z30
+	VFMADD231PS Z28, Z30, Z16
+	VFMADD231PS Z29, Z30, Z17
+	VBROADCASTSS 36(AX), Z31
+	VFMADD231PS Z28, Z31, Z18
+	VFMADD231PS Z29, Z31, Z19
+	VBROADCASTSS 40(AX), Z30
+	VFMADD231PS Z28, Z30, Z20
+	VFMADD231PS Z29, Z30, Z21
+	VBROADCASTSS 44(AX), Z31
+	VFMADD231PS Z28, Z31, Z22
+	VFMADD231PS Z29, Z31, Z23
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512x12_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512x12_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -15334,46 +17896,6 @@ TEXT ·sgemmAVX512x13(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 13 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -15422,10 +17944,11 @@ sgemmAVX512x13_pf:
 	VPXORQ Z23, Z23, Z23
 	VPXORQ Z24, Z24, Z24
 	VPXORQ Z25, Z25, Z25
-	TESTQ CX, CX
-	JZ sgemmAVX512x13_store
+	// the steps but the last 13 (all steps if kc ≤ 13) run in the main loop
+	SUBQ $13, CX
+	JLE sgemmAVX512x13_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-13; p++ {
 sgemmAVX512x13_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -15480,6 +18003,75 @@ sgemmAVX512x13_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512x13_loop
+
+sgemmAVX512x13_tail:
+	// the last min(kc, 13) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $13
+	JLE sgemmAVX512x13_tailn
+	MOVQ $13, CX
+sgemmAVX512x13_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512x13_store
+sgemmAVX512x13_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS 4(AX), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS 8(AX), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	VBROADCASTSS 12(AX), Z31
+	VFMADD231PS Z28, Z31, Z6
+	VFMADD231PS Z29, Z31, Z7
+	VBROADCASTSS 16(AX), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VFMADD231PS Z29, Z30, Z9
+	VBROADCASTSS 20(AX), Z31
+	VFMADD231PS Z28, Z31, Z10
+	VFMADD231PS Z29, Z31, Z11
+	VBROADCASTSS 24(AX), Z30
+	VFMADD231PS Z28, Z30, Z12
+	VFMADD231PS Z29, Z30, Z13
+	VBROADCASTSS 28(AX), Z31
+	VFMADD231PS Z28, Z31, Z14
+	VFMADD231PS Z29, Z31, Z15
+	VBROADCASTSS 32(AX), Z30
+	VFMADD231PS Z28, Z30, Z16
+	VFMADD231PS Z29, Z30, Z17
+	VBROADCASTSS 36(AX), Z31
+	VFMADD231PS Z28, Z31, Z18
+	VFMADD231PS Z29, Z31, Z19
+	VBROADCASTSS 40(AX), Z30
+	VFMADD231PS Z28, Z30, Z20
+	VFMADD231PS Z29, Z30, Z21
+	VBROADCASTSS 44(AX), Z31
+	VFMADD231PS Z28, Z31, Z22
+	VFMADD231PS Z29, Z31, Z23
+	VBROADCASTSS 48(AX), Z30
+	VFMADD231PS Z28, Z30, Z24
+	VFMADD231PS Z29, Z30, Z25
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512x13_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512x13_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -15658,49 +18250,6 @@ TEXT ·sgemmAVX512x14(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 14 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -15751,10 +18300,11 @@ sgemmAVX512x14_pf:
 	VPXORQ Z25, Z25, Z25
 	VPXORQ Z26, Z26, Z26
 	VPXORQ Z27, Z27, Z27
-	TESTQ CX, CX
-	JZ sgemmAVX512x14_store
+	// the steps but the last 14 (all steps if kc ≤ 14) run in the main loop
+	SUBQ $14, CX
+	JLE sgemmAVX512x14_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-14; p++ {
 sgemmAVX512x14_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -15812,6 +18362,78 @@ sgemmAVX512x14_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512x14_loop
+
+sgemmAVX512x14_tail:
+	// the last min(kc, 14) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $14
+	JLE sgemmAVX512x14_tailn
+	MOVQ $14, CX
+sgemmAVX512x14_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512x14_store
+sgemmAVX512x14_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS 4(AX), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS 8(AX), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	VBROADCASTSS 12(AX), Z31
+	VFMADD231PS Z28, Z31, Z6
+	VFMADD231PS Z29, Z31, Z7
+	VBROADCASTSS 16(AX), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VFMADD231PS Z29, Z30, Z9
+	VBROADCASTSS 20(AX), Z31
+	VFMADD231PS Z28, Z31, Z10
+	VFMADD231PS Z29, Z31, Z11
+	VBROADCASTSS 24(AX), Z30
+	VFMADD231PS Z28, Z30, Z12
+	VFMADD231PS Z29, Z30, Z13
+	VBROADCASTSS 28(AX), Z31
+	VFMADD231PS Z28, Z31, Z14
+	VFMADD231PS Z29, Z31, Z15
+	VBROADCASTSS 32(AX), Z30
+	VFMADD231PS Z28, Z30, Z16
+	VFMADD231PS Z29, Z30, Z17
+	VBROADCASTSS 36(AX), Z31
+	VFMADD231PS Z28, Z31, Z18
+	VFMADD231PS Z29, Z31, Z19
+	VBROADCASTSS 40(AX), Z30
+	VFMADD231PS Z28, Z30, Z20
+	VFMADD231PS Z29, Z30, Z21
+	VBROADCASTSS 44(AX), Z31
+	VFMADD231PS Z28, Z31, Z22
+	VFMADD231PS Z29, Z31, Z23
+	VBROADCASTSS 48(AX), Z30
+	VFMADD231PS Z28, Z30, Z24
+	VFMADD231PS Z29, Z30, Z25
+	VBROADCASTSS 52(AX), Z31
+	VFMADD231PS Z28, Z31, Z26
+	VFMADD231PS Z29, Z31, Z27
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512x14_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512x14_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -16002,10 +18624,6 @@ TEXT ·sgemmAVX512Rx1(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 1 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -16031,10 +18649,11 @@ sgemmAVX512Rx1_pf:
 	// acc[i][v] = 0 for the 1×2 accumulators
 	VPXORQ Z0, Z0, Z0
 	VPXORQ Z1, Z1, Z1
-	TESTQ CX, CX
-	JZ sgemmAVX512Rx1_store
+	// the steps but the last 1 (all steps if kc ≤ 1) run in the main loop
+	SUBQ $1, CX
+	JLE sgemmAVX512Rx1_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-1; p++ {
 sgemmAVX512Rx1_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -16051,6 +18670,37 @@ sgemmAVX512Rx1_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512Rx1_loop
+
+sgemmAVX512Rx1_tail:
+	// the last min(kc, 1) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $1
+	JLE sgemmAVX512Rx1_tailn
+	MOVQ $1, CX
+sgemmAVX512Rx1_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512Rx1_store
+sgemmAVX512Rx1_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512Rx1_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512Rx1_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -16085,13 +18735,6 @@ TEXT ·sgemmAVX512Rx2(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 2 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -16119,10 +18762,11 @@ sgemmAVX512Rx2_pf:
 	VPXORQ Z1, Z1, Z1
 	VPXORQ Z2, Z2, Z2
 	VPXORQ Z3, Z3, Z3
-	TESTQ CX, CX
-	JZ sgemmAVX512Rx2_store
+	// the steps but the last 2 (all steps if kc ≤ 2) run in the main loop
+	SUBQ $2, CX
+	JLE sgemmAVX512Rx2_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-2; p++ {
 sgemmAVX512Rx2_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -16142,6 +18786,40 @@ sgemmAVX512Rx2_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512Rx2_loop
+
+sgemmAVX512Rx2_tail:
+	// the last min(kc, 2) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $2
+	JLE sgemmAVX512Rx2_tailn
+	MOVQ $2, CX
+sgemmAVX512Rx2_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512Rx2_store
+sgemmAVX512Rx2_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512Rx2_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512Rx2_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -16188,16 +18866,6 @@ TEXT ·sgemmAVX512Rx3(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 3 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -16227,10 +18895,11 @@ sgemmAVX512Rx3_pf:
 	VPXORQ Z3, Z3, Z3
 	VPXORQ Z4, Z4, Z4
 	VPXORQ Z5, Z5, Z5
-	TESTQ CX, CX
-	JZ sgemmAVX512Rx3_store
+	// the steps but the last 3 (all steps if kc ≤ 3) run in the main loop
+	SUBQ $3, CX
+	JLE sgemmAVX512Rx3_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-3; p++ {
 sgemmAVX512Rx3_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -16253,6 +18922,43 @@ sgemmAVX512Rx3_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512Rx3_loop
+
+sgemmAVX512Rx3_tail:
+	// the last min(kc, 3) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $3
+	JLE sgemmAVX512Rx3_tailn
+	MOVQ $3, CX
+sgemmAVX512Rx3_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512Rx3_store
+sgemmAVX512Rx3_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512Rx3_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512Rx3_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -16311,19 +19017,6 @@ TEXT ·sgemmAVX512Rx4(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 4 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -16355,10 +19048,11 @@ sgemmAVX512Rx4_pf:
 	VPXORQ Z5, Z5, Z5
 	VPXORQ Z6, Z6, Z6
 	VPXORQ Z7, Z7, Z7
-	TESTQ CX, CX
-	JZ sgemmAVX512Rx4_store
+	// the steps but the last 4 (all steps if kc ≤ 4) run in the main loop
+	SUBQ $4, CX
+	JLE sgemmAVX512Rx4_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-4; p++ {
 sgemmAVX512Rx4_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -16384,6 +19078,46 @@ sgemmAVX512Rx4_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512Rx4_loop
+
+sgemmAVX512Rx4_tail:
+	// the last min(kc, 4) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $4
+	JLE sgemmAVX512Rx4_tailn
+	MOVQ $4, CX
+sgemmAVX512Rx4_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512Rx4_store
+sgemmAVX512Rx4_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	VBROADCASTSS (AX)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z6
+	VFMADD231PS Z29, Z31, Z7
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512Rx4_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512Rx4_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -16454,22 +19188,6 @@ TEXT ·sgemmAVX512Rx5(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 5 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -16503,10 +19221,11 @@ sgemmAVX512Rx5_pf:
 	VPXORQ Z7, Z7, Z7
 	VPXORQ Z8, Z8, Z8
 	VPXORQ Z9, Z9, Z9
-	TESTQ CX, CX
-	JZ sgemmAVX512Rx5_store
+	// the steps but the last 5 (all steps if kc ≤ 5) run in the main loop
+	SUBQ $5, CX
+	JLE sgemmAVX512Rx5_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-5; p++ {
 sgemmAVX512Rx5_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -16535,6 +19254,49 @@ sgemmAVX512Rx5_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512Rx5_loop
+
+sgemmAVX512Rx5_tail:
+	// the last min(kc, 5) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $5
+	JLE sgemmAVX512Rx5_tailn
+	MOVQ $5, CX
+sgemmAVX512Rx5_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512Rx5_store
+sgemmAVX512Rx5_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	VBROADCASTSS (AX)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z6
+	VFMADD231PS Z29, Z31, Z7
+	VBROADCASTSS (AX)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VFMADD231PS Z29, Z30, Z9
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512Rx5_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512Rx5_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -16617,25 +19379,6 @@ TEXT ·sgemmAVX512Rx6(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 6 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -16671,10 +19414,11 @@ sgemmAVX512Rx6_pf:
 	VPXORQ Z9, Z9, Z9
 	VPXORQ Z10, Z10, Z10
 	VPXORQ Z11, Z11, Z11
-	TESTQ CX, CX
-	JZ sgemmAVX512Rx6_store
+	// the steps but the last 6 (all steps if kc ≤ 6) run in the main loop
+	SUBQ $6, CX
+	JLE sgemmAVX512Rx6_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-6; p++ {
 sgemmAVX512Rx6_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -16706,6 +19450,52 @@ sgemmAVX512Rx6_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512Rx6_loop
+
+sgemmAVX512Rx6_tail:
+	// the last min(kc, 6) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $6
+	JLE sgemmAVX512Rx6_tailn
+	MOVQ $6, CX
+sgemmAVX512Rx6_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512Rx6_store
+sgemmAVX512Rx6_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	VBROADCASTSS (AX)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z6
+	VFMADD231PS Z29, Z31, Z7
+	VBROADCASTSS (AX)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VFMADD231PS Z29, Z30, Z9
+	VBROADCASTSS (AX)(R11*1), Z31
+	VFMADD231PS Z28, Z31, Z10
+	VFMADD231PS Z29, Z31, Z11
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512Rx6_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512Rx6_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -16800,28 +19590,6 @@ TEXT ·sgemmAVX512Rx7(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 7 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -16859,10 +19627,11 @@ sgemmAVX512Rx7_pf:
 	VPXORQ Z11, Z11, Z11
 	VPXORQ Z12, Z12, Z12
 	VPXORQ Z13, Z13, Z13
-	TESTQ CX, CX
-	JZ sgemmAVX512Rx7_store
+	// the steps but the last 7 (all steps if kc ≤ 7) run in the main loop
+	SUBQ $7, CX
+	JLE sgemmAVX512Rx7_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-7; p++ {
 sgemmAVX512Rx7_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -16897,6 +19666,55 @@ sgemmAVX512Rx7_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512Rx7_loop
+
+sgemmAVX512Rx7_tail:
+	// the last min(kc, 7) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $7
+	JLE sgemmAVX512Rx7_tailn
+	MOVQ $7, CX
+sgemmAVX512Rx7_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512Rx7_store
+sgemmAVX512Rx7_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	VBROADCASTSS (AX)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z6
+	VFMADD231PS Z29, Z31, Z7
+	VBROADCASTSS (AX)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VFMADD231PS Z29, Z30, Z9
+	VBROADCASTSS (AX)(R11*1), Z31
+	VFMADD231PS Z28, Z31, Z10
+	VFMADD231PS Z29, Z31, Z11
+	VBROADCASTSS (AX)(R10*2), Z30
+	VFMADD231PS Z28, Z30, Z12
+	VFMADD231PS Z29, Z30, Z13
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512Rx7_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512Rx7_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -17003,31 +19821,6 @@ TEXT ·sgemmAVX512Rx8(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 8 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -17067,10 +19860,11 @@ sgemmAVX512Rx8_pf:
 	VPXORQ Z13, Z13, Z13
 	VPXORQ Z14, Z14, Z14
 	VPXORQ Z15, Z15, Z15
-	TESTQ CX, CX
-	JZ sgemmAVX512Rx8_store
+	// the steps but the last 8 (all steps if kc ≤ 8) run in the main loop
+	SUBQ $8, CX
+	JLE sgemmAVX512Rx8_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-8; p++ {
 sgemmAVX512Rx8_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -17108,6 +19902,58 @@ sgemmAVX512Rx8_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512Rx8_loop
+
+sgemmAVX512Rx8_tail:
+	// the last min(kc, 8) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $8
+	JLE sgemmAVX512Rx8_tailn
+	MOVQ $8, CX
+sgemmAVX512Rx8_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512Rx8_store
+sgemmAVX512Rx8_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	VBROADCASTSS (AX)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z6
+	VFMADD231PS Z29, Z31, Z7
+	VBROADCASTSS (AX)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VFMADD231PS Z29, Z30, Z9
+	VBROADCASTSS (AX)(R11*1), Z31
+	VFMADD231PS Z28, Z31, Z10
+	VFMADD231PS Z29, Z31, Z11
+	VBROADCASTSS (AX)(R10*2), Z30
+	VFMADD231PS Z28, Z30, Z12
+	VFMADD231PS Z29, Z30, Z13
+	VBROADCASTSS (AX)(R12*1), Z31
+	VFMADD231PS Z28, Z31, Z14
+	VFMADD231PS Z29, Z31, Z15
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512Rx8_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512Rx8_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -17226,34 +20072,6 @@ TEXT ·sgemmAVX512Rx9(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 9 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -17295,10 +20113,11 @@ sgemmAVX512Rx9_pf:
 	VPXORQ Z15, Z15, Z15
 	VPXORQ Z16, Z16, Z16
 	VPXORQ Z17, Z17, Z17
-	TESTQ CX, CX
-	JZ sgemmAVX512Rx9_store
+	// the steps but the last 9 (all steps if kc ≤ 9) run in the main loop
+	SUBQ $9, CX
+	JLE sgemmAVX512Rx9_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-9; p++ {
 sgemmAVX512Rx9_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -17340,6 +20159,62 @@ sgemmAVX512Rx9_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512Rx9_loop
+
+sgemmAVX512Rx9_tail:
+	// the last min(kc, 9) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $9
+	JLE sgemmAVX512Rx9_tailn
+	MOVQ $9, CX
+sgemmAVX512Rx9_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512Rx9_store
+sgemmAVX512Rx9_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	VBROADCASTSS (AX)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z6
+	VFMADD231PS Z29, Z31, Z7
+	VBROADCASTSS (AX)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VFMADD231PS Z29, Z30, Z9
+	VBROADCASTSS (AX)(R11*1), Z31
+	VFMADD231PS Z28, Z31, Z10
+	VFMADD231PS Z29, Z31, Z11
+	VBROADCASTSS (AX)(R10*2), Z30
+	VFMADD231PS Z28, Z30, Z12
+	VFMADD231PS Z29, Z30, Z13
+	VBROADCASTSS (AX)(R12*1), Z31
+	VFMADD231PS Z28, Z31, Z14
+	VFMADD231PS Z29, Z31, Z15
+	VBROADCASTSS (SI), Z30
+	VFMADD231PS Z28, Z30, Z16
+	VFMADD231PS Z29, Z30, Z17
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ $4, SI
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512Rx9_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512Rx9_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -17470,37 +20345,6 @@ TEXT ·sgemmAVX512Rx10(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 10 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -17544,10 +20388,11 @@ sgemmAVX512Rx10_pf:
 	VPXORQ Z17, Z17, Z17
 	VPXORQ Z18, Z18, Z18
 	VPXORQ Z19, Z19, Z19
-	TESTQ CX, CX
-	JZ sgemmAVX512Rx10_store
+	// the steps but the last 10 (all steps if kc ≤ 10) run in the main loop
+	SUBQ $10, CX
+	JLE sgemmAVX512Rx10_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-10; p++ {
 sgemmAVX512Rx10_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -17592,6 +20437,65 @@ sgemmAVX512Rx10_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512Rx10_loop
+
+sgemmAVX512Rx10_tail:
+	// the last min(kc, 10) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $10
+	JLE sgemmAVX512Rx10_tailn
+	MOVQ $10, CX
+sgemmAVX512Rx10_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512Rx10_store
+sgemmAVX512Rx10_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	VBROADCASTSS (AX)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z6
+	VFMADD231PS Z29, Z31, Z7
+	VBROADCASTSS (AX)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VFMADD231PS Z29, Z30, Z9
+	VBROADCASTSS (AX)(R11*1), Z31
+	VFMADD231PS Z28, Z31, Z10
+	VFMADD231PS Z29, Z31, Z11
+	VBROADCASTSS (AX)(R10*2), Z30
+	VFMADD231PS Z28, Z30, Z12
+	VFMADD231PS Z29, Z30, Z13
+	VBROADCASTSS (AX)(R12*1), Z31
+	VFMADD231PS Z28, Z31, Z14
+	VFMADD231PS Z29, Z31, Z15
+	VBROADCASTSS (SI), Z30
+	VFMADD231PS Z28, Z30, Z16
+	VFMADD231PS Z29, Z30, Z17
+	VBROADCASTSS (SI)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z18
+	VFMADD231PS Z29, Z31, Z19
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ $4, SI
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512Rx10_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512Rx10_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -17734,40 +20638,6 @@ TEXT ·sgemmAVX512Rx11(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 11 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -17813,10 +20683,11 @@ sgemmAVX512Rx11_pf:
 	VPXORQ Z19, Z19, Z19
 	VPXORQ Z20, Z20, Z20
 	VPXORQ Z21, Z21, Z21
-	TESTQ CX, CX
-	JZ sgemmAVX512Rx11_store
+	// the steps but the last 11 (all steps if kc ≤ 11) run in the main loop
+	SUBQ $11, CX
+	JLE sgemmAVX512Rx11_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-11; p++ {
 sgemmAVX512Rx11_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -17864,6 +20735,68 @@ sgemmAVX512Rx11_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512Rx11_loop
+
+sgemmAVX512Rx11_tail:
+	// the last min(kc, 11) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $11
+	JLE sgemmAVX512Rx11_tailn
+	MOVQ $11, CX
+sgemmAVX512Rx11_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512Rx11_store
+sgemmAVX512Rx11_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	VBROADCASTSS (AX)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z6
+	VFMADD231PS Z29, Z31, Z7
+	VBROADCASTSS (AX)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VFMADD231PS Z29, Z30, Z9
+	VBROADCASTSS (AX)(R11*1), Z31
+	VFMADD231PS Z28, Z31, Z10
+	VFMADD231PS Z29, Z31, Z11
+	VBROADCASTSS (AX)(R10*2), Z30
+	VFMADD231PS Z28, Z30, Z12
+	VFMADD231PS Z29, Z30, Z13
+	VBROADCASTSS (AX)(R12*1), Z31
+	VFMADD231PS Z28, Z31, Z14
+	VFMADD231PS Z29, Z31, Z15
+	VBROADCASTSS (SI), Z30
+	VFMADD231PS Z28, Z30, Z16
+	VFMADD231PS Z29, Z30, Z17
+	VBROADCASTSS (SI)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z18
+	VFMADD231PS Z29, Z31, Z19
+	VBROADCASTSS (SI)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z20
+	VFMADD231PS Z29, Z30, Z21
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ $4, SI
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512Rx11_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512Rx11_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -18018,43 +20951,6 @@ TEXT ·sgemmAVX512Rx12(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 12 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -18102,10 +20998,11 @@ sgemmAVX512Rx12_pf:
 	VPXORQ Z21, Z21, Z21
 	VPXORQ Z22, Z22, Z22
 	VPXORQ Z23, Z23, Z23
-	TESTQ CX, CX
-	JZ sgemmAVX512Rx12_store
+	// the steps but the last 12 (all steps if kc ≤ 12) run in the main loop
+	SUBQ $12, CX
+	JLE sgemmAVX512Rx12_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-12; p++ {
 sgemmAVX512Rx12_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -18156,6 +21053,71 @@ sgemmAVX512Rx12_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512Rx12_loop
+
+sgemmAVX512Rx12_tail:
+	// the last min(kc, 12) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $12
+	JLE sgemmAVX512Rx12_tailn
+	MOVQ $12, CX
+sgemmAVX512Rx12_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512Rx12_store
+sgemmAVX512Rx12_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	VBROADCASTSS (AX)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z6
+	VFMADD231PS Z29, Z31, Z7
+	VBROADCASTSS (AX)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VFMADD231PS Z29, Z30, Z9
+	VBROADCASTSS (AX)(R11*1), Z31
+	VFMADD231PS Z28, Z31, Z10
+	VFMADD231PS Z29, Z31, Z11
+	VBROADCASTSS (AX)(R10*2), Z30
+	VFMADD231PS Z28, Z30, Z12
+	VFMADD231PS Z29, Z30, Z13
+	VBROADCASTSS (AX)(R12*1), Z31
+	VFMADD231PS Z28, Z31, Z14
+	VFMADD231PS Z29, Z31, Z15
+	VBROADCASTSS (SI), Z30
+	VFMADD231PS Z28, Z30, Z16
+	VFMADD231PS Z29, Z30, Z17
+	VBROADCASTSS (SI)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z18
+	VFMADD231PS Z29, Z31, Z19
+	VBROADCASTSS (SI)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z20
+	VFMADD231PS Z29, Z30, Z21
+	VBROADCASTSS (SI)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z22
+	VFMADD231PS Z29, Z31, Z23
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ $4, SI
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512Rx12_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512Rx12_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -18322,46 +21284,6 @@ TEXT ·sgemmAVX512Rx13(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 13 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -18411,10 +21333,11 @@ sgemmAVX512Rx13_pf:
 	VPXORQ Z23, Z23, Z23
 	VPXORQ Z24, Z24, Z24
 	VPXORQ Z25, Z25, Z25
-	TESTQ CX, CX
-	JZ sgemmAVX512Rx13_store
+	// the steps but the last 13 (all steps if kc ≤ 13) run in the main loop
+	SUBQ $13, CX
+	JLE sgemmAVX512Rx13_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-13; p++ {
 sgemmAVX512Rx13_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -18468,6 +21391,74 @@ sgemmAVX512Rx13_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512Rx13_loop
+
+sgemmAVX512Rx13_tail:
+	// the last min(kc, 13) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $13
+	JLE sgemmAVX512Rx13_tailn
+	MOVQ $13, CX
+sgemmAVX512Rx13_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512Rx13_store
+sgemmAVX512Rx13_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	VBROADCASTSS (AX)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z6
+	VFMADD231PS Z29, Z31, Z7
+	VBROADCASTSS (AX)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VFMADD231PS Z29, Z30, Z9
+	VBROADCASTSS (AX)(R11*1), Z31
+	VFMADD231PS Z28, Z31, Z10
+	VFMADD231PS Z29, Z31, Z11
+	VBROADCASTSS (AX)(R10*2), Z30
+	VFMADD231PS Z28, Z30, Z12
+	VFMADD231PS Z29, Z30, Z13
+	VBROADCASTSS (AX)(R12*1), Z31
+	VFMADD231PS Z28, Z31, Z14
+	VFMADD231PS Z29, Z31, Z15
+	VBROADCASTSS (SI), Z30
+	VFMADD231PS Z28, Z30, Z16
+	VFMADD231PS Z29, Z30, Z17
+	VBROADCASTSS (SI)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z18
+	VFMADD231PS Z29, Z31, Z19
+	VBROADCASTSS (SI)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z20
+	VFMADD231PS Z29, Z30, Z21
+	VBROADCASTSS (SI)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z22
+	VFMADD231PS Z29, Z31, Z23
+	VBROADCASTSS (SI)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z24
+	VFMADD231PS Z29, Z30, Z25
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ $4, SI
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512Rx13_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512Rx13_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -18646,49 +21637,6 @@ TEXT ·sgemmAVX512Rx14(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 14 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	PREFETCHT0 64(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -18740,10 +21688,11 @@ sgemmAVX512Rx14_pf:
 	VPXORQ Z25, Z25, Z25
 	VPXORQ Z26, Z26, Z26
 	VPXORQ Z27, Z27, Z27
-	TESTQ CX, CX
-	JZ sgemmAVX512Rx14_store
+	// the steps but the last 14 (all steps if kc ≤ 14) run in the main loop
+	SUBQ $14, CX
+	JLE sgemmAVX512Rx14_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-14; p++ {
 sgemmAVX512Rx14_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -18800,6 +21749,77 @@ sgemmAVX512Rx14_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512Rx14_loop
+
+sgemmAVX512Rx14_tail:
+	// the last min(kc, 14) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $14
+	JLE sgemmAVX512Rx14_tailn
+	MOVQ $14, CX
+sgemmAVX512Rx14_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512Rx14_store
+sgemmAVX512Rx14_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Z28
+	VMOVUPS 64(BX), Z29
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VFMADD231PS Z29, Z30, Z1
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z2
+	VFMADD231PS Z29, Z31, Z3
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VFMADD231PS Z29, Z30, Z5
+	VBROADCASTSS (AX)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z6
+	VFMADD231PS Z29, Z31, Z7
+	VBROADCASTSS (AX)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VFMADD231PS Z29, Z30, Z9
+	VBROADCASTSS (AX)(R11*1), Z31
+	VFMADD231PS Z28, Z31, Z10
+	VFMADD231PS Z29, Z31, Z11
+	VBROADCASTSS (AX)(R10*2), Z30
+	VFMADD231PS Z28, Z30, Z12
+	VFMADD231PS Z29, Z30, Z13
+	VBROADCASTSS (AX)(R12*1), Z31
+	VFMADD231PS Z28, Z31, Z14
+	VFMADD231PS Z29, Z31, Z15
+	VBROADCASTSS (SI), Z30
+	VFMADD231PS Z28, Z30, Z16
+	VFMADD231PS Z29, Z30, Z17
+	VBROADCASTSS (SI)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z18
+	VFMADD231PS Z29, Z31, Z19
+	VBROADCASTSS (SI)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z20
+	VFMADD231PS Z29, Z30, Z21
+	VBROADCASTSS (SI)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z22
+	VFMADD231PS Z29, Z31, Z23
+	VBROADCASTSS (SI)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z24
+	VFMADD231PS Z29, Z30, Z25
+	VBROADCASTSS (SI)(R11*1), Z31
+	VFMADD231PS Z28, Z31, Z26
+	VFMADD231PS Z29, Z31, Z27
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT0 64(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT1 64(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ $4, SI
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	PREFETCHT0 64(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512Rx14_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512Rx14_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -18990,9 +22010,6 @@ TEXT ·sgemmAVX512Hx1(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 1 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -19016,10 +22033,11 @@ sgemmAVX512Hx1_pf:
 
 	// acc[i][v] = 0 for the 1×1 accumulators
 	VPXORQ Z0, Z0, Z0
-	TESTQ CX, CX
-	JZ sgemmAVX512Hx1_store
+	// the steps but the last 1 (all steps if kc ≤ 1) run in the main loop
+	SUBQ $1, CX
+	JLE sgemmAVX512Hx1_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-1; p++ {
 sgemmAVX512Hx1_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -19034,6 +22052,34 @@ sgemmAVX512Hx1_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512Hx1_loop
+
+sgemmAVX512Hx1_tail:
+	// the last min(kc, 1) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $1
+	JLE sgemmAVX512Hx1_tailn
+	MOVQ $1, CX
+sgemmAVX512Hx1_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512Hx1_store
+sgemmAVX512Hx1_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Z28
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512Hx1_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512Hx1_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -19063,11 +22109,6 @@ TEXT ·sgemmAVX512Hx2(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 2 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -19092,10 +22133,11 @@ sgemmAVX512Hx2_pf:
 	// acc[i][v] = 0 for the 2×1 accumulators
 	VPXORQ Z0, Z0, Z0
 	VPXORQ Z1, Z1, Z1
-	TESTQ CX, CX
-	JZ sgemmAVX512Hx2_store
+	// the steps but the last 2 (all steps if kc ≤ 2) run in the main loop
+	SUBQ $2, CX
+	JLE sgemmAVX512Hx2_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-2; p++ {
 sgemmAVX512Hx2_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -19112,6 +22154,36 @@ sgemmAVX512Hx2_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512Hx2_loop
+
+sgemmAVX512Hx2_tail:
+	// the last min(kc, 2) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $2
+	JLE sgemmAVX512Hx2_tailn
+	MOVQ $2, CX
+sgemmAVX512Hx2_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512Hx2_store
+sgemmAVX512Hx2_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Z28
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VBROADCASTSS 4(AX), Z31
+	VFMADD231PS Z28, Z31, Z1
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512Hx2_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512Hx2_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -19148,13 +22220,6 @@ TEXT ·sgemmAVX512Hx3(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 3 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -19180,10 +22245,11 @@ sgemmAVX512Hx3_pf:
 	VPXORQ Z0, Z0, Z0
 	VPXORQ Z1, Z1, Z1
 	VPXORQ Z2, Z2, Z2
-	TESTQ CX, CX
-	JZ sgemmAVX512Hx3_store
+	// the steps but the last 3 (all steps if kc ≤ 3) run in the main loop
+	SUBQ $3, CX
+	JLE sgemmAVX512Hx3_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-3; p++ {
 sgemmAVX512Hx3_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -19202,6 +22268,38 @@ sgemmAVX512Hx3_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512Hx3_loop
+
+sgemmAVX512Hx3_tail:
+	// the last min(kc, 3) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $3
+	JLE sgemmAVX512Hx3_tailn
+	MOVQ $3, CX
+sgemmAVX512Hx3_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512Hx3_store
+sgemmAVX512Hx3_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Z28
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VBROADCASTSS 4(AX), Z31
+	VFMADD231PS Z28, Z31, Z1
+	VBROADCASTSS 8(AX), Z30
+	VFMADD231PS Z28, Z30, Z2
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512Hx3_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512Hx3_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -19245,15 +22343,6 @@ TEXT ·sgemmAVX512Hx4(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 4 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -19280,10 +22369,11 @@ sgemmAVX512Hx4_pf:
 	VPXORQ Z1, Z1, Z1
 	VPXORQ Z2, Z2, Z2
 	VPXORQ Z3, Z3, Z3
-	TESTQ CX, CX
-	JZ sgemmAVX512Hx4_store
+	// the steps but the last 4 (all steps if kc ≤ 4) run in the main loop
+	SUBQ $4, CX
+	JLE sgemmAVX512Hx4_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-4; p++ {
 sgemmAVX512Hx4_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -19304,6 +22394,40 @@ sgemmAVX512Hx4_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512Hx4_loop
+
+sgemmAVX512Hx4_tail:
+	// the last min(kc, 4) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $4
+	JLE sgemmAVX512Hx4_tailn
+	MOVQ $4, CX
+sgemmAVX512Hx4_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512Hx4_store
+sgemmAVX512Hx4_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Z28
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VBROADCASTSS 4(AX), Z31
+	VFMADD231PS Z28, Z31, Z1
+	VBROADCASTSS 8(AX), Z30
+	VFMADD231PS Z28, Z30, Z2
+	VBROADCASTSS 12(AX), Z31
+	VFMADD231PS Z28, Z31, Z3
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512Hx4_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512Hx4_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -19354,17 +22478,6 @@ TEXT ·sgemmAVX512Hx5(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 5 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -19392,10 +22505,11 @@ sgemmAVX512Hx5_pf:
 	VPXORQ Z2, Z2, Z2
 	VPXORQ Z3, Z3, Z3
 	VPXORQ Z4, Z4, Z4
-	TESTQ CX, CX
-	JZ sgemmAVX512Hx5_store
+	// the steps but the last 5 (all steps if kc ≤ 5) run in the main loop
+	SUBQ $5, CX
+	JLE sgemmAVX512Hx5_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-5; p++ {
 sgemmAVX512Hx5_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -19418,6 +22532,42 @@ sgemmAVX512Hx5_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512Hx5_loop
+
+sgemmAVX512Hx5_tail:
+	// the last min(kc, 5) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $5
+	JLE sgemmAVX512Hx5_tailn
+	MOVQ $5, CX
+sgemmAVX512Hx5_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512Hx5_store
+sgemmAVX512Hx5_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Z28
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VBROADCASTSS 4(AX), Z31
+	VFMADD231PS Z28, Z31, Z1
+	VBROADCASTSS 8(AX), Z30
+	VFMADD231PS Z28, Z30, Z2
+	VBROADCASTSS 12(AX), Z31
+	VFMADD231PS Z28, Z31, Z3
+	VBROADCASTSS 16(AX), Z30
+	VFMADD231PS Z28, Z30, Z4
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512Hx5_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512Hx5_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -19475,19 +22625,6 @@ TEXT ·sgemmAVX512Hx6(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 6 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -19516,10 +22653,11 @@ sgemmAVX512Hx6_pf:
 	VPXORQ Z3, Z3, Z3
 	VPXORQ Z4, Z4, Z4
 	VPXORQ Z5, Z5, Z5
-	TESTQ CX, CX
-	JZ sgemmAVX512Hx6_store
+	// the steps but the last 6 (all steps if kc ≤ 6) run in the main loop
+	SUBQ $6, CX
+	JLE sgemmAVX512Hx6_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-6; p++ {
 sgemmAVX512Hx6_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -19544,6 +22682,44 @@ sgemmAVX512Hx6_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512Hx6_loop
+
+sgemmAVX512Hx6_tail:
+	// the last min(kc, 6) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $6
+	JLE sgemmAVX512Hx6_tailn
+	MOVQ $6, CX
+sgemmAVX512Hx6_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512Hx6_store
+sgemmAVX512Hx6_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Z28
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VBROADCASTSS 4(AX), Z31
+	VFMADD231PS Z28, Z31, Z1
+	VBROADCASTSS 8(AX), Z30
+	VFMADD231PS Z28, Z30, Z2
+	VBROADCASTSS 12(AX), Z31
+	VFMADD231PS Z28, Z31, Z3
+	VBROADCASTSS 16(AX), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VBROADCASTSS 20(AX), Z31
+	VFMADD231PS Z28, Z31, Z5
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512Hx6_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512Hx6_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -19608,21 +22784,6 @@ TEXT ·sgemmAVX512Hx7(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 7 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -19652,10 +22813,11 @@ sgemmAVX512Hx7_pf:
 	VPXORQ Z4, Z4, Z4
 	VPXORQ Z5, Z5, Z5
 	VPXORQ Z6, Z6, Z6
-	TESTQ CX, CX
-	JZ sgemmAVX512Hx7_store
+	// the steps but the last 7 (all steps if kc ≤ 7) run in the main loop
+	SUBQ $7, CX
+	JLE sgemmAVX512Hx7_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-7; p++ {
 sgemmAVX512Hx7_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -19682,6 +22844,46 @@ sgemmAVX512Hx7_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512Hx7_loop
+
+sgemmAVX512Hx7_tail:
+	// the last min(kc, 7) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $7
+	JLE sgemmAVX512Hx7_tailn
+	MOVQ $7, CX
+sgemmAVX512Hx7_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512Hx7_store
+sgemmAVX512Hx7_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Z28
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VBROADCASTSS 4(AX), Z31
+	VFMADD231PS Z28, Z31, Z1
+	VBROADCASTSS 8(AX), Z30
+	VFMADD231PS Z28, Z30, Z2
+	VBROADCASTSS 12(AX), Z31
+	VFMADD231PS Z28, Z31, Z3
+	VBROADCASTSS 16(AX), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VBROADCASTSS 20(AX), Z31
+	VFMADD231PS Z28, Z31, Z5
+	VBROADCASTSS 24(AX), Z30
+	VFMADD231PS Z28, Z30, Z6
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512Hx7_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512Hx7_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -19753,23 +22955,6 @@ TEXT ·sgemmAVX512Hx8(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 8 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -19800,10 +22985,11 @@ sgemmAVX512Hx8_pf:
 	VPXORQ Z5, Z5, Z5
 	VPXORQ Z6, Z6, Z6
 	VPXORQ Z7, Z7, Z7
-	TESTQ CX, CX
-	JZ sgemmAVX512Hx8_store
+	// the steps but the last 8 (all steps if kc ≤ 8) run in the main loop
+	SUBQ $8, CX
+	JLE sgemmAVX512Hx8_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-8; p++ {
 sgemmAVX512Hx8_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -19832,6 +23018,48 @@ sgemmAVX512Hx8_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512Hx8_loop
+
+sgemmAVX512Hx8_tail:
+	// the last min(kc, 8) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $8
+	JLE sgemmAVX512Hx8_tailn
+	MOVQ $8, CX
+sgemmAVX512Hx8_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512Hx8_store
+sgemmAVX512Hx8_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Z28
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VBROADCASTSS 4(AX), Z31
+	VFMADD231PS Z28, Z31, Z1
+	VBROADCASTSS 8(AX), Z30
+	VFMADD231PS Z28, Z30, Z2
+	VBROADCASTSS 12(AX), Z31
+	VFMADD231PS Z28, Z31, Z3
+	VBROADCASTSS 16(AX), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VBROADCASTSS 20(AX), Z31
+	VFMADD231PS Z28, Z31, Z5
+	VBROADCASTSS 24(AX), Z30
+	VFMADD231PS Z28, Z30, Z6
+	VBROADCASTSS 28(AX), Z31
+	VFMADD231PS Z28, Z31, Z7
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512Hx8_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512Hx8_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -19910,25 +23138,6 @@ TEXT ·sgemmAVX512Hx9(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 9 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -19960,10 +23169,11 @@ sgemmAVX512Hx9_pf:
 	VPXORQ Z6, Z6, Z6
 	VPXORQ Z7, Z7, Z7
 	VPXORQ Z8, Z8, Z8
-	TESTQ CX, CX
-	JZ sgemmAVX512Hx9_store
+	// the steps but the last 9 (all steps if kc ≤ 9) run in the main loop
+	SUBQ $9, CX
+	JLE sgemmAVX512Hx9_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-9; p++ {
 sgemmAVX512Hx9_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -19994,6 +23204,50 @@ sgemmAVX512Hx9_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512Hx9_loop
+
+sgemmAVX512Hx9_tail:
+	// the last min(kc, 9) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $9
+	JLE sgemmAVX512Hx9_tailn
+	MOVQ $9, CX
+sgemmAVX512Hx9_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512Hx9_store
+sgemmAVX512Hx9_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Z28
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VBROADCASTSS 4(AX), Z31
+	VFMADD231PS Z28, Z31, Z1
+	VBROADCASTSS 8(AX), Z30
+	VFMADD231PS Z28, Z30, Z2
+	VBROADCASTSS 12(AX), Z31
+	VFMADD231PS Z28, Z31, Z3
+	VBROADCASTSS 16(AX), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VBROADCASTSS 20(AX), Z31
+	VFMADD231PS Z28, Z31, Z5
+	VBROADCASTSS 24(AX), Z30
+	VFMADD231PS Z28, Z30, Z6
+	VBROADCASTSS 28(AX), Z31
+	VFMADD231PS Z28, Z31, Z7
+	VBROADCASTSS 32(AX), Z30
+	VFMADD231PS Z28, Z30, Z8
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512Hx9_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512Hx9_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -20079,27 +23333,6 @@ TEXT ·sgemmAVX512Hx10(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 10 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -20132,10 +23365,11 @@ sgemmAVX512Hx10_pf:
 	VPXORQ Z7, Z7, Z7
 	VPXORQ Z8, Z8, Z8
 	VPXORQ Z9, Z9, Z9
-	TESTQ CX, CX
-	JZ sgemmAVX512Hx10_store
+	// the steps but the last 10 (all steps if kc ≤ 10) run in the main loop
+	SUBQ $10, CX
+	JLE sgemmAVX512Hx10_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-10; p++ {
 sgemmAVX512Hx10_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -20168,6 +23402,52 @@ sgemmAVX512Hx10_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512Hx10_loop
+
+sgemmAVX512Hx10_tail:
+	// the last min(kc, 10) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $10
+	JLE sgemmAVX512Hx10_tailn
+	MOVQ $10, CX
+sgemmAVX512Hx10_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512Hx10_store
+sgemmAVX512Hx10_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Z28
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VBROADCASTSS 4(AX), Z31
+	VFMADD231PS Z28, Z31, Z1
+	VBROADCASTSS 8(AX), Z30
+	VFMADD231PS Z28, Z30, Z2
+	VBROADCASTSS 12(AX), Z31
+	VFMADD231PS Z28, Z31, Z3
+	VBROADCASTSS 16(AX), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VBROADCASTSS 20(AX), Z31
+	VFMADD231PS Z28, Z31, Z5
+	VBROADCASTSS 24(AX), Z30
+	VFMADD231PS Z28, Z30, Z6
+	VBROADCASTSS 28(AX), Z31
+	VFMADD231PS Z28, Z31, Z7
+	VBROADCASTSS 32(AX), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VBROADCASTSS 36(AX), Z31
+	VFMADD231PS Z28, Z31, Z9
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512Hx10_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512Hx10_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -20260,29 +23540,6 @@ TEXT ·sgemmAVX512Hx11(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 11 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -20316,10 +23573,11 @@ sgemmAVX512Hx11_pf:
 	VPXORQ Z8, Z8, Z8
 	VPXORQ Z9, Z9, Z9
 	VPXORQ Z10, Z10, Z10
-	TESTQ CX, CX
-	JZ sgemmAVX512Hx11_store
+	// the steps but the last 11 (all steps if kc ≤ 11) run in the main loop
+	SUBQ $11, CX
+	JLE sgemmAVX512Hx11_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-11; p++ {
 sgemmAVX512Hx11_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -20354,6 +23612,54 @@ sgemmAVX512Hx11_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512Hx11_loop
+
+sgemmAVX512Hx11_tail:
+	// the last min(kc, 11) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $11
+	JLE sgemmAVX512Hx11_tailn
+	MOVQ $11, CX
+sgemmAVX512Hx11_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512Hx11_store
+sgemmAVX512Hx11_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Z28
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VBROADCASTSS 4(AX), Z31
+	VFMADD231PS Z28, Z31, Z1
+	VBROADCASTSS 8(AX), Z30
+	VFMADD231PS Z28, Z30, Z2
+	VBROADCASTSS 12(AX), Z31
+	VFMADD231PS Z28, Z31, Z3
+	VBROADCASTSS 16(AX), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VBROADCASTSS 20(AX), Z31
+	VFMADD231PS Z28, Z31, Z5
+	VBROADCASTSS 24(AX), Z30
+	VFMADD231PS Z28, Z30, Z6
+	VBROADCASTSS 28(AX), Z31
+	VFMADD231PS Z28, Z31, Z7
+	VBROADCASTSS 32(AX), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VBROADCASTSS 36(AX), Z31
+	VFMADD231PS Z28, Z31, Z9
+	VBROADCASTSS 40(AX), Z30
+	VFMADD231PS Z28, Z30, Z10
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512Hx11_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512Hx11_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -20453,31 +23759,6 @@ TEXT ·sgemmAVX512Hx12(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 12 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -20512,10 +23793,11 @@ sgemmAVX512Hx12_pf:
 	VPXORQ Z9, Z9, Z9
 	VPXORQ Z10, Z10, Z10
 	VPXORQ Z11, Z11, Z11
-	TESTQ CX, CX
-	JZ sgemmAVX512Hx12_store
+	// the steps but the last 12 (all steps if kc ≤ 12) run in the main loop
+	SUBQ $12, CX
+	JLE sgemmAVX512Hx12_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-12; p++ {
 sgemmAVX512Hx12_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -20552,6 +23834,56 @@ sgemmAVX512Hx12_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512Hx12_loop
+
+sgemmAVX512Hx12_tail:
+	// the last min(kc, 12) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $12
+	JLE sgemmAVX512Hx12_tailn
+	MOVQ $12, CX
+sgemmAVX512Hx12_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512Hx12_store
+sgemmAVX512Hx12_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Z28
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VBROADCASTSS 4(AX), Z31
+	VFMADD231PS Z28, Z31, Z1
+	VBROADCASTSS 8(AX), Z30
+	VFMADD231PS Z28, Z30, Z2
+	VBROADCASTSS 12(AX), Z31
+	VFMADD231PS Z28, Z31, Z3
+	VBROADCASTSS 16(AX), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VBROADCASTSS 20(AX), Z31
+	VFMADD231PS Z28, Z31, Z5
+	VBROADCASTSS 24(AX), Z30
+	VFMADD231PS Z28, Z30, Z6
+	VBROADCASTSS 28(AX), Z31
+	VFMADD231PS Z28, Z31, Z7
+	VBROADCASTSS 32(AX), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VBROADCASTSS 36(AX), Z31
+	VFMADD231PS Z28, Z31, Z9
+	VBROADCASTSS 40(AX), Z30
+	VFMADD231PS Z28, Z30, Z10
+	VBROADCASTSS 44(AX), Z31
+	VFMADD231PS Z28, Z31, Z11
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512Hx12_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512Hx12_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -20658,33 +23990,6 @@ TEXT ·sgemmAVX512Hx13(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 13 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -20720,10 +24025,11 @@ sgemmAVX512Hx13_pf:
 	VPXORQ Z10, Z10, Z10
 	VPXORQ Z11, Z11, Z11
 	VPXORQ Z12, Z12, Z12
-	TESTQ CX, CX
-	JZ sgemmAVX512Hx13_store
+	// the steps but the last 13 (all steps if kc ≤ 13) run in the main loop
+	SUBQ $13, CX
+	JLE sgemmAVX512Hx13_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-13; p++ {
 sgemmAVX512Hx13_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -20762,6 +24068,58 @@ sgemmAVX512Hx13_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512Hx13_loop
+
+sgemmAVX512Hx13_tail:
+	// the last min(kc, 13) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $13
+	JLE sgemmAVX512Hx13_tailn
+	MOVQ $13, CX
+sgemmAVX512Hx13_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512Hx13_store
+sgemmAVX512Hx13_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Z28
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VBROADCASTSS 4(AX), Z31
+	VFMADD231PS Z28, Z31, Z1
+	VBROADCASTSS 8(AX), Z30
+	VFMADD231PS Z28, Z30, Z2
+	VBROADCASTSS 12(AX), Z31
+	VFMADD231PS Z28, Z31, Z3
+	VBROADCASTSS 16(AX), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VBROADCASTSS 20(AX), Z31
+	VFMADD231PS Z28, Z31, Z5
+	VBROADCASTSS 24(AX), Z30
+	VFMADD231PS Z28, Z30, Z6
+	VBROADCASTSS 28(AX), Z31
+	VFMADD231PS Z28, Z31, Z7
+	VBROADCASTSS 32(AX), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VBROADCASTSS 36(AX), Z31
+	VFMADD231PS Z28, Z31, Z9
+	VBROADCASTSS 40(AX), Z30
+	VFMADD231PS Z28, Z30, Z10
+	VBROADCASTSS 44(AX), Z31
+	VFMADD231PS Z28, Z31, Z11
+	VBROADCASTSS 48(AX), Z30
+	VFMADD231PS Z28, Z30, Z12
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512Hx13_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512Hx13_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -20875,35 +24233,6 @@ TEXT ·sgemmAVX512Hx14(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 14 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -20940,10 +24269,11 @@ sgemmAVX512Hx14_pf:
 	VPXORQ Z11, Z11, Z11
 	VPXORQ Z12, Z12, Z12
 	VPXORQ Z13, Z13, Z13
-	TESTQ CX, CX
-	JZ sgemmAVX512Hx14_store
+	// the steps but the last 14 (all steps if kc ≤ 14) run in the main loop
+	SUBQ $14, CX
+	JLE sgemmAVX512Hx14_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-14; p++ {
 sgemmAVX512Hx14_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -20984,6 +24314,60 @@ sgemmAVX512Hx14_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512Hx14_loop
+
+sgemmAVX512Hx14_tail:
+	// the last min(kc, 14) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $14
+	JLE sgemmAVX512Hx14_tailn
+	MOVQ $14, CX
+sgemmAVX512Hx14_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512Hx14_store
+sgemmAVX512Hx14_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Z28
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VBROADCASTSS 4(AX), Z31
+	VFMADD231PS Z28, Z31, Z1
+	VBROADCASTSS 8(AX), Z30
+	VFMADD231PS Z28, Z30, Z2
+	VBROADCASTSS 12(AX), Z31
+	VFMADD231PS Z28, Z31, Z3
+	VBROADCASTSS 16(AX), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VBROADCASTSS 20(AX), Z31
+	VFMADD231PS Z28, Z31, Z5
+	VBROADCASTSS 24(AX), Z30
+	VFMADD231PS Z28, Z30, Z6
+	VBROADCASTSS 28(AX), Z31
+	VFMADD231PS Z28, Z31, Z7
+	VBROADCASTSS 32(AX), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VBROADCASTSS 36(AX), Z31
+	VFMADD231PS Z28, Z31, Z9
+	VBROADCASTSS 40(AX), Z30
+	VFMADD231PS Z28, Z30, Z10
+	VBROADCASTSS 44(AX), Z31
+	VFMADD231PS Z28, Z31, Z11
+	VBROADCASTSS 48(AX), Z30
+	VFMADD231PS Z28, Z30, Z12
+	VBROADCASTSS 52(AX), Z31
+	VFMADD231PS Z28, Z31, Z13
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512Hx14_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512Hx14_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -21104,9 +24488,6 @@ TEXT ·sgemmAVX512HRx1(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 1 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -21131,10 +24512,11 @@ sgemmAVX512HRx1_pf:
 
 	// acc[i][v] = 0 for the 1×1 accumulators
 	VPXORQ Z0, Z0, Z0
-	TESTQ CX, CX
-	JZ sgemmAVX512HRx1_store
+	// the steps but the last 1 (all steps if kc ≤ 1) run in the main loop
+	SUBQ $1, CX
+	JLE sgemmAVX512HRx1_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-1; p++ {
 sgemmAVX512HRx1_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -21147,6 +24529,32 @@ sgemmAVX512HRx1_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512HRx1_loop
+
+sgemmAVX512HRx1_tail:
+	// the last min(kc, 1) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $1
+	JLE sgemmAVX512HRx1_tailn
+	MOVQ $1, CX
+sgemmAVX512HRx1_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512HRx1_store
+sgemmAVX512HRx1_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Z28
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512HRx1_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512HRx1_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -21176,11 +24584,6 @@ TEXT ·sgemmAVX512HRx2(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 2 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -21206,10 +24609,11 @@ sgemmAVX512HRx2_pf:
 	// acc[i][v] = 0 for the 2×1 accumulators
 	VPXORQ Z0, Z0, Z0
 	VPXORQ Z1, Z1, Z1
-	TESTQ CX, CX
-	JZ sgemmAVX512HRx2_store
+	// the steps but the last 2 (all steps if kc ≤ 2) run in the main loop
+	SUBQ $2, CX
+	JLE sgemmAVX512HRx2_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-2; p++ {
 sgemmAVX512HRx2_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -21224,6 +24628,34 @@ sgemmAVX512HRx2_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512HRx2_loop
+
+sgemmAVX512HRx2_tail:
+	// the last min(kc, 2) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $2
+	JLE sgemmAVX512HRx2_tailn
+	MOVQ $2, CX
+sgemmAVX512HRx2_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512HRx2_store
+sgemmAVX512HRx2_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Z28
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z1
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512HRx2_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512HRx2_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -21260,13 +24692,6 @@ TEXT ·sgemmAVX512HRx3(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 3 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -21293,10 +24718,11 @@ sgemmAVX512HRx3_pf:
 	VPXORQ Z0, Z0, Z0
 	VPXORQ Z1, Z1, Z1
 	VPXORQ Z2, Z2, Z2
-	TESTQ CX, CX
-	JZ sgemmAVX512HRx3_store
+	// the steps but the last 3 (all steps if kc ≤ 3) run in the main loop
+	SUBQ $3, CX
+	JLE sgemmAVX512HRx3_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-3; p++ {
 sgemmAVX512HRx3_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -21313,6 +24739,36 @@ sgemmAVX512HRx3_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512HRx3_loop
+
+sgemmAVX512HRx3_tail:
+	// the last min(kc, 3) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $3
+	JLE sgemmAVX512HRx3_tailn
+	MOVQ $3, CX
+sgemmAVX512HRx3_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512HRx3_store
+sgemmAVX512HRx3_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Z28
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z1
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z2
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512HRx3_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512HRx3_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -21356,15 +24812,6 @@ TEXT ·sgemmAVX512HRx4(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 4 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -21392,10 +24839,11 @@ sgemmAVX512HRx4_pf:
 	VPXORQ Z1, Z1, Z1
 	VPXORQ Z2, Z2, Z2
 	VPXORQ Z3, Z3, Z3
-	TESTQ CX, CX
-	JZ sgemmAVX512HRx4_store
+	// the steps but the last 4 (all steps if kc ≤ 4) run in the main loop
+	SUBQ $4, CX
+	JLE sgemmAVX512HRx4_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-4; p++ {
 sgemmAVX512HRx4_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -21414,6 +24862,38 @@ sgemmAVX512HRx4_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512HRx4_loop
+
+sgemmAVX512HRx4_tail:
+	// the last min(kc, 4) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $4
+	JLE sgemmAVX512HRx4_tailn
+	MOVQ $4, CX
+sgemmAVX512HRx4_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512HRx4_store
+sgemmAVX512HRx4_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Z28
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z1
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z2
+	VBROADCASTSS (AX)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z3
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512HRx4_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512HRx4_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -21464,17 +24944,6 @@ TEXT ·sgemmAVX512HRx5(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 5 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -21503,10 +24972,11 @@ sgemmAVX512HRx5_pf:
 	VPXORQ Z2, Z2, Z2
 	VPXORQ Z3, Z3, Z3
 	VPXORQ Z4, Z4, Z4
-	TESTQ CX, CX
-	JZ sgemmAVX512HRx5_store
+	// the steps but the last 5 (all steps if kc ≤ 5) run in the main loop
+	SUBQ $5, CX
+	JLE sgemmAVX512HRx5_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-5; p++ {
 sgemmAVX512HRx5_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -21527,6 +24997,40 @@ sgemmAVX512HRx5_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512HRx5_loop
+
+sgemmAVX512HRx5_tail:
+	// the last min(kc, 5) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $5
+	JLE sgemmAVX512HRx5_tailn
+	MOVQ $5, CX
+sgemmAVX512HRx5_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512HRx5_store
+sgemmAVX512HRx5_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Z28
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z1
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z2
+	VBROADCASTSS (AX)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z3
+	VBROADCASTSS (AX)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z4
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512HRx5_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512HRx5_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -21584,19 +25088,6 @@ TEXT ·sgemmAVX512HRx6(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 6 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -21626,10 +25117,11 @@ sgemmAVX512HRx6_pf:
 	VPXORQ Z3, Z3, Z3
 	VPXORQ Z4, Z4, Z4
 	VPXORQ Z5, Z5, Z5
-	TESTQ CX, CX
-	JZ sgemmAVX512HRx6_store
+	// the steps but the last 6 (all steps if kc ≤ 6) run in the main loop
+	SUBQ $6, CX
+	JLE sgemmAVX512HRx6_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-6; p++ {
 sgemmAVX512HRx6_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -21652,6 +25144,42 @@ sgemmAVX512HRx6_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512HRx6_loop
+
+sgemmAVX512HRx6_tail:
+	// the last min(kc, 6) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $6
+	JLE sgemmAVX512HRx6_tailn
+	MOVQ $6, CX
+sgemmAVX512HRx6_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512HRx6_store
+sgemmAVX512HRx6_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Z28
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z1
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z2
+	VBROADCASTSS (AX)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z3
+	VBROADCASTSS (AX)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VBROADCASTSS (AX)(R11*1), Z31
+	VFMADD231PS Z28, Z31, Z5
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512HRx6_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512HRx6_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -21716,21 +25244,6 @@ TEXT ·sgemmAVX512HRx7(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 7 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -21761,10 +25274,11 @@ sgemmAVX512HRx7_pf:
 	VPXORQ Z4, Z4, Z4
 	VPXORQ Z5, Z5, Z5
 	VPXORQ Z6, Z6, Z6
-	TESTQ CX, CX
-	JZ sgemmAVX512HRx7_store
+	// the steps but the last 7 (all steps if kc ≤ 7) run in the main loop
+	SUBQ $7, CX
+	JLE sgemmAVX512HRx7_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-7; p++ {
 sgemmAVX512HRx7_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -21789,6 +25303,44 @@ sgemmAVX512HRx7_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512HRx7_loop
+
+sgemmAVX512HRx7_tail:
+	// the last min(kc, 7) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $7
+	JLE sgemmAVX512HRx7_tailn
+	MOVQ $7, CX
+sgemmAVX512HRx7_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512HRx7_store
+sgemmAVX512HRx7_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Z28
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z1
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z2
+	VBROADCASTSS (AX)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z3
+	VBROADCASTSS (AX)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VBROADCASTSS (AX)(R11*1), Z31
+	VFMADD231PS Z28, Z31, Z5
+	VBROADCASTSS (AX)(R10*2), Z30
+	VFMADD231PS Z28, Z30, Z6
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512HRx7_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512HRx7_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -21860,23 +25412,6 @@ TEXT ·sgemmAVX512HRx8(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 8 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -21908,10 +25443,11 @@ sgemmAVX512HRx8_pf:
 	VPXORQ Z5, Z5, Z5
 	VPXORQ Z6, Z6, Z6
 	VPXORQ Z7, Z7, Z7
-	TESTQ CX, CX
-	JZ sgemmAVX512HRx8_store
+	// the steps but the last 8 (all steps if kc ≤ 8) run in the main loop
+	SUBQ $8, CX
+	JLE sgemmAVX512HRx8_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-8; p++ {
 sgemmAVX512HRx8_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -21938,6 +25474,46 @@ sgemmAVX512HRx8_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512HRx8_loop
+
+sgemmAVX512HRx8_tail:
+	// the last min(kc, 8) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $8
+	JLE sgemmAVX512HRx8_tailn
+	MOVQ $8, CX
+sgemmAVX512HRx8_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512HRx8_store
+sgemmAVX512HRx8_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Z28
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z1
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z2
+	VBROADCASTSS (AX)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z3
+	VBROADCASTSS (AX)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VBROADCASTSS (AX)(R11*1), Z31
+	VFMADD231PS Z28, Z31, Z5
+	VBROADCASTSS (AX)(R10*2), Z30
+	VFMADD231PS Z28, Z30, Z6
+	VBROADCASTSS (AX)(R12*1), Z31
+	VFMADD231PS Z28, Z31, Z7
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512HRx8_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512HRx8_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -22016,25 +25592,6 @@ TEXT ·sgemmAVX512HRx9(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 9 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -22067,10 +25624,11 @@ sgemmAVX512HRx9_pf:
 	VPXORQ Z6, Z6, Z6
 	VPXORQ Z7, Z7, Z7
 	VPXORQ Z8, Z8, Z8
-	TESTQ CX, CX
-	JZ sgemmAVX512HRx9_store
+	// the steps but the last 9 (all steps if kc ≤ 9) run in the main loop
+	SUBQ $9, CX
+	JLE sgemmAVX512HRx9_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-9; p++ {
 sgemmAVX512HRx9_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -22100,6 +25658,49 @@ sgemmAVX512HRx9_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512HRx9_loop
+
+sgemmAVX512HRx9_tail:
+	// the last min(kc, 9) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $9
+	JLE sgemmAVX512HRx9_tailn
+	MOVQ $9, CX
+sgemmAVX512HRx9_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512HRx9_store
+sgemmAVX512HRx9_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Z28
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z1
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z2
+	VBROADCASTSS (AX)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z3
+	VBROADCASTSS (AX)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VBROADCASTSS (AX)(R11*1), Z31
+	VFMADD231PS Z28, Z31, Z5
+	VBROADCASTSS (AX)(R10*2), Z30
+	VFMADD231PS Z28, Z30, Z6
+	VBROADCASTSS (AX)(R12*1), Z31
+	VFMADD231PS Z28, Z31, Z7
+	VBROADCASTSS (SI), Z30
+	VFMADD231PS Z28, Z30, Z8
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ $4, SI
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512HRx9_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512HRx9_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -22185,27 +25786,6 @@ TEXT ·sgemmAVX512HRx10(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 10 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -22239,10 +25819,11 @@ sgemmAVX512HRx10_pf:
 	VPXORQ Z7, Z7, Z7
 	VPXORQ Z8, Z8, Z8
 	VPXORQ Z9, Z9, Z9
-	TESTQ CX, CX
-	JZ sgemmAVX512HRx10_store
+	// the steps but the last 10 (all steps if kc ≤ 10) run in the main loop
+	SUBQ $10, CX
+	JLE sgemmAVX512HRx10_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-10; p++ {
 sgemmAVX512HRx10_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -22274,6 +25855,51 @@ sgemmAVX512HRx10_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512HRx10_loop
+
+sgemmAVX512HRx10_tail:
+	// the last min(kc, 10) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $10
+	JLE sgemmAVX512HRx10_tailn
+	MOVQ $10, CX
+sgemmAVX512HRx10_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512HRx10_store
+sgemmAVX512HRx10_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Z28
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z1
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z2
+	VBROADCASTSS (AX)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z3
+	VBROADCASTSS (AX)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VBROADCASTSS (AX)(R11*1), Z31
+	VFMADD231PS Z28, Z31, Z5
+	VBROADCASTSS (AX)(R10*2), Z30
+	VFMADD231PS Z28, Z30, Z6
+	VBROADCASTSS (AX)(R12*1), Z31
+	VFMADD231PS Z28, Z31, Z7
+	VBROADCASTSS (SI), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VBROADCASTSS (SI)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z9
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ $4, SI
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512HRx10_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512HRx10_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -22366,29 +25992,6 @@ TEXT ·sgemmAVX512HRx11(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 11 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -22423,10 +26026,11 @@ sgemmAVX512HRx11_pf:
 	VPXORQ Z8, Z8, Z8
 	VPXORQ Z9, Z9, Z9
 	VPXORQ Z10, Z10, Z10
-	TESTQ CX, CX
-	JZ sgemmAVX512HRx11_store
+	// the steps but the last 11 (all steps if kc ≤ 11) run in the main loop
+	SUBQ $11, CX
+	JLE sgemmAVX512HRx11_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-11; p++ {
 sgemmAVX512HRx11_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -22460,6 +26064,53 @@ sgemmAVX512HRx11_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512HRx11_loop
+
+sgemmAVX512HRx11_tail:
+	// the last min(kc, 11) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $11
+	JLE sgemmAVX512HRx11_tailn
+	MOVQ $11, CX
+sgemmAVX512HRx11_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512HRx11_store
+sgemmAVX512HRx11_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Z28
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z1
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z2
+	VBROADCASTSS (AX)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z3
+	VBROADCASTSS (AX)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VBROADCASTSS (AX)(R11*1), Z31
+	VFMADD231PS Z28, Z31, Z5
+	VBROADCASTSS (AX)(R10*2), Z30
+	VFMADD231PS Z28, Z30, Z6
+	VBROADCASTSS (AX)(R12*1), Z31
+	VFMADD231PS Z28, Z31, Z7
+	VBROADCASTSS (SI), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VBROADCASTSS (SI)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z9
+	VBROADCASTSS (SI)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z10
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ $4, SI
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512HRx11_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512HRx11_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -22559,31 +26210,6 @@ TEXT ·sgemmAVX512HRx12(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 12 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -22619,10 +26245,11 @@ sgemmAVX512HRx12_pf:
 	VPXORQ Z9, Z9, Z9
 	VPXORQ Z10, Z10, Z10
 	VPXORQ Z11, Z11, Z11
-	TESTQ CX, CX
-	JZ sgemmAVX512HRx12_store
+	// the steps but the last 12 (all steps if kc ≤ 12) run in the main loop
+	SUBQ $12, CX
+	JLE sgemmAVX512HRx12_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-12; p++ {
 sgemmAVX512HRx12_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -22658,6 +26285,55 @@ sgemmAVX512HRx12_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512HRx12_loop
+
+sgemmAVX512HRx12_tail:
+	// the last min(kc, 12) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $12
+	JLE sgemmAVX512HRx12_tailn
+	MOVQ $12, CX
+sgemmAVX512HRx12_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512HRx12_store
+sgemmAVX512HRx12_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Z28
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z1
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z2
+	VBROADCASTSS (AX)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z3
+	VBROADCASTSS (AX)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VBROADCASTSS (AX)(R11*1), Z31
+	VFMADD231PS Z28, Z31, Z5
+	VBROADCASTSS (AX)(R10*2), Z30
+	VFMADD231PS Z28, Z30, Z6
+	VBROADCASTSS (AX)(R12*1), Z31
+	VFMADD231PS Z28, Z31, Z7
+	VBROADCASTSS (SI), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VBROADCASTSS (SI)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z9
+	VBROADCASTSS (SI)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z10
+	VBROADCASTSS (SI)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z11
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ $4, SI
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512HRx12_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512HRx12_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -22764,33 +26440,6 @@ TEXT ·sgemmAVX512HRx13(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 13 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -22827,10 +26476,11 @@ sgemmAVX512HRx13_pf:
 	VPXORQ Z10, Z10, Z10
 	VPXORQ Z11, Z11, Z11
 	VPXORQ Z12, Z12, Z12
-	TESTQ CX, CX
-	JZ sgemmAVX512HRx13_store
+	// the steps but the last 13 (all steps if kc ≤ 13) run in the main loop
+	SUBQ $13, CX
+	JLE sgemmAVX512HRx13_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-13; p++ {
 sgemmAVX512HRx13_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -22868,6 +26518,57 @@ sgemmAVX512HRx13_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512HRx13_loop
+
+sgemmAVX512HRx13_tail:
+	// the last min(kc, 13) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $13
+	JLE sgemmAVX512HRx13_tailn
+	MOVQ $13, CX
+sgemmAVX512HRx13_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512HRx13_store
+sgemmAVX512HRx13_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Z28
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z1
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z2
+	VBROADCASTSS (AX)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z3
+	VBROADCASTSS (AX)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VBROADCASTSS (AX)(R11*1), Z31
+	VFMADD231PS Z28, Z31, Z5
+	VBROADCASTSS (AX)(R10*2), Z30
+	VFMADD231PS Z28, Z30, Z6
+	VBROADCASTSS (AX)(R12*1), Z31
+	VFMADD231PS Z28, Z31, Z7
+	VBROADCASTSS (SI), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VBROADCASTSS (SI)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z9
+	VBROADCASTSS (SI)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z10
+	VBROADCASTSS (SI)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z11
+	VBROADCASTSS (SI)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z12
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ $4, SI
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512HRx13_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512HRx13_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -22981,35 +26682,6 @@ TEXT ·sgemmAVX512HRx14(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 14 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -23047,10 +26719,11 @@ sgemmAVX512HRx14_pf:
 	VPXORQ Z11, Z11, Z11
 	VPXORQ Z12, Z12, Z12
 	VPXORQ Z13, Z13, Z13
-	TESTQ CX, CX
-	JZ sgemmAVX512HRx14_store
+	// the steps but the last 14 (all steps if kc ≤ 14) run in the main loop
+	SUBQ $14, CX
+	JLE sgemmAVX512HRx14_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-14; p++ {
 sgemmAVX512HRx14_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Z28
@@ -23090,6 +26763,59 @@ sgemmAVX512HRx14_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX512HRx14_loop
+
+sgemmAVX512HRx14_tail:
+	// the last min(kc, 14) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $14
+	JLE sgemmAVX512HRx14_tailn
+	MOVQ $14, CX
+sgemmAVX512HRx14_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX512HRx14_store
+sgemmAVX512HRx14_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Z28
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Z30
+	VFMADD231PS Z28, Z30, Z0
+	VBROADCASTSS (AX)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z1
+	VBROADCASTSS (AX)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z2
+	VBROADCASTSS (AX)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z3
+	VBROADCASTSS (AX)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z4
+	VBROADCASTSS (AX)(R11*1), Z31
+	VFMADD231PS Z28, Z31, Z5
+	VBROADCASTSS (AX)(R10*2), Z30
+	VFMADD231PS Z28, Z30, Z6
+	VBROADCASTSS (AX)(R12*1), Z31
+	VFMADD231PS Z28, Z31, Z7
+	VBROADCASTSS (SI), Z30
+	VFMADD231PS Z28, Z30, Z8
+	VBROADCASTSS (SI)(R9*1), Z31
+	VFMADD231PS Z28, Z31, Z9
+	VBROADCASTSS (SI)(R9*2), Z30
+	VFMADD231PS Z28, Z30, Z10
+	VBROADCASTSS (SI)(R10*1), Z31
+	VFMADD231PS Z28, Z31, Z11
+	VBROADCASTSS (SI)(R9*4), Z30
+	VFMADD231PS Z28, Z30, Z12
+	VBROADCASTSS (SI)(R11*1), Z31
+	VFMADD231PS Z28, Z31, Z13
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ $4, SI
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX512HRx14_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX512HRx14_store:
 	VBROADCASTSS alpha+56(FP), Z31
@@ -23210,9 +26936,6 @@ TEXT ·sgemmAVX2x1(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 1 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -23237,10 +26960,11 @@ sgemmAVX2x1_pf:
 	// acc[i][v] = 0 for the 1×2 accumulators
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
-	TESTQ CX, CX
-	JZ sgemmAVX2x1_store
+	// the steps but the last 1 (all steps if kc ≤ 1) run in the main loop
+	SUBQ $1, CX
+	JLE sgemmAVX2x1_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-1; p++ {
 sgemmAVX2x1_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Y12
@@ -23257,6 +26981,36 @@ sgemmAVX2x1_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX2x1_loop
+
+sgemmAVX2x1_tail:
+	// the last min(kc, 1) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $1
+	JLE sgemmAVX2x1_tailn
+	MOVQ $1, CX
+sgemmAVX2x1_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX2x1_store
+sgemmAVX2x1_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Y12
+	VMOVUPS 32(BX), Y13
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VFMADD231PS Y13, Y14, Y1
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX2x1_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX2x1_store:
 	VBROADCASTSS alpha+56(FP), Y15
@@ -23291,11 +27045,6 @@ TEXT ·sgemmAVX2x2(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 2 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -23322,10 +27071,11 @@ sgemmAVX2x2_pf:
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
-	TESTQ CX, CX
-	JZ sgemmAVX2x2_store
+	// the steps but the last 2 (all steps if kc ≤ 2) run in the main loop
+	SUBQ $2, CX
+	JLE sgemmAVX2x2_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-2; p++ {
 sgemmAVX2x2_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Y12
@@ -23345,6 +27095,39 @@ sgemmAVX2x2_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX2x2_loop
+
+sgemmAVX2x2_tail:
+	// the last min(kc, 2) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $2
+	JLE sgemmAVX2x2_tailn
+	MOVQ $2, CX
+sgemmAVX2x2_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX2x2_store
+sgemmAVX2x2_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Y12
+	VMOVUPS 32(BX), Y13
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VFMADD231PS Y13, Y14, Y1
+	VBROADCASTSS 4(AX), Y15
+	VFMADD231PS Y12, Y15, Y2
+	VFMADD231PS Y13, Y15, Y3
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX2x2_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX2x2_store:
 	VBROADCASTSS alpha+56(FP), Y15
@@ -23391,13 +27174,6 @@ TEXT ·sgemmAVX2x3(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 3 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -23426,10 +27202,11 @@ sgemmAVX2x3_pf:
 	VXORPS Y3, Y3, Y3
 	VXORPS Y4, Y4, Y4
 	VXORPS Y5, Y5, Y5
-	TESTQ CX, CX
-	JZ sgemmAVX2x3_store
+	// the steps but the last 3 (all steps if kc ≤ 3) run in the main loop
+	SUBQ $3, CX
+	JLE sgemmAVX2x3_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-3; p++ {
 sgemmAVX2x3_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Y12
@@ -23452,6 +27229,42 @@ sgemmAVX2x3_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX2x3_loop
+
+sgemmAVX2x3_tail:
+	// the last min(kc, 3) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $3
+	JLE sgemmAVX2x3_tailn
+	MOVQ $3, CX
+sgemmAVX2x3_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX2x3_store
+sgemmAVX2x3_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Y12
+	VMOVUPS 32(BX), Y13
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VFMADD231PS Y13, Y14, Y1
+	VBROADCASTSS 4(AX), Y15
+	VFMADD231PS Y12, Y15, Y2
+	VFMADD231PS Y13, Y15, Y3
+	VBROADCASTSS 8(AX), Y14
+	VFMADD231PS Y12, Y14, Y4
+	VFMADD231PS Y13, Y14, Y5
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX2x3_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX2x3_store:
 	VBROADCASTSS alpha+56(FP), Y15
@@ -23510,15 +27323,6 @@ TEXT ·sgemmAVX2x4(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 4 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -23549,10 +27353,11 @@ sgemmAVX2x4_pf:
 	VXORPS Y5, Y5, Y5
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
-	TESTQ CX, CX
-	JZ sgemmAVX2x4_store
+	// the steps but the last 4 (all steps if kc ≤ 4) run in the main loop
+	SUBQ $4, CX
+	JLE sgemmAVX2x4_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-4; p++ {
 sgemmAVX2x4_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Y12
@@ -23578,6 +27383,45 @@ sgemmAVX2x4_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX2x4_loop
+
+sgemmAVX2x4_tail:
+	// the last min(kc, 4) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $4
+	JLE sgemmAVX2x4_tailn
+	MOVQ $4, CX
+sgemmAVX2x4_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX2x4_store
+sgemmAVX2x4_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Y12
+	VMOVUPS 32(BX), Y13
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VFMADD231PS Y13, Y14, Y1
+	VBROADCASTSS 4(AX), Y15
+	VFMADD231PS Y12, Y15, Y2
+	VFMADD231PS Y13, Y15, Y3
+	VBROADCASTSS 8(AX), Y14
+	VFMADD231PS Y12, Y14, Y4
+	VFMADD231PS Y13, Y14, Y5
+	VBROADCASTSS 12(AX), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX2x4_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX2x4_store:
 	VBROADCASTSS alpha+56(FP), Y15
@@ -23648,17 +27492,6 @@ TEXT ·sgemmAVX2x5(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 5 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -23691,10 +27524,11 @@ sgemmAVX2x5_pf:
 	VXORPS Y7, Y7, Y7
 	VXORPS Y8, Y8, Y8
 	VXORPS Y9, Y9, Y9
-	TESTQ CX, CX
-	JZ sgemmAVX2x5_store
+	// the steps but the last 5 (all steps if kc ≤ 5) run in the main loop
+	SUBQ $5, CX
+	JLE sgemmAVX2x5_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-5; p++ {
 sgemmAVX2x5_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Y12
@@ -23723,6 +27557,48 @@ sgemmAVX2x5_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX2x5_loop
+
+sgemmAVX2x5_tail:
+	// the last min(kc, 5) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $5
+	JLE sgemmAVX2x5_tailn
+	MOVQ $5, CX
+sgemmAVX2x5_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX2x5_store
+sgemmAVX2x5_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Y12
+	VMOVUPS 32(BX), Y13
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VFMADD231PS Y13, Y14, Y1
+	VBROADCASTSS 4(AX), Y15
+	VFMADD231PS Y12, Y15, Y2
+	VFMADD231PS Y13, Y15, Y3
+	VBROADCASTSS 8(AX), Y14
+	VFMADD231PS Y12, Y14, Y4
+	VFMADD231PS Y13, Y14, Y5
+	VBROADCASTSS 12(AX), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VBROADCASTSS 16(AX), Y14
+	VFMADD231PS Y12, Y14, Y8
+	VFMADD231PS Y13, Y14, Y9
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX2x5_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX2x5_store:
 	VBROADCASTSS alpha+56(FP), Y15
@@ -23805,19 +27681,6 @@ TEXT ·sgemmAVX2x6(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 6 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -23852,10 +27715,11 @@ sgemmAVX2x6_pf:
 	VXORPS Y9, Y9, Y9
 	VXORPS Y10, Y10, Y10
 	VXORPS Y11, Y11, Y11
-	TESTQ CX, CX
-	JZ sgemmAVX2x6_store
+	// the steps but the last 6 (all steps if kc ≤ 6) run in the main loop
+	SUBQ $6, CX
+	JLE sgemmAVX2x6_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-6; p++ {
 sgemmAVX2x6_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Y12
@@ -23887,6 +27751,51 @@ sgemmAVX2x6_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX2x6_loop
+
+sgemmAVX2x6_tail:
+	// the last min(kc, 6) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $6
+	JLE sgemmAVX2x6_tailn
+	MOVQ $6, CX
+sgemmAVX2x6_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX2x6_store
+sgemmAVX2x6_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Y12
+	VMOVUPS 32(BX), Y13
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VFMADD231PS Y13, Y14, Y1
+	VBROADCASTSS 4(AX), Y15
+	VFMADD231PS Y12, Y15, Y2
+	VFMADD231PS Y13, Y15, Y3
+	VBROADCASTSS 8(AX), Y14
+	VFMADD231PS Y12, Y14, Y4
+	VFMADD231PS Y13, Y14, Y5
+	VBROADCASTSS 12(AX), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VBROADCASTSS 16(AX), Y14
+	VFMADD231PS Y12, Y14, Y8
+	VFMADD231PS Y13, Y14, Y9
+	VBROADCASTSS 20(AX), Y15
+	VFMADD231PS Y12, Y15, Y10
+	VFMADD231PS Y13, Y15, Y11
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX2x6_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX2x6_store:
 	VBROADCASTSS alpha+56(FP), Y15
@@ -23981,9 +27890,6 @@ TEXT ·sgemmAVX2Rx1(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 1 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -24009,10 +27915,11 @@ sgemmAVX2Rx1_pf:
 	// acc[i][v] = 0 for the 1×2 accumulators
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
-	TESTQ CX, CX
-	JZ sgemmAVX2Rx1_store
+	// the steps but the last 1 (all steps if kc ≤ 1) run in the main loop
+	SUBQ $1, CX
+	JLE sgemmAVX2Rx1_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-1; p++ {
 sgemmAVX2Rx1_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Y12
@@ -24027,6 +27934,34 @@ sgemmAVX2Rx1_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX2Rx1_loop
+
+sgemmAVX2Rx1_tail:
+	// the last min(kc, 1) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $1
+	JLE sgemmAVX2Rx1_tailn
+	MOVQ $1, CX
+sgemmAVX2Rx1_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX2Rx1_store
+sgemmAVX2Rx1_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Y12
+	VMOVUPS 32(BX), Y13
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VFMADD231PS Y13, Y14, Y1
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX2Rx1_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX2Rx1_store:
 	VBROADCASTSS alpha+56(FP), Y15
@@ -24061,11 +27996,6 @@ TEXT ·sgemmAVX2Rx2(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 2 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -24093,10 +28023,11 @@ sgemmAVX2Rx2_pf:
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
-	TESTQ CX, CX
-	JZ sgemmAVX2Rx2_store
+	// the steps but the last 2 (all steps if kc ≤ 2) run in the main loop
+	SUBQ $2, CX
+	JLE sgemmAVX2Rx2_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-2; p++ {
 sgemmAVX2Rx2_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Y12
@@ -24114,6 +28045,37 @@ sgemmAVX2Rx2_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX2Rx2_loop
+
+sgemmAVX2Rx2_tail:
+	// the last min(kc, 2) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $2
+	JLE sgemmAVX2Rx2_tailn
+	MOVQ $2, CX
+sgemmAVX2Rx2_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX2Rx2_store
+sgemmAVX2Rx2_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Y12
+	VMOVUPS 32(BX), Y13
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VFMADD231PS Y13, Y14, Y1
+	VBROADCASTSS (AX)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y2
+	VFMADD231PS Y13, Y15, Y3
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX2Rx2_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX2Rx2_store:
 	VBROADCASTSS alpha+56(FP), Y15
@@ -24160,13 +28122,6 @@ TEXT ·sgemmAVX2Rx3(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 3 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -24196,10 +28151,11 @@ sgemmAVX2Rx3_pf:
 	VXORPS Y3, Y3, Y3
 	VXORPS Y4, Y4, Y4
 	VXORPS Y5, Y5, Y5
-	TESTQ CX, CX
-	JZ sgemmAVX2Rx3_store
+	// the steps but the last 3 (all steps if kc ≤ 3) run in the main loop
+	SUBQ $3, CX
+	JLE sgemmAVX2Rx3_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-3; p++ {
 sgemmAVX2Rx3_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Y12
@@ -24220,6 +28176,40 @@ sgemmAVX2Rx3_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX2Rx3_loop
+
+sgemmAVX2Rx3_tail:
+	// the last min(kc, 3) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $3
+	JLE sgemmAVX2Rx3_tailn
+	MOVQ $3, CX
+sgemmAVX2Rx3_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX2Rx3_store
+sgemmAVX2Rx3_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Y12
+	VMOVUPS 32(BX), Y13
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VFMADD231PS Y13, Y14, Y1
+	VBROADCASTSS (AX)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y2
+	VFMADD231PS Y13, Y15, Y3
+	VBROADCASTSS (AX)(R9*2), Y14
+	VFMADD231PS Y12, Y14, Y4
+	VFMADD231PS Y13, Y14, Y5
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX2Rx3_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX2Rx3_store:
 	VBROADCASTSS alpha+56(FP), Y15
@@ -24278,15 +28268,6 @@ TEXT ·sgemmAVX2Rx4(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 4 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -24318,10 +28299,11 @@ sgemmAVX2Rx4_pf:
 	VXORPS Y5, Y5, Y5
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
-	TESTQ CX, CX
-	JZ sgemmAVX2Rx4_store
+	// the steps but the last 4 (all steps if kc ≤ 4) run in the main loop
+	SUBQ $4, CX
+	JLE sgemmAVX2Rx4_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-4; p++ {
 sgemmAVX2Rx4_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Y12
@@ -24345,6 +28327,43 @@ sgemmAVX2Rx4_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX2Rx4_loop
+
+sgemmAVX2Rx4_tail:
+	// the last min(kc, 4) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $4
+	JLE sgemmAVX2Rx4_tailn
+	MOVQ $4, CX
+sgemmAVX2Rx4_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX2Rx4_store
+sgemmAVX2Rx4_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Y12
+	VMOVUPS 32(BX), Y13
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VFMADD231PS Y13, Y14, Y1
+	VBROADCASTSS (AX)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y2
+	VFMADD231PS Y13, Y15, Y3
+	VBROADCASTSS (AX)(R9*2), Y14
+	VFMADD231PS Y12, Y14, Y4
+	VFMADD231PS Y13, Y14, Y5
+	VBROADCASTSS (AX)(R10*1), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX2Rx4_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX2Rx4_store:
 	VBROADCASTSS alpha+56(FP), Y15
@@ -24415,17 +28434,6 @@ TEXT ·sgemmAVX2Rx5(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 5 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -24459,10 +28467,11 @@ sgemmAVX2Rx5_pf:
 	VXORPS Y7, Y7, Y7
 	VXORPS Y8, Y8, Y8
 	VXORPS Y9, Y9, Y9
-	TESTQ CX, CX
-	JZ sgemmAVX2Rx5_store
+	// the steps but the last 5 (all steps if kc ≤ 5) run in the main loop
+	SUBQ $5, CX
+	JLE sgemmAVX2Rx5_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-5; p++ {
 sgemmAVX2Rx5_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Y12
@@ -24489,6 +28498,46 @@ sgemmAVX2Rx5_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX2Rx5_loop
+
+sgemmAVX2Rx5_tail:
+	// the last min(kc, 5) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $5
+	JLE sgemmAVX2Rx5_tailn
+	MOVQ $5, CX
+sgemmAVX2Rx5_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX2Rx5_store
+sgemmAVX2Rx5_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Y12
+	VMOVUPS 32(BX), Y13
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VFMADD231PS Y13, Y14, Y1
+	VBROADCASTSS (AX)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y2
+	VFMADD231PS Y13, Y15, Y3
+	VBROADCASTSS (AX)(R9*2), Y14
+	VFMADD231PS Y12, Y14, Y4
+	VFMADD231PS Y13, Y14, Y5
+	VBROADCASTSS (AX)(R10*1), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VBROADCASTSS (AX)(R9*4), Y14
+	VFMADD231PS Y12, Y14, Y8
+	VFMADD231PS Y13, Y14, Y9
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX2Rx5_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX2Rx5_store:
 	VBROADCASTSS alpha+56(FP), Y15
@@ -24571,19 +28620,6 @@ TEXT ·sgemmAVX2Rx6(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 6 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -24619,10 +28655,11 @@ sgemmAVX2Rx6_pf:
 	VXORPS Y9, Y9, Y9
 	VXORPS Y10, Y10, Y10
 	VXORPS Y11, Y11, Y11
-	TESTQ CX, CX
-	JZ sgemmAVX2Rx6_store
+	// the steps but the last 6 (all steps if kc ≤ 6) run in the main loop
+	SUBQ $6, CX
+	JLE sgemmAVX2Rx6_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-6; p++ {
 sgemmAVX2Rx6_loop:
 	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
 	VMOVUPS 0(BX), Y12
@@ -24652,6 +28689,49 @@ sgemmAVX2Rx6_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX2Rx6_loop
+
+sgemmAVX2Rx6_tail:
+	// the last min(kc, 6) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $6
+	JLE sgemmAVX2Rx6_tailn
+	MOVQ $6, CX
+sgemmAVX2Rx6_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX2Rx6_store
+sgemmAVX2Rx6_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 2 vector(s)
+	VMOVUPS 0(BX), Y12
+	VMOVUPS 32(BX), Y13
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VFMADD231PS Y13, Y14, Y1
+	VBROADCASTSS (AX)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y2
+	VFMADD231PS Y13, Y15, Y3
+	VBROADCASTSS (AX)(R9*2), Y14
+	VFMADD231PS Y12, Y14, Y4
+	VFMADD231PS Y13, Y14, Y5
+	VBROADCASTSS (AX)(R10*1), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VBROADCASTSS (AX)(R9*4), Y14
+	VFMADD231PS Y12, Y14, Y8
+	VFMADD231PS Y13, Y14, Y9
+	VBROADCASTSS (AX)(R11*1), Y15
+	VFMADD231PS Y12, Y15, Y10
+	VFMADD231PS Y13, Y15, Y11
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX2Rx6_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX2Rx6_store:
 	VBROADCASTSS alpha+56(FP), Y15
@@ -24746,9 +28826,6 @@ TEXT ·sgemmAVX2Hx1(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 1 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -24772,10 +28849,11 @@ sgemmAVX2Hx1_pf:
 
 	// acc[i][v] = 0 for the 1×1 accumulators
 	VXORPS Y0, Y0, Y0
-	TESTQ CX, CX
-	JZ sgemmAVX2Hx1_store
+	// the steps but the last 1 (all steps if kc ≤ 1) run in the main loop
+	SUBQ $1, CX
+	JLE sgemmAVX2Hx1_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-1; p++ {
 sgemmAVX2Hx1_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Y12
@@ -24790,6 +28868,34 @@ sgemmAVX2Hx1_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX2Hx1_loop
+
+sgemmAVX2Hx1_tail:
+	// the last min(kc, 1) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $1
+	JLE sgemmAVX2Hx1_tailn
+	MOVQ $1, CX
+sgemmAVX2Hx1_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX2Hx1_store
+sgemmAVX2Hx1_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Y12
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Y14
+	VFMADD231PS Y12, Y14, Y0
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX2Hx1_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX2Hx1_store:
 	VBROADCASTSS alpha+56(FP), Y15
@@ -24819,11 +28925,6 @@ TEXT ·sgemmAVX2Hx2(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 2 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -24848,10 +28949,11 @@ sgemmAVX2Hx2_pf:
 	// acc[i][v] = 0 for the 2×1 accumulators
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
-	TESTQ CX, CX
-	JZ sgemmAVX2Hx2_store
+	// the steps but the last 2 (all steps if kc ≤ 2) run in the main loop
+	SUBQ $2, CX
+	JLE sgemmAVX2Hx2_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-2; p++ {
 sgemmAVX2Hx2_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Y12
@@ -24868,6 +28970,36 @@ sgemmAVX2Hx2_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX2Hx2_loop
+
+sgemmAVX2Hx2_tail:
+	// the last min(kc, 2) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $2
+	JLE sgemmAVX2Hx2_tailn
+	MOVQ $2, CX
+sgemmAVX2Hx2_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX2Hx2_store
+sgemmAVX2Hx2_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Y12
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VBROADCASTSS 4(AX), Y15
+	VFMADD231PS Y12, Y15, Y1
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX2Hx2_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX2Hx2_store:
 	VBROADCASTSS alpha+56(FP), Y15
@@ -24904,13 +29036,6 @@ TEXT ·sgemmAVX2Hx3(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 3 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -24936,10 +29061,11 @@ sgemmAVX2Hx3_pf:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
-	TESTQ CX, CX
-	JZ sgemmAVX2Hx3_store
+	// the steps but the last 3 (all steps if kc ≤ 3) run in the main loop
+	SUBQ $3, CX
+	JLE sgemmAVX2Hx3_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-3; p++ {
 sgemmAVX2Hx3_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Y12
@@ -24958,6 +29084,38 @@ sgemmAVX2Hx3_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX2Hx3_loop
+
+sgemmAVX2Hx3_tail:
+	// the last min(kc, 3) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $3
+	JLE sgemmAVX2Hx3_tailn
+	MOVQ $3, CX
+sgemmAVX2Hx3_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX2Hx3_store
+sgemmAVX2Hx3_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Y12
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VBROADCASTSS 4(AX), Y15
+	VFMADD231PS Y12, Y15, Y1
+	VBROADCASTSS 8(AX), Y14
+	VFMADD231PS Y12, Y14, Y2
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX2Hx3_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX2Hx3_store:
 	VBROADCASTSS alpha+56(FP), Y15
@@ -25001,15 +29159,6 @@ TEXT ·sgemmAVX2Hx4(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 4 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -25036,10 +29185,11 @@ sgemmAVX2Hx4_pf:
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
-	TESTQ CX, CX
-	JZ sgemmAVX2Hx4_store
+	// the steps but the last 4 (all steps if kc ≤ 4) run in the main loop
+	SUBQ $4, CX
+	JLE sgemmAVX2Hx4_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-4; p++ {
 sgemmAVX2Hx4_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Y12
@@ -25060,6 +29210,40 @@ sgemmAVX2Hx4_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX2Hx4_loop
+
+sgemmAVX2Hx4_tail:
+	// the last min(kc, 4) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $4
+	JLE sgemmAVX2Hx4_tailn
+	MOVQ $4, CX
+sgemmAVX2Hx4_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX2Hx4_store
+sgemmAVX2Hx4_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Y12
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VBROADCASTSS 4(AX), Y15
+	VFMADD231PS Y12, Y15, Y1
+	VBROADCASTSS 8(AX), Y14
+	VFMADD231PS Y12, Y14, Y2
+	VBROADCASTSS 12(AX), Y15
+	VFMADD231PS Y12, Y15, Y3
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX2Hx4_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX2Hx4_store:
 	VBROADCASTSS alpha+56(FP), Y15
@@ -25110,17 +29294,6 @@ TEXT ·sgemmAVX2Hx5(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 5 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -25148,10 +29321,11 @@ sgemmAVX2Hx5_pf:
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
 	VXORPS Y4, Y4, Y4
-	TESTQ CX, CX
-	JZ sgemmAVX2Hx5_store
+	// the steps but the last 5 (all steps if kc ≤ 5) run in the main loop
+	SUBQ $5, CX
+	JLE sgemmAVX2Hx5_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-5; p++ {
 sgemmAVX2Hx5_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Y12
@@ -25174,6 +29348,42 @@ sgemmAVX2Hx5_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX2Hx5_loop
+
+sgemmAVX2Hx5_tail:
+	// the last min(kc, 5) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $5
+	JLE sgemmAVX2Hx5_tailn
+	MOVQ $5, CX
+sgemmAVX2Hx5_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX2Hx5_store
+sgemmAVX2Hx5_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Y12
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VBROADCASTSS 4(AX), Y15
+	VFMADD231PS Y12, Y15, Y1
+	VBROADCASTSS 8(AX), Y14
+	VFMADD231PS Y12, Y14, Y2
+	VBROADCASTSS 12(AX), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VBROADCASTSS 16(AX), Y14
+	VFMADD231PS Y12, Y14, Y4
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX2Hx5_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX2Hx5_store:
 	VBROADCASTSS alpha+56(FP), Y15
@@ -25231,19 +29441,6 @@ TEXT ·sgemmAVX2Hx6(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 6 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -25272,10 +29469,11 @@ sgemmAVX2Hx6_pf:
 	VXORPS Y3, Y3, Y3
 	VXORPS Y4, Y4, Y4
 	VXORPS Y5, Y5, Y5
-	TESTQ CX, CX
-	JZ sgemmAVX2Hx6_store
+	// the steps but the last 6 (all steps if kc ≤ 6) run in the main loop
+	SUBQ $6, CX
+	JLE sgemmAVX2Hx6_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-6; p++ {
 sgemmAVX2Hx6_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Y12
@@ -25300,6 +29498,44 @@ sgemmAVX2Hx6_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX2Hx6_loop
+
+sgemmAVX2Hx6_tail:
+	// the last min(kc, 6) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $6
+	JLE sgemmAVX2Hx6_tailn
+	MOVQ $6, CX
+sgemmAVX2Hx6_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX2Hx6_store
+sgemmAVX2Hx6_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Y12
+	// acc[i][v] += broadcast(a[p*sa+i]) * b_v, for each row i
+	VBROADCASTSS 0(AX), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VBROADCASTSS 4(AX), Y15
+	VFMADD231PS Y12, Y15, Y1
+	VBROADCASTSS 8(AX), Y14
+	VFMADD231PS Y12, Y14, Y2
+	VBROADCASTSS 12(AX), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VBROADCASTSS 16(AX), Y14
+	VFMADD231PS Y12, Y14, Y4
+	VBROADCASTSS 20(AX), Y15
+	VFMADD231PS Y12, Y15, Y5
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	PREFETCHT0 (AX)(R12*1) // A, ahead
+	PREFETCHT1 (AX)(R10*1) // A, far ahead
+	ADDQ R9, AX // a += sa
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX2Hx6_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX2Hx6_store:
 	VBROADCASTSS alpha+56(FP), Y15
@@ -25364,9 +29600,6 @@ TEXT ·sgemmAVX2HRx1(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 1 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -25391,10 +29624,11 @@ sgemmAVX2HRx1_pf:
 
 	// acc[i][v] = 0 for the 1×1 accumulators
 	VXORPS Y0, Y0, Y0
-	TESTQ CX, CX
-	JZ sgemmAVX2HRx1_store
+	// the steps but the last 1 (all steps if kc ≤ 1) run in the main loop
+	SUBQ $1, CX
+	JLE sgemmAVX2HRx1_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-1; p++ {
 sgemmAVX2HRx1_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Y12
@@ -25407,6 +29641,32 @@ sgemmAVX2HRx1_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX2HRx1_loop
+
+sgemmAVX2HRx1_tail:
+	// the last min(kc, 1) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $1
+	JLE sgemmAVX2HRx1_tailn
+	MOVQ $1, CX
+sgemmAVX2HRx1_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX2HRx1_store
+sgemmAVX2HRx1_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Y12
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Y14
+	VFMADD231PS Y12, Y14, Y0
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX2HRx1_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX2HRx1_store:
 	VBROADCASTSS alpha+56(FP), Y15
@@ -25436,11 +29696,6 @@ TEXT ·sgemmAVX2HRx2(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 2 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -25466,10 +29721,11 @@ sgemmAVX2HRx2_pf:
 	// acc[i][v] = 0 for the 2×1 accumulators
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
-	TESTQ CX, CX
-	JZ sgemmAVX2HRx2_store
+	// the steps but the last 2 (all steps if kc ≤ 2) run in the main loop
+	SUBQ $2, CX
+	JLE sgemmAVX2HRx2_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-2; p++ {
 sgemmAVX2HRx2_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Y12
@@ -25484,6 +29740,34 @@ sgemmAVX2HRx2_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX2HRx2_loop
+
+sgemmAVX2HRx2_tail:
+	// the last min(kc, 2) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $2
+	JLE sgemmAVX2HRx2_tailn
+	MOVQ $2, CX
+sgemmAVX2HRx2_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX2HRx2_store
+sgemmAVX2HRx2_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Y12
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VBROADCASTSS (AX)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y1
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX2HRx2_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX2HRx2_store:
 	VBROADCASTSS alpha+56(FP), Y15
@@ -25520,13 +29804,6 @@ TEXT ·sgemmAVX2HRx3(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 3 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -25553,10 +29830,11 @@ sgemmAVX2HRx3_pf:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
-	TESTQ CX, CX
-	JZ sgemmAVX2HRx3_store
+	// the steps but the last 3 (all steps if kc ≤ 3) run in the main loop
+	SUBQ $3, CX
+	JLE sgemmAVX2HRx3_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-3; p++ {
 sgemmAVX2HRx3_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Y12
@@ -25573,6 +29851,36 @@ sgemmAVX2HRx3_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX2HRx3_loop
+
+sgemmAVX2HRx3_tail:
+	// the last min(kc, 3) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $3
+	JLE sgemmAVX2HRx3_tailn
+	MOVQ $3, CX
+sgemmAVX2HRx3_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX2HRx3_store
+sgemmAVX2HRx3_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Y12
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VBROADCASTSS (AX)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y1
+	VBROADCASTSS (AX)(R9*2), Y14
+	VFMADD231PS Y12, Y14, Y2
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX2HRx3_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX2HRx3_store:
 	VBROADCASTSS alpha+56(FP), Y15
@@ -25616,15 +29924,6 @@ TEXT ·sgemmAVX2HRx4(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 4 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -25652,10 +29951,11 @@ sgemmAVX2HRx4_pf:
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
-	TESTQ CX, CX
-	JZ sgemmAVX2HRx4_store
+	// the steps but the last 4 (all steps if kc ≤ 4) run in the main loop
+	SUBQ $4, CX
+	JLE sgemmAVX2HRx4_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-4; p++ {
 sgemmAVX2HRx4_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Y12
@@ -25674,6 +29974,38 @@ sgemmAVX2HRx4_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX2HRx4_loop
+
+sgemmAVX2HRx4_tail:
+	// the last min(kc, 4) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $4
+	JLE sgemmAVX2HRx4_tailn
+	MOVQ $4, CX
+sgemmAVX2HRx4_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX2HRx4_store
+sgemmAVX2HRx4_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Y12
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VBROADCASTSS (AX)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y1
+	VBROADCASTSS (AX)(R9*2), Y14
+	VFMADD231PS Y12, Y14, Y2
+	VBROADCASTSS (AX)(R10*1), Y15
+	VFMADD231PS Y12, Y15, Y3
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX2HRx4_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX2HRx4_store:
 	VBROADCASTSS alpha+56(FP), Y15
@@ -25724,17 +30056,6 @@ TEXT ·sgemmAVX2HRx5(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 5 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -25763,10 +30084,11 @@ sgemmAVX2HRx5_pf:
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
 	VXORPS Y4, Y4, Y4
-	TESTQ CX, CX
-	JZ sgemmAVX2HRx5_store
+	// the steps but the last 5 (all steps if kc ≤ 5) run in the main loop
+	SUBQ $5, CX
+	JLE sgemmAVX2HRx5_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-5; p++ {
 sgemmAVX2HRx5_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Y12
@@ -25787,6 +30109,40 @@ sgemmAVX2HRx5_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX2HRx5_loop
+
+sgemmAVX2HRx5_tail:
+	// the last min(kc, 5) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $5
+	JLE sgemmAVX2HRx5_tailn
+	MOVQ $5, CX
+sgemmAVX2HRx5_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX2HRx5_store
+sgemmAVX2HRx5_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Y12
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VBROADCASTSS (AX)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y1
+	VBROADCASTSS (AX)(R9*2), Y14
+	VFMADD231PS Y12, Y14, Y2
+	VBROADCASTSS (AX)(R10*1), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VBROADCASTSS (AX)(R9*4), Y14
+	VFMADD231PS Y12, Y14, Y4
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX2HRx5_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX2HRx5_store:
 	VBROADCASTSS alpha+56(FP), Y15
@@ -25844,19 +30200,6 @@ TEXT ·sgemmAVX2HRx6(SB), NOSPLIT, $0-64
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8 // ldc in bytes
-	// prefetch the 6 rows of the C tile, R9 walking them
-	MOVQ DX, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
-	ADDQ R8, R9
-	PREFETCHT0 0(R9)
 	MOVQ sa+40(FP), R9
 	SHLQ $2, R9 // sa in bytes
 	MOVQ sb+48(FP), R13
@@ -25886,10 +30229,11 @@ sgemmAVX2HRx6_pf:
 	VXORPS Y3, Y3, Y3
 	VXORPS Y4, Y4, Y4
 	VXORPS Y5, Y5, Y5
-	TESTQ CX, CX
-	JZ sgemmAVX2HRx6_store
+	// the steps but the last 6 (all steps if kc ≤ 6) run in the main loop
+	SUBQ $6, CX
+	JLE sgemmAVX2HRx6_tail
 
-	// for p := 0; p < kc; p++ {
+	// for p := 0; p < kc-6; p++ {
 sgemmAVX2HRx6_loop:
 	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
 	VMOVUPS 0(BX), Y12
@@ -25912,6 +30256,42 @@ sgemmAVX2HRx6_loop:
 	ADDQ R13, BX // b += sb
 	DECQ CX
 	JNZ sgemmAVX2HRx6_loop
+
+sgemmAVX2HRx6_tail:
+	// the last min(kc, 6) steps, each also prefetching a row of the C
+	// tile, DX walking them (reloaded for the stores)
+	MOVQ kc+0(FP), CX
+	CMPQ CX, $6
+	JLE sgemmAVX2HRx6_tailn
+	MOVQ $6, CX
+sgemmAVX2HRx6_tailn:
+	TESTQ CX, CX
+	JZ sgemmAVX2HRx6_store
+sgemmAVX2HRx6_tailloop:
+	// b_v = b[p*sb : p*sb+nr], 1 vector(s)
+	VMOVUPS 0(BX), Y12
+	// acc[i][v] += broadcast(a[i*lda+p]) * b_v, for each row i
+	VBROADCASTSS (AX), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VBROADCASTSS (AX)(R9*1), Y15
+	VFMADD231PS Y12, Y15, Y1
+	VBROADCASTSS (AX)(R9*2), Y14
+	VFMADD231PS Y12, Y14, Y2
+	VBROADCASTSS (AX)(R10*1), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VBROADCASTSS (AX)(R9*4), Y14
+	VFMADD231PS Y12, Y14, Y4
+	VBROADCASTSS (AX)(R11*1), Y15
+	VFMADD231PS Y12, Y15, Y5
+	PREFETCHT0 0(BX)(DI*1) // B, ahead
+	PREFETCHT1 0(BX)(R15*1) // B, far ahead
+	ADDQ $4, AX // next column of A
+	ADDQ R13, BX // b += sb
+	PREFETCHT0 0(DX) // a row of C
+	ADDQ R8, DX
+	DECQ CX
+	JNZ sgemmAVX2HRx6_tailloop
+	MOVQ c+24(FP), DX
 
 sgemmAVX2HRx6_store:
 	VBROADCASTSS alpha+56(FP), Y15
