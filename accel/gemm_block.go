@@ -107,12 +107,11 @@ var parallelBusy atomic.Bool
 // deschedules delays only its own block, and one that has not started when
 // the caller is done with its own is taken over by the caller.
 func gemmBlocked[T float32 | float64](ks *kernelSet[T], tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
-	if nt := Threads(); nt > 1 && m*n*k >= minParallelFlops && !gemmSoloTurn() {
+	if nt := Threads(); nt > 1 && m*n*k >= minParallelFlops {
 		// In a sequence of products the helpers stay hot once a first
 		// product has woken them: decide as if hot when the last product
 		// that could split ended moments ago, paying the wake-up once.
-		spinning := poolHot()
-		hot := spinning || sinceLastGemm() < teamSpin/2
+		hot := poolHot() || sinceLastGemm() < teamSpin/2
 		defer markLastGemm()
 		rate := ks.madds()
 		pr, pc := gemmGrid(nt, ks.mr, ks.nr, m, n, k, elemSize[T](), rate, hot)
@@ -128,13 +127,6 @@ func gemmBlocked[T float32 | float64](ks *kernelSet[T], tA, tB bool, m, n, k int
 			tasks := w
 			if halve != 0 {
 				tasks = 2 * w
-			}
-			t0 := time.Now()
-			if spinning {
-				// Spinning helpers cost nothing to wake: if the split still
-				// does not beat the serial product, the cores are not there
-				// to be had (two vCPUs time-sliced on one core, say).
-				defer func() { gemmParallelPaid(time.Since(t0), gemmSerialNs(m, n, k, elemSize[T](), rate)) }()
 			}
 			parallelOn(w, tasks, nil, func(t int) {
 				r, q, rows, cols := t/pc, t%pc, pr, pc
@@ -185,15 +177,18 @@ const (
 	// 1.1 ns from memory.
 	gemmPackNsPerByte = 1.0 / 16
 	// gemmWakeNs is what waking parked helpers costs a product: on the
-	// 2-vCPU development VM a helper starts 80–120 µs after the step is
+	// 2-vCPU development VM a helper starts 80–125 µs after the step is
 	// posted (a futex wake-up and a halted vCPU's restart;
 	// BenchmarkWorkerWake measures it), and then the two vCPUs often run
 	// slow for a millisecond or more (their cores' caches and clocks are
 	// cold, or the host runs them on one core for a while): a split product
 	// that starts after 5 ms of idleness took 0.2–1.7 ms longer than half
-	// its serial time (BenchmarkGemmSequence, "alone"). It is paid once per
-	// product, the helpers waking side by side, and once per sequence of
-	// products (gemmBlocked).
+	// its serial time. 1 ms is the middle of that: float64 384³ (2.2 ms)
+	// split after 5 ms idle runs at 0.87 of one goroutine, while the LoRA
+	// shapes (2–5 ms) split at 1.5–1.9 (BenchmarkGemmSequence "alone",
+	// BenchmarkGemmThreads); with 2 ms they ran at 1.00 and 0.98–1.01. It
+	// is paid once per product, the helpers waking side by side, and once
+	// per sequence of products (gemmBlocked).
 	gemmWakeNs = 1e6
 	// gemmWorkerNs is the caller's cost of each helper: posting the step
 	// and joining it.
@@ -258,49 +253,6 @@ func gemmGrid(nt, mr, nr, m, n, k, size int, rate float64, hot bool) (pr, pc int
 		}
 	}
 	return pr, pc
-}
-
-// The split backs off where it does not pay: a product split while the
-// helpers were still spinning from the last one that takes longer than
-// gemmBackoffRatio of the serial product's modelled time makes the products
-// of the next gemmBackoffMin (doubling up to gemmBackoffMax while splits
-// keep failing, back to none when one pays) run on one goroutine. On the
-// development VM the two vCPUs are at times time-sliced on one core for
-// tens of milliseconds: a float32 256³ product split in two then took
-// 0.53 ms against 0.29 on one goroutine.
-const (
-	gemmBackoffRatio = 0.9
-	gemmBackoffMin   = 4 * time.Millisecond
-	gemmBackoffMax   = 64 * time.Millisecond
-)
-
-var (
-	gemmSoloUntil atomic.Int64 // products stay on one goroutine until then, ns since poolEpoch
-	gemmBackoff   atomic.Int64 // the current back-off, ns
-)
-
-// gemmSoloTurn reports whether a product starting now runs on one
-// goroutine because of a back-off.
-func gemmSoloTurn() bool {
-	return time.Since(poolEpoch).Nanoseconds() < gemmSoloUntil.Load()
-}
-
-// gemmParallelPaid records how long a split product took against the
-// modelled serial time, and starts, lengthens or ends a back-off.
-func gemmParallelPaid(took time.Duration, serialNs float64) {
-	if float64(took) <= gemmBackoffRatio*serialNs {
-		gemmBackoff.Store(0)
-		return
-	}
-	b := min(int64(gemmBackoffMax), max(int64(gemmBackoffMin), 2*gemmBackoff.Load()))
-	gemmBackoff.Store(b)
-	gemmSoloUntil.Store(time.Since(poolEpoch).Nanoseconds() + b)
-}
-
-// gemmSerialNs is gemmGrid's modelled time of the product on one
-// goroutine.
-func gemmSerialNs(m, n, k, size int, rate float64) float64 {
-	return float64(m)*float64(n)*float64(k)/rate + gemmPackNsPerByte*float64(size)*float64(m+n)*float64(k)
 }
 
 // gemmShortNs is the time per worker below which gemmBlocked gives each

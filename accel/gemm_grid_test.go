@@ -1,9 +1,6 @@
 package accel
 
-import (
-	"testing"
-	"time"
-)
+import "testing"
 
 // TestGemmGrid checks the parallel split: skinny products use few workers
 // along their long side, squares split both ways, small ones stay serial,
@@ -82,45 +79,5 @@ func TestKernelRate(t *testing.T) {
 		if r := ks.madds(); !(r > 0 && r < 64*6) {
 			t.Errorf("%s float32 kernel: %.3g multiply-adds per ns", ks.name, r)
 		}
-	}
-}
-
-// TestGemmBackoff checks the split's back-off: a split product slower than
-// gemmBackoffRatio of the serial estimate sends the products of the next
-// 4 ms to one goroutine, each further failure doubles that up to
-// gemmBackoffMax, and a split that pays ends the doubling.
-func TestGemmBackoff(t *testing.T) {
-	defer gemmSoloUntil.Store(0)
-	defer gemmBackoff.Store(0)
-	gemmSoloUntil.Store(0)
-	gemmBackoff.Store(0)
-	if gemmSoloTurn() {
-		t.Fatal("solo turn without a back-off")
-	}
-	gemmParallelPaid(500*time.Microsecond, 300e3) // slower than serial
-	if !gemmSoloTurn() {
-		t.Fatal("no solo turn after a failed split")
-	}
-	want := gemmBackoffMin
-	if got := time.Duration(gemmBackoff.Load()); got != want {
-		t.Fatalf("back-off %v after a failure, want %v", got, want)
-	}
-	for range 10 {
-		gemmParallelPaid(time.Millisecond, 1e6)
-		want = min(2*want, gemmBackoffMax)
-		if got := time.Duration(gemmBackoff.Load()); got != want {
-			t.Fatalf("after repeated failures: back-off %v, want %v", got, want)
-		}
-	}
-	if left := time.Duration(gemmSoloUntil.Load() - time.Since(poolEpoch).Nanoseconds()); left <= gemmBackoffMax/2 || left > gemmBackoffMax {
-		t.Fatalf("solo for %v more, want about %v", left, gemmBackoffMax)
-	}
-	gemmParallelPaid(160*time.Microsecond, 300e3) // pays
-	if gemmBackoff.Load() != 0 {
-		t.Fatal("a split that pays left the back-off on")
-	}
-	gemmParallelPaid(500*time.Microsecond, 300e3)
-	if got := time.Duration(gemmBackoff.Load()); got != gemmBackoffMin {
-		t.Fatalf("failure after success: back-off %v, want %v", got, gemmBackoffMin)
 	}
 }
