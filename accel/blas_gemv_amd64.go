@@ -81,18 +81,27 @@ func gemvDot4(n int, a []float64, lda int, x []float64, dst *[4]float64) {
 
 // gemvAxpy4 adds four scaled rows of A to y: see gemvAxpy4Generic.
 func gemvAxpy4(n int, a []float64, lda int, s *[4]float64, y []float64) {
+	gemvRows4(n, a, lda, s, y, gemvAxpy4AVX512, gemvAxpy4AVX2, gemvAxpy4Generic)
+}
+
+// gemvRows4 runs a kernel on four rows of A, a scale per row and a vector y
+// (gemvAxpy4, gemvGer4) over the columns as gemvCols cuts them: k512 on the
+// first, k2 on the next, gen on the rest.
+func gemvRows4(n int, a []float64, lda int, s *[4]float64, y []float64,
+	k512, k2 func(n int, a *float64, lda int, s *[4]float64, y *float64),
+	gen func(n int, a []float64, lda int, s *[4]float64, y []float64)) {
 	n16, n8 := gemvCols(n)
 	if n8 > 0 {
 		_, _ = a[3*lda+n-1], y[n-1] // the kernels do no bounds checks
 	}
 	if n16 > 0 {
-		gemvAxpy4AVX512(n16, &a[0], lda, s, &y[0])
+		k512(n16, &a[0], lda, s, &y[0])
 	}
 	if n8 > n16 {
-		gemvAxpy4AVX2(n8-n16, &a[n16], lda, s, &y[n16])
+		k2(n8-n16, &a[n16], lda, s, &y[n16])
 	}
 	if n8 < n {
-		gemvAxpy4Generic(n-n8, a[n8:], lda, s, y[n8:])
+		gen(n-n8, a[n8:], lda, s, y[n8:])
 	}
 }
 
@@ -114,17 +123,5 @@ func gemvGer4AVX2(n int, a *float64, lda int, s *[4]float64, y *float64)
 
 // gemvGer4 adds s[r]·y to four rows of A: see gemvGer4Generic.
 func gemvGer4(n int, a []float64, lda int, s *[4]float64, y []float64) {
-	n16, n8 := gemvCols(n)
-	if n8 > 0 {
-		_, _ = a[3*lda+n-1], y[n-1] // the kernels do no bounds checks
-	}
-	if n16 > 0 {
-		gemvGer4AVX512(n16, &a[0], lda, s, &y[0])
-	}
-	if n8 > n16 {
-		gemvGer4AVX2(n8-n16, &a[n16], lda, s, &y[n16])
-	}
-	if n8 < n {
-		gemvGer4Generic(n-n8, a[n8:], lda, s, y[n8:])
-	}
+	gemvRows4(n, a, lda, s, y, gemvGer4AVX512, gemvGer4AVX2, gemvGer4Generic)
 }
