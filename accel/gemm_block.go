@@ -75,21 +75,9 @@ func elemSize[T float32 | float64]() int {
 // 100 µs. Above it, gemmGrid decides.
 const minParallelFlops = 96 * 96 * 96
 
-// lastGemm is when the last product that could be split ended, in ns
-// since poolEpoch (0: none yet).
+// lastGemm is when the last product that could be split ended (an
+// epochNs mark; 0: none yet).
 var lastGemm atomic.Int64
-
-func markLastGemm() { lastGemm.Store(max(1, time.Since(poolEpoch).Nanoseconds())) }
-
-// sinceLastGemm is the time since the last product that could be split
-// ended (a long time if none has).
-func sinceLastGemm() time.Duration {
-	last := lastGemm.Load()
-	if last == 0 {
-		return time.Duration(1<<63 - 1)
-	}
-	return time.Duration(time.Since(poolEpoch).Nanoseconds() - last)
-}
 
 // parallelBusy is set while a product is running on several goroutines; a
 // product that starts meanwhile runs on its caller's goroutine alone.
@@ -111,8 +99,8 @@ func gemmBlocked[T float32 | float64](ks *kernelSet[T], tA, tB bool, m, n, k int
 		// In a sequence of products the helpers stay hot once a first
 		// product has woken them: decide as if hot when the last product
 		// that could split ended moments ago, paying the wake-up once.
-		hot := poolHot() || sinceLastGemm() < teamSpin/2
-		defer markLastGemm()
+		hot := poolHot() || sinceMark(lastGemm.Load()) < teamSpin/2
+		defer func() { lastGemm.Store(epochNs()) }()
 		rate := ks.madds()
 		pr, pc := gemmGrid(nt, ks.mr, ks.nr, m, n, k, elemSize[T](), rate, hot)
 		if w := pr * pc; w > 1 && parallelBusy.CompareAndSwap(false, true) {
@@ -185,7 +173,7 @@ const (
 	// that starts after 5 ms of idleness took 0.2–1.7 ms longer than half
 	// its serial time. 1 ms is the middle of that: float64 384³ (2.2 ms)
 	// split after 5 ms idle runs at 0.87 of one goroutine, while the LoRA
-	// shapes (2–5 ms) split at 1.5–1.9 (BenchmarkGemmSequence "alone",
+	// shapes (2–5 ms) split at 1.33–1.95 (BenchmarkGemmSequence "alone",
 	// BenchmarkGemmThreads); with 2 ms they ran at 1.00 and 0.98–1.01. It
 	// is paid once per product, the helpers waking side by side, and once
 	// per sequence of products (gemmBlocked).

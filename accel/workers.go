@@ -352,13 +352,24 @@ var pool struct {
 // poolEpoch is the origin of pool.last (a monotonic clock reading).
 var poolEpoch = time.Now()
 
+// epochNs is now as a mark for pool.last and lastGemm: ns since poolEpoch,
+// at least 1 (0 means no mark).
+func epochNs() int64 { return max(1, time.Since(poolEpoch).Nanoseconds()) }
+
+// sinceMark is the time since mark, from epochNs (a long time for 0).
+func sinceMark(mark int64) time.Duration {
+	if mark == 0 {
+		return time.Duration(1<<63 - 1)
+	}
+	return time.Duration(time.Since(poolEpoch).Nanoseconds() - mark)
+}
+
 // poolHot reports whether the pool's helpers are likely still spinning
 // after their last step (it ended less than half of teamSpin ago), so that
 // a new step starts on them within microseconds instead of the ~100 µs a
 // parked helper takes to wake.
 func poolHot() bool {
-	last := pool.last.Load()
-	return last != 0 && time.Since(poolEpoch).Nanoseconds()-last < int64(teamSpin/2)
+	return sinceMark(pool.last.Load()) < teamSpin/2
 }
 
 // parallel runs f(0), …, f(nt−1) at the same time, f(0) on the caller's
@@ -386,7 +397,7 @@ func parallelOn(workers, tasks int, onPanic func(), f func(t int)) {
 			pool.tm.close()
 			pool.tm = newTeam(workers)
 		}
-		defer func() { pool.last.Store(max(1, time.Since(poolEpoch).Nanoseconds())) }()
+		defer func() { pool.last.Store(epochNs()) }()
 		pool.tm.startOn(workers, tasks, onPanic, task).join()
 		return
 	}
